@@ -1,0 +1,254 @@
+"""The run store: the one writer of the zarr v3 store and the schema both sides share.
+
+A run store is the contract between training (which appends one epoch at a time) and
+generation (which only reads). ``docs/store.md`` is the human copy of this docstring; keep
+them together. Schema version 1:
+
+Root attributes
+    ``schema_version`` int, ``class_names`` [str], ``input_size`` int,
+    ``layers`` [{name, kind ("conv" | "linear"), shape (per probe), kernel_shape,
+    params, receptive_field}], ``training`` {config used}, ``activation_dtype`` str,
+    ``probe_sources`` [str], ``stat_fields`` [str], ``epochs_committed`` int.
+
+Arrays (E = epochs along axis 0, P = probes, K = classes)
+    probes/images                      (P, 3, H, W) uint8
+    probes/labels                      (P,) int64
+    activations/<layer>                (E, P, C, H, W) conv blocks, (E, P, N) linear; float16
+    kernels/<layer>                    (E, O, I, kh, kw) float32, conv layers only
+    metrics/train_loss|train_accuracy|val_loss|val_accuracy   (E,) float32
+    metrics/confusion                  (E, K, K) int64, rows = true class (validation split)
+    metrics/probe_probs                (E, P, K) float32, softmax of the logits
+    metrics/weight_change/<layer>      (E,) float32, ||W_e - W_(e-1)|| / ||W_(e-1)||
+    metrics/channel_stats/<layer>/<stat>  (E, P, C) float32, stat in ``STAT_FIELDS``
+
+Epoch 0 is the untrained network, so E = epochs + 1. At epoch 0 the training metrics and
+the weight change are NaN (nothing was trained yet). Arrays grow before their data is
+written, so a reader must use ``epochs_committed`` (advanced last, in one atomic metadata
+write) and never the array length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+import zarr.codecs
+from zarr.errors import ContainsArrayError, ContainsGroupError
+
+from generator.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+PROBES, ACTIVATIONS, KERNELS, METRICS = "probes", "activations", "kernels", "metrics"
+SCALAR_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+CONFUSION, PROBE_PROBS = "confusion", "probe_probs"
+WEIGHT_CHANGE, CHANNEL_STATS = "weight_change", "channel_stats"
+# min/max give each frame's negative and positive colour scale; abs_max fixes a scale over
+# epochs; mean and abs_mean feed the statistics pages. All per (epoch, probe, channel).
+STAT_FIELDS = ("min", "max", "mean", "abs_mean", "abs_max")
+ACTIVATION_DTYPES = ("float16", "float32")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One recorded layer: its output shape for a single probe and, for convs, its kernel."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...] | None = None
+    params: int = 0
+    receptive_field: int | None = None
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kind == "conv"
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "shape": list(self.shape),
+                "kernel_shape": list(self.kernel_shape) if self.kernel_shape else None}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LayerSpec:
+        kernel = data.get("kernel_shape")
+        return cls(name=str(data["name"]), kind=str(data["kind"]),
+                   shape=tuple(int(s) for s in data["shape"]),
+                   kernel_shape=tuple(int(s) for s in kernel) if kernel else None,
+                   params=int(data.get("params", 0)),
+                   receptive_field=data.get("receptive_field"))
+
+
+@dataclass
+class EpochRecord:
+    """Everything recorded for one epoch, as numpy arrays keyed by layer name."""
+
+    activations: dict[str, np.ndarray]
+    channel_stats: dict[str, dict[str, np.ndarray]]
+    kernels: dict[str, np.ndarray]
+    weight_change: dict[str, float]
+    probe_probs: np.ndarray
+    confusion: np.ndarray
+    scalars: dict[str, float] = field(default_factory=dict)
+
+
+def _compressor() -> zarr.codecs.BloscCodec:
+    # Chosen by measurement (docs/store.md): lz4 level 1 with byte shuffle is the fastest
+    # writer and still shrinks float16 activations by about half.
+    return zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+
+
+def _array_plan(layers: Sequence[LayerSpec], n_probes: int, n_classes: int,
+                activation_dtype: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]:
+    """Every epoch-indexed array: path -> (shape of one epoch, chunk of one epoch, dtype).
+
+    Activation chunks are one probe x all channels of a layer: one file per probe and
+    layer per epoch, and a whole layer of one probe across epochs is E reads.
+    """
+    plan: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = {}
+    for layer in layers:
+        per_epoch = (n_probes, *layer.shape)
+        chunk = (1, *layer.shape) if layer.is_conv else per_epoch
+        plan[f"{ACTIVATIONS}/{layer.name}"] = (per_epoch, chunk, activation_dtype)
+        for stat in STAT_FIELDS:
+            shape = (n_probes, layer.channels)
+            plan[f"{METRICS}/{CHANNEL_STATS}/{layer.name}/{stat}"] = (shape, shape, "float32")
+        if layer.kernel_shape is not None:
+            plan[f"{KERNELS}/{layer.name}"] = (layer.kernel_shape, layer.kernel_shape, "float32")
+        if layer.params:
+            plan[f"{METRICS}/{WEIGHT_CHANGE}/{layer.name}"] = ((), (), "float32")
+    for name in SCALAR_METRICS:
+        plan[f"{METRICS}/{name}"] = ((), (), "float32")
+    plan[f"{METRICS}/{CONFUSION}"] = ((n_classes, n_classes), (n_classes, n_classes), "int64")
+    plan[f"{METRICS}/{PROBE_PROBS}"] = ((n_probes, n_classes), (n_probes, n_classes), "float32")
+    return plan
+
+
+def layers_from_attrs(attrs: Mapping[str, Any]) -> list[LayerSpec]:
+    """The ordered layer list stored in the root attributes."""
+    return [LayerSpec.from_json(item) for item in attrs["layers"]]
+
+
+class StoreWriter:
+    """Appends epochs to one run store; the only code that writes zarr.
+
+    Create with :meth:`create` (a new store; refuses to replace an existing one) or
+    :meth:`open_for_resume`. Each :meth:`write_epoch` grows the arrays, writes the data,
+    then advances ``epochs_committed`` — the last step, so a reader never sees half an epoch.
+    """
+
+    def __init__(self, group: zarr.Group, path: Path) -> None:
+        self._group = group
+        self.path = path
+        self.layers = layers_from_attrs(group.attrs)
+        self._plan = _array_plan(self.layers, int(group[f"{PROBES}/labels"].shape[0]),
+                                 len(group.attrs["class_names"]),
+                                 str(group.attrs["activation_dtype"]))
+
+    @classmethod
+    def create(cls, path: Path, *, class_names: Sequence[str], layers: Sequence[LayerSpec],
+               input_size: int, training: Mapping[str, Any], probe_images: np.ndarray,
+               probe_labels: np.ndarray, probe_sources: Sequence[str],
+               activation_dtype: str = "float16") -> StoreWriter:
+        """A new, empty store (no epochs committed) with the probes written once."""
+        path = Path(path)
+        if path.exists():
+            raise StoreError(f"{path}: already exists; pass --resume to continue that run "
+                             "or choose another --out (a run is never overwritten)")
+        if activation_dtype not in ACTIVATION_DTYPES:
+            raise StoreError(f"activation dtype {activation_dtype!r}: use one of "
+                             f"{', '.join(ACTIVATION_DTYPES)}")
+        try:
+            group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+        except (ContainsGroupError, ContainsArrayError, FileExistsError) as exc:
+            raise StoreError(f"{path}: already exists; choose another --out") from exc
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot create the store ({exc.strerror or exc})") from exc
+        _write_probes(group, probe_images, probe_labels)
+        plan = _array_plan(layers, len(probe_labels), len(class_names), activation_dtype)
+        for name, (shape, chunk, dtype) in plan.items():
+            group.create_array(name, shape=(0, *shape), chunks=(1, *chunk), dtype=dtype,
+                               compressors=_compressor(), fill_value=0)
+        group.attrs.update({
+            "schema_version": SCHEMA_VERSION, "class_names": list(class_names),
+            "input_size": int(input_size), "layers": [layer.to_json() for layer in layers],
+            "training": dict(training), "activation_dtype": activation_dtype,
+            "probe_sources": list(probe_sources), "stat_fields": list(STAT_FIELDS),
+            "epochs_committed": 0,
+        })
+        return cls(group, path)
+
+    @classmethod
+    def open_for_resume(cls, path: Path) -> StoreWriter:
+        """An existing store of this schema, opened to append (see ``reader.open_run``)."""
+        from generator.reader import open_group_checked
+
+        return cls(open_group_checked(Path(path), mode="r+"), Path(path))
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        return self._group.attrs.asdict()
+
+    @property
+    def epochs_committed(self) -> int:
+        return int(self._group.attrs["epochs_committed"])
+
+    def rewind(self, epochs: int) -> None:
+        """Uncommit every epoch from ``epochs`` on; their slots are overwritten later."""
+        if epochs < self.epochs_committed:
+            self._group.attrs["epochs_committed"] = int(epochs)
+
+    def write_epoch(self, epoch: int, record: EpochRecord) -> None:
+        """Write one epoch's arrays, then commit it. ``epoch`` must be the next one."""
+        if epoch != self.epochs_committed:
+            raise StoreError(f"{self.path}: cannot write epoch {epoch}; the store has "
+                             f"{self.epochs_committed} epochs committed")
+        for name, value in _flatten_record(record).items():
+            self._write_slot(name, epoch, value)
+        self._group.attrs["epochs_committed"] = epoch + 1
+
+    def _write_slot(self, name: str, epoch: int, value: np.ndarray | float) -> None:
+        shape, _, dtype = self._plan[name]
+        data = np.asarray(value, dtype=dtype)
+        if data.shape != shape:
+            raise StoreError(f"{self.path}: {name} has shape {data.shape}, expected {shape}")
+        array = self._group[name]
+        if array.shape[0] <= epoch:
+            array.resize((epoch + 1, *shape))
+        array[epoch] = data
+
+
+def _write_probes(group: zarr.Group, images: np.ndarray, labels: np.ndarray) -> None:
+    images = np.ascontiguousarray(images, dtype=np.uint8)
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise StoreError(f"probe images must be (P, 3, H, W) uint8, got {images.shape}")
+    group.create_array(f"{PROBES}/images", data=images, chunks=(1, *images.shape[1:]),
+                       compressors=_compressor())
+    group.create_array(f"{PROBES}/labels", data=np.asarray(labels, dtype=np.int64))
+
+
+def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float]:
+    """An epoch record as store paths -> values, matching ``_array_plan``."""
+    out: dict[str, np.ndarray | float] = {}
+    for layer, value in record.activations.items():
+        out[f"{ACTIVATIONS}/{layer}"] = value
+    for layer, stats in record.channel_stats.items():
+        for stat in STAT_FIELDS:
+            out[f"{METRICS}/{CHANNEL_STATS}/{layer}/{stat}"] = stats[stat]
+    for layer, value in record.kernels.items():
+        out[f"{KERNELS}/{layer}"] = value
+    for layer, value in record.weight_change.items():
+        out[f"{METRICS}/{WEIGHT_CHANGE}/{layer}"] = value
+    for name in SCALAR_METRICS:
+        out[f"{METRICS}/{name}"] = record.scalars.get(name, math.nan)
+    out[f"{METRICS}/{CONFUSION}"] = record.confusion
+    out[f"{METRICS}/{PROBE_PROBS}"] = record.probe_probs
+    return out
