@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,7 @@ WEIGHT_CHANGE, CHANNEL_STATS = "weight_change", "channel_stats"
 # epochs; mean and abs_mean feed the statistics pages. All per (epoch, probe, channel).
 STAT_FIELDS = ("min", "max", "mean", "abs_mean", "abs_max")
 ACTIVATION_DTYPES = ("float16", "float32")
+WRITE_THREADS = 4
 
 
 @dataclass(frozen=True)
@@ -211,19 +213,34 @@ class StoreWriter:
         if epoch != self.epochs_committed:
             raise StoreError(f"{self.path}: cannot write epoch {epoch}; the store has "
                              f"{self.epochs_committed} epochs committed")
-        for name, value in _flatten_record(record).items():
-            self._write_slot(name, epoch, value)
+        slots = _flatten_record(record)
+        for name, value in slots.items():  # check every shape before touching the disk
+            _check_shape(self.path, name, value, self._plan[name][0])
+        # Arrays are independent files: writing them from a few threads overlaps blosc
+        # (which releases the GIL) with file I/O. list() re-raises the first error.
+        try:
+            with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
+                list(pool.map(lambda item: self._write_slot(item[0], epoch, item[1]),
+                              slots.items()))
+        except OSError as exc:
+            raise StoreError(f"{self.path}: writing epoch {epoch} failed "
+                             f"({exc.strerror or exc}); the {epoch} epochs committed before "
+                             "it are intact") from exc
         self._group.attrs["epochs_committed"] = epoch + 1
 
     def _write_slot(self, name: str, epoch: int, value: np.ndarray | float) -> None:
         shape, _, dtype = self._plan[name]
         data = np.asarray(value, dtype=dtype)
-        if data.shape != shape:
-            raise StoreError(f"{self.path}: {name} has shape {data.shape}, expected {shape}")
         array = self._group[name]
         if array.shape[0] <= epoch:
             array.resize((epoch + 1, *shape))
         array[epoch] = data
+
+
+def _check_shape(path: Path, name: str, value: np.ndarray | float,
+                 shape: tuple[int, ...]) -> None:
+    if np.shape(value) != shape:
+        raise StoreError(f"{path}: {name} has shape {np.shape(value)}, expected {shape}")
 
 
 def _write_probes(group: zarr.Group, images: np.ndarray, labels: np.ndarray) -> None:

@@ -1,0 +1,46 @@
+"""``info``: a readable summary of one run store, built from the reader only."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from generator.reader import RunReader
+from generator.store import SCALAR_METRICS
+
+
+def directory_size(path: Path) -> int:
+    """Bytes of every file under ``path`` (a store is a folder of chunk files)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def human_size(n_bytes: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n_bytes < 1024 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    return f"{n_bytes:.1f} GB"
+
+
+def summarise_run(run: RunReader) -> str:
+    """Classes, layers with shapes, committed epochs, size on disk, last epoch's metrics."""
+    lines = [
+        f"store      {run.path}  (schema v{run.schema_version}, "
+        f"{human_size(directory_size(run.path))} on disk)",
+        f"classes    {len(run.class_names)}: {', '.join(run.class_names)}",
+        f"input      {run.input_size}x{run.input_size}, {run.n_probes} probes",
+        f"epochs     {run.epochs} committed (epoch 0 = untrained"
+        f"{', last = ' + str(run.epochs - 1) if run.epochs else ''})",
+        "layers",
+    ]
+    for layer in run.layers:
+        kernel = f"  kernels {'x'.join(map(str, layer.kernel_shape))}" if layer.kernel_shape else ""
+        shape = "x".join(map(str, layer.shape))
+        lines.append(f"  {layer.name:<10} {layer.kind:<7} {shape:<14} "
+                     f"{layer.params:>10,} params{kernel}")
+    if run.epochs:
+        last = {name: float(run.scalar_metric(name)[-1]) for name in SCALAR_METRICS}
+        shown = ", ".join(f"{name} {value:.4f}" for name, value in last.items()
+                          if not math.isnan(value))
+        lines.append(f"last epoch {run.epochs - 1}: {shown}")
+    return "\n".join(lines)
