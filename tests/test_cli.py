@@ -1,0 +1,47 @@
+"""The CLI wiring: --help everywhere, one-line errors with exit codes, `info`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from generator.__main__ import main
+
+
+@pytest.mark.parametrize("command", ["train", "ingest", "info"])
+def test_every_command_explains_itself(command: str, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage: python -m generator " + command in capsys.readouterr().out
+
+
+def test_info_summarises_a_store(tiny_store: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["info", str(tiny_store)]) == 0
+    out = capsys.readouterr().out
+    assert "alpha, beta, gamma" in out
+    assert "3 committed" in out
+    assert "block2" in out and "6x4x4" in out
+    assert "val_accuracy 0.4000" in out
+    assert "on disk" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["info", "nowhere.zarr"], "no such store"),
+    (["train", "--out", "x.zarr", "--epochs", "0"], "--epochs must be at least 1"),
+    (["train", "--out", "x.zarr", "--lr", "-1"], "--lr must be positive"),
+    (["train", "--out", "x.zarr", "--batch-size", "0"], "--batch-size must be at least 1"),
+    (["train", "--out", "x.zarr", "--probes", "0"], "--probes must be at least 1"),
+    (["train", "--out", "x.zarr", "--device", "tpu"], "--device must be one of"),
+    (["train", "--out", "x.zarr", "--data", "no/such/folder"], "no/such/folder"),
+])
+def test_bad_input_is_one_line_without_traceback(argv, message, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.zarr").exists()

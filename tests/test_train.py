@@ -1,0 +1,131 @@
+"""End-to-end training: the real CLI on generated demo data, then the store it wrote."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from generator.__main__ import main
+from generator.checkpoint import checkpoint_path, load_checkpoint
+from generator.data import to_model_input
+from generator.model import NetlapseCNN
+from generator.reader import open_run
+from generator.train import split_indices
+
+SMALL = ["--input-size", "64", "--demo-per-class", "10", "--batch-size", "8", "--probes", "4"]
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+def train(out: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
+    monkeypatch.setenv("NETLAPSE_CACHE", str(cache))
+    return main(["-q", "train", "--out", str(out), *SMALL, *extra])
+
+
+@pytest.fixture(scope="module")
+def two_epoch_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> Path:
+    out = tmp_path_factory.mktemp("run") / "demo.zarr"
+    with pytest.MonkeyPatch.context() as mp:
+        assert train(out, demo_cache, mp, "--epochs", "2") == 0
+    return out
+
+
+@pytest.mark.slow
+def test_store_has_every_layer_and_epoch(two_epoch_run: Path) -> None:
+    group = zarr.open_group(str(two_epoch_run), mode="r")
+    assert group.attrs["epochs_committed"] == 3
+    names = [layer["name"] for layer in group.attrs["layers"]]
+    assert names == [*(f"block{i}" for i in range(1, 9)), "hidden", "logits"]
+    for layer in group.attrs["layers"]:
+        array = group[f"activations/{layer['name']}"]
+        assert array.shape == (3, 4, *layer["shape"])
+        assert array.dtype == np.float16
+        if layer["kind"] == "conv":
+            assert array.chunks == (1, 1, *layer["shape"])
+            assert group[f"kernels/{layer['name']}"].shape == (3, *layer["kernel_shape"])
+            assert group[f"kernels/{layer['name']}"].dtype == np.float32
+    assert group["activations/block1"].shape == (3, 4, 16, 64, 64)
+    assert group["probes/images"].shape == (4, 3, 64, 64)
+    assert group.attrs["input_size"] == 64
+    assert group.attrs["training"]["epochs"] == 2
+    assert len(group.attrs["class_names"]) >= 4
+    assert group["metrics/confusion"].shape[0] == 3
+    assert np.isnan(group["metrics/train_loss"][0]) and not np.isnan(group["metrics/val_loss"][0])
+    assert np.all(group["metrics/weight_change/block1"][1:] > 0)
+
+
+@pytest.mark.slow
+def test_probes_cover_several_classes(two_epoch_run: Path) -> None:
+    run = open_run(two_epoch_run)
+    assert len(set(run.probe_labels.tolist())) == 4
+
+
+@pytest.mark.slow
+def test_stored_activations_equal_a_fresh_forward_of_the_checkpoint(two_epoch_run: Path) -> None:
+    run = open_run(two_epoch_run)
+    model = NetlapseCNN(len(run.class_names), 64)
+    model.load_state_dict(load_checkpoint(checkpoint_path(two_epoch_run, 2))["model"])
+    model.eval()
+    inputs = to_model_input(torch.from_numpy(run.probe_images))
+    with torch.no_grad():
+        block1 = model.block1(inputs)
+        logits = model(inputs)
+    np.testing.assert_allclose(run.layer_at("block1", 2), block1.numpy(), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(run.layer_at("logits", 2), logits.numpy(), rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(run.probe_probs()[2], torch.softmax(logits, 1).numpy(),
+                               atol=1e-5)
+    np.testing.assert_array_equal(run.kernels("block3")[2], model.block3.conv.weight.detach().numpy())
+
+
+@pytest.mark.slow
+def test_same_seed_gives_an_identical_store_and_resume_continues_it(
+        tmp_path: Path, demo_cache: Path, two_epoch_run: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "resumed.zarr"
+    assert train(out, demo_cache, monkeypatch, "--epochs", "1") == 0
+    assert open_run(out).epochs == 2
+    assert train(out, demo_cache, monkeypatch, "--epochs", "2", "--resume") == 0
+    resumed, straight = open_run(out), open_run(two_epoch_run)
+    assert resumed.epochs == 3
+    for layer in straight.layers:
+        np.testing.assert_array_equal(resumed.layer_activations(layer.name),
+                                      straight.layer_activations(layer.name))
+    np.testing.assert_array_equal(resumed.confusion(), straight.confusion())
+
+
+@pytest.mark.slow
+def test_out_on_an_existing_store_is_refused(two_epoch_run: Path, demo_cache: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture) -> None:
+    before = (two_epoch_run / "zarr.json").read_bytes()
+    assert train(two_epoch_run, demo_cache, monkeypatch, "--epochs", "1") == 2
+    assert "already exists" in capsys.readouterr().err
+    assert (two_epoch_run / "zarr.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_resume_with_another_input_size_is_refused(two_epoch_run: Path, demo_cache: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
+    code = main(["-q", "train", "--out", str(two_epoch_run), "--input-size", "96",
+                 "--demo-per-class", "10", "--resume", "--epochs", "3"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--resume with a different" in err and "Traceback" not in err
+
+
+def test_split_is_stratified_and_seeded() -> None:
+    labels = np.repeat(np.arange(3), 10)
+    train_idx, val_idx = split_indices(labels, 0.2, seed=1)
+    assert len(val_idx) == 6 and set(labels[val_idx]) == {0, 1, 2}
+    assert not set(train_idx) & set(val_idx)
+    again = split_indices(labels, 0.2, seed=1)
+    np.testing.assert_array_equal(again[1], val_idx)
+    assert not np.array_equal(split_indices(labels, 0.2, seed=2)[1], val_idx)
