@@ -155,21 +155,33 @@ class RunReader:
         index = (slice(0, self.epochs),) if probe is None else (slice(0, self.epochs), probe)
         return self._read(f"{ACTIVATIONS}/{name}", index=index)
 
-    def layer_at(self, name: str, epoch: int) -> np.ndarray:
-        """(P, C, H, W) or (P, N): one layer for every probe at one committed epoch."""
+    def layer_at(self, name: str, epoch: int, probe: int | None = None) -> np.ndarray:
+        """(P, C, H, W) or (P, N) at one committed epoch; with ``probe``, (C, H, W) or (N,).
+
+        One chunk per probe: reading an epoch at a time keeps memory independent of E.
+        """
         self._check_epoch(epoch)
-        return self._read(f"{ACTIVATIONS}/{name}", index=(epoch,))
+        index = (epoch,) if probe is None else (epoch, probe)
+        return self._read(f"{ACTIVATIONS}/{name}", index=index)
 
     def channel(self, name: str, channel: int, probe: int) -> np.ndarray:
         """(E, H, W) (or (E,) for a linear unit): one channel of one probe over epochs."""
         return self._read(f"{ACTIVATIONS}/{name}",
                           index=(slice(0, self.epochs), probe, channel))
 
-    def kernels(self, name: str) -> np.ndarray:
-        """(E, O, I, kh, kw) float32 weights of a conv layer over epochs."""
+    def channel_range(self, name: str, probe: int, start: int, stop: int) -> np.ndarray:
+        """(E, stop - start, H, W): a group of channels of one probe over every epoch."""
+        return self._read(f"{ACTIVATIONS}/{name}",
+                          index=(slice(0, self.epochs), probe, slice(start, stop)))
+
+    def kernels(self, name: str, epoch: int | None = None) -> np.ndarray:
+        """(E, O, I, kh, kw) float32 weights of a conv layer; with ``epoch``, (O, I, kh, kw)."""
         if not self.layer(name).is_conv:
             raise StoreError(f"{self.path}: layer {name!r} has no conv kernels")
-        return self._read(f"{KERNELS}/{name}")
+        if epoch is None:
+            return self._read(f"{KERNELS}/{name}")
+        self._check_epoch(epoch)
+        return self._read(f"{KERNELS}/{name}", index=(epoch,))
 
     # -- metrics ---------------------------------------------------------------------
     def scalar_metric(self, name: str) -> np.ndarray:

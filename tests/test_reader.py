@@ -83,3 +83,13 @@ def test_missing_array_is_reported(tiny_store: Path) -> None:
 def test_unknown_layer_names_the_choices(tiny_store: Path) -> None:
     with pytest.raises(StoreError, match="block1, block2, hidden, logits"):
         open_run(tiny_store).layer("block9")
+
+
+def test_epoch_and_group_reads_agree_with_whole_reads(tiny_store: Path) -> None:
+    run = open_run(tiny_store)
+    whole = run.layer_activations("block2", probe=1)
+    np.testing.assert_array_equal(run.layer_at("block2", 2, probe=1), whole[2])
+    np.testing.assert_array_equal(run.channel_range("block2", 1, 2, 5), whole[:, 2:5])
+    np.testing.assert_array_equal(run.kernels("block1", 1), run.kernels("block1")[1])
+    with pytest.raises(StoreError, match="no conv kernels"):
+        run.kernels("hidden")

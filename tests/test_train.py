@@ -81,7 +81,8 @@ def test_stored_activations_equal_a_fresh_forward_of_the_checkpoint(two_epoch_ru
     np.testing.assert_allclose(run.layer_at("logits", 2), logits.numpy(), rtol=1e-2, atol=1e-2)
     np.testing.assert_allclose(run.probe_probs()[2], torch.softmax(logits, 1).numpy(),
                                atol=1e-5)
-    np.testing.assert_array_equal(run.kernels("block3")[2], model.block3.conv.weight.detach().numpy())
+    expected = model.block3.conv.weight.detach().numpy()
+    np.testing.assert_array_equal(run.kernels("block3")[2], expected)
 
 
 @pytest.mark.slow

@@ -1,0 +1,17 @@
+"""The dataset stage: ImageFolder loading, the demo data generator and video ingestion."""
+
+from generator.data.demo import DEMO_CLASSES, make_demo_dataset
+from generator.data.folder import ImageFolderData, load_image_folder, load_uint8
+from generator.data.images import to_model_input
+from generator.data.video import IngestReport, ingest_video
+
+__all__ = [
+    "DEMO_CLASSES",
+    "ImageFolderData",
+    "IngestReport",
+    "ingest_video",
+    "load_image_folder",
+    "load_uint8",
+    "make_demo_dataset",
+    "to_model_input",
+]
