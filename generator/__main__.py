@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -38,6 +39,10 @@ def _int_list(text: str) -> tuple[int, ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
             from None
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
@@ -139,8 +144,77 @@ def _run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_build(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "build", help="render animations and the gallery from run stores",
+        description="Turn run stores into GIF/MP4 evolution animations (channel grids, "
+        "single channels, kernels, class probabilities), contact sheets and a manifest in "
+        "--out. Incremental: only artefacts whose inputs changed are re-made. Without "
+        "--store, every runs/*.zarr is built; with none there, the demo run is trained.",
+        epilog="examples:\n  python -m generator build\n"
+        "  python -m generator build --store runs/demo.zarr --out site/\n"
+        "  python -m generator build --store runs/a.zarr --store runs/b.zarr --formats mp4 "
+        "--scale layer --layers block1,block2 --probes 1,2",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--store", type=Path, action="append", default=[], metavar="STORE",
+                   help="a run store (repeat for several); default: every runs/*.zarr")
+    p.add_argument("--out", type=Path, default=Path("site"), help="site folder (site/)")
+    p.add_argument("--formats", default="auto", help="auto | gif | mp4 | gif,mp4. auto: "
+                   "MP4 for everything plus a GIF where the frame is at most "
+                   "--gif-max-side px (per-channel animations MP4 only) (auto)")
+    p.add_argument("--colormap", default="seed", help="seed (red < 0 < blue on black) | "
+                   "diverging (red < 0 < blue on white) (seed)")
+    p.add_argument("--scale", default="channel", help="frame | channel | layer: which "
+                   "values share one colour scale (channel: one per channel over all epochs)")
+    p.add_argument("--layers", type=_name_list, help="only these layers, e.g. block1,block2")
+    p.add_argument("--probes", type=_int_list, help="only these probes, numbered from 1")
+    p.add_argument("--channel-probes", type=int, default=2, help="how many of the selected "
+                   "probes get per-channel animations (2)")
+    p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                   help="parallel worker processes (all cores)")
+    p.add_argument("--fps", type=float, default=4.0, help="epochs per second (4)")
+    p.add_argument("--max-side", type=int, default=1024,
+                   help="largest frame side in px; bigger grids are downscaled (1024)")
+    p.add_argument("--channel-side", type=int, default=256,
+                   help="side of per-channel animations in px (256)")
+    p.add_argument("--gif-max-side", type=int, default=800,
+                   help="with --formats auto, make a GIF only up to this frame side (800)")
+    p.add_argument("--runs", type=Path, default=Path("runs"),
+                   help="where stores are looked for without --store (runs/)")
+    p.set_defaults(handler=_run_build)
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    from generator.build import build, discover_stores
+    from generator.config import BuildConfig, parse_formats
+
+    stores = tuple(args.store) or discover_stores(args.runs) or (_train_demo(args.runs),)
+    config = BuildConfig(
+        stores=stores, out=args.out, formats=parse_formats(args.formats),
+        colormap=args.colormap, scale=args.scale,
+        layers=tuple(args.layers) if args.layers else None,
+        probes=tuple(args.probes) if args.probes else None,
+        channel_probes=args.channel_probes, jobs=args.jobs, fps=args.fps,
+        max_side=args.max_side, channel_side=args.channel_side,
+        gif_max_side=args.gif_max_side)
+    build(config)
+    return 0
+
+
+DEMO_EPOCHS = 8
+
+
+def _train_demo(runs: Path) -> Path:
+    """The embedded default: no store anywhere, so train the demo run to build from."""
+    from generator.config import TrainConfig
+    from generator.train import run_training
+
+    log.info("no run stores under %s: training the demo run first (a few minutes)", runs)
+    return run_training(TrainConfig(out=runs / "demo.zarr", epochs=DEMO_EPOCHS))
+
+
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    add_train, add_ingest, add_info)
+    add_train, add_ingest, add_info, add_build)
 
 
 def build_parser() -> argparse.ArgumentParser:

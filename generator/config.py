@@ -86,3 +86,63 @@ class TrainConfig:
         data["probe_images"] = [str(p) for p in self.probe_images]
         data["channels"] = list(self.channels)
         return data
+
+
+FORMATS = ("gif", "mp4")
+AUTO_GIF_MAX_SIDE = 800
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    """``auto`` or a comma list of gif/mp4 -> the formats, in a fixed order."""
+    if text == "auto":
+        return ("auto",)
+    chosen = {part.strip().lower() for part in text.split(",") if part.strip()}
+    unknown = chosen - set(FORMATS)
+    if not chosen or unknown:
+        raise OptionError(f"--formats {text!r}: use auto or a comma list of "
+                          f"{', '.join(FORMATS)}")
+    return tuple(f for f in FORMATS if f in chosen)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """What ``build`` renders and where. ``probes`` are 1-based, as captions show them."""
+
+    stores: tuple[Path, ...]
+    out: Path = Path("site")
+    formats: tuple[str, ...] = ("auto",)
+    colormap: str = "seed"
+    scale: str = "channel"
+    layers: tuple[str, ...] | None = None
+    probes: tuple[int, ...] | None = None
+    channel_probes: int = 2
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    fps: float = 4.0
+    max_side: int = 1024
+    channel_side: int = 256
+    gif_max_side: int = AUTO_GIF_MAX_SIDE
+
+    def __post_init__(self) -> None:
+        from generator.render.colormaps import check_colormap, check_scale_mode
+
+        check_colormap(self.colormap)
+        check_scale_mode(self.scale)
+        for fmt in self.formats:
+            if fmt not in (*FORMATS, "auto"):
+                raise OptionError(f"--formats: unknown format {fmt!r}; use auto, gif, mp4")
+        checks = [
+            (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
+            (self.fps > 0, f"--fps must be positive, got {self.fps}"),
+            (self.channel_probes >= 0, "--channel-probes must be 0 or more"),
+            (self.max_side >= 64, f"--max-side must be at least 64, got {self.max_side}"),
+            (self.channel_side >= 32, "--channel-side must be at least 32"),
+            (self.probes is None or all(p >= 1 for p in self.probes),
+             "--probes are numbered from 1, as in the captions"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise OptionError(message)
+
+    @property
+    def auto_formats(self) -> bool:
+        return self.formats == ("auto",)

@@ -14,7 +14,7 @@ from PIL import GifImagePlugin, Image
 
 from generator.encode import ffmpeg_exe, write_gif, write_mp4, write_png, write_poster
 from generator.errors import EncodeError
-from generator.render.colormaps import palette
+from generator.render.colormaps import BACKGROUND_INDEX, palette
 
 
 def _index_frames(t: int = 5, h: int = 20, w: int = 30) -> np.ndarray:
@@ -27,7 +27,8 @@ def _index_frames(t: int = 5, h: int = 20, w: int = 30) -> np.ndarray:
 def keep_palette_frames() -> Iterator[None]:
     """Decode every GIF frame as ``P`` (Pillow turns later frames to RGB by default)."""
     before = GifImagePlugin.LOADING_STRATEGY
-    GifImagePlugin.LOADING_STRATEGY = GifImagePlugin.LoadingStrategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
+    strategy = GifImagePlugin.LoadingStrategy
+    GifImagePlugin.LOADING_STRATEGY = strategy.RGB_AFTER_DIFFERENT_PALETTE_ONLY
     yield
     GifImagePlugin.LOADING_STRATEGY = before
 
@@ -90,6 +91,8 @@ def test_mp4_is_h264_yuv420p_faststart_and_padded(tmp_path: Path) -> None:
     left, right = decoded[3][10:30, 5:20].mean(axis=(0, 1)), decoded[3][10:30, 30:50].mean(
         axis=(0, 1))
     assert left[0] > 200 > left[2] and right[2] > 200 > right[0]
+    margin = decoded[3][42:, 58:].astype(int)          # padding: the background colour
+    assert np.abs(margin - palette("seed")[BACKGROUND_INDEX]).max() < 12
     info = _ffmpeg_info(out)
     assert re.search(r"Video: h264\b", info) and "yuv420p" in info and "48" in info
     data = out.read_bytes()
@@ -143,3 +146,8 @@ def test_bad_frames_are_refused(tmp_path: Path) -> None:
         write_gif(tmp_path / "a.gif", np.zeros((2, 4, 4)), palette("seed"))
     with pytest.raises(ValueError, match="3 channels"):
         write_mp4(tmp_path / "a.mp4", np.zeros((2, 4, 4), dtype=np.uint8))
+
+
+def test_durations_must_match_frames(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="2 durations for 3 frames"):
+        write_gif(tmp_path / "a.gif", _index_frames(3), palette("seed"), duration_ms=[1, 2])

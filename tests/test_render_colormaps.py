@@ -138,3 +138,9 @@ def test_nonfinite_stats_are_ignored() -> None:
 def test_bad_stat_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match=r"\(E, P, C\)"):
         compute_scales(np.zeros((3, 4)), np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("name", COLORMAPS)
+def test_palette_colours_are_all_distinct(name: str) -> None:
+    # A GIF writer matches palette entries by colour; duplicates could renumber indices.
+    assert len({tuple(c) for c in palette(name)}) == 256

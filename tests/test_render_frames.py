@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -109,7 +111,8 @@ def test_layer_frames_colours_and_scales() -> None:
     assert f.frames.shape == (2, 4, 10)               # 1x2 grid: 4 + 1 + 4 = 9 -> 10
     assert f.frames[0, 0, 0] == RAMP_SIZE - 1 and f.frames[0, 0, 5] == 0
     rgb = f.rgb()
-    assert rgb.shape == (2, 4, 10, 3) and tuple(rgb[0, 0, 0]) == tuple(palette("seed")[RAMP_SIZE - 1])
+    assert rgb.shape == (2, 4, 10, 3)
+    assert tuple(rgb[0, 0, 0]) == tuple(palette("seed")[RAMP_SIZE - 1])
 
 
 def test_linear_layer_renders_as_cells() -> None:
@@ -127,3 +130,61 @@ def test_channel_frames_are_upscaled_for_a_close_look() -> None:
     f = channel_frames(values, neg=np.ones(3), pos=np.ones(3), min_side=256)
     assert f.frames.shape[0] == 3 and min(f.frames.shape[1:]) >= 5 * 37
     assert max(f.frames.shape[1:]) <= 1024
+
+
+def _channel_stats(a: np.ndarray) -> dict[str, np.ndarray]:
+    """The store's per-channel statistics of ``(P, C, H, W)`` (or per unit of ``(P, N)``)."""
+    axes = tuple(range(2, a.ndim))
+
+    def reduce(f, x):
+        return f(x, axis=axes) if axes else x
+    return {"min": reduce(np.min, a), "max": reduce(np.max, a), "mean": reduce(np.mean, a),
+            "abs_mean": reduce(np.mean, np.abs(a)), "abs_max": reduce(np.max, np.abs(a))}
+
+
+def test_store_arrays_render_end_to_end(tmp_path: Path) -> None:
+    """What the reader returns (stats (E, P, C), activations (E, C, H, W) / (E, N)) renders."""
+    from generator.reader import RunReader
+    from generator.render.colormaps import compute_scales
+    from generator.store import EpochRecord, LayerSpec, StoreWriter
+
+    layers = [LayerSpec("block1", "conv", (3, 4, 4), (3, 3, 3, 3), 84),
+              LayerSpec("fc", "linear", (5,), None, 0)]
+    writer = StoreWriter.create(
+        tmp_path / "run.zarr", class_names=list("abcde"), layers=layers, input_size=8,
+        training={}, probe_images=np.zeros((2, 3, 8, 8), np.uint8),
+        probe_labels=np.array([0, 1]), probe_sources=["x", "y"])
+    rng = np.random.default_rng(0)
+    for epoch in range(3):
+        acts = {"block1": rng.normal(size=(2, 3, 4, 4)) * (epoch + 1),
+                "fc": rng.normal(size=(2, 5))}
+        stats = {name: _channel_stats(a) for name, a in acts.items()}
+        writer.write_epoch(epoch, EpochRecord(
+            activations=acts, channel_stats=stats,
+            kernels={"block1": rng.normal(size=(3, 3, 3, 3))}, weight_change={"block1": 0.0},
+            probe_probs=np.full((2, 5), 0.2), confusion=np.zeros((5, 5))))
+    run = RunReader(tmp_path / "run.zarr")
+    for name in ("block1", "fc"):
+        s = compute_scales(run.channel_stats(name, "min"), run.channel_stats(name, "max"),
+                           "channel", share_channels=name == "fc")
+        f = layer_frames(run.layer_activations(name, probe=1), s.neg[:, 1], s.pos[:, 1],
+                         captions=[f"{name} · epoch {e}" for e in range(3)])
+        assert f.frames.shape[0] == 3 and f.nonfinite == 0
+        assert (f.frames < ZERO_INDEX).any()                          # negatives: red side
+        assert ((f.frames > ZERO_INDEX) & (f.frames < RAMP_SIZE)).any()  # positives: blue
+
+
+def test_a_linear_unit_renders_as_one_cell_per_epoch() -> None:
+    f = channel_frames(np.array([-1.0, 0.0, 1.0]), neg=1.0, pos=1.0, min_side=64)
+    assert f.frames.shape == (3, 64, 64)
+    assert [int(f.frames[i, 0, 0]) for i in range(3)] == [0, ZERO_INDEX, RAMP_SIZE - 1]
+
+
+def test_long_text_is_cut_to_fit_keeping_both_ends_when_asked() -> None:
+    from generator.render.captions import fit_text, text_width
+
+    name = "class_with_a_rather_long_name_14"
+    end, middle = fit_text(name, 100, 12), fit_text(name, 100, 12, cut="middle")
+    assert text_width(end, 12) <= 100 and text_width(middle, 12) <= 100
+    assert end.endswith("…") and middle.endswith("_14") and middle.startswith("class")
+    assert fit_text("short", 100, 12) == "short"

@@ -1,0 +1,232 @@
+"""What one build job makes: read the store, render frames, encode files. Runs in workers.
+
+A job covers everything that shares one read: all artefacts of one layer for one probe
+(the channel grid, that probe's per-channel animations, the contact sheet), the kernels of
+one conv layer, or one probe's class-probability animation. Memory stays independent of
+the number of epochs: grids are rendered one epoch at a time, per-channel animations read
+their channels in groups sized to ``READ_BUDGET``, kernels are read epoch by epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from generator import encode
+from generator.reader import RunReader, open_run
+from generator.render.colormaps import Scales, compute_scales
+from generator.render.contact import choose_epochs, contact_sheet
+from generator.render.frames import Frames, channel_frames, layer_frames
+from generator.render.kernels import kernel_frames
+from generator.render.probs import probe_frames
+
+log = logging.getLogger(__name__)
+
+# Bump when a change to rendering or encoding changes the files: every artefact is re-made.
+RENDER_VERSION = 1
+READ_BUDGET = 48 * 2**20  # bytes of activations one job holds for per-channel animations
+KINDS = ("grid", "channel", "contact", "kernels", "probe")
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """The options that change pixels; each artefact's fingerprint includes the ones it uses."""
+
+    colormap: str = "seed"
+    scale: str = "channel"
+    fps: float = 4.0
+    max_side: int = 1024
+    channel_side: int = 256
+    contact_columns: int = 8
+    gif_max_side: int | None = None  # "auto" formats: a GIF only when the frame fits this
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """One thing on the site: an animation (mp4/gif + poster) or a still (png)."""
+
+    id: str
+    kind: str
+    layer: str | None
+    probe: int | None
+    channel: int | None
+    files: dict[str, str]
+    fingerprint: str
+    title: str
+
+
+@dataclass
+class Made:
+    """What a job reports back for each artefact it wrote (recorded in the manifest)."""
+
+    id: str
+    files: dict[str, str]
+    frames: int
+    width: int
+    height: int
+    nonfinite: int = 0
+    note: str = ""
+    epochs: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A unit of work for one worker; ``artefacts`` are only those that must be (re)made."""
+
+    store: str
+    kind: str  # "layer" | "kernels" | "probe"
+    layer: str | None
+    probe: int | None
+    artefacts: tuple[Artefact, ...]
+    options: RenderOptions
+
+
+_READERS: dict[str, RunReader] = {}
+
+
+def _reader(store: str) -> RunReader:
+    """One reader per store per worker process (opening validates the whole store)."""
+    if store not in _READERS:
+        _READERS[store] = open_run(store)
+    return _READERS[store]
+
+
+def run_job(job: Job, site: Path) -> list[Made]:
+    """Make every artefact of ``job`` under ``site``; returns what was written."""
+    run = _reader(job.store)
+    if job.kind == "layer":
+        return _layer_job(run, job, site)
+    if job.kind == "kernels":
+        return [_kernels(run, job.artefacts[0], job.options, site)]
+    return [_probe(run, job.artefacts[0], job.options, site)]
+
+
+def layer_scales(run: RunReader, layer: str, mode: str) -> Scales:
+    """(E, P, C) colour scales of a layer from its stored statistics (no data pass)."""
+    return compute_scales(run.channel_stats(layer, "min"), run.channel_stats(layer, "max"),
+                          mode, share_channels=not run.layer(layer).is_conv)
+
+
+def _layer_job(run: RunReader, job: Job, site: Path) -> list[Made]:
+    scales = layer_scales(run, job.layer, job.options.scale)
+    by_kind: dict[str, list[Artefact]] = {}
+    for artefact in job.artefacts:
+        by_kind.setdefault(artefact.kind, []).append(artefact)
+    made = []
+    for artefact in by_kind.get("grid", []):
+        made.append(_grid(run, artefact, scales, job.options, site))
+    for artefact in by_kind.get("contact", []):
+        made.append(_contact(run, artefact, scales, job.options, site))
+    if by_kind.get("channel"):
+        made.extend(_channels(run, by_kind["channel"], scales, job.options, site))
+    return made
+
+
+def _caption(run: RunReader, layer: str, probe: int, epoch: int, extra: str = "") -> str:
+    label = int(run.probe_labels[probe])
+    name = run.class_names[label] if 0 <= label < len(run.class_names) else "unlabelled"
+    return f"{layer}{extra} · epoch {epoch} · probe {probe + 1} ({name})"
+
+
+def _grid(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions,
+          site: Path) -> Made:
+    """The channel grid of one layer and probe, rendered one epoch at a time."""
+    layer, probe = artefact.layer, artefact.probe
+    parts = [layer_frames(run.layer_at(layer, epoch, probe)[None],
+                          scales.neg[epoch:epoch + 1, probe], scales.pos[epoch:epoch + 1, probe],
+                          colormap=options.colormap, max_side=options.max_side,
+                          captions=_caption(run, layer, probe, epoch))
+             for epoch in range(run.epochs)]
+    frames = Frames(np.concatenate([p.frames for p in parts]), parts[0].palette,
+                    sum(p.nonfinite for p in parts))
+    return _write_animation(artefact, frames, options, site)
+
+
+def _channels(run: RunReader, artefacts: list[Artefact], scales: Scales,
+              options: RenderOptions, site: Path) -> list[Made]:
+    """Per-channel animations, reading channels in groups that fit ``READ_BUDGET``."""
+    layer, probe = artefacts[0].layer, artefacts[0].probe
+    spec = run.layer(layer)
+    per_channel = run.epochs * int(np.prod(spec.shape[1:])) * 2
+    group = max(1, READ_BUDGET // max(per_channel, 1))
+    wanted = sorted(artefacts, key=lambda a: a.channel)
+    made = []
+    for start in range(0, len(wanted), group):
+        batch = wanted[start:start + group]
+        first, last = batch[0].channel, batch[-1].channel
+        values = run.channel_range(layer, probe, first, last + 1)
+        for artefact in batch:
+            c = artefact.channel
+            frames = channel_frames(
+                values[:, c - first], scales.neg[:, probe, c], scales.pos[:, probe, c],
+                colormap=options.colormap, min_side=min(options.channel_side, 256),
+                max_side=options.channel_side,
+                captions=[_caption(run, layer, probe, e, f" ch {c}") for e in range(run.epochs)])
+            made.append(_write_animation(artefact, frames, options, site))
+    return made
+
+
+def _contact(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions,
+             site: Path) -> Made:
+    """The still of channels x chosen epochs; reads only the epochs it shows."""
+    layer, probe = artefact.layer, artefact.probe
+    epochs = choose_epochs(run.epochs, options.contact_columns)
+    values = np.stack([run.layer_at(layer, e, probe) for e in epochs])
+    sheet = contact_sheet(values, scales.neg[epochs, probe], scales.pos[epochs, probe],
+                          colormap=options.colormap, max_columns=len(epochs),
+                          max_width=options.max_side,
+                          title=f"{layer} · probe {probe + 1} · epochs "
+                                f"{', '.join(map(str, epochs))}")
+    encode.write_png(site / artefact.files["png"], sheet.image, sheet.palette)
+    height, width = sheet.image.shape
+    return Made(artefact.id, dict(artefact.files), 1, width, height, sheet.nonfinite, "",
+                sheet.epochs)
+
+
+def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: Path) -> Made:
+    """Kernels over epochs; only the shown (out x in) corner is read, epoch by epoch."""
+    layer = artefact.layer
+    o, i = run.layer(layer).kernel_shape[:2]
+    shown = (slice(0, min(o, 32)), slice(0, i if i == 3 else min(i, 32)))
+    weights = np.stack([run.kernels(layer, e)[shown] for e in range(run.epochs)])
+    frames = kernel_frames(weights, max_side=options.max_side,
+                           captions=[f"{layer} kernels · epoch {e}" for e in range(run.epochs)])
+    if weights.shape[1:3] != (o, i) and not frames.note:
+        note = f"showing {weights.shape[1]} of {o} out x {weights.shape[2]} of {i} in channels"
+        frames = Frames(frames.frames, frames.palette, frames.nonfinite, note)
+    return _write_animation(artefact, frames, options, site)
+
+
+def _probe(run: RunReader, artefact: Artefact, options: RenderOptions, site: Path) -> Made:
+    probe = artefact.probe
+    frames = probe_frames(run.probe_images[probe], run.probe_probs()[:, probe],
+                          run.class_names, int(run.probe_labels[probe]))
+    return _write_animation(artefact, frames, options, site)
+
+
+def _write_animation(artefact: Artefact, frames: Frames, options: RenderOptions,
+                     site: Path) -> Made:
+    """Encode ``frames`` to each requested format plus a poster (the last epoch)."""
+    if frames.nonfinite:
+        log.warning("%s: %d NaN/inf values drawn in the NaN colour", artefact.id,
+                    frames.nonfinite)
+    height, width = frames.frames.shape[1:3]
+    written = {}
+    for fmt, relative in artefact.files.items():
+        if fmt == "gif" and options.gif_max_side and max(height, width) > options.gif_max_side:
+            continue  # "auto" formats: a large grid is MP4 only (a GIF would be 20x larger)
+        target = site / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if fmt == "mp4":
+            encode.write_mp4(target, frames.frames, frames.palette, fps=options.fps)
+        elif fmt == "gif":
+            encode.write_gif(target, frames.frames, frames.palette,
+                             duration_ms=round(1000 / options.fps))
+        elif fmt == "poster":
+            encode.write_poster(target, frames.frames, frames.palette)
+        written[fmt] = relative
+    return Made(artefact.id, written, len(frames.frames), width, height, frames.nonfinite,
+                frames.note)

@@ -1,0 +1,27 @@
+"""The renderer: recorded arrays in, frames (palette indices or RGB) out; no I/O.
+
+It takes plain numpy arrays (the build stage reads the store and passes them in) and
+never writes files (``generator.encode`` does). Modules: ``colormaps`` (values -> palette
+indices, scale modes), ``frames`` (grids, sizes, padding), ``captions`` (text strips),
+``kernels``, ``probs`` (probe image + class bars) and ``contact`` (contact sheets).
+"""
+
+from generator.render.colormaps import (
+    COLORMAPS,
+    SCALE_MODES,
+    Mapped,
+    Scales,
+    compute_scales,
+    map_values,
+    palette,
+)
+from generator.render.contact import ContactSheet, choose_epochs, contact_sheet
+from generator.render.frames import Frames, channel_frames, grid_frames, layer_frames, pad_frames
+from generator.render.kernels import kernel_frames
+from generator.render.probs import probe_frames
+
+__all__ = [
+    "COLORMAPS", "SCALE_MODES", "ContactSheet", "Frames", "Mapped", "Scales",
+    "channel_frames", "choose_epochs", "compute_scales", "contact_sheet", "grid_frames",
+    "kernel_frames", "layer_frames", "map_values", "pad_frames", "palette", "probe_frames",
+]
