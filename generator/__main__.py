@@ -85,8 +85,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from generator.architecture import REFERENCE_CHANNELS
     from generator.config import TrainConfig
-    from generator.model import REFERENCE_CHANNELS
     from generator.train import run_training
 
     config = TrainConfig(
@@ -160,8 +160,8 @@ def add_build(sub: argparse._SubParsersAction) -> None:
                    help="a run store (repeat for several); default: every runs/*.zarr")
     p.add_argument("--out", type=Path, default=Path("site"), help="site folder (site/)")
     p.add_argument("--formats", default="auto", help="auto | gif | mp4 | gif,mp4. auto: "
-                   "MP4 for everything plus a GIF where the frame is at most "
-                   "--gif-max-side px (per-channel animations MP4 only) (auto)")
+                   "MP4 at --max-side plus a GIF at most --gif-max-side px for grids, "
+                   "kernels and probes; per-channel animations MP4 only (auto)")
     p.add_argument("--colormap", default="seed", help="seed (red < 0 < blue on black) | "
                    "diverging (red < 0 < blue on white) (seed)")
     p.add_argument("--scale", default="channel", help="frame | channel | layer: which "
@@ -177,8 +177,8 @@ def add_build(sub: argparse._SubParsersAction) -> None:
                    help="largest frame side in px; bigger grids are downscaled (1024)")
     p.add_argument("--channel-side", type=int, default=256,
                    help="side of per-channel animations in px (256)")
-    p.add_argument("--gif-max-side", type=int, default=800,
-                   help="with --formats auto, make a GIF only up to this frame side (800)")
+    p.add_argument("--gif-max-side", type=int, default=512,
+                   help="with --formats auto, GIFs are rendered at most this big (512)")
     p.add_argument("--runs", type=Path, default=Path("runs"),
                    help="where stores are looked for without --store (runs/)")
     p.set_defaults(handler=_run_build)

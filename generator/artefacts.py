@@ -10,7 +10,9 @@ their channels in groups sized to ``READ_BUDGET``, kernels are read epoch by epo
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 # Bump when a change to rendering or encoding changes the files: every artefact is re-made.
 RENDER_VERSION = 1
 READ_BUDGET = 48 * 2**20  # bytes of activations one job holds for per-channel animations
+KERNEL_TILE = 40  # px per kernel patch: 5x5 kernels are read as colour, not noise
 KINDS = ("grid", "channel", "contact", "kernels", "probe")
 
 
@@ -41,7 +44,7 @@ class RenderOptions:
     max_side: int = 1024
     channel_side: int = 256
     contact_columns: int = 8
-    gif_max_side: int | None = None  # "auto" formats: a GIF only when the frame fits this
+    gif_max_side: int | None = None  # "auto" formats: GIFs are rendered at most this big
 
 
 @dataclass(frozen=True)
@@ -135,14 +138,18 @@ def _grid(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOpt
           site: Path) -> Made:
     """The channel grid of one layer and probe, rendered one epoch at a time."""
     layer, probe = artefact.layer, artefact.probe
-    parts = [layer_frames(run.layer_at(layer, epoch, probe)[None],
-                          scales.neg[epoch:epoch + 1, probe], scales.pos[epoch:epoch + 1, probe],
-                          colormap=options.colormap, max_side=options.max_side,
-                          captions=_caption(run, layer, probe, epoch))
-             for epoch in range(run.epochs)]
-    frames = Frames(np.concatenate([p.frames for p in parts]), parts[0].palette,
-                    sum(p.nonfinite for p in parts))
-    return _write_animation(artefact, frames, options, site)
+
+    def render(max_side: int) -> Frames:
+        parts = [layer_frames(run.layer_at(layer, epoch, probe)[None],
+                              scales.neg[epoch:epoch + 1, probe],
+                              scales.pos[epoch:epoch + 1, probe],
+                              colormap=options.colormap, max_side=max_side,
+                              captions=_caption(run, layer, probe, epoch))
+                 for epoch in range(run.epochs)]
+        return Frames(np.concatenate([p.frames for p in parts]), parts[0].palette,
+                      sum(p.nonfinite for p in parts))
+
+    return _write_animation(artefact, render, options, site)
 
 
 def _channels(run: RunReader, artefacts: list[Artefact], scales: Scales,
@@ -152,21 +159,36 @@ def _channels(run: RunReader, artefacts: list[Artefact], scales: Scales,
     spec = run.layer(layer)
     per_channel = run.epochs * int(np.prod(spec.shape[1:])) * 2
     group = max(1, READ_BUDGET // max(per_channel, 1))
-    wanted = sorted(artefacts, key=lambda a: a.channel)
     made = []
-    for start in range(0, len(wanted), group):
-        batch = wanted[start:start + group]
+    for batch in _channel_batches(sorted(artefacts, key=lambda a: a.channel), group):
         first, last = batch[0].channel, batch[-1].channel
         values = run.channel_range(layer, probe, first, last + 1)
         for artefact in batch:
             c = artefact.channel
-            frames = channel_frames(
-                values[:, c - first], scales.neg[:, probe, c], scales.pos[:, probe, c],
-                colormap=options.colormap, min_side=min(options.channel_side, 256),
-                max_side=options.channel_side,
-                captions=[_caption(run, layer, probe, e, f" ch {c}") for e in range(run.epochs)])
-            made.append(_write_animation(artefact, frames, options, site))
+            render = partial(_render_channel, values[:, c - first], scales.neg[:, probe, c],
+                             scales.pos[:, probe, c], options.colormap,
+                             [_caption(run, layer, probe, e, f" ch {c}")
+                              for e in range(run.epochs)])
+            made.append(_write_animation(artefact, render, options, site,
+                                         max_side=options.channel_side))
     return made
+
+
+def _channel_batches(artefacts: list[Artefact], span: int) -> list[list[Artefact]]:
+    """Split channel-sorted artefacts into batches whose channel range is at most ``span``."""
+    batches: list[list[Artefact]] = []
+    for artefact in artefacts:
+        if batches and artefact.channel - batches[-1][0].channel < span:
+            batches[-1].append(artefact)
+        else:
+            batches.append([artefact])
+    return batches
+
+
+def _render_channel(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, colormap: str,
+                    captions: list[str], max_side: int) -> Frames:
+    return channel_frames(values, neg, pos, colormap=colormap, min_side=min(max_side, 256),
+                          max_side=max_side, captions=captions)
 
 
 def _contact(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions,
@@ -192,38 +214,48 @@ def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: P
     o, i = run.layer(layer).kernel_shape[:2]
     shown = (slice(0, min(o, 32)), slice(0, i if i == 3 else min(i, 32)))
     weights = np.stack([run.kernels(layer, e)[shown] for e in range(run.epochs)])
-    frames = kernel_frames(weights, max_side=options.max_side,
-                           captions=[f"{layer} kernels · epoch {e}" for e in range(run.epochs)])
-    if weights.shape[1:3] != (o, i) and not frames.note:
+    note = ""
+    if weights.shape[1:3] != (o, i):
         note = f"showing {weights.shape[1]} of {o} out x {weights.shape[2]} of {i} in channels"
-        frames = Frames(frames.frames, frames.palette, frames.nonfinite, note)
-    return _write_animation(artefact, frames, options, site)
+
+    def render(max_side: int) -> Frames:
+        frames = kernel_frames(weights, max_side=max_side, min_tile=KERNEL_TILE,
+                               captions=[f"{layer} kernels · epoch {e}"
+                                         for e in range(run.epochs)])
+        return Frames(frames.frames, frames.palette, frames.nonfinite, frames.note or note)
+
+    return _write_animation(artefact, render, options, site)
 
 
 def _probe(run: RunReader, artefact: Artefact, options: RenderOptions, site: Path) -> Made:
     probe = artefact.probe
     frames = probe_frames(run.probe_images[probe], run.probe_probs()[:, probe],
                           run.class_names, int(run.probe_labels[probe]))
-    return _write_animation(artefact, frames, options, site)
+    return _write_animation(artefact, lambda _side: frames, options, site)
 
 
-def _write_animation(artefact: Artefact, frames: Frames, options: RenderOptions,
-                     site: Path) -> Made:
-    """Encode ``frames`` to each requested format plus a poster (the last epoch)."""
+def _write_animation(artefact: Artefact, render: Callable[[int], Frames],
+                     options: RenderOptions, site: Path, max_side: int | None = None) -> Made:
+    """Encode ``render(max_side)`` to each requested format plus a poster (the last epoch).
+
+    With ``gif_max_side`` set ("auto" formats) a frame larger than it gets its GIF from a
+    second, smaller rendering: GIFs of large noisy grids are ~20x larger than the MP4.
+    """
+    frames = render(max_side or options.max_side)
     if frames.nonfinite:
         log.warning("%s: %d NaN/inf values drawn in the NaN colour", artefact.id,
                     frames.nonfinite)
     height, width = frames.frames.shape[1:3]
     written = {}
     for fmt, relative in artefact.files.items():
-        if fmt == "gif" and options.gif_max_side and max(height, width) > options.gif_max_side:
-            continue  # "auto" formats: a large grid is MP4 only (a GIF would be 20x larger)
         target = site / relative
         target.parent.mkdir(parents=True, exist_ok=True)
         if fmt == "mp4":
             encode.write_mp4(target, frames.frames, frames.palette, fps=options.fps)
         elif fmt == "gif":
-            encode.write_gif(target, frames.frames, frames.palette,
+            small = options.gif_max_side
+            gif = render(small) if small and max(height, width) > small else frames
+            encode.write_gif(target, gif.frames, gif.palette,
                              duration_ms=round(1000 / options.fps))
         elif fmt == "poster":
             encode.write_poster(target, frames.frames, frames.palette)

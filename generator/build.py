@@ -82,6 +82,7 @@ def build(config: BuildConfig) -> BuildResult:
     _warn_if_large(plans, todo, config)
     made = _make(plans, todo, config, site)
     records = {aid: (made[aid] if aid in made else old[aid]) for aid in wanted}
+    records.update(_carried_over(old, plans, config, site))
     removed = _remove_stale(site, old, records)
     manifest = _manifest(plans, records, config)
     write_json_atomic(site / MANIFEST, manifest)
@@ -194,7 +195,7 @@ def _options_used(kind: str, config: BuildConfig) -> dict[str, Any]:
 def _up_to_date(artefact: Artefact, record: dict[str, Any] | None, site: Path) -> bool:
     if not record or record.get("fingerprint") != artefact.fingerprint:
         return False
-    return all((site / path).is_file() for path in record.get("files", {}).values())
+    return _files_exist(record, site)
 
 
 # -- write -------------------------------------------------------------------------------
@@ -254,6 +255,26 @@ def _record(artefact: Artefact, made: Made) -> dict[str, Any]:
     return record
 
 
+def _carried_over(old: dict[str, Any], plans: list[RunPlan], config: BuildConfig,
+                  site: Path) -> dict[str, Any]:
+    """Artefacts of these runs that ``--layers``/``--probes`` left out: kept as they are,
+    so building one layer again never throws away the others."""
+    slugs = {plan.slug for plan in plans}
+    kept = {}
+    for aid, record in old.items():
+        outside = ((config.layers is not None and record.get("layer") is not None
+                    and record["layer"] not in config.layers)
+                   or (config.probes is not None and record.get("probe") is not None
+                       and record["probe"] + 1 not in config.probes))
+        if aid.split("/", 1)[0] in slugs and outside and _files_exist(record, site):
+            kept[aid] = record
+    return kept
+
+
+def _files_exist(record: dict[str, Any], site: Path) -> bool:
+    return all((site / path).is_file() for path in record.get("files", {}).values())
+
+
 def _remove_stale(site: Path, old: dict[str, Any], records: dict[str, Any]) -> int:
     """Delete files the previous build made that no current artefact uses (ours only)."""
     keep = {path for record in records.values() for path in record["files"].values()}
@@ -279,15 +300,21 @@ def _warn_if_large(plans: list[RunPlan], todo: list[Artefact], config: BuildConf
 def _estimate_bytes(run: RunReader, artefact: Artefact, config: BuildConfig) -> float:
     side = config.channel_side if artefact.kind == "channel" else config.max_side
     frames = 1 if artefact.kind == "contact" else run.epochs
-    return sum(BYTES_PER_PIXEL_FRAME[fmt] * side * side * (1 if fmt == "poster" else frames)
-               for fmt in artefact.files)
+    total = 0.0
+    for fmt in artefact.files:
+        fmt_side = min(side, config.gif_max_side) if fmt == "gif" and config.auto_formats \
+            else side
+        count = 1 if fmt == "poster" else frames
+        total += BYTES_PER_PIXEL_FRAME[fmt] * fmt_side * fmt_side * count
+    return total
 
 
 def _manifest(plans: list[RunPlan], records: dict[str, Any],
               config: BuildConfig) -> dict[str, Any]:
     runs = [{"slug": plan.slug, "name": plan.run.name, "store": str(plan.run.path.resolve()),
              "epochs": plan.run.epochs,
-             "artefacts": [a.id for a in plan.artefacts]} for plan in plans]
+             "artefacts": sorted(aid for aid in records if aid.startswith(plan.slug + "/"))}
+            for plan in plans]
     return {"version": MANIFEST_VERSION, "tool_version": __version__,
             "options": {k: (str(v) if isinstance(v, Path) else v)
                         for k, v in asdict(config).items() if k != "stores"},
@@ -306,8 +333,12 @@ def load_manifest(site: Path) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON through a temp file + rename; an unchanged file is left untouched."""
+    text = json.dumps(data, indent=1, sort_keys=True)
+    if path.is_file() and path.read_text(encoding="utf-8") == text:
+        return
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    temp.write_text(text, encoding="utf-8")
     os.replace(temp, path)
 
 

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from generator.architecture import REFERENCE_CHANNELS, REFERENCE_KERNEL
 from generator.errors import OptionError
-from generator.model import REFERENCE_CHANNELS, REFERENCE_KERNEL
 from generator.store import ACTIVATION_DTYPES
 
 DEMO_INPUT_SIZE = 128
@@ -89,7 +89,7 @@ class TrainConfig:
 
 
 FORMATS = ("gif", "mp4")
-AUTO_GIF_MAX_SIDE = 800
+AUTO_GIF_MAX_SIDE = 512
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -13,12 +13,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from generator.architecture import REFERENCE_CHANNELS, REFERENCE_HIDDEN, REFERENCE_KERNEL
 from generator.errors import OptionError
 from generator.store import LayerSpec
 
-REFERENCE_CHANNELS = (16, 32, 32, 64, 64, 128, 128, 256)
-REFERENCE_KERNEL = 5
-REFERENCE_HIDDEN = 256
 HIDDEN_LAYER, LOGITS_LAYER = "hidden", "logits"
 
 
