@@ -177,8 +177,9 @@ def add_build(sub: argparse._SubParsersAction) -> None:
                    help="largest frame side in px; bigger grids are downscaled (1024)")
     p.add_argument("--channel-side", type=int, default=256,
                    help="side of per-channel animations in px (256)")
-    p.add_argument("--gif-max-side", type=int, default=512,
-                   help="with --formats auto, GIFs are rendered at most this big (512)")
+    p.add_argument("--gif-max-side", type=int, default=256,
+                   help="with --formats auto, GIFs (a light fallback and thumbnail) are "
+                   "rendered at most this big (256)")
     p.add_argument("--runs", type=Path, default=Path("runs"),
                    help="where stores are looked for without --store (runs/)")
     p.set_defaults(handler=_run_build)
@@ -201,7 +202,28 @@ def _run_build(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_EPOCHS = 8
+def add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the built gallery on 127.0.0.1",
+                       description="Serve the site folder over HTTP on 127.0.0.1 only (with "
+                       "byte ranges, so the epoch scrubber can seek videos) and print the URL. "
+                       "Only files inside --site are served.")
+    p.add_argument("--site", type=Path, default=Path("site"), help="the built site (site/)")
+    p.add_argument("--port", type=int, default=8000, help="port (8000; 0 picks a free one)")
+    p.set_defaults(handler=_run_serve)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from generator.errors import OptionError
+    from generator.serve import serve
+
+    if not (args.site / "index.html").is_file():
+        raise OptionError(f"--site {args.site}: no index.html there; run "
+                          "`python -m generator build` first")
+    serve(args.site, args.port)
+    return 0
+
+
+DEMO_EPOCHS = 10
 
 
 def _train_demo(runs: Path) -> Path:
@@ -214,14 +236,15 @@ def _train_demo(runs: Path) -> Path:
 
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
-    add_train, add_ingest, add_info, add_build)
+    add_train, add_ingest, add_info, add_build, add_serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m generator",
         description="netlapse: watch a convolutional network learn. Train with `train`, "
-        "inspect a run with `info`, make a dataset from video with `ingest`.")
+        "inspect a run with `info`, make a dataset from video with `ingest`, render the "
+        "animations and gallery with `build`, look at it with `serve`.")
     parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:

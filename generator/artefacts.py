@@ -21,7 +21,14 @@ from generator import encode
 from generator.reader import RunReader, open_run
 from generator.render.colormaps import Scales, compute_scales
 from generator.render.contact import choose_epochs, contact_sheet
-from generator.render.frames import Frames, channel_frames, layer_frames
+from generator.render.frames import (
+    Frames,
+    caption_font_size,
+    caption_room,
+    channel_frames,
+    finish,
+    layer_frames,
+)
 from generator.render.kernels import kernel_frames
 from generator.render.probs import probe_frames
 
@@ -30,6 +37,7 @@ log = logging.getLogger(__name__)
 # Bump when a change to rendering or encoding changes the files: every artefact is re-made.
 RENDER_VERSION = 1
 READ_BUDGET = 48 * 2**20  # bytes of activations one job holds for per-channel animations
+KERNELS_SHOWN = 32  # out (and in) channels a kernel animation draws; the gallery says so
 KERNEL_TILE = 40  # px per kernel patch: 5x5 kernels are read as colour, not noise
 KINDS = ("grid", "channel", "contact", "kernels", "probe")
 
@@ -73,6 +81,7 @@ class Made:
     nonfinite: int = 0
     note: str = ""
     epochs: list[int] = field(default_factory=list)
+    kernels_shown: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,7 @@ class Job:
     """A unit of work for one worker; ``artefacts`` are only those that must be (re)made."""
 
     store: str
+    epochs: int  # committed when the build was planned: a job renders exactly these
     kind: str  # "layer" | "kernels" | "probe"
     layer: str | None
     probe: int | None
@@ -87,19 +97,28 @@ class Job:
     options: RenderOptions
 
 
-_READERS: dict[str, RunReader] = {}
+_READERS: dict[tuple[str, int], RunReader] = {}
 
 
-def _reader(store: str) -> RunReader:
-    """One reader per store per worker process (opening validates the whole store)."""
-    if store not in _READERS:
-        _READERS[store] = open_run(store)
-    return _READERS[store]
+def _reader(store: str, epochs: int) -> RunReader:
+    """A reader of the first ``epochs`` epochs, opened once per worker process.
+
+    Clipped to the epochs the build planned with, so a store that a training run keeps
+    appending to renders exactly what the fingerprints say; a later build (a new key)
+    opens it again and sees the new epochs.
+    """
+    key = (store, epochs)
+    if key not in _READERS:
+        run = open_run(store)
+        run.epochs = min(run.epochs, epochs)
+        _READERS.clear()
+        _READERS[key] = run
+    return _READERS[key]
 
 
 def run_job(job: Job, site: Path) -> list[Made]:
     """Make every artefact of ``job`` under ``site``; returns what was written."""
-    run = _reader(job.store)
+    run = _reader(job.store, job.epochs)
     if job.kind == "layer":
         return _layer_job(run, job, site)
     if job.kind == "kernels":
@@ -140,14 +159,24 @@ def _grid(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOpt
     layer, probe = artefact.layer, artefact.probe
 
     def render(max_side: int) -> Frames:
-        parts = [layer_frames(run.layer_at(layer, epoch, probe)[None],
-                              scales.neg[epoch:epoch + 1, probe],
-                              scales.pos[epoch:epoch + 1, probe],
-                              colormap=options.colormap, max_side=max_side,
-                              captions=_caption(run, layer, probe, epoch))
-                 for epoch in range(run.epochs)]
-        return Frames(np.concatenate([p.frames for p in parts]), parts[0].palette,
-                      sum(p.nonfinite for p in parts))
+        # Epoch by epoch into one preallocated array: the only copy of the frames, so memory
+        # grows by one small frame per epoch, never by a layer's activations.
+        room = max_side - caption_room("")
+        captions = [_caption(run, layer, probe, epoch) for epoch in range(run.epochs)]
+        frames, nonfinite, size = None, 0, 0
+        for epoch in range(run.epochs):
+            part = layer_frames(run.layer_at(layer, epoch, probe)[None],
+                                scales.neg[epoch:epoch + 1, probe],
+                                scales.pos[epoch:epoch + 1, probe],
+                                colormap=options.colormap, max_side=room)
+            if frames is None:
+                size = caption_font_size(captions, part.frames.shape[2])
+            framed = finish(part.frames, captions[epoch], font_size=size)
+            if frames is None:
+                frames = np.empty((run.epochs, *framed.shape[1:]), dtype=np.uint8)
+            frames[epoch] = framed[0]
+            nonfinite += part.nonfinite
+        return Frames(frames, part.palette, nonfinite)
 
     return _write_animation(artefact, render, options, site)
 
@@ -167,7 +196,7 @@ def _channels(run: RunReader, artefacts: list[Artefact], scales: Scales,
             c = artefact.channel
             render = partial(_render_channel, values[:, c - first], scales.neg[:, probe, c],
                              scales.pos[:, probe, c], options.colormap,
-                             [_caption(run, layer, probe, e, f" ch {c}")
+                             [_caption(run, layer, probe, e, f" ch {c + 1}")
                               for e in range(run.epochs)])
             made.append(_write_animation(artefact, render, options, site,
                                          max_side=options.channel_side))
@@ -198,7 +227,7 @@ def _contact(run: RunReader, artefact: Artefact, scales: Scales, options: Render
     epochs = choose_epochs(run.epochs, options.contact_columns)
     values = np.stack([run.layer_at(layer, e, probe) for e in epochs])
     sheet = contact_sheet(values, scales.neg[epochs, probe], scales.pos[epochs, probe],
-                          colormap=options.colormap, max_columns=len(epochs),
+                          colormap=options.colormap, epoch_numbers=epochs,
                           max_width=options.max_side,
                           title=f"{layer} · probe {probe + 1} · epochs "
                                 f"{', '.join(map(str, epochs))}")
@@ -212,7 +241,7 @@ def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: P
     """Kernels over epochs; only the shown (out x in) corner is read, epoch by epoch."""
     layer = artefact.layer
     o, i = run.layer(layer).kernel_shape[:2]
-    shown = (slice(0, min(o, 32)), slice(0, i if i == 3 else min(i, 32)))
+    shown = (slice(0, min(o, KERNELS_SHOWN)), slice(0, i if i == 3 else min(i, KERNELS_SHOWN)))
     weights = np.stack([run.kernels(layer, e)[shown] for e in range(run.epochs)])
     note = ""
     if weights.shape[1:3] != (o, i):
@@ -224,7 +253,9 @@ def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: P
                                          for e in range(run.epochs)])
         return Frames(frames.frames, frames.palette, frames.nonfinite, frames.note or note)
 
-    return _write_animation(artefact, render, options, site)
+    made = _write_animation(artefact, render, options, site)
+    made.kernels_shown = weights.shape[1]
+    return made
 
 
 def _probe(run: RunReader, artefact: Artefact, options: RenderOptions, site: Path) -> Made:

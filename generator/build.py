@@ -31,6 +31,7 @@ from generator.config import BuildConfig
 from generator.errors import OptionError
 from generator.info import directory_size, human_size
 from generator.reader import RunReader, open_run
+from generator.site import write_bytes_atomic, write_site
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +73,7 @@ def run_slug(path: Path) -> str:
 
 def build(config: BuildConfig) -> BuildResult:
     """Make the site's media and manifest for ``config.stores``; returns what happened."""
-    site = config.out
-    site.mkdir(parents=True, exist_ok=True)
+    site = check_out_folder(config.out, config.stores)
     previous = load_manifest(site)
     plans = [plan_run(open_run(store), config) for store in config.stores]
     wanted = {a.id: a for plan in plans for a in plan.artefacts}
@@ -83,14 +83,41 @@ def build(config: BuildConfig) -> BuildResult:
     made = _make(plans, todo, config, site)
     records = {aid: (made[aid] if aid in made else old[aid]) for aid in wanted}
     records.update(_carried_over(old, plans, config, site))
-    removed = _remove_stale(site, old, records)
     manifest = _manifest(plans, records, config)
-    write_json_atomic(site / MANIFEST, manifest)
+    pages = write_site(site, manifest, [plan.run for plan in plans])
+    manifest["files"] = sorted({*manifest["files"],
+                                *(page.relative_to(site).as_posix() for page in pages)})
+    removed = _remove_stale(site, previous.get("files", []), manifest["files"])
+    write_bytes_atomic(site, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     total = directory_size(site)
     log.info("built %s: %d artefacts made, %d up to date, %d stale files removed; "
              "site size %s", site, len(made), len(wanted) - len(made), removed,
              human_size(total))
     return BuildResult(site, len(made), len(wanted) - len(made), removed, total, manifest)
+
+
+def check_out_folder(out: Path, stores: Iterable[Path]) -> Path:
+    """Create and return ``out``, refusing folders a build must never write into or clean:
+    ``/``, the home folder, the current (project) folder or one above it, or a run store."""
+    target = Path(out).expanduser().resolve()
+    here = Path.cwd().resolve()
+    forbidden = {Path("/"), Path.home().resolve()}
+    if target in forbidden or target == here or target in here.parents:
+        raise OptionError(f"--out {out}: refusing to build into {target}; use a folder of its "
+                          "own such as site/")
+    for store in stores:
+        store = Path(store).resolve()
+        if target == store or target in store.parents or store in target.parents:
+            raise OptionError(f"--out {out}: overlaps the run store {store}; use site/")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".netlapse-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise OptionError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose "
+                          "a writable folder") from exc
+    return target
 
 
 # -- gather ------------------------------------------------------------------------------
@@ -114,7 +141,8 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
     return RunPlan(run, slug, tuple(artefacts))
 
 
-def _layer_artefacts(run: RunReader, slug: str, layer: str, probe: int, identity: str,
+def _layer_artefacts(run: RunReader, slug: str, layer: str, probe: int,
+                     identity: tuple[str, int],
                      config: BuildConfig, per_channel: bool) -> list[Artefact]:
     spec = run.layer(layer)
     items = [_artefact(slug, "grid", layer, probe, None, identity, config,
@@ -145,10 +173,10 @@ def _selected_probes(run: RunReader, numbers: tuple[int, ...] | None) -> list[in
     return [n - 1 for n in numbers]
 
 
-def _run_identity(run: RunReader) -> str:
-    """What makes this store this run (everything but how far it has got)."""
+def _run_identity(run: RunReader) -> tuple[str, int]:
+    """What makes this store this run, and how many epochs this build shows of it."""
     attrs = {k: v for k, v in run.attrs.items() if k != "epochs_committed"}
-    return _digest({"path": str(run.path.resolve()), "attrs": attrs})
+    return _digest({"path": str(run.path.resolve()), "attrs": attrs}), run.epochs
 
 
 def _digest(data: Any) -> str:
@@ -164,7 +192,7 @@ def _formats(kind: str, config: BuildConfig) -> list[str]:
 
 
 def _artefact(slug: str, kind: str, layer: str | None, probe: int | None,
-              channel: int | None, identity: str, config: BuildConfig,
+              channel: int | None, identity: tuple[str, int], config: BuildConfig,
               title: str) -> Artefact:
     parts = [kind, layer, f"c{channel}" if channel is not None else None,
              f"p{probe}" if probe is not None else None]
@@ -173,8 +201,8 @@ def _artefact(slug: str, kind: str, layer: str | None, probe: int | None,
     files = {fmt: f"{folder}/{name}.{fmt}" for fmt in _formats(kind, config)}
     if kind != "contact":
         files["poster"] = f"{folder}/{name}.poster.png"
-    inputs = {"run": identity, "kind": kind, "layer": layer, "probe": probe,
-              "channel": channel, "files": files, "render": RENDER_VERSION,
+    inputs = {"run": identity[0], "epochs": identity[1], "kind": kind, "layer": layer,
+              "probe": probe, "channel": channel, "files": files, "render": RENDER_VERSION,
               "tool": __version__, "options": _options_used(kind, config)}
     return Artefact(f"{slug}/{name}", kind, layer, probe, channel, files, _digest(inputs),
                     title)
@@ -218,7 +246,8 @@ def group_jobs(plans: Iterable[RunPlan], todo: list[Artefact],
             kind = artefact.kind if artefact.kind in ("kernels", "probe") else "layer"
             groups.setdefault((kind, artefact.layer, artefact.probe), []).append(artefact)
         for (kind, layer, probe), items in groups.items():
-            jobs.append(Job(str(plan.run.path), kind, layer, probe, tuple(items), options))
+            jobs.append(Job(str(plan.run.path), plan.run.epochs, kind, layer, probe,
+                            tuple(items), options))
     return sorted(jobs, key=lambda job: -len(job.artefacts))
 
 
@@ -275,12 +304,11 @@ def _files_exist(record: dict[str, Any], site: Path) -> bool:
     return all((site / path).is_file() for path in record.get("files", {}).values())
 
 
-def _remove_stale(site: Path, old: dict[str, Any], records: dict[str, Any]) -> int:
-    """Delete files the previous build made that no current artefact uses (ours only)."""
-    keep = {path for record in records.values() for path in record["files"].values()}
-    stale = {path for record in old.values() for path in record.get("files", {}).values()}
+def _remove_stale(site: Path, owned_before: Iterable[str], owned_now: Iterable[str]) -> int:
+    """Delete files the previous build wrote that this one no longer does. Only paths in
+    the previous manifest are candidates, so files a build did not create are never touched."""
     removed = 0
-    for relative in sorted(stale - keep):
+    for relative in sorted(set(owned_before) - set(owned_now)):
         target = (site / relative).resolve()
         if site.resolve() in target.parents and target.is_file():
             target.unlink()
@@ -330,17 +358,6 @@ def load_manifest(site: Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) and data.get("version") == MANIFEST_VERSION else {}
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temp file + rename; an unchanged file is left untouched."""
-    text = json.dumps(data, indent=1, sort_keys=True)
-    if path.is_file() and path.read_text(encoding="utf-8") == text:
-        return
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(text, encoding="utf-8")
-    os.replace(temp, path)
-
 
 
 def discover_stores(runs: Path) -> tuple[Path, ...]:

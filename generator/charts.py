@@ -90,7 +90,7 @@ def line_chart(series: Sequence[Series], *, title: str, y_label: str,
                legend: bool = True) -> Markup:
     """A line chart over epochs (x = 0..E-1) with axes, ticks, optional legend and bands."""
     epochs = _epoch_count(series, bands)
-    fmt = y_format or _plain
+    fmt = y_format or format_number
     entries = [(b.label, b.color, "band") for b in bands] + \
               [(s.label, s.color, "dash" if s.dashed else "line") for s in series]
     width, plot_h = size
@@ -104,9 +104,11 @@ def line_chart(series: Sequence[Series], *, title: str, y_label: str,
         parts.append(_no_data(width, plot_h))
         return Markup("".join(parts) + "</svg>")
     frame = _frame(width, plot_h, epochs, y_range, log_y)
+    parts[0] = _open_svg(width, height, title, label, extra=_marker_attrs(frame))
     parts += [_y_axis(frame, fmt, y_label), _x_axis(frame, epochs, x_label)]
     parts += [_band(frame, b) for b in bands]
     parts += [_line(frame, s, markers, fmt) for s in series]
+    parts.append(_epoch_marker(frame))
     if legend_h:
         parts.append(_legend(entries, width, plot_h))
     return Markup("".join(parts) + "</svg>")
@@ -126,7 +128,7 @@ def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], *, title: 
     cell = float(np.clip(max_side / max(k, 1), 14, 48))
     top = label_w * 0.72 + 24
     left = label_w + 22
-    width, height = left + k * cell + 8, top + k * cell + 8
+    width, height = left + k * cell + label_w * 0.8 + 8, top + k * cell + 8
     parts = [_open_svg(width, height, title,
                        f"{title}: rows are the true class, columns the predicted class",
                        extra=f' data-heat-floor="{HEAT_FLOOR}"')]
@@ -199,9 +201,11 @@ def _y_range(values: Sequence[np.ndarray], y_min: float | None, y_max: float | N
 
 
 def _log_range(lo: float, hi: float) -> tuple[float, float]:
-    """Whole decades around [lo, hi], at least one decade wide."""
-    bottom = 10.0 ** math.floor(math.log10(lo))
-    top = 10.0 ** math.ceil(math.log10(hi))
+    """The 1-2-5 steps just around [lo, hi] (e.g. 0.016..0.16 -> 0.01..0.2)."""
+    steps = [m * 10.0 ** p for p in range(math.floor(math.log10(lo)) - 1,
+                                          math.ceil(math.log10(hi)) + 2) for m in (1, 2, 5)]
+    bottom = max(v for v in steps if v <= lo * (1 + 1e-9))
+    top = min(v for v in steps if v >= hi * (1 - 1e-9))
     return bottom, top if top > bottom else bottom * 10
 
 
@@ -217,12 +221,12 @@ def _y_axis(frame: Frame, fmt: Formatter, label: str) -> str:
     lo, hi = frame.y_range
     ticks = log_ticks(lo, hi) if frame.log_y else nice_ticks(lo, hi)
     ticks = ticks[(ticks >= lo - 1e-12) & (ticks <= hi + 1e-12)]
-    ys = frame.y(ticks)
-    x0, x1 = frame.left, frame.left + frame.width
-    out = ['<g class="axis y">']
-    out += [f'<line x1="{x0:.1f}" x2="{x1:.1f}" y1="{y:.1f}" y2="{y:.1f}" stroke="currentColor"'
-            f' stroke-opacity="0.14"/><text x="{x0 - 6:.1f}" y="{y + 3.5:.1f}"'
-            f' text-anchor="end">{escape(fmt(float(t)))}</text>'
+    ys = frame.y(ticks).tolist()
+    x0 = frame.left
+    grid = "".join(f"M{x0:.0f} {y:.1f}h{frame.width:.0f}" for y in ys)
+    out = [f'<g class="axis y" text-anchor="end"><path d="{grid}" stroke="currentColor"'
+           ' stroke-opacity="0.14"/>']
+    out += [f'<text x="{x0 - 6:.0f}" y="{y + 3.5:.1f}">{escape(fmt(float(t)))}</text>'
             for t, y in zip(ticks, ys, strict=True)]
     cy = frame.top + frame.height / 2
     out.append(f'<text class="axis-label" x="12" y="{cy:.1f}" text-anchor="middle"'
@@ -234,16 +238,30 @@ def _x_axis(frame: Frame, epochs: int, label: str) -> str:
     last = max(epochs - 1, 0)
     ticks = np.arange(epochs) if epochs <= 12 else np.unique(
         np.clip(np.rint(nice_ticks(0, last, 6)), 0, last)).astype(int)
-    xs = frame.x(ticks)
+    xs = frame.x(ticks).tolist()
     base = frame.top + frame.height
-    out = ['<g class="axis x">',
-           f'<line x1="{frame.left:.1f}" x2="{frame.left + frame.width:.1f}" y1="{base:.1f}"'
-           f' y2="{base:.1f}" stroke="currentColor" stroke-opacity="0.4"/>']
-    out += [f'<text x="{x:.1f}" y="{base + 15:.1f}" text-anchor="middle">{int(t)}</text>'
-            for t, x in zip(ticks, xs, strict=True)]
-    out.append(f'<text class="axis-label" x="{frame.left + frame.width / 2:.1f}"'
-               f' y="{base + 32:.1f}" text-anchor="middle">{escape(label)}</text></g>')
+    out = ['<g class="axis x" text-anchor="middle">',
+           f'<path d="M{frame.left:.0f} {base:.1f}h{frame.width:.0f}" stroke="currentColor"'
+           ' stroke-opacity="0.4"/>']
+    out += [f'<text x="{x:.1f}" y="{base + 15:.0f}">{int(t)}</text>'
+            for t, x in zip(ticks.tolist(), xs, strict=True)]
+    out.append(f'<text class="axis-label" x="{frame.left + frame.width / 2:.0f}"'
+               f' y="{base + 32:.0f}">{escape(label)}</text></g>')
     return "".join(out)
+
+
+def _marker_attrs(frame: Frame) -> str:
+    """Where epoch 0 is and the width of one epoch, for the page script's epoch marker."""
+    x0, x1 = frame.x(np.array([0.0, 1.0])).tolist()
+    return f' data-x0="{x0:.2f}" data-dx="{x1 - x0:.3f}"'
+
+
+def _epoch_marker(frame: Frame) -> str:
+    """A vertical line at the scrubber's epoch; hidden until netlapse.js moves it."""
+    x = frame.left + frame.width
+    return (f'<line class="epoch-marker" data-epoch-marker="" x1="{x:.1f}" x2="{x:.1f}"'
+            f' y1="{frame.top:.0f}" y2="{frame.top + frame.height:.0f}" stroke="currentColor"'
+            ' stroke-dasharray="3 3" visibility="hidden"/>')
 
 
 # -- marks -----------------------------------------------------------------------------------
@@ -310,17 +328,18 @@ def _legend(entries: Sequence[tuple[str, str, str]], width: float, top: float) -
     per_row, column = _legend_layout(entries, width)
     out = ['<g class="legend">']
     for i, (label, color, style) in enumerate(entries):
-        x = MARGIN["left"] + (i % per_row) * column
-        y = top + (i // per_row) * LEGEND_ROW + 10
+        x = round(MARGIN["left"] + (i % per_row) * column, 1)
+        y = round(top + (i // per_row) * LEGEND_ROW + 10, 1)
         if style == "band":
-            mark = f'<rect x="{x}" y="{y - 5}" width="20" height="10" fill="{color}"' \
+            mark = f'<rect x="{x}" y="{y - 5:.1f}" width="20" height="10" fill="{color}"' \
                    ' fill-opacity="0.3"/>'
         else:
             dash = ' stroke-dasharray="5 3"' if style == "dash" else ""
-            mark = f'<line x1="{x}" x2="{x + 20}" y1="{y}" y2="{y}" stroke="{color}"' \
+            mark = f'<line x1="{x}" x2="{x + 20:.1f}" y1="{y}" y2="{y}" stroke="{color}"' \
                    f' stroke-width="2.5"{dash}/>'
-        out.append(f'{mark}<text x="{x + 26}" y="{y + 4}">{escape(_short(label, 24))}'
-                   f'<title>{escape(label)}</title></text>')
+        short = _short(label, 24)
+        full = f"<title>{escape(label)}</title>" if short != label else ""
+        out.append(f'{mark}<text x="{x + 26:.1f}" y="{y + 4:.1f}">{escape(short)}{full}</text>')
     return "".join(out) + "</g>"
 
 
@@ -383,7 +402,10 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _plain(value: float) -> str:
+def format_number(value: float) -> str:
+    """A short human number: 3 significant digits, scientific when tiny or huge."""
+    if not math.isfinite(value):
+        return "—"
     if value == 0:
         return "0"
     magnitude = abs(value)

@@ -89,7 +89,7 @@ class TrainConfig:
 
 
 FORMATS = ("gif", "mp4")
-AUTO_GIF_MAX_SIDE = 512
+AUTO_GIF_MAX_SIDE = 256
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

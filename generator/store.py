@@ -29,7 +29,10 @@ write) and never the array length.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -39,9 +42,16 @@ from typing import Any
 import numpy as np
 import zarr
 import zarr.codecs
-from zarr.errors import ContainsArrayError, ContainsGroupError
 
 from generator.errors import StoreError
+from generator.faults import maybe_die
+
+try:  # advisory locks: POSIX only; elsewhere two writers are not detected
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 
@@ -102,13 +112,18 @@ class EpochRecord:
     scalars: dict[str, float] = field(default_factory=dict)
 
 
-def _compressor() -> zarr.codecs.BloscCodec:
-    # Chosen by measurement (docs/store.md): lz4 level 1 with byte shuffle is the fastest
-    # writer and still shrinks float16 activations by about half.
-    return zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle")
+def _compressors() -> tuple[zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]:
+    """Blosc, then a CRC-32C of the compressed chunk.
+
+    lz4 level 1 with byte shuffle was chosen by measurement (docs/store.md): the fastest
+    writer, and it still shrinks trained activations. The checksum (4 bytes per chunk) makes
+    a damaged chunk a read error instead of silently wrong pixels; every zarr reads it.
+    """
+    return (zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),
+            zarr.codecs.Crc32cCodec())
 
 
-def _array_plan(layers: Sequence[LayerSpec], n_probes: int, n_classes: int,
+def array_plan(layers: Sequence[LayerSpec], n_probes: int, n_classes: int,
                 activation_dtype: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]:
     """Every epoch-indexed array: path -> (shape of one epoch, chunk of one epoch, dtype).
 
@@ -145,13 +160,16 @@ class StoreWriter:
     Create with :meth:`create` (a new store; refuses to replace an existing one) or
     :meth:`open_for_resume`. Each :meth:`write_epoch` grows the arrays, writes the data,
     then advances ``epochs_committed`` — the last step, so a reader never sees half an epoch.
+    A writer holds an exclusive lock on the store folder until :meth:`close` (or its
+    process ends, even by SIGKILL), so two training runs can never write one store.
     """
 
     def __init__(self, group: zarr.Group, path: Path) -> None:
+        self._lock = _lock_store(path)
         self._group = group
         self.path = path
         self.layers = layers_from_attrs(group.attrs)
-        self._plan = _array_plan(self.layers, int(group[f"{PROBES}/labels"].shape[0]),
+        self._plan = array_plan(self.layers, int(group[f"{PROBES}/labels"].shape[0]),
                                  len(group.attrs["class_names"]),
                                  str(group.attrs["activation_dtype"]))
 
@@ -160,7 +178,11 @@ class StoreWriter:
                input_size: int, training: Mapping[str, Any], probe_images: np.ndarray,
                probe_labels: np.ndarray, probe_sources: Sequence[str],
                activation_dtype: str = "float16") -> StoreWriter:
-        """A new, empty store (no epochs committed) with the probes written once."""
+        """A new, empty store (no epochs committed) with the probes written once.
+
+        The store is built in a hidden staging folder beside ``path`` and renamed into place
+        when complete, so a run killed while creating it leaves no half-made store behind.
+        """
         path = Path(path)
         if path.exists():
             raise StoreError(f"{path}: already exists; pass --resume to continue that run "
@@ -168,32 +190,52 @@ class StoreWriter:
         if activation_dtype not in ACTIVATION_DTYPES:
             raise StoreError(f"activation dtype {activation_dtype!r}: use one of "
                              f"{', '.join(ACTIVATION_DTYPES)}")
+        staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
+        _remove_stale_staging(path)
         try:
-            group = zarr.open_group(str(path), mode="w-", zarr_format=3)
-        except (ContainsGroupError, ContainsArrayError, FileExistsError) as exc:
-            raise StoreError(f"{path}: already exists; choose another --out") from exc
+            group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
+            _write_probes(group, probe_images, probe_labels)
+            _create_arrays(group, array_plan(layers, len(probe_labels), len(class_names),
+                                              activation_dtype))
+            group.attrs.update({
+                "schema_version": SCHEMA_VERSION, "class_names": list(class_names),
+                "input_size": int(input_size), "layers": [layer.to_json() for layer in layers],
+                "training": dict(training), "activation_dtype": activation_dtype,
+                "probe_sources": list(probe_sources), "stat_fields": list(STAT_FIELDS),
+                "epochs_committed": 0,
+            })
+            maybe_die("store.create", 0)
+            _publish(staging, path)
         except OSError as exc:
-            raise StoreError(f"{path}: cannot create the store ({exc.strerror or exc})") from exc
-        _write_probes(group, probe_images, probe_labels)
-        plan = _array_plan(layers, len(probe_labels), len(class_names), activation_dtype)
-        for name, (shape, chunk, dtype) in plan.items():
-            group.create_array(name, shape=(0, *shape), chunks=(1, *chunk), dtype=dtype,
-                               compressors=_compressor(), fill_value=0)
-        group.attrs.update({
-            "schema_version": SCHEMA_VERSION, "class_names": list(class_names),
-            "input_size": int(input_size), "layers": [layer.to_json() for layer in layers],
-            "training": dict(training), "activation_dtype": activation_dtype,
-            "probe_sources": list(probe_sources), "stat_fields": list(STAT_FIELDS),
-            "epochs_committed": 0,
-        })
-        return cls(group, path)
+            raise StoreError(f"{path}: cannot create the store ({_reason(exc)})") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # gone already when published
+        return cls.open_for_resume(path)
 
     @classmethod
     def open_for_resume(cls, path: Path) -> StoreWriter:
-        """An existing store of this schema, opened to append (see ``reader.open_run``)."""
+        """An existing store of this schema, opened to append (see ``reader.open_run``).
+
+        Temp files a killed writer left inside (zarr's ``*.partial``) are removed: they are
+        never part of the store, and nobody else can be writing it while we hold the lock.
+        """
         from generator.reader import open_group_checked
 
-        return cls(open_group_checked(Path(path), mode="r+"), Path(path))
+        path = Path(path)
+        writer = cls(open_group_checked(path, mode="r+"), path)
+        removed = remove_partial_files(path)
+        if removed:
+            log.info("%s: removed %d temp files of an interrupted write", path, removed)
+        return writer
+
+    def close(self) -> None:
+        """Release the store's write lock (also released when the process ends)."""
+        lock, self._lock = getattr(self, "_lock", None), None
+        if lock is not None:
+            os.close(lock)
+
+    def __del__(self) -> None:
+        self.close()
 
     @property
     def attrs(self) -> Mapping[str, Any]:
@@ -206,7 +248,7 @@ class StoreWriter:
     def rewind(self, epochs: int) -> None:
         """Uncommit every epoch from ``epochs`` on; their slots are overwritten later."""
         if epochs < self.epochs_committed:
-            self._group.attrs["epochs_committed"] = int(epochs)
+            self._set_committed(epochs)
 
     def write_epoch(self, epoch: int, record: EpochRecord) -> None:
         """Write one epoch's arrays, then commit it. ``epoch`` must be the next one."""
@@ -217,16 +259,27 @@ class StoreWriter:
         for name, value in slots.items():  # check every shape before touching the disk
             _check_shape(self.path, name, value, self._plan[name][0])
         # Arrays are independent files: writing them from a few threads overlaps blosc
-        # (which releases the GIL) with file I/O. list() re-raises the first error.
+        # (which releases the GIL) with file I/O. Iterating re-raises the first error.
         try:
             with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-                list(pool.map(lambda item: self._write_slot(item[0], epoch, item[1]),
-                              slots.items()))
+                done = pool.map(lambda item: self._write_slot(item[0], epoch, item[1]),
+                                slots.items())
+                for index, _ in enumerate(done, start=1):
+                    maybe_die("store.array", epoch, index)
         except OSError as exc:
             raise StoreError(f"{self.path}: writing epoch {epoch} failed "
-                             f"({exc.strerror or exc}); the {epoch} epochs committed before "
+                             f"({_reason(exc)}); the {epoch} epochs committed before "
                              "it are intact") from exc
-        self._group.attrs["epochs_committed"] = epoch + 1
+        self._set_committed(epoch + 1)
+
+    def _set_committed(self, epochs: int) -> None:
+        """Rewrite the root metadata with a new ``epochs_committed`` (one atomic rename)."""
+        try:
+            self._group.attrs["epochs_committed"] = int(epochs)
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot mark {epochs} epochs committed "
+                             f"({_reason(exc)}); the epochs committed before are "
+                             "intact") from exc
 
     def _write_slot(self, name: str, epoch: int, value: np.ndarray | float) -> None:
         shape, _, dtype = self._plan[name]
@@ -235,6 +288,56 @@ class StoreWriter:
         if array.shape[0] <= epoch:
             array.resize((epoch + 1, *shape))
         array[epoch] = data
+
+
+def _reason(exc: OSError) -> str:
+    """An OSError as its plain words, e.g. "No space left on device"."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _lock_store(path: Path) -> int | None:
+    """An exclusive, non-blocking lock on the store folder; the kernel drops it when the
+    holder dies, so a killed run never leaves a stale lock behind."""
+    if fcntl is None:
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreError(f"{path}: another process is writing to this store (a training "
+                         "run); wait for it to finish or stop it first") from None
+    return fd
+
+
+def remove_partial_files(path: Path) -> int:
+    """Delete the ``*.partial`` temp files a killed zarr write leaves; returns how many."""
+    removed = 0
+    for leftover in Path(path).rglob("*.partial"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _remove_stale_staging(path: Path) -> None:
+    """Staging folders of earlier attempts to create ``path`` that were killed."""
+    for leftover in path.parent.glob(f".{path.name}.creating-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _publish(staging: Path, path: Path) -> None:
+    """Move the finished staging folder to ``path``; refuse if something appeared there."""
+    if path.exists():
+        raise StoreError(f"{path}: already exists; choose another --out")
+    os.rename(staging, path)
+
+
+def _create_arrays(group: zarr.Group, plan: Mapping[str, tuple]) -> None:
+    """Every epoch-indexed array with zero epochs; ``write_epoch`` grows them."""
+    for name, (shape, chunk, dtype) in plan.items():
+        group.create_array(name, shape=(0, *shape), chunks=(1, *chunk), dtype=dtype,
+                           compressors=_compressors(), fill_value=0)
 
 
 def _check_shape(path: Path, name: str, value: np.ndarray | float,
@@ -248,12 +351,13 @@ def _write_probes(group: zarr.Group, images: np.ndarray, labels: np.ndarray) -> 
     if images.ndim != 4 or images.shape[1] != 3:
         raise StoreError(f"probe images must be (P, 3, H, W) uint8, got {images.shape}")
     group.create_array(f"{PROBES}/images", data=images, chunks=(1, *images.shape[1:]),
-                       compressors=_compressor())
-    group.create_array(f"{PROBES}/labels", data=np.asarray(labels, dtype=np.int64))
+                       compressors=_compressors())
+    group.create_array(f"{PROBES}/labels", data=np.asarray(labels, dtype=np.int64),
+                       compressors=_compressors())
 
 
 def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float]:
-    """An epoch record as store paths -> values, matching ``_array_plan``."""
+    """An epoch record as store paths -> values, matching ``array_plan``."""
     out: dict[str, np.ndarray | float] = {}
     for layer, value in record.activations.items():
         out[f"{ACTIVATIONS}/{layer}"] = value

@@ -3,7 +3,9 @@
 Epoch 0 is recorded before the first update. The order inside an epoch matters for crash
 safety: the store commits the epoch first and the checkpoint follows, so after a kill
 ``--resume`` restarts from the newest checkpoint, rewinds the store to it and re-trains
-what was lost; shuffling is seeded per epoch, so the redone epochs are bit-identical.
+what was lost; shuffling is seeded per epoch, so the redone epochs are bit-identical. A run
+killed before its first checkpoint only ever committed the untrained epoch 0, which the
+seed reproduces, so ``--resume`` records it again. ``docs/reliability.md`` has the proof.
 """
 
 from __future__ import annotations
@@ -18,11 +20,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from generator.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from generator.checkpoint import (
+    checkpoint_dir,
+    list_checkpoints,
+    load_checkpoint,
+    remove_stale_temps,
+    save_checkpoint,
+)
 from generator.config import TrainConfig
 from generator.data import ImageFolderData, load_image_folder, make_demo_dataset, to_model_input
 from generator.errors import OptionError, StoreError
-from generator.model import LOGITS_LAYER, NetlapseCNN
+from generator.faults import maybe_die
+from generator.model import LOGITS_LAYER, NetlapseCNN, check_architecture
 from generator.reader import open_run
 from generator.recorder import record_probes, relative_change, snapshot_weights
 from generator.store import EpochRecord, StoreWriter
@@ -54,21 +63,29 @@ class Session:
 
 def run_training(config: TrainConfig) -> Path:
     """Train (or resume) the run ``config.out`` and return the store's path."""
+    if config.resume and not Path(config.out).exists():
+        raise StoreError(f"{config.out}: no such store to resume; run without --resume to "
+                         "start it")
     session = _start_session(config)
     if config.resume:
         writer, first = _resume(session)
     else:
         writer, first = _create(session), 1
-    probes = _probe_tensor(writer, session.device)
-    previous = snapshot_weights(session.model.weights())
-    for epoch in range(first, config.epochs + 1):
-        scalars = _train_one_epoch(session, epoch)
-        previous = _record_epoch(session, writer, probes, epoch, scalars, previous)
-    log.info("%s: %d epochs committed", config.out, writer.epochs_committed)
+    try:
+        probes = _probe_tensor(writer, session.device)
+        previous = snapshot_weights(session.model.weights())
+        for epoch in range(first, config.epochs + 1):
+            scalars = _train_one_epoch(session, epoch)
+            previous = _record_epoch(session, writer, probes, epoch, scalars, previous)
+        log.info("%s: %d epochs committed", config.out, writer.epochs_committed)
+    finally:
+        writer.close()
     return config.out
 
 
 def _start_session(config: TrainConfig) -> Session:
+    # The class count is checked once the data is loaded; the rest before any work.
+    check_architecture(2, config.resolved_input_size, config.channels, config.kernel_size)
     root = config.data or make_demo_dataset(config.cache_dir, seed=config.seed,
                                             per_class=config.demo_per_class,
                                             size=config.resolved_input_size)
@@ -155,25 +172,61 @@ def _create(session: Session) -> StoreWriter:
         input_size=config.resolved_input_size, training=config.to_json(),
         probe_images=probes.images, probe_labels=probes.labels, probe_sources=probes.sources,
         activation_dtype=config.activation_dtype)
-    _record_epoch(session, writer, _probe_tensor(writer, session.device), 0, {}, None)
+    try:
+        _record_epoch(session, writer, _probe_tensor(writer, session.device), 0, {}, None)
+    except BaseException:
+        writer.close()
+        raise
     return writer
 
 
 def _resume(session: Session) -> tuple[StoreWriter, int]:
-    """Reopen the store, check it matches this model, load the newest usable checkpoint."""
+    """Reopen the store, check it matches this model, load the newest usable checkpoint.
+
+    Returns the writer and the first epoch to train. A checkpoint is usable if its epoch
+    is committed in the store; everything after it is rewound and trained again.
+    """
     config = session.config
     writer = StoreWriter.open_for_resume(config.out)
-    _check_compatible(writer, session)
-    usable = [e for e in list_checkpoints(config.out) if e < writer.epochs_committed]
-    if not usable:
-        raise StoreError(f"{config.out}: no checkpoint to resume from; start a new run "
-                         "with another --out")
-    state = load_checkpoint(list_checkpoints(config.out)[usable[-1]])
-    session.model.load_state_dict(state["model"])
-    session.optimizer.load_state_dict(state["optimizer"])
+    try:
+        _check_compatible(writer, session)
+        remove_stale_temps(config.out)
+        usable = [e for e in list_checkpoints(config.out) if e < writer.epochs_committed]
+        if not usable:
+            return writer, _restart(session, writer)
+        _load_state(session, list_checkpoints(config.out)[usable[-1]])
+    except BaseException:
+        writer.close()
+        raise
     writer.rewind(usable[-1] + 1)
     log.info("resuming %s after epoch %d", config.out, usable[-1])
     return writer, usable[-1] + 1
+
+
+def _restart(session: Session, writer: StoreWriter) -> int:
+    """No checkpoint yet: the run died during epoch 0, which the seed reproduces exactly,
+    so record it again. With trained epochs committed that would lose them: refuse."""
+    config = session.config
+    if writer.epochs_committed > 1:
+        raise StoreError(f"{config.out}: no checkpoint in {checkpoint_dir(config.out)} to "
+                         f"resume its {writer.epochs_committed} epochs from; delete the store "
+                         "to start again, or train into another --out")
+    log.info("%s: no checkpoint yet; recording epoch 0 again", config.out)
+    writer.rewind(0)
+    _record_epoch(session, writer, _probe_tensor(writer, session.device), 0, {}, None)
+    return 1
+
+
+def _load_state(session: Session, path: Path) -> None:
+    """Model and optimizer state from a checkpoint, or a one-line error naming the file."""
+    state = load_checkpoint(path)
+    try:
+        session.model.load_state_dict(state["model"])
+        session.optimizer.load_state_dict(state["optimizer"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(f"{path}: the checkpoint does not fit this model ({first}); delete "
+                         "it to resume from the one before") from exc
 
 
 def _check_compatible(writer: StoreWriter, session: Session) -> None:
@@ -216,12 +269,13 @@ def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(_loader(session, session.train_idx, epoch), desc=f"epoch {epoch}",
                unit="batch", leave=False, disable=None)
-    for images, labels in bar:
+    for batch, (images, labels) in enumerate(bar):
         inputs, labels = to_model_input(images).to(session.device), labels.to(session.device)
         optimizer.zero_grad(set_to_none=True)
         logits = model(inputs)
         loss = loss_fn(logits, labels)
         loss.backward()
+        maybe_die("train.batch", epoch, batch)
         optimizer.step()
         total_loss += loss.item() * len(labels)
         correct += int((logits.argmax(1) == labels).sum())
@@ -263,10 +317,12 @@ def _record_epoch(session: Session, writer: StoreWriter, probes: torch.Tensor, e
         weight_change=relative_change(weights, previous), probe_probs=capture.probs,
         confusion=confusion, scalars={**scalars, **val_scalars})
     writer.write_epoch(epoch, record)
+    maybe_die("train.committed", epoch)
     save_checkpoint(session.config.out, epoch,
                     {"epoch": epoch, "model": model.state_dict(),
                      "optimizer": session.optimizer.state_dict()},
                     session.config.keep_checkpoints)
+    maybe_die("train.epoch_end", epoch)
     _log_summary(epoch, record.scalars)
     return snapshot_weights(weights)
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from generator.data import DEMO_CLASSES, load_image_folder, make_demo_dataset
-from generator.data.demo import COMPLETE_MARKER, PAINTERS
+from generator.data.demo import COMPLETE_MARKER, DEMO_VERSION, PAINTERS
 from generator.errors import DataError
 
 SIZE, PER_CLASS = 48, 3
@@ -32,7 +32,7 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_layout_names_and_marker(tmp_path: Path) -> None:
     root = make_demo_dataset(tmp_path, seed=0, size=SIZE, per_class=PER_CLASS)
-    assert root == tmp_path / f"demo-v1-s0-{SIZE}px-{PER_CLASS}"
+    assert root == tmp_path / f"demo-{DEMO_VERSION}-s0-{SIZE}px-{PER_CLASS}"
     assert len(DEMO_CLASSES) >= 4 and len(set(DEMO_CLASSES)) == len(DEMO_CLASSES)
     assert set(PAINTERS) == set(DEMO_CLASSES)
     assert (root / COMPLETE_MARKER).is_file()
@@ -80,7 +80,7 @@ def test_a_complete_cache_is_reused_untouched(tmp_path: Path) -> None:
 
 def test_an_incomplete_folder_is_regenerated(tmp_path: Path) -> None:
     reference = _files(make_demo_dataset(tmp_path / "ref", size=SIZE, per_class=PER_CLASS))
-    final = tmp_path / "cache" / f"demo-v1-s0-{SIZE}px-{PER_CLASS}"
+    final = tmp_path / "cache" / f"demo-{DEMO_VERSION}-s0-{SIZE}px-{PER_CLASS}"
     (final / DEMO_CLASSES[0]).mkdir(parents=True)  # as if killed half way, without marker
     (final / DEMO_CLASSES[0] / "half.png").write_bytes(b"partial")
     root = make_demo_dataset(tmp_path / "cache", size=SIZE, per_class=PER_CLASS)
@@ -128,19 +128,20 @@ def test_discs_are_green_and_checkers_have_edges_both_ways(demo_root: Path) -> N
     assert 0.6 < across / down < 1.6
 
 
-def _high_frequency_share(pixels: np.ndarray) -> float:
-    """Share of the grey spectrum's energy above a quarter of the sampling rate."""
+def _peak_frequency(pixels: np.ndarray) -> float:
+    """Median over images of the radial frequency (cycles/px) of the grey spectrum's peak."""
     grey = pixels.mean(axis=3)
     spectrum = np.abs(np.fft.fft2(grey - grey.mean(axis=(1, 2), keepdims=True))) ** 2
-    freq = np.abs(np.fft.fftfreq(grey.shape[1]))
-    high = (freq[:, None] > 0.08) | (freq[None, :] > 0.08)
-    return float(spectrum[:, high].sum() / spectrum.sum())
+    freq = np.fft.fftfreq(grey.shape[1])
+    radius = np.hypot(freq[:, None], freq[None, :])
+    peaks = spectrum.reshape(len(grey), -1).argmax(axis=1)
+    return float(np.median(radius.ravel()[peaks]))
 
 
 def test_fine_diagonals_are_finer_than_stripes(demo_root: Path) -> None:
-    fine = _high_frequency_share(_class_pixels(demo_root, "fine_diagonals"))
+    fine = _peak_frequency(_class_pixels(demo_root, "fine_diagonals"))
     for coarse in ("warm_stripes", "cool_stripes", "checkers"):
-        assert fine > 2 * _high_frequency_share(_class_pixels(demo_root, coarse)), coarse
+        assert fine > 1.3 * _peak_frequency(_class_pixels(demo_root, coarse)), coarse
 
 
 @pytest.mark.parametrize(("options", "message"), [

@@ -55,3 +55,12 @@ def test_channels_are_capped() -> None:
     sheet = contact_sheet(values, np.ones((4, 100)), np.ones((4, 100)), max_channels=10)
     assert sheet.channels == list(range(10)) and sheet.epochs == [0, 1, 2, 3]
     assert max(sheet.image.shape) < 1024
+
+
+def test_epoch_numbers_label_pre_chosen_columns() -> None:
+    values = np.arange(3 * 2 * 4 * 4, dtype=np.float32).reshape(3, 2, 4, 4)
+    scale = np.full((3, 2), 100.0)
+    sheet = contact_sheet(values, scale, scale, epoch_numbers=[0, 5, 30])
+    assert sheet.epochs == [0, 5, 30]
+    with pytest.raises(ValueError, match="2 epoch numbers for 3"):
+        contact_sheet(values, scale, scale, epoch_numbers=[0, 5])

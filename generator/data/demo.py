@@ -26,7 +26,7 @@ from generator.errors import DataError
 
 log = logging.getLogger(__name__)
 
-DEMO_VERSION = "v1"  # bump when the pictures change, so old caches are not reused
+DEMO_VERSION = "v2"  # bump when the pictures change, so old caches are not reused
 # Sorted, so that DEMO_CLASSES[label] is the class ImageFolder gives that label.
 DEMO_CLASSES = ("checkers", "cool_stripes", "fine_diagonals", "green_discs", "triangles",
                 "warm_stripes")
@@ -157,25 +157,25 @@ def _stripes(rng: np.random.Generator, grid: Grid, angle: float, cycles: Span,
 # ---- the six classes --------------------------------------------------------------------
 
 def _warm_stripes(rng: np.random.Generator, grid: Grid) -> np.ndarray:
-    """Wide vertical bars in reds, oranges and yellows."""
-    return _stripes(rng, grid, 0.0, (1.5, 3.5), (-0.04, 0.14))
+    """Vertical bars (6-10 per image) in reds, oranges and yellows."""
+    return _stripes(rng, grid, 0.0, (6.0, 10.0), (-0.04, 0.14))
 
 
 def _cool_stripes(rng: np.random.Generator, grid: Grid) -> np.ndarray:
-    """Horizontal bars, a little narrower, in cyans, blues and violets."""
-    return _stripes(rng, grid, np.pi / 2, (2.5, 5.5), (0.48, 0.72))
+    """Horizontal bars (8-13 per image) in cyans, blues and violets."""
+    return _stripes(rng, grid, np.pi / 2, (8.0, 13.0), (0.48, 0.72))
 
 
 def _fine_diagonals(rng: np.random.Generator, grid: Grid) -> np.ndarray:
     """A fine sinusoidal grating at +-45 degrees in any hue: frequency and angle decide."""
     angle = rng.choice([np.pi / 4, 3 * np.pi / 4]) + rng.normal(0, 0.1)
-    wave = _grating(grid, angle, rng.uniform(9.0, 14.0), rng.uniform(0, 2 * np.pi))
+    wave = _grating(grid, angle, rng.uniform(14.0, 20.0), rng.uniform(0, 2 * np.pi))
     return _blend(_background(rng), _colour(rng, (0.0, 1.0)), 0.5 + 0.5 * wave)
 
 
 def _checkers(rng: np.random.Generator, grid: Grid) -> np.ndarray:
     """A slightly rotated checkerboard of two random colours: edges in both directions."""
-    angle, cycles = rng.normal(0, 0.15), rng.uniform(2.0, 4.5)
+    angle, cycles = rng.normal(0, 0.15), rng.uniform(4.0, 7.0)
     across = _grating(grid, angle, cycles, rng.uniform(0, 2 * np.pi))
     down = _grating(grid, angle + np.pi / 2, cycles, rng.uniform(0, 2 * np.pi))
     mask = 0.5 + 0.5 * np.tanh(4.0 * across * down)

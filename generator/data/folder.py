@@ -93,6 +93,9 @@ def load_image_folder(root: Path, input_size: int) -> ImageFolderData:
 
 def check_root(root: Path) -> None:
     """Fail early, naming the path, when the dataset root is not a folder at all."""
+    if root.is_symlink() and not root.exists():
+        raise DataError(f"dataset folder {root} is a symbolic link that loops or points "
+                        "nowhere; pass the real folder")
     if not root.exists():
         raise DataError(f"dataset folder {root} does not exist; pass a folder laid out as "
                         f"{LAYOUT}")

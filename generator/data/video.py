@@ -14,7 +14,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,6 +173,7 @@ def write_png(image: Image.Image, target: Path) -> None:
         image.save(partial, format="PNG")
         os.replace(partial, target)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        with suppress(OSError):  # e.g. NotADirectoryError: then there is nothing to remove
+            partial.unlink()
         raise DataError(f"cannot write {target} ({exc.strerror or exc}); free some space or "
                         "pick another --out") from exc

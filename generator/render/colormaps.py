@@ -103,10 +103,15 @@ def rgb_of(index: int, name: str = "seed") -> tuple[int, int, int]:
 
 
 def _inverse(scale: ArrayLike) -> np.ndarray:
-    """``HALF / |scale|`` as float32, 0 where the scale is 0 or not finite (-> zero colour)."""
-    s = np.abs(np.asarray(scale, dtype=np.float32))
+    """``HALF / |scale|`` as float32, 0 where the scale is 0 or not finite (-> zero colour).
+
+    Capped at the largest float32: a subnormal scale (1e-38) would otherwise invert to
+    inf, and 0 * inf = NaN would turn a zero value into an arbitrary colour.
+    """
+    s = np.abs(np.asarray(scale, dtype=np.float32)).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((s > 0) & np.isfinite(s), HALF / s, 0).astype(np.float32)
+        inverse = np.where((s > 0) & np.isfinite(s), HALF / s, 0)
+    return np.minimum(inverse, np.finfo(np.float32).max).astype(np.float32)
 
 
 def _blocks(shape: tuple[int, ...]) -> Iterator[tuple[int | slice, ...]]:
@@ -133,11 +138,12 @@ def _map_block(values: np.ndarray, inv_neg: np.ndarray, inv_pos: np.ndarray,
     bad = x.size - int(np.count_nonzero(finite))
     if bad:
         x[~finite] = 0
-    neg = np.minimum(x, 0)
-    neg *= inv_neg
-    np.maximum(x, 0, out=x)
-    x *= inv_pos
-    x += neg
+    with np.errstate(over="ignore"):  # huge / tiny-scale products saturate: clipped below
+        neg = np.minimum(x, 0)
+        neg *= inv_neg
+        np.maximum(x, 0, out=x)
+        x *= inv_pos
+        x += neg
     np.rint(x, out=x)
     np.clip(x, -HALF, HALF, out=x)
     x += ZERO_INDEX

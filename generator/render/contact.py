@@ -8,6 +8,7 @@ its column headers and returns them so the page can say so too.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,21 +74,28 @@ def _header_labels(epochs: list[int], tile_w: int) -> list[str]:
 def contact_sheet(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, *,
                   colormap: str = "seed", max_columns: int = 8, max_channels: int = 64,
                   min_tile: int = 32, max_width: int = 1024, sep: int = 1,
-                  title: str | None = None) -> ContactSheet:
+                  title: str | None = None,
+                  epoch_numbers: Sequence[int] | None = None) -> ContactSheet:
     """One probe's layer ``(E, C, H, W)`` (or ``(E, N)``) with scales ``(E, C)`` -> a still.
 
-    Rows are the first ``max_channels`` channels (labelled ``ch N``), columns the epochs of
-    ``choose_epochs`` (headed by their number); tiles are upscaled to ``min_tile`` px and
-    the sheet fits ``max_width``. ``title`` goes in a strip on top.
+    Rows are the first ``max_channels`` channels (labelled ``ch N``, from 1), columns the
+    epochs of ``choose_epochs`` (headed by their number); tiles are upscaled to ``min_tile``
+    px and the sheet fits ``max_width``. ``title`` goes in a strip on top. A caller that
+    read only the chosen epochs passes their numbers as ``epoch_numbers``: then every row
+    of ``values`` is a column, headed by its number.
     """
     check_colormap(colormap)
     maps, neg4, pos4 = layer_maps(values, neg, pos)
-    epochs = choose_epochs(maps.shape[0], max_columns)
+    if epoch_numbers is not None and len(epoch_numbers) != maps.shape[0]:
+        raise ValueError(f"{len(epoch_numbers)} epoch numbers for {maps.shape[0]} epochs")
+    columns = (list(range(maps.shape[0])) if epoch_numbers is not None
+               else choose_epochs(maps.shape[0], max_columns))
+    epochs = list(epoch_numbers) if epoch_numbers is not None else columns
     channels = list(range(min(maps.shape[1], max_channels)))
-    pick = (np.asarray(epochs)[:, None], np.asarray(channels)[None, :])
+    pick = (np.asarray(columns)[:, None], np.asarray(channels)[None, :])
     mapped = map_values(maps[pick], neg4[pick], pos4[pick])          # (n_ep, n_ch, h, w)
     n_ep, n_ch, h, w = mapped.indices.shape
-    label_w = cap.text_width(f"ch {channels[-1]}", FONT) + 8
+    label_w = cap.text_width(f"ch {channels[-1] + 1}", FONT) + 8
     th, tw = tile_size(h, w, n_ch, n_ep, min_tile=min_tile, max_w=max_width - label_w - sep,
                        max_h=MAX_HEIGHT, sep=sep)
     cells = resize_nearest(mapped.indices.swapaxes(0, 1).reshape(1, n_ch * n_ep, h, w), th, tw)
@@ -95,7 +103,7 @@ def contact_sheet(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, *,
     head_h = cap.strip_height(FONT)
     header = tile(_label_masks(_header_labels(epochs, tw), tw, head_h, "center"), n_ep,
                   sep=sep, sep_fill=False, empty_fill=False)[0]
-    rows = tile(_label_masks([f"ch {c}" for c in channels], label_w, th, "left"), 1,
+    rows = tile(_label_masks([f"ch {c + 1}" for c in channels], label_w, th, "left"), 1,
                 sep=sep, sep_fill=False, empty_fill=False)[0]
     text = np.zeros((head_h + sep + grid.shape[0], label_w + sep + grid.shape[1]), dtype=bool)
     text[:head_h, label_w + sep:] = header

@@ -1,0 +1,61 @@
+"""Fault injection: stop this process at an exact, named moment. For tests only.
+
+This module exists only so the crash tests (``tests/test_crash.py``) can kill a real
+training run at a precise point — mid-batch, after the k-th array of an epoch, between the
+store commit and the checkpoint — and prove that nothing committed is lost. Production code
+calls :func:`maybe_die` at a few phase boundaries; with the environment variable unset it
+returns at once and does nothing.
+
+``NETLAPSE_KILL_AT="point:epoch:index"`` sends SIGKILL to this process when
+``maybe_die(point, epoch, index)`` is called with exactly those values; a fourth field
+``stop`` sends SIGSTOP instead (the process freezes there until SIGCONT), so a test can look
+at the store while a write is half done. The points, in the order an epoch reaches them:
+
+    train.batch       after backward, before optimizer.step   (index = batch, from 0)
+    store.create      store built in its staging folder, before it is moved into place
+    store.array       after the index-th array of the epoch is written (from 1), uncommitted
+    train.committed   the epoch is committed in the store, its checkpoint not yet written
+    checkpoint.temp   checkpoint temp file written, not yet renamed into place
+    train.epoch_end   the epoch and its checkpoint are done, the next epoch not started
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+ENV = "NETLAPSE_KILL_AT"
+POINTS = ("train.batch", "store.create", "store.array", "train.committed",
+          "checkpoint.temp", "train.epoch_end")
+ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
+
+_UNPARSED = object()
+_target: object = _UNPARSED  # (point, epoch, index, signal) or None once parsed
+
+
+def maybe_die(point: str, epoch: int, index: int = 0) -> None:
+    """Signal this process if ``NETLAPSE_KILL_AT`` names this exact moment; else nothing."""
+    target = _target if _target is not _UNPARSED else _load()
+    if target is not None and target[:3] == (point, epoch, index):
+        os.kill(os.getpid(), target[3])
+
+
+def _load() -> tuple[str, int, int, int] | None:
+    """Parse the environment variable once; later calls reuse the result."""
+    global _target
+    _target = parse(os.environ.get(ENV, ""))
+    return _target
+
+
+def parse(text: str) -> tuple[str, int, int, int] | None:
+    """``"store.array:2:5"`` -> ``("store.array", 2, 5, SIGKILL)``; empty -> None."""
+    if not text:
+        return None
+    parts = text.split(":")
+    if len(parts) not in (3, 4) or parts[0] not in POINTS:
+        raise ValueError(f"{ENV}={text!r}: expected POINT:EPOCH:INDEX[:stop] with POINT one "
+                         f"of {', '.join(POINTS)}")
+    action = parts[3] if len(parts) == 4 else "kill"
+    if action not in ACTIONS:
+        raise ValueError(f"{ENV}={text!r}: the action must be kill or stop")
+    return parts[0], int(parts[1]), int(parts[2]), ACTIONS[action]

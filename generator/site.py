@@ -1,0 +1,102 @@
+"""Render the gallery's HTML pages and copy its static assets into the site folder.
+
+The Jinja environment autoescapes HTML (class names and file names are user input) and
+uses ``StrictUndefined`` so a template that names a missing field fails the build instead
+of printing nothing. Every write goes to a temp file beside the target and is renamed into
+place, so a browser or a deploy never sees half a page, and every target is resolved and
+checked to lie inside the site folder before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+
+from generator.errors import NetlapseError
+from generator.gallery import NotFoundPage, Page, build_site_context
+from generator.reader import RunReader
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+STATIC = "static"
+CSS = "netlapse.css"
+
+
+def write_site(site: Path, manifest: Mapping[str, Any], runs: Sequence[RunReader],
+               templates: Path = TEMPLATES) -> list[Path]:
+    """Write every page of the gallery and its static files; returns the paths written."""
+    site = Path(site)
+    site.mkdir(parents=True, exist_ok=True)
+    context = build_site_context(manifest, runs)
+    env = make_environment(templates)
+    inline_css = Markup((templates / STATIC / CSS).read_text(encoding="utf-8"))
+    written = copy_static(templates / STATIC, site)
+    for page in context.pages:
+        html = render_page(env, page, inline_css)
+        written.append(write_text_atomic(site, page.path, html))
+    log.info("gallery: wrote %d pages and static files into %s", len(written), site)
+    return written
+
+
+def make_environment(templates: Path = TEMPLATES) -> Environment:
+    """The one Jinja environment: autoescaped HTML, undefined names are errors."""
+    return Environment(loader=FileSystemLoader(str(templates)),
+                       autoescape=select_autoescape(["html"], default_for_string=True),
+                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                       keep_trailing_newline=True)
+
+
+def render_page(env: Environment, page: Page, inline_css: Markup) -> str:
+    """One page's HTML. Only the 404 page inlines the CSS: it is served at any depth,
+    where no relative link to ``static/`` can be right."""
+    extra = {"inline_css": inline_css} if isinstance(page, NotFoundPage) else {}
+    return env.get_template(page.template).render(page=page, **extra)
+
+
+def inside(site: Path, relative: str | Path) -> Path:
+    """``site / relative`` resolved, refusing any path that would leave ``site``."""
+    base = Path(site).resolve()
+    target = (base / relative).resolve()
+    if target != base and base not in target.parents:
+        raise NetlapseError(f"refusing to write {relative}: it lies outside the site "
+                            f"folder {base}")
+    return target
+
+
+def write_text_atomic(site: Path, relative: str | Path, text: str) -> Path:
+    """Write ``text`` to ``site/relative`` through a temp file + rename."""
+    return write_bytes_atomic(site, relative, text.encode("utf-8"))
+
+
+def write_bytes_atomic(site: Path, relative: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``site/relative`` through a temp file + rename, refusing any path
+    outside ``site``. A file that already holds ``data`` is left untouched, so a rebuild
+    that changes nothing changes no file (and no modification time)."""
+    target = inside(site, relative)
+    if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temp.write_bytes(data)
+        os.replace(temp, target)
+    finally:
+        if temp.exists():
+            temp.unlink()
+    return target
+
+
+def copy_static(source: Path, site: Path) -> list[Path]:
+    """Copy ``templates/static/*`` into ``site/static/`` (each file atomically)."""
+    written = []
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        relative = Path(STATIC) / path.relative_to(source)
+        written.append(write_bytes_atomic(site, relative, path.read_bytes()))
+    return written

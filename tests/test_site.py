@@ -1,0 +1,348 @@
+"""The written site: pages render, text is escaped, every link resolves inside the site.
+
+One real build (two small synthetic runs, one with a class named like an XSS payload)
+is rendered once for the module; the link check walks every HTML page it wrote.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pytest
+import yaml
+from jinja2 import UndefinedError
+
+from generator.build import build
+from generator.config import BuildConfig
+from generator.errors import NetlapseError
+from generator.reader import open_run
+from generator.site import inside, make_environment, write_site, write_text_atomic
+from generator.store import StoreWriter
+from tests.conftest import TINY_LAYERS, make_store, synthetic_record
+
+EVIL = "<img src=x onerror=alert(1)>"
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+REPO = Path(__file__).resolve().parent.parent
+WEIGHT_LIMIT = 3 * 2**20
+
+
+def make_evil_store(path: Path, epochs: int = 3) -> Path:
+    """A tiny run whose second class (and a probe source) carry markup."""
+    writer = StoreWriter.create(
+        path, class_names=["alpha", EVIL, "gamma"], layers=TINY_LAYERS, input_size=8,
+        training={"epochs": epochs - 1, "data": f"data/{EVIL}"},
+        probe_sources=["alpha/a.png", f"{EVIL}/b.png"],
+        probe_images=np.zeros((2, 3, 8, 8), dtype=np.uint8), probe_labels=np.arange(2))
+    for epoch in range(epochs):
+        writer.write_epoch(epoch, synthetic_record(epoch))
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("site-test")
+    stores = (make_evil_store(base / "evil.zarr"), base / "plain.zarr")
+    make_store(stores[1])
+    site = base / "site"
+    result = build(BuildConfig(stores=stores, out=site, jobs=1))
+    runs = [open_run(s) for s in stores]
+    written = write_site(site, result.manifest, runs)
+    return {"site": site, "manifest": result.manifest, "written": written, "runs": runs}
+
+
+def html_pages(site: Path) -> list[Path]:
+    return sorted(site.rglob("*.html"))
+
+
+class Links(HTMLParser):
+    """Every URL-valued attribute of a page, with its tag and attribute name."""
+
+    URL_ATTRS = {"href", "src", "poster", "data-poster", "srcset", "data", "action"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, str, str]] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.videos: list[tuple[dict[str, str | None], bool]] = []  # (attrs, in <noscript>)
+        self.in_noscript: list[bool] = []  # for each of ``tags``
+        self.noscript = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self.noscript += tag == "noscript"
+        self.in_noscript.append(self.noscript > 0)
+        if tag == "video":
+            self.videos.append((dict(attrs), self.noscript > 0))
+        for name, value in attrs:
+            if name in self.URL_ATTRS and value is not None:
+                self.found.append((tag, name, value))
+
+    def handle_endtag(self, tag: str) -> None:
+        self.noscript -= tag == "noscript"
+
+
+def parse(page: Path) -> Links:
+    parser = Links()
+    parser.feed(page.read_text(encoding="utf-8"))
+    return parser
+
+
+def resolve(site: Path, page: Path, link: str) -> Path | None:
+    """The site file a relative link points at (None for in-page anchors)."""
+    parts = urlsplit(link)
+    if not parts.path:
+        return None
+    folder = posixpath.dirname(page.relative_to(site).as_posix())
+    target = posixpath.normpath(posixpath.join(folder, unquote(parts.path)))
+    assert not target.startswith("../") and target != "..", f"{page}: {link} leaves the site"
+    return site / target
+
+
+# -- what was written ---------------------------------------------------------------------
+def test_every_page_kind_is_written(built: dict[str, Any]) -> None:
+    site = built["site"]
+    slug = built["manifest"]["runs"][0]["slug"]
+    for relative in ("index.html", "404.html", f"runs/{slug}/index.html",
+                     f"runs/{slug}/layers/block1.html", f"runs/{slug}/layers/hidden.html",
+                     f"runs/{slug}/channels/block1-c1.html", "static/netlapse.css",
+                     "static/netlapse.js", "static/favicon.svg"):
+        assert (site / relative).is_file(), relative
+
+
+def test_write_site_returns_every_file_it_wrote_inside_the_site(built: dict[str, Any]) -> None:
+    site = built["site"].resolve()
+    written = {Path(p) for p in built["written"]}
+    assert {p.resolve() for p in html_pages(site)} <= written
+    assert all(site in p.parents for p in written)
+    assert not list(site.rglob(".*.tmp"))  # atomic writes leave no temp files
+
+
+def test_rewrite_is_idempotent(built: dict[str, Any]) -> None:
+    site = built["site"]
+    before = {p: p.read_bytes() for p in html_pages(site)}
+    write_site(site, built["manifest"], built["runs"])
+    assert {p: p.read_bytes() for p in html_pages(site)} == before
+
+
+# -- links --------------------------------------------------------------------------------
+def test_every_link_resolves_to_a_file_inside_the_site(built: dict[str, Any]) -> None:
+    site = built["site"]
+    checked = 0
+    for page in html_pages(site):
+        for tag, attr, link in parse(page).found:
+            assert not re.match(r"^(https?:)?//", link), f"{page}: external {attr}={link}"
+            assert not link.startswith("/"), f"{page}: root-absolute {attr}={link}"
+            if link.startswith("data:"):
+                assert tag == "link", f"{page}: data URL outside the favicon: {link}"
+                continue
+            target = resolve(site, page, link)
+            if target is not None:
+                assert target.is_file(), f"{page}: {attr}={link} -> missing {target}"
+                checked += 1
+    assert checked > 100
+
+
+def test_pages_reference_no_external_resource(built: dict[str, Any]) -> None:
+    for page in html_pages(built["site"]):
+        text = page.read_text(encoding="utf-8")
+        assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+        assert "https://" not in text and "@import" not in text
+
+
+def test_static_assets_have_no_external_url() -> None:
+    for asset in (REPO / "templates" / "static").iterdir():
+        text = asset.read_text(encoding="utf-8")
+        assert not re.search(r"url\(\s*['\"]?(https?:)?//", text), asset
+        assert "https://" not in text, asset
+
+
+# -- escaping -----------------------------------------------------------------------------
+def test_malicious_class_name_is_text_everywhere(built: dict[str, Any]) -> None:
+    evil_slug = built["manifest"]["runs"][0]["slug"]
+    pages = html_pages(built["site"])
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        assert EVIL not in text, page
+        assert "<img src=x" not in text, page
+    for page in (built["site"] / "index.html",
+                 built["site"] / "runs" / evil_slug / "index.html",
+                 built["site"] / "runs" / evil_slug / "layers" / "block1.html"):
+        assert ESCAPED in page.read_text(encoding="utf-8"), page
+
+
+def test_no_image_element_points_at_x(built: dict[str, Any]) -> None:
+    for page in html_pages(built["site"]):
+        imgs = [attrs for tag, attrs in parse(page).tags if tag == "img"]
+        assert all(attrs.get("src") != "x" and "onerror" not in attrs for attrs in imgs)
+
+
+def test_environment_is_strict_and_autoescaping() -> None:
+    env = make_environment()
+    assert env.from_string("{{ v }}").render(v="<b>") == "&lt;b&gt;"
+    with pytest.raises(UndefinedError):
+        env.from_string("{{ page.missing }}").render(page={})
+
+
+# -- media markup -------------------------------------------------------------------------
+def videos(page: Path, noscript: bool = False) -> list[dict[str, str | None]]:
+    return [attrs for attrs, inside in parse(page).videos if inside == noscript]
+
+
+def test_videos_autoplay_muted_loop_inline_with_poster(built: dict[str, Any]) -> None:
+    slug = built["manifest"]["runs"][1]["slug"]
+    page = built["site"] / "runs" / slug / "layers" / "block1.html"
+    found = videos(page)
+    assert len(found) > 2
+    for attrs in found:
+        assert {"muted", "loop", "playsinline"} <= set(attrs) and attrs["aria-label"]
+    first, rest = found[:2], found[2:]
+    for attrs in first:  # the first screen: autoplay at once
+        assert "autoplay" in attrs and attrs["preload"] == "auto"
+        assert attrs["poster"].endswith(".poster.png")
+    for attrs in rest:  # below the fold: netlapse.js starts them near the viewport
+        assert "autoplay" not in attrs and "data-lazy" in attrs and attrs["preload"] == "none"
+        assert "poster" not in attrs and attrs["data-poster"].endswith(".poster.png")
+    twins = videos(page, noscript=True)  # without JavaScript they autoplay as usual
+    assert [a["data-artefact"] for a in twins] == [a["data-artefact"] for a in rest]
+    assert all("autoplay" in a and a["preload"] == "none" and a["poster"] for a in twins)
+
+
+def test_images_below_the_fold_are_lazy(built: dict[str, Any]) -> None:
+    slug = built["manifest"]["runs"][1]["slug"]
+    page = built["site"] / "runs" / slug / "layers" / "block1.html"
+    imgs = [attrs for tag, attrs in parse(page).tags if tag == "img"]
+    thumbs = [a for a in imgs if "channel-" in (a.get("src") or "")]
+    assert thumbs and all(a["loading"] == "lazy" for a in thumbs)
+
+
+def test_run_overview_keeps_probe_videos_lazy(built: dict[str, Any]) -> None:
+    slug = built["manifest"]["runs"][1]["slug"]
+    found = videos(built["site"] / "runs" / slug / "index.html")
+    assert len(found) == 2 and all("data-lazy" in a and "autoplay" not in a for a in found)
+
+
+def test_scrubber_is_hidden_until_javascript(built: dict[str, Any]) -> None:
+    slug = built["manifest"]["runs"][1]["slug"]
+    for relative in ("layers/block2.html", "channels/block2-c3.html", "index.html"):
+        tags = parse(built["site"] / "runs" / slug / relative).tags
+        (bar,) = [a for t, a in tags if "data-scrubber" in a]
+        assert "hidden" in bar and bar["data-epochs"] == "3" and float(bar["data-fps"]) == 4
+        assert any(t == "input" and a.get("type") == "range" and a["max"] == "2"
+                   for t, a in tags)
+    home_tags = parse(built["site"] / "index.html").tags
+    assert not [a for _, a in home_tags if "data-scrubber" in a]
+
+
+def test_every_page_has_a_footer_with_version(built: dict[str, Any]) -> None:
+    version = built["manifest"]["tool_version"]
+    for page in html_pages(built["site"]):
+        text = page.read_text(encoding="utf-8")
+        assert '<footer class="footer">' in text and f"netlapse {version}" in text, page
+    slug = built["manifest"]["runs"][1]["slug"]
+    run = (built["site"] / "runs" / slug / "index.html").read_text(encoding="utf-8")
+    assert "Training settings of plain" in run and "<dt>seed</dt>" in run
+
+
+def test_404_page_is_self_contained(built: dict[str, Any]) -> None:
+    page = built["site"] / "404.html"
+    links = [link for _, _, link in parse(page).found]
+    assert not [link for link in links if "static/" in link]
+    assert "<style>" in page.read_text(encoding="utf-8")
+
+
+def eager_bytes(site: Path, page: Path) -> int:
+    """Bytes a page asks for before scrolling (with JavaScript on, when <noscript> is
+    not markup): posters and sources of videos without data-lazy, images not lazy."""
+    parser = parse(page)
+    total, loads = 0, False
+    for (tag, attrs), hidden in zip(parser.tags, parser.in_noscript, strict=True):
+        if hidden:
+            continue
+        if tag == "video":
+            loads = "data-lazy" not in attrs
+            if loads and attrs.get("poster"):
+                total += resolve(site, page, attrs["poster"]).stat().st_size
+        elif (tag == "source" and loads) or \
+                (tag == "img" and attrs.get("loading") != "lazy"):
+            total += resolve(site, page, attrs["src"]).stat().st_size
+    return total
+
+
+def test_first_screen_of_home_and_overview_is_light(built: dict[str, Any]) -> None:
+    """HTML + CSS + JS + eagerly loaded files stay under 3 MB (the browser test measures
+    the real transfer)."""
+    site = built["site"]
+    static = sum((site / "static" / n).stat().st_size for n in ("netlapse.css", "netlapse.js"))
+    for page in [site / "index.html", *site.glob("runs/*/index.html")]:
+        assert page.stat().st_size + static + eager_bytes(site, page) < WEIGHT_LIMIT
+
+
+def test_gif_only_build_uses_images(tmp_path: Path) -> None:
+    store = tmp_path / "gif.zarr"
+    make_store(store)
+    site = tmp_path / "site"
+    result = build(BuildConfig(stores=(store,), out=site, jobs=1, formats=("gif",),
+                               layers=("block1",), channel_probes=0))
+    write_site(site, result.manifest, [open_run(store)])
+    slug = result.manifest["runs"][0]["slug"]
+    page = site / "runs" / slug / "layers" / "block1.html"
+    tags = parse(page).tags
+    assert not [a for t, a in tags if t == "video"]
+    gifs = [a["src"] for t, a in tags if t == "img" and a["src"].endswith(".gif")]
+    assert len(gifs) == 3 and all(resolve(site, page, g).is_file() for g in gifs)  # 2 + kernels
+    # a layer without animations still has its page, saying so
+    assert "No channel-grid animations" in (
+        site / "runs" / slug / "layers" / "block2.html").read_text(encoding="utf-8")
+
+
+def test_empty_gallery_explains_how_to_make_a_run(tmp_path: Path) -> None:
+    written = write_site(tmp_path / "site", {"runs": [], "artefacts": {}}, [])
+    home = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert "No runs were built" in home
+    assert (tmp_path / "site" / "404.html").resolve() in written
+
+
+# -- safety of writes ---------------------------------------------------------------------
+def test_writes_never_leave_the_site(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    with pytest.raises(NetlapseError, match="outside the site"):
+        write_text_atomic(site, "../escape.html", "x")
+    with pytest.raises(NetlapseError):
+        inside(site, "/etc/passwd")
+    assert not (tmp_path / "escape.html").exists()
+    assert write_text_atomic(site, "a/b.html", "ok").read_text() == "ok"
+
+
+# -- the Pages workflow -------------------------------------------------------------------
+def test_pages_workflow_builds_and_deploys_with_official_actions() -> None:
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "pages.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads `on` as True
+    assert triggers["push"]["branches"] == ["main"] and "workflow_dispatch" in triggers
+    assert "permissions" not in workflow  # no workflow-wide grant
+    build_job, deploy = workflow["jobs"]["build"], workflow["jobs"]["deploy"]
+    uses = [step.get("uses", "") for step in build_job["steps"]]
+    assert any(u.startswith("actions/checkout@") for u in uses)
+    assert any(u.startswith("actions/setup-python@") for u in uses)
+    assert "actions/configure-pages@v5" in uses
+    assert "actions/upload-pages-artifact@v3" in uses
+    upload = next(s for s in build_job["steps"]
+                  if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "site/"
+    runs = " ".join(step.get("run", "") for step in build_job["steps"])
+    assert "pip install -e ." in runs and "python -m generator build" in runs
+    python = next(s for s in build_job["steps"] if s.get("uses", "").startswith(
+        "actions/setup-python"))
+    assert str(python["with"]["python-version"]) == "3.11"
+    assert deploy["needs"] == "build"
+    assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
+    assert deploy["environment"]["name"] == "github-pages"
+    assert [s.get("uses") for s in deploy["steps"]] == ["actions/deploy-pages@v4"]
+    assert "pages" not in build_job.get("permissions", {})
+    assert "id-token" not in build_job.get("permissions", {})
