@@ -384,8 +384,16 @@ class RunReader:
             raise StoreError(f"{self.path}: {path} has no element {index} "
                              f"({_one_line(exc)})") from exc
         except Exception as exc:  # zarr and its codecs raise many kinds for a bad chunk
-            raise StoreError(f"{self.path}: cannot read {path} ({_one_line(exc)}); a chunk "
-                             "is truncated or corrupted") from exc
+            why = ("a checksum does not match" if "checksum" in str(exc)
+                   else _one_line(exc))
+            raise StoreError(f"{self.path}: cannot read {path}{_show(index)} ({why}); a "
+                             "chunk is truncated or corrupted") from exc
+
+
+def _show(index: tuple) -> str:
+    """``(1, slice(0, 4))`` -> ``[1, 0:4]``: which part of an array a read asked for."""
+    parts = [f"{i.start or 0}:{i.stop}" if isinstance(i, slice) else str(i) for i in index]
+    return f"[{', '.join(parts)}]" if parts else ""
 
 
 def verify_chunks(store: Path, name: str, array: zarr.Array, epochs: int | None) -> None:

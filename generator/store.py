@@ -25,6 +25,11 @@ Epoch 0 is the untrained network, so E = epochs + 1. At epoch 0 the training met
 the weight change are NaN (nothing was trained yet). Arrays grow before their data is
 written, so a reader must use ``epochs_committed`` (advanced last, in one atomic metadata
 write) and never the array length.
+
+Crash safety (``docs/reliability.md``): a new store is built in a hidden staging folder and
+renamed into place; a writer holds a lock on the store folder; every chunk carries a
+CRC-32C after its blosc frame; reopening for ``--resume`` removes the ``*.partial`` temp
+files of zarr writes a kill interrupted.
 """
 
 from __future__ import annotations

@@ -229,8 +229,21 @@ def _load_state(session: Session, path: Path) -> None:
                          "it to resume from the one before") from exc
 
 
+COMPATIBLE = {"class_names": "set of classes", "input_size": "input size",
+              "layers": "network (--channels, --kernel-size)",
+              "activation_dtype": "activation dtype"}
+
+
+# Settings that change the numbers but not the shapes: a resumed run with another value
+# would no longer be the run its ``training`` attribute describes.
+RESUMED_SETTINGS = ("seed", "lr", "batch_size", "val_fraction")
+
+
 def _check_compatible(writer: StoreWriter, session: Session) -> None:
+    """Refuse to append epochs of another model or data to a store (one line, naming how
+    the run was made)."""
     stored = writer.attrs
+    _check_settings(session.config, stored.get("training", {}))
     ours = {"class_names": session.dataset.classes,
             "input_size": session.config.resolved_input_size,
             "layers": [layer.to_json() for layer in session.model.layer_specs()],
@@ -239,10 +252,21 @@ def _check_compatible(writer: StoreWriter, session: Session) -> None:
         if stored.get(key) != value:
             training = stored.get("training", {})
             raise StoreError(
-                f"{session.config.out}: --resume with a different {key.replace('_', ' ')} "
+                f"{session.config.out}: --resume with a different {COMPATIBLE[key]} "
                 f"than the run was made with (it used --input-size {training.get('input_size')}"
                 f" --channels {','.join(map(str, training.get('channels', [])))} --data "
                 f"{training.get('data')}); pass the same options")
+
+
+def _check_settings(config: TrainConfig, stored: dict) -> None:
+    ours = config.to_json()
+    keys = RESUMED_SETTINGS + (("demo_per_class",) if stored.get("data") == "demo" else ())
+    for key in keys:
+        if key in stored and stored[key] != ours[key]:
+            option = "--" + key.replace("_", "-")
+            raise StoreError(f"{config.out}: --resume with a different {option} "
+                             f"({ours[key]}) than the run was made with ({stored[key]}); "
+                             "pass the same value")
 
 
 def _probe_tensor(writer: StoreWriter, device: torch.device) -> torch.Tensor:

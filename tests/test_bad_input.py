@@ -293,7 +293,10 @@ STORE_ROWS = {
         2, ("run.zarr", "--resume with a different input size")),
     "store: --resume with another model": Row(
         break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--channels", "8,8"),
-        2, ("run.zarr", "--resume with a different layers")),
+        2, ("run.zarr", "--resume with a different network (--channels")),
+    "store: --resume with another --seed": Row(
+        break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--seed", "7"),
+        2, ("run.zarr", "--resume with a different --seed (7)", "(0)")),
     "store: --out on an existing store without --resume": Row(
         break_store(lambda s: None, "train", "--epochs", "1"), 2,
         ("run.zarr", "already exists")),

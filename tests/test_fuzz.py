@@ -298,7 +298,8 @@ def test_kernel_frames_never_crash(data: st.DataObject, e: int, o: int, i: int, 
     frames = kernel_frames(weights, scale=mode, max_side=512)
     TRIED["kernel_frames"] += 1
     assert frames.frames.dtype == np.uint8 and frames.frames.shape[0] == e
-    shown = weights if rgb else weights[:, :32, :32]  # index grids are capped at 32 x 32
+    # RGB patches (3 inputs) show every kernel; index grids are capped at 32 x 32
+    shown = weights if weights.shape[2] == 3 else weights[:, :32, :32]
     assert frames.nonfinite == int(np.count_nonzero(~np.isfinite(shown.astype(np.float32))))
 
 
@@ -337,3 +338,23 @@ def test_probe_frames_of_an_unlabelled_probe() -> None:
     image = np.zeros((3, 8, 8), dtype=np.uint8)
     frames = probe_frames(image, np.full((2, 3), 1 / 3), ["a", "b", "c"], -1)
     assert frames.frames.shape[0] == 2
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (5, 70, 40, 40), (5, 70, 1, 1), (1, 1, 40, 40)])
+@pytest.mark.parametrize("fill", [np.nan, np.inf, 0.0, 1e38, 1e-38, "specials"])
+def test_renderers_at_the_corners(shape: tuple[int, int, int, int], fill: float | str) -> None:
+    """The shapes and values hypothesis reaches least often: smallest, largest, all-odd."""
+    e, c, h, w = shape
+    if fill == "specials":
+        values = np.resize(SPECIALS, shape).astype(np.float32)
+    else:
+        values = np.full(shape, fill, dtype=np.float32)
+    stats = values.reshape(e, 1, c, h * w)
+    low, high = np.fmin.reduce(stats, axis=3), np.fmax.reduce(stats, axis=3)
+    scales = compute_scales(low, high, "channel")
+    neg, pos = scales.neg[:, 0], scales.pos[:, 0]
+    layer_frames(values, neg, pos, max_side=1024)
+    channel_frames(values[:, 0], neg[:, 0], pos[:, 0])
+    contact_sheet(values, neg, pos)
+    kernel_frames(values.reshape(e, c, 1, h, w)[:, :, :, :7, :7])
+    TRIED["corners"] += 1
