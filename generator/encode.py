@@ -55,7 +55,8 @@ def _atomic(path: Path | str) -> Iterator[Path]:
     except OSError as exc:
         raise EncodeError(f"{path}: cannot write ({exc.strerror or exc})") from exc
     finally:
-        tmp.unlink(missing_ok=True)
+        with suppress(OSError):  # NotADirectoryError too: never hide the real error
+            tmp.unlink()
 
 
 def _check(frames: np.ndarray, palette: np.ndarray | None, ndim: int = 3) -> np.ndarray:

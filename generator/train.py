@@ -77,6 +77,7 @@ def run_training(config: TrainConfig) -> Path:
         for epoch in range(first, config.epochs + 1):
             scalars = _train_one_epoch(session, epoch)
             previous = _record_epoch(session, writer, probes, epoch, scalars, previous)
+        writer.trim()
         log.info("%s: %d epochs committed", config.out, writer.epochs_committed)
     finally:
         writer.close()

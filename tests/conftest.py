@@ -41,8 +41,10 @@ def synthetic_record(epoch: int, n_probes: int = 2, n_classes: int = 3,
                                        "val_loss": 1 / epoch, "val_accuracy": 0.4})
 
 
-def make_store(path: Path, epochs: int = 3, n_probes: int = 2) -> StoreWriter:
-    """A committed store of ``epochs`` entries written by the real writer."""
+def make_store(path: Path, epochs: int = 3, n_probes: int = 2,
+               trim: bool = True) -> StoreWriter:
+    """A committed store of ``epochs`` entries written by the real writer; ``trim`` as a
+    finished training run leaves it (arrays exactly ``epochs`` long)."""
     writer = StoreWriter.create(
         path, class_names=["alpha", "beta", "gamma"], layers=TINY_LAYERS, input_size=8,
         training={"epochs": epochs - 1, "seed": 0}, probe_sources=["a.png", "b.png"][:n_probes],
@@ -50,6 +52,8 @@ def make_store(path: Path, epochs: int = 3, n_probes: int = 2) -> StoreWriter:
         probe_labels=np.arange(n_probes))
     for epoch in range(epochs):
         writer.write_epoch(epoch, synthetic_record(epoch, n_probes))
+    if trim:
+        writer.trim()
     return writer
 
 

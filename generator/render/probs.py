@@ -30,7 +30,8 @@ def shown_classes(probs: np.ndarray, true_class: int, max_classes: int) -> np.nd
     if k <= max_classes:
         return np.arange(k)
     peak = np.nan_to_num(probs, nan=0.0).max(axis=0)
-    peak[true_class] = np.inf
+    if 0 <= true_class < k:  # -1: a probe from outside the classes has no true class
+        peak[true_class] = np.inf
     return np.sort(np.argsort(-peak, kind="stable")[:max_classes])
 
 
@@ -60,9 +61,11 @@ def _template(img: np.ndarray, labels: list[str], true_row: int, row_h: int
         mask = cap.text_mask(label, label_w, row_h, FONT, align="left", cut="middle")
         canvas[y:y + row_h, x_label:x_label + label_w] = cap.paint(mask, colour, BACKGROUND)
         canvas[y + 2:y + row_h - 2, x_bar:x_bar + BAR_WIDTH] = TRACK
-    m = row_h // 3                              # the true-class marker, a square
-    yt = y_bar + true_row * row_h
-    canvas[yt + m:yt + row_h - m, x_label - MARKER:x_label - MARKER + row_h - 2 * m] = TRUE_BAR
+    if true_row >= 0:
+        m = row_h // 3                          # the true-class marker, a square
+        yt = y_bar + true_row * row_h
+        canvas[yt + m:yt + row_h - m, x_label - MARKER:x_label - MARKER + row_h - 2 * m] = \
+            TRUE_BAR
     return canvas, (y_bar, x_bar)
 
 
@@ -78,7 +81,8 @@ def probe_frames(image: np.ndarray, probs: np.ndarray, class_names: Sequence[str
     if len(class_names) != k:
         raise ValueError(f"{len(class_names)} class names for {k} probabilities")
     shown = shown_classes(probs, true_class, max_classes)
-    true_row = int(np.flatnonzero(shown == true_class)[0])
+    matches = np.flatnonzero(shown == true_class)
+    true_row = int(matches[0]) if len(matches) else -1
     img = _probe_rgb(image, image_side)
     row_h = int(np.clip(img.shape[0] // len(shown), 16, 28))
     canvas, (y0, x0) = _template(img, [str(class_names[c]) for c in shown], true_row, row_h)
