@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -158,3 +159,28 @@ def test_out_refuses_root_home_and_project_folders(where: str, demo_run: Path,
 def test_out_inside_the_store_is_refused(demo_run: Path) -> None:
     with pytest.raises(OptionError, match="overlaps the run store"):
         build(BuildConfig(stores=(demo_run,), out=demo_run / "site"))
+
+
+def test_hostile_class_names_stay_text_and_nothing_leaves_out(tmp_path: Path) -> None:
+    """Class names are user input: they never become paths, and pages escape them."""
+    from tests.conftest import TINY_LAYERS, synthetic_record
+
+    names = ["../../x", "<script>alert(1)</script>", "ünï cödé  "]
+    store = tmp_path / "work" / "hostile.zarr"
+    writer = StoreWriter.create(
+        store, class_names=names, layers=TINY_LAYERS, input_size=8, training={},
+        probe_images=np.zeros((2, 3, 8, 8), np.uint8), probe_labels=np.array([0, 1]),
+        probe_sources=["../../a.png", "<b>.png"])
+    for epoch in range(2):
+        writer.write_epoch(epoch, synthetic_record(epoch))
+    writer.trim()
+    before = {p for p in tmp_path.rglob("*")}
+    out = tmp_path / "work" / "site"
+    build(BuildConfig(stores=(store,), out=out, jobs=1))
+    created = {p for p in tmp_path.rglob("*")} - before
+    assert created and all(out in p.parents or p == out for p in created)
+    assert not (tmp_path / "x").exists()
+    pages = "".join(p.read_text() for p in out.rglob("*.html"))
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in pages
+    assert "<script>alert(1)</script>" not in pages
+    assert "ünï cödé" in pages
