@@ -15,6 +15,7 @@ import email.utils
 import functools
 import os
 import re
+import sys
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -99,6 +100,21 @@ class QuietHandler(RangeHandler):
         return
 
 
+class SiteServer(ThreadingHTTPServer):
+    """A threading server that treats a browser hanging up mid-file as normal.
+
+    Browsers abort video downloads they no longer need (seeking, leaving the page); the
+    stock server prints a traceback for each such reset pipe.
+    """
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: tuple) -> None:
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1",
                 handler: type[SimpleHTTPRequestHandler] = RangeHandler,
                 ) -> ThreadingHTTPServer:
@@ -109,7 +125,7 @@ def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1",
                           "`python -m generator build --out SITE`")
     bound = functools.partial(handler, directory=str(site.resolve()))
     try:
-        return ThreadingHTTPServer((host, port), bound)
+        return SiteServer((host, port), bound)
     except OSError as exc:
         raise OptionError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
                           "pick another --port") from exc
