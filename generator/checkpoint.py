@@ -9,15 +9,14 @@ and they are loaded with ``weights_only=True``: a checkpoint can never run code.
 from __future__ import annotations
 
 import io
-import os
 import re
 import zipfile
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from generator.atomic import atomic_path
 from generator.errors import StoreError
 from generator.faults import maybe_die
 
@@ -50,15 +49,11 @@ def list_checkpoints(store: Path) -> dict[int, Path]:
 def save_checkpoint(store: Path, epoch: int, state: dict[str, Any], keep: int) -> Path:
     """Atomically write epoch's checkpoint, then drop all but the newest ``keep`` (0 = all)."""
     target = checkpoint_path(store, epoch)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes(temp, serialise(state))
-        maybe_die("checkpoint.temp", epoch)
-        os.replace(temp, target)
+        with atomic_path(target) as temp:
+            write_bytes(temp, serialise(state))
+            maybe_die("checkpoint.temp", epoch)
     except OSError as exc:
-        with suppress(OSError):  # e.g. NotADirectoryError: then there is nothing to remove
-            temp.unlink()
         raise StoreError(f"{target}: cannot write the checkpoint ({exc.strerror or exc}); "
                          "the epochs already in the store are intact") from exc
     _prune(store, keep)
@@ -113,7 +108,7 @@ def remove_stale_temps(store: Path) -> int:
     folder = checkpoint_dir(store)
     if not folder.is_dir():
         return 0
-    stale = list(folder.glob(".epoch-*.tmp"))
+    stale = list(folder.glob(".epoch-*.tmp"))  # the temp names of ``atomic_path``
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)

@@ -18,10 +18,8 @@ Every file is written under a temporary name in its folder and moved into place 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from fractions import Fraction
@@ -30,6 +28,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from generator.atomic import atomic_path
 from generator.errors import EncodeError
 from generator.render.colormaps import BACKGROUND_INDEX, rgb_of
 from generator.render.frames import pad_frames
@@ -43,20 +42,12 @@ QUANTISE_SAMPLE_FRAMES, QUANTISE_SAMPLE_PIXELS = 8, 1 << 21
 # -- shared plumbing ---------------------------------------------------------------------
 @contextmanager
 def _atomic(path: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` if the body succeeds.
-
-    On any failure the temporary file is removed; an ``OSError`` becomes ``EncodeError``.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    """A temp path beside ``path`` that replaces it on success; ``OSError`` -> ``EncodeError``."""
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            yield tmp
     except OSError as exc:
         raise EncodeError(f"{path}: cannot write ({exc.strerror or exc})") from exc
-    finally:
-        with suppress(OSError):  # NotADirectoryError too: never hide the real error
-            tmp.unlink()
 
 
 def _check(frames: np.ndarray, palette: np.ndarray | None, ndim: int = 3) -> np.ndarray:

@@ -10,7 +10,6 @@ checked to lie inside the site folder before anything is written.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from generator.atomic import atomic_path
 from generator.errors import NetlapseError
 from generator.gallery import NotFoundPage, Page, build_site_context
 from generator.reader import RunReader
@@ -82,14 +82,8 @@ def write_bytes_atomic(site: Path, relative: str | Path, data: bytes) -> Path:
     target = inside(site, relative)
     if target.is_file() and target.stat().st_size == len(data) and target.read_bytes() == data:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(target) as temp:
         temp.write_bytes(data)
-        os.replace(temp, target)
-    finally:
-        if temp.exists():
-            temp.unlink()
     return target
 
 

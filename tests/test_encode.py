@@ -115,6 +115,7 @@ def test_ffmpeg_failure_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_unwritable_folder_raises_encode_error(tmp_path: Path) -> None:
+    (tmp_path / "missing").write_text("a file where a folder should be")
     target = tmp_path / "missing" / "a.gif"
     with pytest.raises(EncodeError, match=r"missing/a\.gif: cannot write"):
         write_gif(target, _index_frames(2), palette("seed"))

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from generator.atomic import atomic_path
 from generator.data.images import fit_square
 from generator.errors import DataError
 
@@ -167,13 +167,9 @@ def write_png(image: Image.Image, target: Path) -> None:
 
     The class folder is made here, at the first kept frame: an unreadable or all-dark video
     must not leave an empty class folder that would make the dataset unloadable."""
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        image.save(partial, format="PNG")
-        os.replace(partial, target)
+        with atomic_path(target) as partial:
+            image.save(partial, format="PNG")
     except OSError as exc:
-        with suppress(OSError):  # e.g. NotADirectoryError: then there is nothing to remove
-            partial.unlink()
         raise DataError(f"cannot write {target} ({exc.strerror or exc}); free some space or "
                         "pick another --out") from exc
