@@ -76,23 +76,17 @@ def set_committed(path: Path, epochs: int) -> None:
     meta.write_text(json.dumps(node))
 
 
-def ours(values: np.ndarray, scales: tuple[np.ndarray, np.ndarray], out: Path) -> float:
+def ours(values: np.ndarray, scales: tuple[np.ndarray, np.ndarray], out: Path,
+         fmt: str) -> float:
+    """Render the grid frames epoch by epoch (as the build does) and encode them."""
     start = time.perf_counter()
-    frames = np.concatenate([layer_frames(values[e][None], scales[0][e:e + 1],
-                                          scales[1][e:e + 1], captions=f"epoch {e}").frames
-                             for e in range(len(values))])
-    palette = layer_frames(values[:1], scales[0][:1], scales[1][:1]).palette
-    write_gif(out / "ours.gif", frames, palette, duration_ms=250)
-    return time.perf_counter() - start
-
-
-def ours_mp4(values: np.ndarray, scales: tuple[np.ndarray, np.ndarray], out: Path) -> float:
-    start = time.perf_counter()
-    frames = np.concatenate([layer_frames(values[e][None], scales[0][e:e + 1],
-                                          scales[1][e:e + 1], captions=f"epoch {e}").frames
-                             for e in range(len(values))])
-    palette = layer_frames(values[:1], scales[0][:1], scales[1][:1]).palette
-    write_mp4(out / "ours.mp4", frames, palette, fps=4)
+    parts = [layer_frames(values[e][None], scales[0][e:e + 1], scales[1][e:e + 1],
+                          captions=f"epoch {e}") for e in range(len(values))]
+    frames = np.concatenate([part.frames for part in parts])
+    if fmt == "gif":
+        write_gif(out / "ours.gif", frames, parts[0].palette, duration_ms=250)
+    else:
+        write_mp4(out / "ours.mp4", frames, parts[0].palette, fps=4)
     return time.perf_counter() - start
 
 
@@ -137,8 +131,8 @@ def per_animation(store: Path, out: Path, layers: list[str]) -> list[tuple[str, 
         scales = layer_scales(run, layer, "channel")
         neg, pos = scales.neg[:, 0], scales.pos[:, 0]
         base = matplotlib_baseline(values, np.maximum(neg, pos).max(axis=0), out)
-        ours_gif = ours(values, (neg, pos), out)
-        mp4 = ours_mp4(values, (neg, pos), out)
+        ours_gif = ours(values, (neg, pos), out, "gif")
+        mp4 = ours(values, (neg, pos), out, "mp4")
         rows.append((f"{layer} grid, {values.shape[1]} ch, {len(values)} frames", f"{base:.2f}",
                      f"{ours_gif:.2f}", f"{base / ours_gif:.1f}x", f"{mp4:.2f}",
                      f"{base / mp4:.1f}x"))
