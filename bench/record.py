@@ -46,10 +46,14 @@ def make_record(model: NetlapseCNN, probes: torch.Tensor) -> EpochRecord:
     capture = record_probes(model, model.recorded_modules(), probes, LOGITS_LAYER)
     k = model.head.logits.out_features
     return EpochRecord(
-        activations=capture.activations, channel_stats=capture.channel_stats,
+        activations=capture.activations,
+        channel_stats=capture.channel_stats,
         kernels={n: b.conv.weight.detach().numpy() for n, b in model.blocks()},
-        weight_change={n: 0.0 for n in model.weights()}, probe_probs=capture.probs,
-        confusion=np.zeros((k, k), np.int64), scalars={})
+        weight_change={n: 0.0 for n in model.weights()},
+        probe_probs=capture.probs,
+        confusion=np.zeros((k, k), np.int64),
+        scalars={},
+    )
 
 
 def measure_recording(args: argparse.Namespace, folder: Path) -> list[tuple[str, float]]:
@@ -61,10 +65,15 @@ def measure_recording(args: argparse.Namespace, folder: Path) -> list[tuple[str,
     capture = timed(lambda: make_record(model, probes), args.repeats)
     record = make_record(model, probes)
     writer = StoreWriter.create(
-        folder / "bench.zarr", class_names=[f"c{i}" for i in range(6)],
-        layers=model.layer_specs(), input_size=args.input_size, training={},
+        folder / "bench.zarr",
+        class_names=[f"c{i}" for i in range(6)],
+        layers=model.layer_specs(),
+        input_size=args.input_size,
+        training={},
         probe_images=np.zeros((args.probes, 3, args.input_size, args.input_size), np.uint8),
-        probe_labels=np.zeros(args.probes, np.int64), probe_sources=[""] * args.probes)
+        probe_labels=np.zeros(args.probes, np.int64),
+        probe_sources=[""] * args.probes,
+    )
     epoch = iter(range(1000))
     write = timed(lambda: writer.write_epoch(next(epoch), record), args.repeats)
     batch = torch.randn(16, 3, args.input_size, args.input_size)
@@ -78,42 +87,50 @@ def measure_recording(args: argparse.Namespace, folder: Path) -> list[tuple[str,
         optimizer.step()
 
     train_step = timed(step, max(1, args.repeats - 1))
-    return [("bare no-grad forward of the probes (baseline)", bare),
-            ("capture with hooks + channel statistics", capture),
-            ("store write of one epoch", write),
-            ("one training step, batch 16", train_step),
-            ("ratio (capture + write) / bare forward", (capture + write) / bare)]
+    return [
+        ("bare no-grad forward of the probes (baseline)", bare),
+        ("capture with hooks + channel statistics", capture),
+        ("store write of one epoch", write),
+        ("one training step, batch 16", train_step),
+        ("ratio (capture + write) / bare forward", (capture + write) / bare),
+    ]
 
 
 def measure_layouts(args: argparse.Namespace, folder: Path) -> list[tuple[str, ...]]:
     """Write 3 epochs of block1-block8 activations under each layout; read one probe back."""
     model = NetlapseCNN(6, args.input_size).eval()
-    acts = make_record(model, torch.randn(args.probes, 3, args.input_size,
-                                          args.input_size)).activations
+    acts = make_record(
+        model, torch.randn(args.probes, 3, args.input_size, args.input_size)
+    ).activations
     convs = {n: a for n, a in acts.items() if a.ndim == 4}
-    codecs = {"blosc lz4 1 shuffle": zarr.codecs.BloscCodec(cname="lz4", clevel=1,
-                                                            shuffle="shuffle"),
-              "blosc zstd 3 shuffle": zarr.codecs.BloscCodec(cname="zstd", clevel=3,
-                                                             shuffle="shuffle"),
-              "none": None}
+    codecs = {
+        "blosc lz4 1 shuffle": zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),
+        "blosc zstd 3 shuffle": zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+        "none": None,
+    }
     rows = []
     for layout in ("probe", "channel"):
         for codec_name, codec in codecs.items():
             if layout == "channel" and codec_name != "blosc lz4 1 shuffle":
                 continue
-            rows.append(_one_layout(folder / f"{layout}-{codec_name}.zarr", convs, layout,
-                                    codec_name, codec))
+            rows.append(
+                _one_layout(
+                    folder / f"{layout}-{codec_name}.zarr", convs, layout, codec_name, codec
+                )
+            )
     return rows
 
 
-def _one_layout(path: Path, convs: dict[str, np.ndarray], layout: str, codec_name: str,
-                codec: object) -> tuple[str, ...]:
+def _one_layout(
+    path: Path, convs: dict[str, np.ndarray], layout: str, codec_name: str, codec: object
+) -> tuple[str, ...]:
     group = zarr.open_group(str(path), mode="w")
     arrays = {}
     for name, value in convs.items():
         chunk = (1, 1, *value.shape[1:]) if layout == "probe" else (1, 1, 1, *value.shape[2:])
-        arrays[name] = group.create_array(name, shape=(0, *value.shape), chunks=chunk,
-                                          dtype=value.dtype, compressors=codec)
+        arrays[name] = group.create_array(
+            name, shape=(0, *value.shape), chunks=chunk, dtype=value.dtype, compressors=codec
+        )
     writes = []
     for epoch in range(3):
         start = time.perf_counter()
@@ -127,8 +144,14 @@ def _one_layout(path: Path, convs: dict[str, np.ndarray], layout: str, codec_nam
     read = time.perf_counter() - start
     files = sum(1 for p in path.rglob("*") if p.is_file() and "c" in p.relative_to(path).parts) // 3
     size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 3 / 2**20
-    return (f"one chunk per {layout}", codec_name, f"{statistics.median(writes):.3f}",
-            f"{files}", f"{size:.1f}", f"{read:.3f}")
+    return (
+        f"one chunk per {layout}",
+        codec_name,
+        f"{statistics.median(writes):.3f}",
+        f"{files}",
+        f"{size:.1f}",
+        f"{read:.3f}",
+    )
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -144,17 +167,28 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--layouts", action="store_true", help="also compare chunk layouts")
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{args.probes} probes at {args.input_size}x{args.input_size}\n")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{args.probes} probes at {args.input_size}x{args.input_size}\n"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         rows = measure_recording(args, Path(tmp))
-        print_table(("measurement", "seconds / ratio"),
-                    [(name, f"{value:.3f}") for name, value in rows])
+        print_table(
+            ("measurement", "seconds / ratio"), [(name, f"{value:.3f}") for name, value in rows]
+        )
         if args.layouts:
             print()
-            print_table(("layout", "codec", "write s/epoch", "files/epoch", "MB/epoch",
-                         "read 1 probe x 8 layers x 3 epochs s"),
-                        measure_layouts(args, Path(tmp)))
+            print_table(
+                (
+                    "layout",
+                    "codec",
+                    "write s/epoch",
+                    "files/epoch",
+                    "MB/epoch",
+                    "read 1 probe x 8 layers x 3 epochs s",
+                ),
+                measure_layouts(args, Path(tmp)),
+            )
 
 
 if __name__ == "__main__":

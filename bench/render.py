@@ -52,11 +52,22 @@ def make_store(path: Path, epochs: int, probes: int, size: int) -> Path:
     drift = {n: torch.randn_like(p) * p.detach().std() for n, p in model.named_parameters()}
     images = torch.rand(probes, 3, size, size)
     writer = StoreWriter.create(
-        path, class_names=["dawnbreaker", "floodzone", "silk_road", "siege_of_shanghai",
-                           "lost_islands", "zavod_311"],
-        layers=model.layer_specs(), input_size=size, training={"bench": True},
+        path,
+        class_names=[
+            "dawnbreaker",
+            "floodzone",
+            "silk_road",
+            "siege_of_shanghai",
+            "lost_islands",
+            "zavod_311",
+        ],
+        layers=model.layer_specs(),
+        input_size=size,
+        training={"bench": True},
         probe_images=(images * 255).to(torch.uint8).numpy(),
-        probe_labels=np.arange(probes) % 6, probe_sources=[f"p{i}" for i in range(probes)])
+        probe_labels=np.arange(probes) % 6,
+        probe_sources=[f"p{i}" for i in range(probes)],
+    )
     inputs = images * 2 - 1
     for epoch in range(epochs + 1):
         with torch.no_grad():
@@ -76,12 +87,15 @@ def set_committed(path: Path, epochs: int) -> None:
     meta.write_text(json.dumps(node))
 
 
-def ours(values: np.ndarray, scales: tuple[np.ndarray, np.ndarray], out: Path,
-         fmt: str) -> float:
+def ours(values: np.ndarray, scales: tuple[np.ndarray, np.ndarray], out: Path, fmt: str) -> float:
     """Render the grid frames epoch by epoch (as the build does) and encode them."""
     start = time.perf_counter()
-    parts = [layer_frames(values[e][None], scales[0][e:e + 1], scales[1][e:e + 1],
-                          captions=f"epoch {e}") for e in range(len(values))]
+    parts = [
+        layer_frames(
+            values[e][None], scales[0][e : e + 1], scales[1][e : e + 1], captions=f"epoch {e}"
+        )
+        for e in range(len(values))
+    ]
     frames = np.concatenate([part.frames for part in parts])
     if fmt == "gif":
         write_gif(out / "ours.gif", frames, parts[0].palette, duration_ms=250)
@@ -108,8 +122,11 @@ def matplotlib_baseline(values: np.ndarray, scale: np.ndarray, out: Path) -> flo
         ax.axis("off")
         if c < channels:
             limit = float(scale[c]) or 1.0
-            images.append(ax.imshow(values[0, c].astype(np.float32), cmap="seismic_r",
-                                    vmin=-limit, vmax=limit))
+            images.append(
+                ax.imshow(
+                    values[0, c].astype(np.float32), cmap="seismic_r", vmin=-limit, vmax=limit
+                )
+            )
 
     def update(epoch: int) -> list:
         for c, image in enumerate(images):
@@ -117,8 +134,9 @@ def matplotlib_baseline(values: np.ndarray, scale: np.ndarray, out: Path) -> flo
         fig.suptitle(f"epoch {epoch}")
         return images
 
-    FuncAnimation(fig, update, frames=len(values)).save(out / "baseline.gif",
-                                                        writer=PillowWriter(fps=4))
+    FuncAnimation(fig, update, frames=len(values)).save(
+        out / "baseline.gif", writer=PillowWriter(fps=4)
+    )
     plt.close(fig)
     return time.perf_counter() - start
 
@@ -133,16 +151,33 @@ def per_animation(store: Path, out: Path, layers: list[str]) -> list[tuple[str, 
         base = matplotlib_baseline(values, np.maximum(neg, pos).max(axis=0), out)
         ours_gif = ours(values, (neg, pos), out, "gif")
         mp4 = ours(values, (neg, pos), out, "mp4")
-        rows.append((f"{layer} grid, {values.shape[1]} ch, {len(values)} frames", f"{base:.2f}",
-                     f"{ours_gif:.2f}", f"{base / ours_gif:.1f}x", f"{mp4:.2f}",
-                     f"{base / mp4:.1f}x"))
+        rows.append(
+            (
+                f"{layer} grid, {values.shape[1]} ch, {len(values)} frames",
+                f"{base:.2f}",
+                f"{ours_gif:.2f}",
+                f"{base / ours_gif:.1f}x",
+                f"{mp4:.2f}",
+                f"{base / mp4:.1f}x",
+            )
+        )
     return rows
 
 
 def timed_build(store: Path, site: Path, extra: list[str] = ()) -> tuple[float, float]:
     """Wall time and peak summed RSS (build + workers + ffmpeg) of one CLI build."""
-    command = [sys.executable, "-m", "generator", "-q", "build", "--store", str(store),
-               "--out", str(site), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "generator",
+        "-q",
+        "build",
+        "--store",
+        str(store),
+        "--out",
+        str(site),
+        *extra,
+    ]
     start = time.perf_counter()
     process = psutil.Popen(command, cwd=ROOT)
     peak = 0
@@ -178,20 +213,26 @@ def sizes_by_format(site: Path) -> dict[str, float]:
 
 
 def report_speed_and_size(store: Path, work: Path) -> None:
-    print_table(("animation (probe 1)", "matplotlib s", "ours GIF s", "speed-up",
-                 "ours MP4 s", "speed-up"), per_animation(store, work, ["block1", "block2",
-                                                                        "block5"]))
+    print_table(
+        ("animation (probe 1)", "matplotlib s", "ours GIF s", "speed-up", "ours MP4 s", "speed-up"),
+        per_animation(store, work, ["block1", "block2", "block5"]),
+    )
     site = work / "site"
     full, full_peak = timed_build(store, site)
     again, _ = timed_build(store, site)
     sizes = sizes_by_format(site)
     print()
-    print_table(("build (default options, all cores)", "value"), [
-        ("full build s", f"{full:.1f}"), ("no-change rebuild s", f"{again:.2f}"),
-        ("rebuild / full", f"{100 * again / full:.1f} %"),
-        ("full build peak RSS MB", f"{full_peak:.0f}"),
-        *((f"size {fmt} MB", f"{mb:.1f}") for fmt, mb in sizes.items()),
-        ("total size MB", f"{sum(sizes.values()):.1f}")])
+    print_table(
+        ("build (default options, all cores)", "value"),
+        [
+            ("full build s", f"{full:.1f}"),
+            ("no-change rebuild s", f"{again:.2f}"),
+            ("rebuild / full", f"{100 * again / full:.1f} %"),
+            ("full build peak RSS MB", f"{full_peak:.0f}"),
+            *((f"size {fmt} MB", f"{mb:.1f}") for fmt, mb in sizes.items()),
+            ("total size MB", f"{sum(sizes.values()):.1f}"),
+        ],
+    )
 
 
 def main() -> None:
@@ -200,8 +241,9 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=8)
     parser.add_argument("--input-size", type=int, default=512)
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument("--only-memory", action="store_true",
-                        help="only the 15- vs 60-epoch peak memory builds")
+    parser.add_argument(
+        "--only-memory", action="store_true", help="only the 15- vs 60-epoch peak memory builds"
+    )
     parser.add_argument("--workdir", type=Path, help="keep the store and sites here")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="netlapse-bench-"))
@@ -212,8 +254,10 @@ def main() -> None:
         make_store(store, longest, args.probes, args.input_size)
     set_committed(store, args.epochs + 1)
 
-    print(f"store: {args.epochs + 1} epochs x {args.probes} probes at {args.input_size} px, "
-          f"{psutil.cpu_count()} cores\n")
+    print(
+        f"store: {args.epochs + 1} epochs x {args.probes} probes at {args.input_size} px, "
+        f"{psutil.cpu_count()} cores\n"
+    )
     if not args.only_memory:
         report_speed_and_size(store, work)
     if not args.skip_memory:
@@ -224,8 +268,10 @@ def main() -> None:
             seconds, peak = timed_build(store, work / f"site-{epochs}")
             rows.append((epochs, seconds, peak))
         print()
-        print_table(("full build at", "seconds", "peak RSS MB"),
-                    [(f"{e} epochs", f"{s:.1f}", f"{p:.0f}") for e, s, p in rows])
+        print_table(
+            ("full build at", "seconds", "peak RSS MB"),
+            [(f"{e} epochs", f"{s:.1f}", f"{p:.0f}") for e, s, p in rows],
+        )
         print(f"peak ratio 60 / 15 epochs: {rows[1][2] / rows[0][2]:.2f}")
         set_committed(store, args.epochs + 1)
 

@@ -128,8 +128,12 @@ def run_job(job: Job, site: Path) -> list[Made]:
 
 def layer_scales(run: RunReader, layer: str, mode: str) -> Scales:
     """(E, P, C) colour scales of a layer from its stored statistics (no data pass)."""
-    return compute_scales(run.channel_stats(layer, "min"), run.channel_stats(layer, "max"),
-                          mode, share_channels=not run.layer(layer).is_conv)
+    return compute_scales(
+        run.channel_stats(layer, "min"),
+        run.channel_stats(layer, "max"),
+        mode,
+        share_channels=not run.layer(layer).is_conv,
+    )
 
 
 def _layer_job(run: RunReader, job: Job, site: Path) -> list[Made]:
@@ -153,8 +157,9 @@ def _caption(run: RunReader, layer: str, probe: int, epoch: int, extra: str = ""
     return f"{layer}{extra} · epoch {epoch} · probe {probe + 1} ({name})"
 
 
-def _grid(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions,
-          site: Path) -> Made:
+def _grid(
+    run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions, site: Path
+) -> Made:
     """The channel grid of one layer and probe, rendered one epoch at a time."""
     layer, probe = artefact.layer, artefact.probe
 
@@ -165,10 +170,13 @@ def _grid(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOpt
         captions = [_caption(run, layer, probe, epoch) for epoch in range(run.epochs)]
         frames, nonfinite, size = None, 0, 0
         for epoch in range(run.epochs):
-            part = layer_frames(run.layer_at(layer, epoch, probe)[None],
-                                scales.neg[epoch:epoch + 1, probe],
-                                scales.pos[epoch:epoch + 1, probe],
-                                colormap=options.colormap, max_side=room)
+            part = layer_frames(
+                run.layer_at(layer, epoch, probe)[None],
+                scales.neg[epoch : epoch + 1, probe],
+                scales.pos[epoch : epoch + 1, probe],
+                colormap=options.colormap,
+                max_side=room,
+            )
             if frames is None:
                 size = caption_font_size(captions, part.frames.shape[2])
             framed = finish(part.frames, captions[epoch], font_size=size)
@@ -181,8 +189,9 @@ def _grid(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOpt
     return _write_animation(artefact, render, options, site)
 
 
-def _channels(run: RunReader, artefacts: list[Artefact], scales: Scales,
-              options: RenderOptions, site: Path) -> list[Made]:
+def _channels(
+    run: RunReader, artefacts: list[Artefact], scales: Scales, options: RenderOptions, site: Path
+) -> list[Made]:
     """Per-channel animations, reading channels in groups that fit ``READ_BUDGET``."""
     layer, probe = artefacts[0].layer, artefacts[0].probe
     spec = run.layer(layer)
@@ -194,12 +203,17 @@ def _channels(run: RunReader, artefacts: list[Artefact], scales: Scales,
         values = run.channel_range(layer, probe, first, last + 1)
         for artefact in batch:
             c = artefact.channel
-            render = partial(_render_channel, values[:, c - first], scales.neg[:, probe, c],
-                             scales.pos[:, probe, c], options.colormap,
-                             [_caption(run, layer, probe, e, f" ch {c + 1}")
-                              for e in range(run.epochs)])
-            made.append(_write_animation(artefact, render, options, site,
-                                         max_side=options.channel_side))
+            render = partial(
+                _render_channel,
+                values[:, c - first],
+                scales.neg[:, probe, c],
+                scales.pos[:, probe, c],
+                options.colormap,
+                [_caption(run, layer, probe, e, f" ch {c + 1}") for e in range(run.epochs)],
+            )
+            made.append(
+                _write_animation(artefact, render, options, site, max_side=options.channel_side)
+            )
     return made
 
 
@@ -214,27 +228,46 @@ def _channel_batches(artefacts: list[Artefact], span: int) -> list[list[Artefact
     return batches
 
 
-def _render_channel(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, colormap: str,
-                    captions: list[str], max_side: int) -> Frames:
-    return channel_frames(values, neg, pos, colormap=colormap, min_side=min(max_side, 256),
-                          max_side=max_side, captions=captions)
+def _render_channel(
+    values: np.ndarray,
+    neg: np.ndarray,
+    pos: np.ndarray,
+    colormap: str,
+    captions: list[str],
+    max_side: int,
+) -> Frames:
+    return channel_frames(
+        values,
+        neg,
+        pos,
+        colormap=colormap,
+        min_side=min(max_side, 256),
+        max_side=max_side,
+        captions=captions,
+    )
 
 
-def _contact(run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions,
-             site: Path) -> Made:
+def _contact(
+    run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions, site: Path
+) -> Made:
     """The still of channels x chosen epochs; reads only the epochs it shows."""
     layer, probe = artefact.layer, artefact.probe
     epochs = choose_epochs(run.epochs, options.contact_columns)
     values = np.stack([run.layer_at(layer, e, probe) for e in epochs])
-    sheet = contact_sheet(values, scales.neg[epochs, probe], scales.pos[epochs, probe],
-                          colormap=options.colormap, epoch_numbers=epochs,
-                          max_width=options.max_side,
-                          title=f"{layer} · probe {probe + 1} · epochs "
-                                f"{', '.join(map(str, epochs))}")
+    sheet = contact_sheet(
+        values,
+        scales.neg[epochs, probe],
+        scales.pos[epochs, probe],
+        colormap=options.colormap,
+        epoch_numbers=epochs,
+        max_width=options.max_side,
+        title=f"{layer} · probe {probe + 1} · epochs {', '.join(map(str, epochs))}",
+    )
     encode.write_png(site / artefact.files["png"], sheet.image, sheet.palette)
     height, width = sheet.image.shape
-    return Made(artefact.id, dict(artefact.files), 1, width, height, sheet.nonfinite, "",
-                sheet.epochs)
+    return Made(
+        artefact.id, dict(artefact.files), 1, width, height, sheet.nonfinite, "", sheet.epochs
+    )
 
 
 def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: Path) -> Made:
@@ -248,9 +281,12 @@ def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: P
         note = f"showing {weights.shape[1]} of {o} out x {weights.shape[2]} of {i} in channels"
 
     def render(max_side: int) -> Frames:
-        frames = kernel_frames(weights, max_side=max_side, min_tile=KERNEL_TILE,
-                               captions=[f"{layer} kernels · epoch {e}"
-                                         for e in range(run.epochs)])
+        frames = kernel_frames(
+            weights,
+            max_side=max_side,
+            min_tile=KERNEL_TILE,
+            captions=[f"{layer} kernels · epoch {e}" for e in range(run.epochs)],
+        )
         return Frames(frames.frames, frames.palette, frames.nonfinite, frames.note or note)
 
     made = _write_animation(artefact, render, options, site)
@@ -260,13 +296,22 @@ def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: P
 
 def _probe(run: RunReader, artefact: Artefact, options: RenderOptions, site: Path) -> Made:
     probe = artefact.probe
-    frames = probe_frames(run.probe_images[probe], run.probe_probs()[:, probe],
-                          run.class_names, int(run.probe_labels[probe]))
+    frames = probe_frames(
+        run.probe_images[probe],
+        run.probe_probs()[:, probe],
+        run.class_names,
+        int(run.probe_labels[probe]),
+    )
     return _write_animation(artefact, lambda _side: frames, options, site)
 
 
-def _write_animation(artefact: Artefact, render: Callable[[int], Frames],
-                     options: RenderOptions, site: Path, max_side: int | None = None) -> Made:
+def _write_animation(
+    artefact: Artefact,
+    render: Callable[[int], Frames],
+    options: RenderOptions,
+    site: Path,
+    max_side: int | None = None,
+) -> Made:
     """Encode ``render(max_side)`` to each requested format plus a poster (the last epoch).
 
     With ``gif_max_side`` set ("auto" formats) a frame larger than it gets its GIF from a
@@ -274,8 +319,7 @@ def _write_animation(artefact: Artefact, render: Callable[[int], Frames],
     """
     frames = render(max_side or options.max_side)
     if frames.nonfinite:
-        log.warning("%s: %d NaN/inf values drawn in the NaN colour", artefact.id,
-                    frames.nonfinite)
+        log.warning("%s: %d NaN/inf values drawn in the NaN colour", artefact.id, frames.nonfinite)
     height, width = frames.frames.shape[1:3]
     written = {}
     for fmt, relative in artefact.files.items():
@@ -286,10 +330,10 @@ def _write_animation(artefact: Artefact, render: Callable[[int], Frames],
         elif fmt == "gif":
             small = options.gif_max_side
             gif = render(small) if small and max(height, width) > small else frames
-            encode.write_gif(target, gif.frames, gif.palette,
-                             duration_ms=round(1000 / options.fps))
+            encode.write_gif(target, gif.frames, gif.palette, duration_ms=round(1000 / options.fps))
         elif fmt == "poster":
             encode.write_poster(target, frames.frames, frames.palette)
         written[fmt] = relative
-    return Made(artefact.id, written, len(frames.frames), width, height, frames.nonfinite,
-                frames.note)
+    return Made(
+        artefact.id, written, len(frames.frames), width, height, frames.nonfinite, frames.note
+    )

@@ -85,14 +85,20 @@ def build(config: BuildConfig) -> BuildResult:
     records.update(_carried_over(old, plans, config, site))
     manifest = _manifest(plans, records, config)
     pages = write_site(site, manifest, [plan.run for plan in plans])
-    manifest["files"] = sorted({*manifest["files"],
-                                *(page.relative_to(site).as_posix() for page in pages)})
+    manifest["files"] = sorted(
+        {*manifest["files"], *(page.relative_to(site).as_posix() for page in pages)}
+    )
     removed = _remove_stale(site, previous.get("files", []), manifest["files"])
     write_bytes_atomic(site, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     total = directory_size(site)
-    log.info("built %s: %d artefacts made, %d up to date, %d stale files removed; "
-             "site size %s", site, len(made), len(wanted) - len(made), removed,
-             human_size(total))
+    log.info(
+        "built %s: %d artefacts made, %d up to date, %d stale files removed; site size %s",
+        site,
+        len(made),
+        len(wanted) - len(made),
+        removed,
+        human_size(total),
+    )
     return BuildResult(site, len(made), len(wanted) - len(made), removed, total, manifest)
 
 
@@ -103,8 +109,9 @@ def check_out_folder(out: Path, stores: Iterable[Path]) -> Path:
     here = Path.cwd().resolve()
     forbidden = {Path("/"), Path.home().resolve()}
     if target in forbidden or target == here or target in here.parents:
-        raise OptionError(f"--out {out}: refusing to build into {target}; use a folder of its "
-                          "own such as site/")
+        raise OptionError(
+            f"--out {out}: refusing to build into {target}; use a folder of its own such as site/"
+        )
     for store in stores:
         store = Path(store).resolve()
         if target == store or target in store.parents or store in target.parents:
@@ -115,8 +122,9 @@ def check_out_folder(out: Path, stores: Iterable[Path]) -> Path:
         probe.touch()
         probe.unlink()
     except OSError as exc:
-        raise OptionError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose "
-                          "a writable folder") from exc
+        raise OptionError(
+            f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable folder"
+        ) from exc
     return target
 
 
@@ -130,29 +138,90 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
     artefacts: list[Artefact] = []
     for layer in layers:
         for probe in probes:
-            artefacts += _layer_artefacts(run, slug, layer, probe, identity, config,
-                                          per_channel=probes.index(probe) < config.channel_probes)
+            artefacts += _layer_artefacts(
+                run,
+                slug,
+                layer,
+                probe,
+                identity,
+                config,
+                per_channel=probes.index(probe) < config.channel_probes,
+            )
         if run.layer(layer).is_conv:
-            artefacts.append(_artefact(slug, "kernels", layer, None, None, identity, config,
-                                       f"{layer} kernels over epochs"))
+            artefacts.append(
+                _artefact(
+                    slug,
+                    "kernels",
+                    layer,
+                    None,
+                    None,
+                    identity,
+                    config,
+                    f"{layer} kernels over epochs",
+                )
+            )
     for probe in probes:
-        artefacts.append(_artefact(slug, "probe", None, probe, None, identity, config,
-                                   f"probe {probe + 1}: class probabilities over epochs"))
+        artefacts.append(
+            _artefact(
+                slug,
+                "probe",
+                None,
+                probe,
+                None,
+                identity,
+                config,
+                f"probe {probe + 1}: class probabilities over epochs",
+            )
+        )
     return RunPlan(run, slug, tuple(artefacts))
 
 
-def _layer_artefacts(run: RunReader, slug: str, layer: str, probe: int,
-                     identity: tuple[str, int],
-                     config: BuildConfig, per_channel: bool) -> list[Artefact]:
+def _layer_artefacts(
+    run: RunReader,
+    slug: str,
+    layer: str,
+    probe: int,
+    identity: tuple[str, int],
+    config: BuildConfig,
+    per_channel: bool,
+) -> list[Artefact]:
     spec = run.layer(layer)
-    items = [_artefact(slug, "grid", layer, probe, None, identity, config,
-                       f"{layer}, channels 1-{spec.channels}, probe {probe + 1}"),
-             _artefact(slug, "contact", layer, probe, None, identity, config,
-                       f"{layer} contact sheet, probe {probe + 1}")]
+    items = [
+        _artefact(
+            slug,
+            "grid",
+            layer,
+            probe,
+            None,
+            identity,
+            config,
+            f"{layer}, channels 1-{spec.channels}, probe {probe + 1}",
+        ),
+        _artefact(
+            slug,
+            "contact",
+            layer,
+            probe,
+            None,
+            identity,
+            config,
+            f"{layer} contact sheet, probe {probe + 1}",
+        ),
+    ]
     if per_channel and spec.is_conv:
-        items += [_artefact(slug, "channel", layer, probe, c, identity, config,
-                            f"{layer}, channel {c + 1}, probe {probe + 1}")
-                  for c in range(spec.channels)]
+        items += [
+            _artefact(
+                slug,
+                "channel",
+                layer,
+                probe,
+                c,
+                identity,
+                config,
+                f"{layer}, channel {c + 1}, probe {probe + 1}",
+            )
+            for c in range(spec.channels)
+        ]
     return items
 
 
@@ -191,21 +260,40 @@ def _formats(kind: str, config: BuildConfig) -> list[str]:
     return list(config.formats)
 
 
-def _artefact(slug: str, kind: str, layer: str | None, probe: int | None,
-              channel: int | None, identity: tuple[str, int], config: BuildConfig,
-              title: str) -> Artefact:
-    parts = [kind, layer, f"c{channel}" if channel is not None else None,
-             f"p{probe}" if probe is not None else None]
+def _artefact(
+    slug: str,
+    kind: str,
+    layer: str | None,
+    probe: int | None,
+    channel: int | None,
+    identity: tuple[str, int],
+    config: BuildConfig,
+    title: str,
+) -> Artefact:
+    parts = [
+        kind,
+        layer,
+        f"c{channel}" if channel is not None else None,
+        f"p{probe}" if probe is not None else None,
+    ]
     name = "-".join(p for p in parts if p)
     folder = f"runs/{slug}/media/{layer or kind}"
     files = {fmt: f"{folder}/{name}.{fmt}" for fmt in _formats(kind, config)}
     if kind != "contact":
         files["poster"] = f"{folder}/{name}.poster.png"
-    inputs = {"run": identity[0], "epochs": identity[1], "kind": kind, "layer": layer,
-              "probe": probe, "channel": channel, "files": files, "render": RENDER_VERSION,
-              "tool": __version__, "options": _options_used(kind, config)}
-    return Artefact(f"{slug}/{name}", kind, layer, probe, channel, files, _digest(inputs),
-                    title)
+    inputs = {
+        "run": identity[0],
+        "epochs": identity[1],
+        "kind": kind,
+        "layer": layer,
+        "probe": probe,
+        "channel": channel,
+        "files": files,
+        "render": RENDER_VERSION,
+        "tool": __version__,
+        "options": _options_used(kind, config),
+    }
+    return Artefact(f"{slug}/{name}", kind, layer, probe, channel, files, _digest(inputs), title)
 
 
 def _options_used(kind: str, config: BuildConfig) -> dict[str, Any]:
@@ -228,13 +316,17 @@ def _up_to_date(artefact: Artefact, record: dict[str, Any] | None, site: Path) -
 
 # -- write -------------------------------------------------------------------------------
 def _render_options(config: BuildConfig) -> RenderOptions:
-    return RenderOptions(colormap=config.colormap, scale=config.scale, fps=config.fps,
-                         max_side=config.max_side, channel_side=config.channel_side,
-                         gif_max_side=config.gif_max_side if config.auto_formats else None)
+    return RenderOptions(
+        colormap=config.colormap,
+        scale=config.scale,
+        fps=config.fps,
+        max_side=config.max_side,
+        channel_side=config.channel_side,
+        gif_max_side=config.gif_max_side if config.auto_formats else None,
+    )
 
 
-def group_jobs(plans: Iterable[RunPlan], todo: list[Artefact],
-               options: RenderOptions) -> list[Job]:
+def group_jobs(plans: Iterable[RunPlan], todo: list[Artefact], options: RenderOptions) -> list[Job]:
     """One job per (run, layer, probe), per (run, conv layer) for kernels, per probe."""
     needed = {a.id for a in todo}
     jobs: list[Job] = []
@@ -246,13 +338,15 @@ def group_jobs(plans: Iterable[RunPlan], todo: list[Artefact],
             kind = artefact.kind if artefact.kind in ("kernels", "probe") else "layer"
             groups.setdefault((kind, artefact.layer, artefact.probe), []).append(artefact)
         for (kind, layer, probe), items in groups.items():
-            jobs.append(Job(str(plan.run.path), plan.run.epochs, kind, layer, probe,
-                            tuple(items), options))
+            jobs.append(
+                Job(str(plan.run.path), plan.run.epochs, kind, layer, probe, tuple(items), options)
+            )
     return sorted(jobs, key=lambda job: -len(job.artefacts))
 
 
-def _make(plans: list[RunPlan], todo: list[Artefact], config: BuildConfig,
-          site: Path) -> dict[str, dict[str, Any]]:
+def _make(
+    plans: list[RunPlan], todo: list[Artefact], config: BuildConfig, site: Path
+) -> dict[str, dict[str, Any]]:
     """Run the jobs (in ``config.jobs`` processes) and return manifest records by id."""
     jobs = group_jobs(plans, todo, _render_options(config))
     by_id = {a.id: a for a in todo}
@@ -284,17 +378,23 @@ def _record(artefact: Artefact, made: Made) -> dict[str, Any]:
     return record
 
 
-def _carried_over(old: dict[str, Any], plans: list[RunPlan], config: BuildConfig,
-                  site: Path) -> dict[str, Any]:
+def _carried_over(
+    old: dict[str, Any], plans: list[RunPlan], config: BuildConfig, site: Path
+) -> dict[str, Any]:
     """Artefacts of these runs that ``--layers``/``--probes`` left out: kept as they are,
     so building one layer again never throws away the others."""
     slugs = {plan.slug for plan in plans}
     kept = {}
     for aid, record in old.items():
-        outside = ((config.layers is not None and record.get("layer") is not None
-                    and record["layer"] not in config.layers)
-                   or (config.probes is not None and record.get("probe") is not None
-                       and record["probe"] + 1 not in config.probes))
+        outside = (
+            config.layers is not None
+            and record.get("layer") is not None
+            and record["layer"] not in config.layers
+        ) or (
+            config.probes is not None
+            and record.get("probe") is not None
+            and record["probe"] + 1 not in config.probes
+        )
         if aid.split("/", 1)[0] in slugs and outside and _files_exist(record, site):
             kept[aid] = record
     return kept
@@ -317,12 +417,15 @@ def _remove_stale(site: Path, owned_before: Iterable[str], owned_now: Iterable[s
 
 
 def _warn_if_large(plans: list[RunPlan], todo: list[Artefact], config: BuildConfig) -> None:
-    estimate = sum(_estimate_bytes(plan.run, a, config) for plan in plans
-                   for a in plan.artefacts if a in todo)
+    estimate = sum(
+        _estimate_bytes(plan.run, a, config) for plan in plans for a in plan.artefacts if a in todo
+    )
     if estimate > WARN_BYTES:
-        log.warning("this build will write about %s (GitHub Pages refuses sites over 1 GB); "
-                    "use --formats mp4, fewer --channel-probes or a smaller --max-side",
-                    human_size(estimate))
+        log.warning(
+            "this build will write about %s (GitHub Pages refuses sites over 1 GB); "
+            "use --formats mp4, fewer --channel-probes or a smaller --max-side",
+            human_size(estimate),
+        )
 
 
 def _estimate_bytes(run: RunReader, artefact: Artefact, config: BuildConfig) -> float:
@@ -330,24 +433,35 @@ def _estimate_bytes(run: RunReader, artefact: Artefact, config: BuildConfig) -> 
     frames = 1 if artefact.kind == "contact" else run.epochs
     total = 0.0
     for fmt in artefact.files:
-        fmt_side = min(side, config.gif_max_side) if fmt == "gif" and config.auto_formats \
-            else side
+        fmt_side = min(side, config.gif_max_side) if fmt == "gif" and config.auto_formats else side
         count = 1 if fmt == "poster" else frames
         total += BYTES_PER_PIXEL_FRAME[fmt] * fmt_side * fmt_side * count
     return total
 
 
-def _manifest(plans: list[RunPlan], records: dict[str, Any],
-              config: BuildConfig) -> dict[str, Any]:
-    runs = [{"slug": plan.slug, "name": plan.run.name, "store": str(plan.run.path.resolve()),
-             "epochs": plan.run.epochs,
-             "artefacts": sorted(aid for aid in records if aid.startswith(plan.slug + "/"))}
-            for plan in plans]
-    return {"version": MANIFEST_VERSION, "tool_version": __version__,
-            "options": {k: (str(v) if isinstance(v, Path) else v)
-                        for k, v in asdict(config).items() if k != "stores"},
-            "runs": runs, "artefacts": records,
-            "files": sorted({p for r in records.values() for p in r["files"].values()})}
+def _manifest(plans: list[RunPlan], records: dict[str, Any], config: BuildConfig) -> dict[str, Any]:
+    runs = [
+        {
+            "slug": plan.slug,
+            "name": plan.run.name,
+            "store": str(plan.run.path.resolve()),
+            "epochs": plan.run.epochs,
+            "artefacts": sorted(aid for aid in records if aid.startswith(plan.slug + "/")),
+        }
+        for plan in plans
+    ]
+    return {
+        "version": MANIFEST_VERSION,
+        "tool_version": __version__,
+        "options": {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in asdict(config).items()
+            if k != "stores"
+        },
+        "runs": runs,
+        "artefacts": records,
+        "files": sorted({p for r in records.values() for p in r["files"].values()}),
+    }
 
 
 def load_manifest(site: Path) -> dict[str, Any]:

@@ -21,8 +21,18 @@ from markupsafe import Markup, escape
 
 # Colours chosen for a dark background: train/val and a categorical palette.
 TRAIN, VAL = "#6cb6ff", "#f0b35a"
-PALETTE = ("#6cb6ff", "#f0b35a", "#7ee787", "#ff7b72", "#d2a8ff", "#56d4dd", "#ffa657",
-           "#f778ba", "#a5d6ff", "#e3b341")
+PALETTE = (
+    "#6cb6ff",
+    "#f0b35a",
+    "#7ee787",
+    "#ff7b72",
+    "#d2a8ff",
+    "#56d4dd",
+    "#ffa657",
+    "#f778ba",
+    "#a5d6ff",
+    "#e3b341",
+)
 DEPTH_STOPS = ("#56d4dd", "#8f8cff", "#ffa657")  # shallow -> deep layers
 HEAT = "#6cb6ff"
 HEAT_FLOOR = 0.06  # fill-opacity of an empty confusion cell; netlapse.js uses the same
@@ -82,17 +92,27 @@ class Frame:
 
 
 # -- public charts ---------------------------------------------------------------------------
-def line_chart(series: Sequence[Series], *, title: str, y_label: str,
-               x_label: str = "epoch", bands: Sequence[Band] = (),
-               size: tuple[int, int] = (560, 240), y_min: float | None = None,
-               y_max: float | None = None, log_y: bool = False,
-               y_format: Formatter | None = None, markers: bool = False,
-               legend: bool = True) -> Markup:
+def line_chart(
+    series: Sequence[Series],
+    *,
+    title: str,
+    y_label: str,
+    x_label: str = "epoch",
+    bands: Sequence[Band] = (),
+    size: tuple[int, int] = (560, 240),
+    y_min: float | None = None,
+    y_max: float | None = None,
+    log_y: bool = False,
+    y_format: Formatter | None = None,
+    markers: bool = False,
+    legend: bool = True,
+) -> Markup:
     """A line chart over epochs (x = 0..E-1) with axes, ticks, optional legend and bands."""
     epochs = _epoch_count(series, bands)
     fmt = y_format or format_number
-    entries = [(b.label, b.color, "band") for b in bands] + \
-              [(s.label, s.color, "dash" if s.dashed else "line") for s in series]
+    entries = [(b.label, b.color, "band") for b in bands] + [
+        (s.label, s.color, "dash" if s.dashed else "line") for s in series
+    ]
     width, plot_h = size
     legend_h = _legend_height(entries, width) if legend and len(entries) > 1 else 0
     height = plot_h + legend_h
@@ -114,8 +134,9 @@ def line_chart(series: Sequence[Series], *, title: str, y_label: str,
     return Markup("".join(parts) + "</svg>")
 
 
-def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], *, title: str,
-                      max_side: int = 420) -> Markup:
+def confusion_heatmap(
+    matrix: np.ndarray, class_names: Sequence[str], *, title: str, max_side: int = 420
+) -> Markup:
     """A (K, K) confusion matrix, rows = true class, cells shaded by row share (recall).
 
     Cells carry ``data-cell`` in row-major order and their counts ``data-count`` so the
@@ -129,9 +150,15 @@ def confusion_heatmap(matrix: np.ndarray, class_names: Sequence[str], *, title: 
     top = label_w * 0.72 + 24
     left = label_w + 22
     width, height = left + k * cell + label_w * 0.8 + 8, top + k * cell + 8
-    parts = [_open_svg(width, height, title,
-                       f"{title}: rows are the true class, columns the predicted class",
-                       extra=f' data-heat-floor="{HEAT_FLOOR}"')]
+    parts = [
+        _open_svg(
+            width,
+            height,
+            title,
+            f"{title}: rows are the true class, columns the predicted class",
+            extra=f' data-heat-floor="{HEAT_FLOOR}"',
+        )
+    ]
     parts.append(_confusion_labels(class_names, names, left, top, cell))
     parts.append(_confusion_cells(counts, left, top, cell))
     return Markup("".join(parts) + "</svg>")
@@ -146,7 +173,7 @@ def row_shares(counts: np.ndarray) -> np.ndarray:
 
 def depth_colors(n: int) -> list[str]:
     """``n`` colours from shallow (cyan) to deep (orange), so layer order reads as hue."""
-    stops = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in DEPTH_STOPS], float)
+    stops = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in DEPTH_STOPS], float)
     positions = np.linspace(0, len(stops) - 1, max(n, 1))
     low = np.clip(np.floor(positions).astype(int), 0, len(stops) - 2)
     frac = (positions - low)[:, None]
@@ -176,12 +203,13 @@ def log_ticks(lo: float, hi: float) -> np.ndarray:
     """Ticks for a log axis: every power of ten in range, plus 2x and 5x when few."""
     first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
     mults = (1,) if last - first > 3 else (1, 2, 5)
-    ticks = np.array([m * 10.0 ** p for p in range(first, last + 1) for m in mults])
+    ticks = np.array([m * 10.0**p for p in range(first, last + 1) for m in mults])
     return ticks[(ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))]
 
 
-def _y_range(values: Sequence[np.ndarray], y_min: float | None, y_max: float | None,
-             log_y: bool) -> tuple[float, float] | None:
+def _y_range(
+    values: Sequence[np.ndarray], y_min: float | None, y_max: float | None, log_y: bool
+) -> tuple[float, float] | None:
     finite = np.concatenate([np.asarray(v, float).ravel() for v in values] or [np.array([])])
     finite = finite[np.isfinite(finite)]
     if log_y:
@@ -196,25 +224,37 @@ def _y_range(values: Sequence[np.ndarray], y_min: float | None, y_max: float | N
         pad = abs(hi) * 0.1 or 1.0
         lo, hi = (lo - pad if y_min is None else lo), (hi + pad if y_max is None else hi)
     ticks = nice_ticks(lo, hi)
-    return (lo if y_min is not None else float(ticks[0]),
-            hi if y_max is not None else float(ticks[-1]))
+    return (
+        lo if y_min is not None else float(ticks[0]),
+        hi if y_max is not None else float(ticks[-1]),
+    )
 
 
 def _log_range(lo: float, hi: float) -> tuple[float, float]:
     """The 1-2-5 steps just around [lo, hi] (e.g. 0.016..0.16 -> 0.01..0.2)."""
-    steps = [m * 10.0 ** p for p in range(math.floor(math.log10(lo)) - 1,
-                                          math.ceil(math.log10(hi)) + 2) for m in (1, 2, 5)]
+    steps = [
+        m * 10.0**p
+        for p in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
+        for m in (1, 2, 5)
+    ]
     bottom = max(v for v in steps if v <= lo * (1 + 1e-9))
     top = min(v for v in steps if v >= hi * (1 - 1e-9))
     return bottom, top if top > bottom else bottom * 10
 
 
-def _frame(width: float, height: float, epochs: int, y_range: tuple[float, float],
-           log_y: bool) -> Frame:
+def _frame(
+    width: float, height: float, epochs: int, y_range: tuple[float, float], log_y: bool
+) -> Frame:
     left, top = MARGIN["left"], MARGIN["top"]
-    return Frame(left, top, width - left - MARGIN["right"],
-                 height - top - MARGIN["bottom"], (0.0, float(max(epochs - 1, 1))),
-                 y_range, log_y)
+    return Frame(
+        left,
+        top,
+        width - left - MARGIN["right"],
+        height - top - MARGIN["bottom"],
+        (0.0, float(max(epochs - 1, 1))),
+        y_range,
+        log_y,
+    )
 
 
 def _y_axis(frame: Frame, fmt: Formatter, label: str) -> str:
@@ -224,29 +264,44 @@ def _y_axis(frame: Frame, fmt: Formatter, label: str) -> str:
     ys = frame.y(ticks).tolist()
     x0 = frame.left
     grid = "".join(f"M{x0:.0f} {y:.1f}h{frame.width:.0f}" for y in ys)
-    out = [f'<g class="axis y" text-anchor="end"><path d="{grid}" stroke="currentColor"'
-           ' stroke-opacity="0.14"/>']
-    out += [f'<text x="{x0 - 6:.0f}" y="{y + 3.5:.1f}">{escape(fmt(float(t)))}</text>'
-            for t, y in zip(ticks, ys, strict=True)]
+    out = [
+        f'<g class="axis y" text-anchor="end"><path d="{grid}" stroke="currentColor"'
+        ' stroke-opacity="0.14"/>'
+    ]
+    out += [
+        f'<text x="{x0 - 6:.0f}" y="{y + 3.5:.1f}">{escape(fmt(float(t)))}</text>'
+        for t, y in zip(ticks, ys, strict=True)
+    ]
     cy = frame.top + frame.height / 2
-    out.append(f'<text class="axis-label" x="12" y="{cy:.1f}" text-anchor="middle"'
-               f' transform="rotate(-90 12 {cy:.1f})">{escape(label)}</text></g>')
+    out.append(
+        f'<text class="axis-label" x="12" y="{cy:.1f}" text-anchor="middle"'
+        f' transform="rotate(-90 12 {cy:.1f})">{escape(label)}</text></g>'
+    )
     return "".join(out)
 
 
 def _x_axis(frame: Frame, epochs: int, label: str) -> str:
     last = max(epochs - 1, 0)
-    ticks = np.arange(epochs) if epochs <= 12 else np.unique(
-        np.clip(np.rint(nice_ticks(0, last, 6)), 0, last)).astype(int)
+    ticks = (
+        np.arange(epochs)
+        if epochs <= 12
+        else np.unique(np.clip(np.rint(nice_ticks(0, last, 6)), 0, last)).astype(int)
+    )
     xs = frame.x(ticks).tolist()
     base = frame.top + frame.height
-    out = ['<g class="axis x" text-anchor="middle">',
-           f'<path d="M{frame.left:.0f} {base:.1f}h{frame.width:.0f}" stroke="currentColor"'
-           ' stroke-opacity="0.4"/>']
-    out += [f'<text x="{x:.1f}" y="{base + 15:.0f}">{int(t)}</text>'
-            for t, x in zip(ticks.tolist(), xs, strict=True)]
-    out.append(f'<text class="axis-label" x="{frame.left + frame.width / 2:.0f}"'
-               f' y="{base + 32:.0f}">{escape(label)}</text></g>')
+    out = [
+        '<g class="axis x" text-anchor="middle">',
+        f'<path d="M{frame.left:.0f} {base:.1f}h{frame.width:.0f}" stroke="currentColor"'
+        ' stroke-opacity="0.4"/>',
+    ]
+    out += [
+        f'<text x="{x:.1f}" y="{base + 15:.0f}">{int(t)}</text>'
+        for t, x in zip(ticks.tolist(), xs, strict=True)
+    ]
+    out.append(
+        f'<text class="axis-label" x="{frame.left + frame.width / 2:.0f}"'
+        f' y="{base + 32:.0f}">{escape(label)}</text></g>'
+    )
     return "".join(out)
 
 
@@ -259,9 +314,11 @@ def _marker_attrs(frame: Frame) -> str:
 def _epoch_marker(frame: Frame) -> str:
     """A vertical line at the scrubber's epoch; hidden until netlapse.js moves it."""
     x = frame.left + frame.width
-    return (f'<line class="epoch-marker" data-epoch-marker="" x1="{x:.1f}" x2="{x:.1f}"'
-            f' y1="{frame.top:.0f}" y2="{frame.top + frame.height:.0f}" stroke="currentColor"'
-            ' stroke-dasharray="3 3" visibility="hidden"/>')
+    return (
+        f'<line class="epoch-marker" data-epoch-marker="" x1="{x:.1f}" x2="{x:.1f}"'
+        f' y1="{frame.top:.0f}" y2="{frame.top + frame.height:.0f}" stroke="currentColor"'
+        ' stroke-dasharray="3 3" visibility="hidden"/>'
+    )
 
 
 # -- marks -----------------------------------------------------------------------------------
@@ -281,19 +338,25 @@ def _line(frame: Frame, series: Series, markers: bool, fmt: Formatter) -> str:
     xs, ys = frame.x(epochs), frame.y(values)
     mask = np.isfinite(ys)
     dash = ' stroke-dasharray="5 3"' if series.dashed else ""
-    out = [f'<g class="series" stroke="{series.color}" fill="{series.color}">'
-           f'<title>{escape(series.label)}</title>']
+    out = [
+        f'<g class="series" stroke="{series.color}" fill="{series.color}">'
+        f"<title>{escape(series.label)}</title>"
+    ]
     for start, stop in finite_runs(mask):
         if stop - start == 1 and not markers:
             out.append(f'<circle cx="{xs[start]:.1f}" cy="{ys[start]:.1f}" r="2.5"/>')
         elif stop - start > 1:
             points = _points(xs[start:stop], ys[start:stop])
-            out.append(f'<polyline fill="none" stroke-width="{series.width}"{dash}'
-                       f' stroke-linejoin="round" points="{points}"/>')
+            out.append(
+                f'<polyline fill="none" stroke-width="{series.width}"{dash}'
+                f' stroke-linejoin="round" points="{points}"/>'
+            )
     if markers:
-        out += [f'<circle cx="{xs[i]:.1f}" cy="{ys[i]:.1f}" r="3"><title>{escape(series.label)},'
-                f' epoch {i}: {escape(fmt(float(values[i])))}</title></circle>'
-                for i in np.flatnonzero(mask).tolist()]
+        out += [
+            f'<circle cx="{xs[i]:.1f}" cy="{ys[i]:.1f}" r="3"><title>{escape(series.label)},'
+            f" epoch {i}: {escape(fmt(float(values[i])))}</title></circle>"
+            for i in np.flatnonzero(mask).tolist()
+        ]
     return "".join(out) + "</g>"
 
 
@@ -301,8 +364,10 @@ def _band(frame: Frame, band: Band) -> str:
     lower, upper = np.asarray(band.lower, float), np.asarray(band.upper, float)
     epochs = np.arange(lower.size)
     xs, lo, hi = frame.x(epochs), frame.y(lower), frame.y(upper)
-    out = [f'<g class="band" fill="{band.color}" fill-opacity="0.18"><title>'
-           f'{escape(band.label)}</title>']
+    out = [
+        f'<g class="band" fill="{band.color}" fill-opacity="0.18"><title>'
+        f"{escape(band.label)}</title>"
+    ]
     for start, stop in finite_runs(np.isfinite(lo) & np.isfinite(hi)):
         if stop - start < 2:
             continue
@@ -331,32 +396,43 @@ def _legend(entries: Sequence[tuple[str, str, str]], width: float, top: float) -
         x = round(MARGIN["left"] + (i % per_row) * column, 1)
         y = round(top + (i // per_row) * LEGEND_ROW + 10, 1)
         if style == "band":
-            mark = f'<rect x="{x}" y="{y - 5:.1f}" width="20" height="10" fill="{color}"' \
-                   ' fill-opacity="0.3"/>'
+            mark = (
+                f'<rect x="{x}" y="{y - 5:.1f}" width="20" height="10" fill="{color}"'
+                ' fill-opacity="0.3"/>'
+            )
         else:
             dash = ' stroke-dasharray="5 3"' if style == "dash" else ""
-            mark = f'<line x1="{x}" x2="{x + 20:.1f}" y1="{y}" y2="{y}" stroke="{color}"' \
-                   f' stroke-width="2.5"{dash}/>'
+            mark = (
+                f'<line x1="{x}" x2="{x + 20:.1f}" y1="{y}" y2="{y}" stroke="{color}"'
+                f' stroke-width="2.5"{dash}/>'
+            )
         short = _short(label, 24)
         full = f"<title>{escape(label)}</title>" if short != label else ""
         out.append(f'{mark}<text x="{x + 26:.1f}" y="{y + 4:.1f}">{escape(short)}{full}</text>')
     return "".join(out) + "</g>"
 
 
-def _confusion_labels(full: Sequence[str], names: Sequence[str], left: float, top: float,
-                      cell: float) -> str:
+def _confusion_labels(
+    full: Sequence[str], names: Sequence[str], left: float, top: float, cell: float
+) -> str:
     out = ['<g class="labels">']
     for i, (name, short) in enumerate(zip(full, names, strict=True)):
         cy = top + (i + 0.5) * cell + 4
         cx = left + (i + 0.5) * cell
-        out.append(f'<text x="{left - 6:.1f}" y="{cy:.1f}" text-anchor="end">{escape(short)}'
-                   f'<title>{escape(str(name))}</title></text>')
-        out.append(f'<text x="{cx:.1f}" y="{top - 6:.1f}" transform="rotate(-40 {cx:.1f}'
-                   f' {top - 6:.1f})">{escape(short)}<title>{escape(str(name))}</title></text>')
+        out.append(
+            f'<text x="{left - 6:.1f}" y="{cy:.1f}" text-anchor="end">{escape(short)}'
+            f"<title>{escape(str(name))}</title></text>"
+        )
+        out.append(
+            f'<text x="{cx:.1f}" y="{top - 6:.1f}" transform="rotate(-40 {cx:.1f}'
+            f' {top - 6:.1f})">{escape(short)}<title>{escape(str(name))}</title></text>'
+        )
     k = len(names)
-    out.append(f'<text class="axis-label" x="10" y="{top + k * cell / 2:.1f}"'
-               f' text-anchor="middle" transform="rotate(-90 10 {top + k * cell / 2:.1f})">'
-               'true class</text>')
+    out.append(
+        f'<text class="axis-label" x="10" y="{top + k * cell / 2:.1f}"'
+        f' text-anchor="middle" transform="rotate(-90 10 {top + k * cell / 2:.1f})">'
+        "true class</text>"
+    )
     out.append(f'<text class="axis-label" x="{left:.1f}" y="12">predicted class →</text>')
     return "".join(out) + "</g>"
 
@@ -370,36 +446,43 @@ def _confusion_cells(counts: np.ndarray, left: float, top: float, cell: float) -
     out = ['<g class="cells">']
     for idx, (r, c) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
         n = int(counts[r, c])
-        out.append(f'<rect data-cell="{idx}" x="{xs[idx]:.1f}" y="{ys[idx]:.1f}"'
-                   f' width="{cell - 1.5:.1f}" height="{cell - 1.5:.1f}" fill="{HEAT}"'
-                   f' fill-opacity="{opacity[r, c]:.3f}"/>')
+        out.append(
+            f'<rect data-cell="{idx}" x="{xs[idx]:.1f}" y="{ys[idx]:.1f}"'
+            f' width="{cell - 1.5:.1f}" height="{cell - 1.5:.1f}" fill="{HEAT}"'
+            f' fill-opacity="{opacity[r, c]:.3f}"/>'
+        )
         if show:
-            out.append(f'<text data-count="{idx}" class="count" x="{xs[idx] + cell / 2 - 0.75:.1f}"'
-                       f' y="{ys[idx] + cell / 2 + 3.5:.1f}" text-anchor="middle">{n}</text>')
+            out.append(
+                f'<text data-count="{idx}" class="count" x="{xs[idx] + cell / 2 - 0.75:.1f}"'
+                f' y="{ys[idx] + cell / 2 + 3.5:.1f}" text-anchor="middle">{n}</text>'
+            )
     return "".join(out) + "</g>"
 
 
 # -- helpers ---------------------------------------------------------------------------------
 def _open_svg(width: float, height: float, title: str, label: str, extra: str = "") -> str:
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg" role="img"'
-            f' viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}"'
-            f' aria-label="{escape(label)}" font-size="{FONT}" fill="currentColor"{extra}>'
-            f'<title>{escape(title)}</title>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg" role="img"'
+        f' viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}"'
+        f' aria-label="{escape(label)}" font-size="{FONT}" fill="currentColor"{extra}>'
+        f"<title>{escape(title)}</title>"
+    )
 
 
 def _no_data(width: float, height: float) -> str:
-    return (f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle"'
-            ' class="no-data">no data yet</text>')
+    return (
+        f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle"'
+        ' class="no-data">no data yet</text>'
+    )
 
 
 def _epoch_count(series: Sequence[Series], bands: Sequence[Band]) -> int:
-    sizes = [np.asarray(s.values).size for s in series] + \
-            [np.asarray(b.lower).size for b in bands]
+    sizes = [np.asarray(s.values).size for s in series] + [np.asarray(b.lower).size for b in bands]
     return max(sizes, default=1)
 
 
 def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def format_number(value: float) -> str:

@@ -54,8 +54,10 @@ def save_checkpoint(store: Path, epoch: int, state: dict[str, Any], keep: int) -
             write_bytes(temp, serialise(state))
             maybe_die("checkpoint.temp", epoch)
     except OSError as exc:
-        raise StoreError(f"{target}: cannot write the checkpoint ({exc.strerror or exc}); "
-                         "the epochs already in the store are intact") from exc
+        raise StoreError(
+            f"{target}: cannot write the checkpoint ({exc.strerror or exc}); "
+            "the epochs already in the store are intact"
+        ) from exc
     _prune(store, keep)
     remove_stale_temps(store)
     return target
@@ -80,8 +82,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged file
         why = _why_unloadable(exc) if zipfile.is_zipfile(path) else "truncated or not a checkpoint"
-        raise StoreError(f"{path}: unreadable checkpoint ({why}); delete "
-                         "it to resume from the one before") from exc
+        raise StoreError(
+            f"{path}: unreadable checkpoint ({why}); delete it to resume from the one before"
+        ) from exc
 
 
 def _why_unloadable(exc: Exception) -> str:

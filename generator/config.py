@@ -57,11 +57,15 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
             (self.lr > 0, f"--lr must be positive, got {self.lr}"),
             (self.probes >= 1, f"--probes must be at least 1, got {self.probes}"),
-            (0 < self.val_fraction < 1,
-             f"--val-fraction must be between 0 and 1, got {self.val_fraction}"),
+            (
+                0 < self.val_fraction < 1,
+                f"--val-fraction must be between 0 and 1, got {self.val_fraction}",
+            ),
             (self.device in DEVICES, f"--device must be one of {', '.join(DEVICES)}"),
-            (self.activation_dtype in ACTIVATION_DTYPES,
-             f"--activation-dtype must be one of {', '.join(ACTIVATION_DTYPES)}"),
+            (
+                self.activation_dtype in ACTIVATION_DTYPES,
+                f"--activation-dtype must be one of {', '.join(ACTIVATION_DTYPES)}",
+            ),
             (self.keep_checkpoints >= 0, "--keep-checkpoints must be 0 (all) or more"),
             (self.demo_per_class >= 4, "--demo-per-class must be at least 4"),
         ]
@@ -99,8 +103,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
     chosen = {part.strip().lower() for part in text.split(",") if part.strip()}
     unknown = chosen - set(FORMATS)
     if not chosen or unknown:
-        raise OptionError(f"--formats {text!r}: use auto or a comma list of "
-                          f"{', '.join(FORMATS)}")
+        raise OptionError(f"--formats {text!r}: use auto or a comma list of {', '.join(FORMATS)}")
     return tuple(f for f in FORMATS if f in chosen)
 
 
@@ -136,8 +139,10 @@ class BuildConfig:
             (self.channel_probes >= 0, "--channel-probes must be 0 or more"),
             (self.max_side >= 64, f"--max-side must be at least 64, got {self.max_side}"),
             (self.channel_side >= 32, "--channel-side must be at least 32"),
-            (self.probes is None or all(p >= 1 for p in self.probes),
-             "--probes are numbered from 1, as in the captions"),
+            (
+                self.probes is None or all(p >= 1 for p in self.probes),
+                "--probes are numbered from 1, as in the captions",
+            ),
         ]
         for ok, message in checks:
             if not ok:

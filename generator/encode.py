@@ -82,20 +82,31 @@ def quantise(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     pick = np.unique(np.linspace(0, len(frames) - 1, QUANTISE_SAMPLE_FRAMES).astype(int))
     pixels = frames[pick].reshape(-1, 3)
-    pixels = pixels[::max(1, len(pixels) // QUANTISE_SAMPLE_PIXELS)]
+    pixels = pixels[:: max(1, len(pixels) // QUANTISE_SAMPLE_PIXELS)]
     reference = Image.fromarray(np.ascontiguousarray(pixels[None])).quantize(
-        256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
-    indices = np.stack([np.asarray(Image.fromarray(f).quantize(
-        palette=reference, dither=Image.Dither.NONE)) for f in frames])
+        256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
+    )
+    indices = np.stack(
+        [
+            np.asarray(Image.fromarray(f).quantize(palette=reference, dither=Image.Dither.NONE))
+            for f in frames
+        ]
+    )
     colours = np.zeros((256, 3), dtype=np.uint8)
     found = np.asarray(reference.getpalette() or [], dtype=np.uint8).reshape(-1, 3)[:256]
-    colours[:len(found)] = found
+    colours[: len(found)] = found
     return indices, colours
 
 
 # -- GIF ---------------------------------------------------------------------------------
-def write_gif(path: Path | str, frames: np.ndarray, palette: np.ndarray | None = None, *,
-              duration_ms: int | Sequence[int] = 200, loop: int = 0) -> Path:
+def write_gif(
+    path: Path | str,
+    frames: np.ndarray,
+    palette: np.ndarray | None = None,
+    *,
+    duration_ms: int | Sequence[int] = 200,
+    loop: int = 0,
+) -> Path:
     """Write an animated GIF that loops forever (``loop=0``); returns ``path``.
 
     ``duration_ms`` is one value or one per frame. Index frames keep their indices and
@@ -113,13 +124,20 @@ def write_gif(path: Path | str, frames: np.ndarray, palette: np.ndarray | None =
         image = Image.fromarray(np.ascontiguousarray(frame), mode="P")
         image.putpalette(flat)
         images.append(image)
-    durations = (int(duration_ms) if np.ndim(duration_ms) == 0
-                 else [int(d) for d in duration_ms])
+    durations = int(duration_ms) if np.ndim(duration_ms) == 0 else [int(d) for d in duration_ms]
     if isinstance(durations, list) and len(durations) != len(frames):
         raise ValueError(f"{len(durations)} durations for {len(frames)} frames")
     with _atomic(path) as tmp:
-        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                       duration=durations, loop=loop, optimize=False, palette=flat)
+        images[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=durations,
+            loop=loop,
+            optimize=False,
+            palette=flat,
+        )
     return Path(path)
 
 
@@ -134,29 +152,59 @@ def ffmpeg_exe() -> str:
         raise EncodeError(f"ffmpeg not found ({exc}); install imageio-ffmpeg") from exc
 
 
-def _ffmpeg_command(out: Path, width: int, height: int, fps: float, crf: int,
-                    preset: str) -> list[str]:
+def _ffmpeg_command(
+    out: Path, width: int, height: int, fps: float, crf: int, preset: str
+) -> list[str]:
     """ffmpeg reading raw RGB frames on stdin, writing H.264 yuv420p MP4 with faststart."""
     rate = str(Fraction(fps).limit_denominator(1001))
-    return [ffmpeg_exe(), "-y", "-nostats", "-loglevel", "error",
-            "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", rate,
-            "-i", "-", "-an", "-c:v", "libx264", "-preset", preset, "-crf", str(crf),
-            "-pix_fmt", "yuv420p", "-r", rate, "-movflags", "+faststart", "-f", "mp4",
-            str(out)]
+    return [
+        ffmpeg_exe(),
+        "-y",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{width}x{height}",
+        "-r",
+        rate,
+        "-i",
+        "-",
+        "-an",
+        "-c:v",
+        "libx264",
+        "-preset",
+        preset,
+        "-crf",
+        str(crf),
+        "-pix_fmt",
+        "yuv420p",
+        "-r",
+        rate,
+        "-movflags",
+        "+faststart",
+        "-f",
+        "mp4",
+        str(out),
+    ]
 
 
 def _run_ffmpeg(cmd: list[str], frames: Iterator[np.ndarray], path: Path) -> None:
     """Feed ``frames`` to ffmpeg's stdin; a non-zero exit raises ``EncodeError``."""
     with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                stderr=errors)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors
+        )
         try:
             for frame in frames:
                 proc.stdin.write(memoryview(np.ascontiguousarray(frame)))
         except BrokenPipeError:
-            pass                          # ffmpeg quit early; its exit code says why
+            pass  # ffmpeg quit early; its exit code says why
         except BaseException:
-            proc.kill()                   # interrupted: never leave ffmpeg waiting on stdin
+            proc.kill()  # interrupted: never leave ffmpeg waiting on stdin
             proc.wait()
             raise
         finally:
@@ -170,9 +218,16 @@ def _run_ffmpeg(cmd: list[str], frames: Iterator[np.ndarray], path: Path) -> Non
         raise EncodeError(f"{path}: ffmpeg failed ({why})")
 
 
-def write_mp4(path: Path | str, frames: np.ndarray, palette: np.ndarray | None = None, *,
-              fps: float = 5.0, crf: int = 20, preset: str = "veryfast",
-              pad: int | tuple[int, int, int] | None = None) -> Path:
+def write_mp4(
+    path: Path | str,
+    frames: np.ndarray,
+    palette: np.ndarray | None = None,
+    *,
+    fps: float = 5.0,
+    crf: int = 20,
+    preset: str = "veryfast",
+    pad: int | tuple[int, int, int] | None = None,
+) -> Path:
     """Write an H.264 MP4 (yuv420p, constant ``fps``, faststart); returns ``path``.
 
     Index frames are converted per frame with ``palette[indices]``. Sizes that are not
@@ -189,12 +244,11 @@ def write_mp4(path: Path | str, frames: np.ndarray, palette: np.ndarray | None =
     width += -width % MACRO_BLOCK
 
     def rgb_frames() -> Iterator[np.ndarray]:
-        for frame in frames:              # one frame at a time: memory stays one frame
+        for frame in frames:  # one frame at a time: memory stays one frame
             yield to_rgb(pad_frames(frame[None], MACRO_BLOCK, pad)[0], palette)
 
     with _atomic(path) as tmp:
-        _run_ffmpeg(_ffmpeg_command(tmp, width, height, fps, crf, preset), rgb_frames(),
-                    Path(path))
+        _run_ffmpeg(_ffmpeg_command(tmp, width, height, fps, crf, preset), rgb_frames(), Path(path))
     return Path(path)
 
 
@@ -202,8 +256,7 @@ def write_mp4(path: Path | str, frames: np.ndarray, palette: np.ndarray | None =
 def write_png(path: Path | str, image: np.ndarray, palette: np.ndarray | None = None) -> Path:
     """Write one image as PNG: ``(H, W)`` indices as a palette PNG, or ``(H, W, 3)`` RGB."""
     image = _check(image, palette, ndim=2)
-    still = Image.fromarray(np.ascontiguousarray(image), mode="P" if palette is not None
-                            else "RGB")
+    still = Image.fromarray(np.ascontiguousarray(image), mode="P" if palette is not None else "RGB")
     if palette is not None:
         still.putpalette(np.ascontiguousarray(palette, dtype=np.uint8).tobytes())
     with _atomic(path) as tmp:
@@ -211,8 +264,9 @@ def write_png(path: Path | str, image: np.ndarray, palette: np.ndarray | None = 
     return Path(path)
 
 
-def write_poster(path: Path | str, frames: np.ndarray, palette: np.ndarray | None = None, *,
-                 which: str = "last") -> Path:
+def write_poster(
+    path: Path | str, frames: np.ndarray, palette: np.ndarray | None = None, *, which: str = "last"
+) -> Path:
     """Write the ``first`` or ``last`` frame of a sequence as a PNG (a video's poster)."""
     if which not in ("first", "last"):
         raise ValueError(f"poster frame must be 'first' or 'last', not {which!r}")

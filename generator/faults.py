@@ -25,8 +25,14 @@ import os
 import signal
 
 ENV = "NETLAPSE_KILL_AT"
-POINTS = ("train.batch", "store.create", "store.array", "train.committed",
-          "checkpoint.temp", "train.epoch_end")
+POINTS = (
+    "train.batch",
+    "store.create",
+    "store.array",
+    "train.committed",
+    "checkpoint.temp",
+    "train.epoch_end",
+)
 ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
 
 _UNPARSED = object()
@@ -53,8 +59,10 @@ def parse(text: str) -> tuple[str, int, int, int] | None:
         return None
     parts = text.split(":")
     if len(parts) not in (3, 4) or parts[0] not in POINTS:
-        raise ValueError(f"{ENV}={text!r}: expected POINT:EPOCH:INDEX[:stop] with POINT one "
-                         f"of {', '.join(POINTS)}")
+        raise ValueError(
+            f"{ENV}={text!r}: expected POINT:EPOCH:INDEX[:stop] with POINT one "
+            f"of {', '.join(POINTS)}"
+        )
     action = parts[3] if len(parts) == 4 else "kill"
     if action not in ACTIONS:
         raise ValueError(f"{ENV}={text!r}: the action must be kill or stop")

@@ -36,11 +36,13 @@ def summarise_run(run: RunReader) -> str:
     for layer in run.layers:
         kernel = f"  kernels {'x'.join(map(str, layer.kernel_shape))}" if layer.kernel_shape else ""
         shape = "x".join(map(str, layer.shape))
-        lines.append(f"  {layer.name:<10} {layer.kind:<7} {shape:<14} "
-                     f"{layer.params:>10,} params{kernel}")
+        lines.append(
+            f"  {layer.name:<10} {layer.kind:<7} {shape:<14} {layer.params:>10,} params{kernel}"
+        )
     if run.epochs:
         last = {name: float(run.scalar_metric(name)[-1]) for name in SCALAR_METRICS}
-        shown = ", ".join(f"{name} {value:.4f}" for name, value in last.items()
-                          if not math.isnan(value))
+        shown = ", ".join(
+            f"{name} {value:.4f}" for name, value in last.items() if not math.isnan(value)
+        )
         lines.append(f"last epoch {run.epochs - 1}: {shown}")
     return "\n".join(lines)

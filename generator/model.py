@@ -72,9 +72,14 @@ class Head(nn.Module):
 class NetlapseCNN(nn.Module):
     """The reference classifier, parametrised by input size, channels and kernel size."""
 
-    def __init__(self, n_classes: int, input_size: int = 512,
-                 channels: Sequence[int] = REFERENCE_CHANNELS,
-                 kernel_size: int = REFERENCE_KERNEL, hidden: int = REFERENCE_HIDDEN) -> None:
+    def __init__(
+        self,
+        n_classes: int,
+        input_size: int = 512,
+        channels: Sequence[int] = REFERENCE_CHANNELS,
+        kernel_size: int = REFERENCE_KERNEL,
+        hidden: int = REFERENCE_HIDDEN,
+    ) -> None:
         super().__init__()
         check_architecture(n_classes, input_size, channels, kernel_size)
         self.input_size, self.channels = input_size, tuple(channels)
@@ -116,12 +121,28 @@ class NetlapseCNN(nn.Module):
             if "pool" in block._modules:
                 field, jump = field + jump, jump * 2
             field += (self.kernel_size - 1) * jump
-            specs.append(LayerSpec(name, "conv", (block.conv.out_channels, size, size),
-                                   tuple(block.conv.weight.shape), _count(block), field))
-        specs.append(LayerSpec(HIDDEN_LAYER, "linear", (self.hidden_units,), None,
-                               _count(self.head.hidden)))
-        specs.append(LayerSpec(LOGITS_LAYER, "linear", (self.head.logits.out_features,), None,
-                               _count(self.head.logits)))
+            specs.append(
+                LayerSpec(
+                    name,
+                    "conv",
+                    (block.conv.out_channels, size, size),
+                    tuple(block.conv.weight.shape),
+                    _count(block),
+                    field,
+                )
+            )
+        specs.append(
+            LayerSpec(HIDDEN_LAYER, "linear", (self.hidden_units,), None, _count(self.head.hidden))
+        )
+        specs.append(
+            LayerSpec(
+                LOGITS_LAYER,
+                "linear",
+                (self.head.logits.out_features,),
+                None,
+                _count(self.head.logits),
+            )
+        )
         return specs
 
 
@@ -144,8 +165,9 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def check_architecture(n_classes: int, input_size: int, channels: Sequence[int],
-                       kernel_size: int) -> None:
+def check_architecture(
+    n_classes: int, input_size: int, channels: Sequence[int], kernel_size: int
+) -> None:
     """Refuse shapes the network cannot run, naming the option to change."""
     if n_classes < 2:
         raise OptionError(f"a classifier needs at least 2 classes, got {n_classes}")
@@ -155,5 +177,7 @@ def check_architecture(n_classes: int, input_size: int, channels: Sequence[int],
         raise OptionError(f"--kernel-size must be an odd positive integer, got {kernel_size}")
     smallest = min_input_size(len(channels))
     if input_size < smallest:
-        raise OptionError(f"--input-size {input_size} is too small for {len(channels)} "
-                          f"blocks; use at least {smallest}")
+        raise OptionError(
+            f"--input-size {input_size} is too small for {len(channels)} "
+            f"blocks; use at least {smallest}"
+        )

@@ -41,8 +41,14 @@ from generator.store import (
     layers_from_attrs,
 )
 
-REQUIRED_ATTRS = ("schema_version", "class_names", "layers", "input_size", "epochs_committed",
-                  "activation_dtype")
+REQUIRED_ATTRS = (
+    "schema_version",
+    "class_names",
+    "layers",
+    "input_size",
+    "epochs_committed",
+    "activation_dtype",
+)
 # A layer name becomes a path inside the store: one plain component, never "..".
 LAYER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 BLOSC_HEADER = 16  # bytes: version, versionlz, flags, typesize, nbytes, blocksize, cbytes
@@ -52,17 +58,21 @@ def open_group_checked(path: Path, mode: str = "r") -> zarr.Group:
     """Open a run store's root group, or raise a one-line ``StoreError`` saying why not."""
     path = Path(path)
     if not path.exists():
-        raise StoreError(f"{path}: no such store; train one with "
-                         "`python -m generator train --out PATH`")
+        raise StoreError(
+            f"{path}: no such store; train one with `python -m generator train --out PATH`"
+        )
     meta = path / "zarr.json"
     if not meta.is_file():
-        raise StoreError(f"{path}: not a zarr store (no zarr.json); pass a run store "
-                         "made by `python -m generator train`")
+        raise StoreError(
+            f"{path}: not a zarr store (no zarr.json); pass a run store "
+            "made by `python -m generator train`"
+        )
     try:
         node = json.loads(meta.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise StoreError(f"{path}/zarr.json: unreadable ({_one_line(exc)}); the store is "
-                         "damaged") from exc
+        raise StoreError(
+            f"{path}/zarr.json: unreadable ({_one_line(exc)}); the store is damaged"
+        ) from exc
     check_attrs(path, node.get("attributes", {}) if isinstance(node, dict) else {})
     try:
         return zarr.open_group(str(path), mode=mode, zarr_format=3)
@@ -77,11 +87,14 @@ def check_attrs(path: Path, attrs: Any) -> None:
         raise StoreError(f"{path}: not a netlapse run store (missing {', '.join(missing)})")
     version = attrs["schema_version"]
     if not _is_int(version) or version < 1:
-        raise StoreError(f"{path}: schema_version {version!r} is not a version number; the "
-                         "store is damaged")
+        raise StoreError(
+            f"{path}: schema_version {version!r} is not a version number; the store is damaged"
+        )
     if version > SCHEMA_VERSION:
-        raise StoreError(f"{path}: schema_version {version} is newer than this netlapse "
-                         f"reads ({SCHEMA_VERSION}); upgrade netlapse")
+        raise StoreError(
+            f"{path}: schema_version {version} is newer than this netlapse "
+            f"reads ({SCHEMA_VERSION}); upgrade netlapse"
+        )
     problem = _attrs_problem(attrs)
     if problem:
         raise StoreError(f"{path}: root attribute {problem}; the store is damaged")
@@ -98,14 +111,26 @@ def _is_str_list(value: Any) -> bool:
 def _attrs_problem(attrs: dict[str, Any]) -> str | None:
     """What is wrong with the typed root attributes, or None."""
     checks = (
-        ("epochs_committed", _is_int(attrs["epochs_committed"])
-         and attrs["epochs_committed"] >= 0, "a count of epochs"),
-        ("input_size", _is_int(attrs["input_size"]) and attrs["input_size"] >= 1,
-         "a positive number of pixels"),
-        ("class_names", _is_str_list(attrs["class_names"]) and attrs["class_names"],
-         "a list of class names"),
-        ("activation_dtype", attrs["activation_dtype"] in ACTIVATION_DTYPES,
-         f"one of {', '.join(ACTIVATION_DTYPES)}"),
+        (
+            "epochs_committed",
+            _is_int(attrs["epochs_committed"]) and attrs["epochs_committed"] >= 0,
+            "a count of epochs",
+        ),
+        (
+            "input_size",
+            _is_int(attrs["input_size"]) and attrs["input_size"] >= 1,
+            "a positive number of pixels",
+        ),
+        (
+            "class_names",
+            _is_str_list(attrs["class_names"]) and attrs["class_names"],
+            "a list of class names",
+        ),
+        (
+            "activation_dtype",
+            attrs["activation_dtype"] in ACTIVATION_DTYPES,
+            f"one of {', '.join(ACTIVATION_DTYPES)}",
+        ),
         ("training", isinstance(attrs.get("training", {}), dict), "an object"),
         ("probe_sources", _is_str_list(attrs.get("probe_sources", [])), "a list of paths"),
         ("stat_fields", _is_str_list(attrs.get("stat_fields", [])), "a list of names"),
@@ -148,21 +173,24 @@ def _layer_problem(item: Any) -> str | None:
 
 
 def _dims(value: Any, length: int) -> bool:
-    return (isinstance(value, list) and len(value) == length
-            and all(_is_int(v) and 1 <= v <= 2**31 for v in value))
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(_is_int(v) and 1 <= v <= 2**31 for v in value)
+    )
 
 
 def _short(value: Any, limit: int = 60) -> str:
     """A value in a message: its JSON, cut to fit one line."""
     text = json.dumps(value, default=str)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _one_line(exc: BaseException, limit: int = 200) -> str:
     """An exception as one short line: libraries put whole logs and tracebacks in theirs."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class RunReader:
@@ -194,13 +222,17 @@ class RunReader:
         """path -> (shape of one epoch or whole shape, chunk of it, dtype) for every array."""
         labels = self._open_array(f"{PROBES}/labels")
         if labels.ndim != 1 or labels.shape[0] < 1:
-            raise StoreError(f"{self.path}: {PROBES}/labels has shape {labels.shape}; the "
-                             "store is damaged")
+            raise StoreError(
+                f"{self.path}: {PROBES}/labels has shape {labels.shape}; the store is damaged"
+            )
         n, size = labels.shape[0], self.input_size
-        expected = {f"{PROBES}/labels": ((n,), (n,), "int64"),
-                    f"{PROBES}/images": ((n, 3, size, size), (1, 3, size, size), "uint8")}
-        plan = array_plan(self.layers, n, len(self.class_names),
-                           str(self._attrs["activation_dtype"]))
+        expected = {
+            f"{PROBES}/labels": ((n,), (n,), "int64"),
+            f"{PROBES}/images": ((n, 3, size, size), (1, 3, size, size), "uint8"),
+        }
+        plan = array_plan(
+            self.layers, n, len(self.class_names), str(self._attrs["activation_dtype"])
+        )
         return {**expected, **plan}
 
     def _check_arrays(self) -> None:
@@ -210,16 +242,22 @@ class RunReader:
             epochs = self._epoch_limit(name) is not None
             found = array.shape[1:] if epochs else array.shape
             if array.dtype != np.dtype(dtype) or found != shape:
-                raise StoreError(f"{self.path}: {name} is {array.dtype} {array.shape}, "
-                                 f"expected {dtype} {('E', *shape) if epochs else shape}; "
-                                 "the store is damaged")
+                raise StoreError(
+                    f"{self.path}: {name} is {array.dtype} {array.shape}, "
+                    f"expected {dtype} {('E', *shape) if epochs else shape}; "
+                    "the store is damaged"
+                )
             if epochs and array.shape[0] < self.epochs:
-                raise StoreError(f"{self.path}: {name} holds {array.shape[0]} epochs but "
-                                 f"{self.epochs} are marked committed; the store is damaged")
+                raise StoreError(
+                    f"{self.path}: {name} holds {array.shape[0]} epochs but "
+                    f"{self.epochs} are marked committed; the store is damaged"
+                )
             limit = (1, *shape) if epochs else shape
             if any(not 1 <= c <= max(s, 1) for c, s in zip(array.chunks, limit, strict=True)):
-                raise StoreError(f"{self.path}: {name} has chunks {array.chunks} that do not "
-                                 f"fit its shape; the store is damaged")
+                raise StoreError(
+                    f"{self.path}: {name} has chunks {array.chunks} that do not "
+                    f"fit its shape; the store is damaged"
+                )
 
     def _open_array(self, name: str) -> zarr.Array:
         """The array at ``name`` (cached), or a one-line ``StoreError`` saying what is wrong."""
@@ -228,11 +266,14 @@ class RunReader:
         try:
             node = self._group[name]
         except KeyError:
-            raise StoreError(f"{self.path}: array {name} is missing; the store is "
-                             "incomplete or damaged") from None
+            raise StoreError(
+                f"{self.path}: array {name} is missing; the store is incomplete or damaged"
+            ) from None
         except Exception as exc:  # zarr raises many kinds for damaged metadata
-            raise StoreError(f"{self.path}: array {name} has unreadable metadata "
-                             f"({_one_line(exc)}); the store is damaged") from exc
+            raise StoreError(
+                f"{self.path}: array {name} has unreadable metadata "
+                f"({_one_line(exc)}); the store is damaged"
+            ) from exc
         if not isinstance(node, zarr.Array):
             raise StoreError(f"{self.path}: {name} is not an array; the store is damaged")
         self._arrays[name] = node
@@ -263,8 +304,10 @@ class RunReader:
         for layer in self.layers:
             if layer.name == name:
                 return layer
-        raise StoreError(f"{self.path}: no layer {name!r}; layers are "
-                         f"{', '.join(layer.name for layer in self.layers)}")
+        raise StoreError(
+            f"{self.path}: no layer {name!r}; layers are "
+            f"{', '.join(layer.name for layer in self.layers)}"
+        )
 
     @property
     def input_size(self) -> int:
@@ -315,8 +358,7 @@ class RunReader:
 
     def channel(self, name: str, channel: int, probe: int) -> np.ndarray:
         """(E, H, W) (or (E,) for a linear unit): one channel of one probe over epochs."""
-        return self._read(f"{ACTIVATIONS}/{name}",
-                          index=(slice(0, self.epochs), probe, channel))
+        return self._read(f"{ACTIVATIONS}/{name}", index=(slice(0, self.epochs), probe, channel))
 
     def channel_range(self, name: str, probe: int, start: int, stop: int) -> np.ndarray:
         """(E, stop - start, H, W): a group of channels of one probe over every epoch.
@@ -358,8 +400,11 @@ class RunReader:
 
     def weight_change(self) -> dict[str, np.ndarray]:
         """layer -> (E,) relative weight change from the previous epoch (NaN at epoch 0)."""
-        return {layer.name: self._read(f"{METRICS}/{WEIGHT_CHANGE}/{layer.name}")
-                for layer in self.layers if layer.params}
+        return {
+            layer.name: self._read(f"{METRICS}/{WEIGHT_CHANGE}/{layer.name}")
+            for layer in self.layers
+            if layer.params
+        }
 
     def channel_stats(self, name: str, stat: str) -> np.ndarray:
         """(E, P, C) float32 per-channel statistic ``stat`` (see ``STAT_FIELDS``)."""
@@ -371,8 +416,9 @@ class RunReader:
     # -- plumbing --------------------------------------------------------------------
     def _check_epoch(self, epoch: int) -> None:
         if not 0 <= epoch < self.epochs:
-            raise StoreError(f"{self.path}: epoch {epoch} is not committed "
-                             f"(epochs 0..{self.epochs - 1} are)")
+            raise StoreError(
+                f"{self.path}: epoch {epoch} is not committed (epochs 0..{self.epochs - 1} are)"
+            )
 
     def _read(self, path: str, index: tuple = (), epochs: bool = True) -> np.ndarray:
         if epochs and not index:
@@ -381,13 +427,15 @@ class RunReader:
         try:
             return np.asarray(array[index])
         except IndexError as exc:
-            raise StoreError(f"{self.path}: {path} has no element {index} "
-                             f"({_one_line(exc)})") from exc
+            raise StoreError(
+                f"{self.path}: {path} has no element {index} ({_one_line(exc)})"
+            ) from exc
         except Exception as exc:  # zarr and its codecs raise many kinds for a bad chunk
-            why = ("a checksum does not match" if "checksum" in str(exc)
-                   else _one_line(exc))
-            raise StoreError(f"{self.path}: cannot read {path}{_show(index)} ({why}); a "
-                             "chunk is truncated or corrupted") from exc
+            why = "a checksum does not match" if "checksum" in str(exc) else _one_line(exc)
+            raise StoreError(
+                f"{self.path}: cannot read {path}{_show(index)} ({why}); a "
+                "chunk is truncated or corrupted"
+            ) from exc
 
 
 def _show(index: tuple) -> str:
@@ -407,8 +455,10 @@ def verify_chunks(store: Path, name: str, array: zarr.Array, epochs: int | None)
     for key, file in _chunk_files(store / name, epochs):
         problem = _chunk_problem(file, expected, tail)
         if problem:
-            raise StoreError(f"{store}: {name} chunk {key} is {problem}; the store is "
-                             "damaged (train it again, or --resume from before that epoch)")
+            raise StoreError(
+                f"{store}: {name} chunk {key} is {problem}; the store is "
+                "damaged (train it again, or --resume from before that epoch)"
+            )
 
 
 def _checksum_tail(array: zarr.Array) -> int | None:
@@ -418,8 +468,11 @@ def _checksum_tail(array: zarr.Array) -> int | None:
     encoding = getattr(meta, "chunk_key_encoding", None)
     if not (isinstance(encoding, DefaultChunkKeyEncoding) and encoding.separator == "/"):
         return None
-    if len(codecs) not in (2, 3) or not isinstance(codecs[0], BytesCodec) \
-            or not isinstance(codecs[1], BloscCodec):
+    if (
+        len(codecs) not in (2, 3)
+        or not isinstance(codecs[0], BytesCodec)
+        or not isinstance(codecs[1], BloscCodec)
+    ):
         return None
     if len(codecs) == 3:
         return 4 if isinstance(codecs[2], Crc32cCodec) else None

@@ -34,9 +34,12 @@ def capture_layers(modules: Mapping[str, nn.Module]) -> Iterator[dict[str, torch
     outputs: dict[str, torch.Tensor] = {}
     handles = []
     for name, module in modules.items():
-        def hook(_module: nn.Module, _inputs: object, output: torch.Tensor,
-                 name: str = name) -> None:
+
+        def hook(
+            _module: nn.Module, _inputs: object, output: torch.Tensor, name: str = name
+        ) -> None:
             outputs[name] = output.detach()
+
         handles.append(module.register_forward_hook(hook))
     try:
         yield outputs
@@ -53,15 +56,24 @@ def channel_statistics(output: torch.Tensor) -> dict[str, torch.Tensor]:
     """
     flat = output.float().reshape(output.shape[0], output.shape[1], -1)
     low, high = flat.amin(dim=2), flat.amax(dim=2)
-    stats = {"min": low, "max": high, "mean": flat.mean(dim=2),
-             "abs_mean": torch.linalg.vector_norm(flat, ord=1, dim=2) / flat.shape[2],
-             "abs_max": torch.maximum(-low, high)}
+    stats = {
+        "min": low,
+        "max": high,
+        "mean": flat.mean(dim=2),
+        "abs_mean": torch.linalg.vector_norm(flat, ord=1, dim=2) / flat.shape[2],
+        "abs_max": torch.maximum(-low, high),
+    }
     return {name: stats[name] for name in STAT_FIELDS}
 
 
 @torch.no_grad()
-def record_probes(model: nn.Module, modules: Mapping[str, nn.Module], inputs: torch.Tensor,
-                  logits_layer: str, dtype: str = "float16") -> ProbeCapture:
+def record_probes(
+    model: nn.Module,
+    modules: Mapping[str, nn.Module],
+    inputs: torch.Tensor,
+    logits_layer: str,
+    dtype: str = "float16",
+) -> ProbeCapture:
     """Run the probes once in eval mode and return every recorded layer as numpy."""
     was_training = model.training
     model.eval()
@@ -70,18 +82,22 @@ def record_probes(model: nn.Module, modules: Mapping[str, nn.Module], inputs: to
             logits = model(inputs)
     finally:
         model.train(was_training)
-    activations = {name: out.to(getattr(torch, dtype)).cpu().numpy()
-                   for name, out in outputs.items()}
-    stats = {name: {k: v.cpu().numpy() for k, v in channel_statistics(out).items()}
-             for name, out in outputs.items()}
+    activations = {
+        name: out.to(getattr(torch, dtype)).cpu().numpy() for name, out in outputs.items()
+    }
+    stats = {
+        name: {k: v.cpu().numpy() for k, v in channel_statistics(out).items()}
+        for name, out in outputs.items()
+    }
     if logits_layer in outputs:
         logits = outputs[logits_layer]
     probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
     return ProbeCapture(activations, stats, probs)
 
 
-def relative_change(current: Mapping[str, torch.Tensor],
-                    previous: Mapping[str, torch.Tensor] | None) -> dict[str, float]:
+def relative_change(
+    current: Mapping[str, torch.Tensor], previous: Mapping[str, torch.Tensor] | None
+) -> dict[str, float]:
     """||W - W_prev|| / ||W_prev|| per layer; NaN for every layer when there is no previous."""
     if previous is None:
         return {name: float("nan") for name in current}

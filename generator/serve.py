@@ -60,8 +60,9 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self.send_header("Content-Type", self.guess_type(path))
         self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
         self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Last-Modified", email.utils.formatdate(
-            os.fstat(source.fileno()).st_mtime, usegmt=True))
+        self.send_header(
+            "Last-Modified", email.utils.formatdate(os.fstat(source.fileno()).st_mtime, usegmt=True)
+        )
         self.end_headers()
         source.seek(start)
         self._remaining = end - start + 1
@@ -115,20 +116,25 @@ class SiteServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def make_server(site: Path, port: int = 8000, host: str = "127.0.0.1",
-                handler: type[SimpleHTTPRequestHandler] = RangeHandler,
-                ) -> ThreadingHTTPServer:
+def make_server(
+    site: Path,
+    port: int = 8000,
+    host: str = "127.0.0.1",
+    handler: type[SimpleHTTPRequestHandler] = RangeHandler,
+) -> ThreadingHTTPServer:
     """A server for the files under ``site`` (port 0 picks a free port)."""
     site = Path(site)
     if not site.is_dir():
-        raise OptionError(f"{site}: no such site folder; build one with "
-                          "`python -m generator build --out SITE`")
+        raise OptionError(
+            f"{site}: no such site folder; build one with `python -m generator build --out SITE`"
+        )
     bound = functools.partial(handler, directory=str(site.resolve()))
     try:
         return SiteServer((host, port), bound)
     except OSError as exc:
-        raise OptionError(f"cannot listen on {host}:{port} ({exc.strerror or exc}); "
-                          "pick another --port") from exc
+        raise OptionError(
+            f"cannot listen on {host}:{port} ({exc.strerror or exc}); pick another --port"
+        ) from exc
 
 
 def site_url(server: ThreadingHTTPServer) -> str:

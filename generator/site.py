@@ -29,8 +29,9 @@ STATIC = "static"
 CSS = "netlapse.css"
 
 
-def write_site(site: Path, manifest: Mapping[str, Any], runs: Sequence[RunReader],
-               templates: Path = TEMPLATES) -> list[Path]:
+def write_site(
+    site: Path, manifest: Mapping[str, Any], runs: Sequence[RunReader], templates: Path = TEMPLATES
+) -> list[Path]:
     """Write every page of the gallery and its static files; returns the paths written."""
     site = Path(site)
     site.mkdir(parents=True, exist_ok=True)
@@ -47,10 +48,14 @@ def write_site(site: Path, manifest: Mapping[str, Any], runs: Sequence[RunReader
 
 def make_environment(templates: Path = TEMPLATES) -> Environment:
     """The one Jinja environment: autoescaped HTML, undefined names are errors."""
-    return Environment(loader=FileSystemLoader(str(templates)),
-                       autoescape=select_autoescape(["html"], default_for_string=True),
-                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
-                       keep_trailing_newline=True)
+    return Environment(
+        loader=FileSystemLoader(str(templates)),
+        autoescape=select_autoescape(["html"], default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
 
 
 def render_page(env: Environment, page: Page, inline_css: Markup) -> str:
@@ -65,8 +70,7 @@ def inside(site: Path, relative: str | Path) -> Path:
     base = Path(site).resolve()
     target = (base / relative).resolve()
     if target != base and base not in target.parents:
-        raise NetlapseError(f"refusing to write {relative}: it lies outside the site "
-                            f"folder {base}")
+        raise NetlapseError(f"refusing to write {relative}: it lies outside the site folder {base}")
     return target
 
 

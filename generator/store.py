@@ -92,17 +92,23 @@ class LayerSpec:
         return self.shape[0]
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "shape": list(self.shape),
-                "kernel_shape": list(self.kernel_shape) if self.kernel_shape else None}
+        return {
+            **asdict(self),
+            "shape": list(self.shape),
+            "kernel_shape": list(self.kernel_shape) if self.kernel_shape else None,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LayerSpec:
         kernel = data.get("kernel_shape")
-        return cls(name=str(data["name"]), kind=str(data["kind"]),
-                   shape=tuple(int(s) for s in data["shape"]),
-                   kernel_shape=tuple(int(s) for s in kernel) if kernel else None,
-                   params=int(data.get("params", 0)),
-                   receptive_field=data.get("receptive_field"))
+        return cls(
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+            shape=tuple(int(s) for s in data["shape"]),
+            kernel_shape=tuple(int(s) for s in kernel) if kernel else None,
+            params=int(data.get("params", 0)),
+            receptive_field=data.get("receptive_field"),
+        )
 
 
 @dataclass
@@ -125,12 +131,15 @@ def _compressors() -> tuple[zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]:
     writer, and it still shrinks trained activations. The checksum (4 bytes per chunk) makes
     a damaged chunk a read error instead of silently wrong pixels; every zarr reads it.
     """
-    return (zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),
-            zarr.codecs.Crc32cCodec())
+    return (
+        zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),
+        zarr.codecs.Crc32cCodec(),
+    )
 
 
-def array_plan(layers: Sequence[LayerSpec], n_probes: int, n_classes: int,
-                activation_dtype: str) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]:
+def array_plan(
+    layers: Sequence[LayerSpec], n_probes: int, n_classes: int, activation_dtype: str
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]:
     """Every epoch-indexed array: path -> (shape of one epoch, chunk of one epoch, dtype).
 
     Activation chunks are one probe x all channels of a layer: one file per probe and
@@ -175,15 +184,27 @@ class StoreWriter:
         self._group = group
         self.path = path
         self.layers = layers_from_attrs(group.attrs)
-        self._plan = array_plan(self.layers, int(group[f"{PROBES}/labels"].shape[0]),
-                                 len(group.attrs["class_names"]),
-                                 str(group.attrs["activation_dtype"]))
+        self._plan = array_plan(
+            self.layers,
+            int(group[f"{PROBES}/labels"].shape[0]),
+            len(group.attrs["class_names"]),
+            str(group.attrs["activation_dtype"]),
+        )
 
     @classmethod
-    def create(cls, path: Path, *, class_names: Sequence[str], layers: Sequence[LayerSpec],
-               input_size: int, training: Mapping[str, Any], probe_images: np.ndarray,
-               probe_labels: np.ndarray, probe_sources: Sequence[str],
-               activation_dtype: str = "float16") -> StoreWriter:
+    def create(
+        cls,
+        path: Path,
+        *,
+        class_names: Sequence[str],
+        layers: Sequence[LayerSpec],
+        input_size: int,
+        training: Mapping[str, Any],
+        probe_images: np.ndarray,
+        probe_labels: np.ndarray,
+        probe_sources: Sequence[str],
+        activation_dtype: str = "float16",
+    ) -> StoreWriter:
         """A new, empty store (no epochs committed) with the probes written once.
 
         The store is built in a hidden staging folder beside ``path`` and renamed into place
@@ -191,25 +212,35 @@ class StoreWriter:
         """
         path = Path(path)
         if path.exists():
-            raise StoreError(f"{path}: already exists; pass --resume to continue that run "
-                             "or choose another --out (a run is never overwritten)")
+            raise StoreError(
+                f"{path}: already exists; pass --resume to continue that run "
+                "or choose another --out (a run is never overwritten)"
+            )
         if activation_dtype not in ACTIVATION_DTYPES:
-            raise StoreError(f"activation dtype {activation_dtype!r}: use one of "
-                             f"{', '.join(ACTIVATION_DTYPES)}")
+            raise StoreError(
+                f"activation dtype {activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
+            )
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         _remove_stale_staging(path)
         try:
             group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
             _write_probes(group, probe_images, probe_labels)
-            _create_arrays(group, array_plan(layers, len(probe_labels), len(class_names),
-                                              activation_dtype))
-            group.attrs.update({
-                "schema_version": SCHEMA_VERSION, "class_names": list(class_names),
-                "input_size": int(input_size), "layers": [layer.to_json() for layer in layers],
-                "training": dict(training), "activation_dtype": activation_dtype,
-                "probe_sources": list(probe_sources), "stat_fields": list(STAT_FIELDS),
-                "epochs_committed": 0,
-            })
+            _create_arrays(
+                group, array_plan(layers, len(probe_labels), len(class_names), activation_dtype)
+            )
+            group.attrs.update(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "class_names": list(class_names),
+                    "input_size": int(input_size),
+                    "layers": [layer.to_json() for layer in layers],
+                    "training": dict(training),
+                    "activation_dtype": activation_dtype,
+                    "probe_sources": list(probe_sources),
+                    "stat_fields": list(STAT_FIELDS),
+                    "epochs_committed": 0,
+                }
+            )
             maybe_die("store.create", 0)
             _publish(staging, path)
         except OSError as exc:
@@ -271,8 +302,10 @@ class StoreWriter:
     def write_epoch(self, epoch: int, record: EpochRecord) -> None:
         """Write one epoch's arrays, then commit it. ``epoch`` must be the next one."""
         if epoch != self.epochs_committed:
-            raise StoreError(f"{self.path}: cannot write epoch {epoch}; the store has "
-                             f"{self.epochs_committed} epochs committed")
+            raise StoreError(
+                f"{self.path}: cannot write epoch {epoch}; the store has "
+                f"{self.epochs_committed} epochs committed"
+            )
         slots = _flatten_record(record)
         for name, value in slots.items():  # check every shape before touching the disk
             _check_shape(self.path, name, value, self._plan[name][0])
@@ -280,14 +313,17 @@ class StoreWriter:
         # (which releases the GIL) with file I/O. Iterating re-raises the first error.
         try:
             with ThreadPoolExecutor(max_workers=WRITE_THREADS) as pool:
-                done = pool.map(lambda item: self._write_slot(item[0], epoch, item[1]),
-                                slots.items())
+                done = pool.map(
+                    lambda item: self._write_slot(item[0], epoch, item[1]), slots.items()
+                )
                 for index, _ in enumerate(done, start=1):
                     maybe_die("store.array", epoch, index)
         except OSError as exc:
-            raise StoreError(f"{self.path}: writing epoch {epoch} failed "
-                             f"({_reason(exc)}); the {epoch} epochs committed before "
-                             "it are intact") from exc
+            raise StoreError(
+                f"{self.path}: writing epoch {epoch} failed "
+                f"({_reason(exc)}); the {epoch} epochs committed before "
+                "it are intact"
+            ) from exc
         self._set_committed(epoch + 1)
 
     def _set_committed(self, epochs: int) -> None:
@@ -295,9 +331,11 @@ class StoreWriter:
         try:
             self._group.attrs["epochs_committed"] = int(epochs)
         except OSError as exc:
-            raise StoreError(f"{self.path}: cannot mark {epochs} epochs committed "
-                             f"({_reason(exc)}); the epochs committed before are "
-                             "intact") from exc
+            raise StoreError(
+                f"{self.path}: cannot mark {epochs} epochs committed "
+                f"({_reason(exc)}); the epochs committed before are "
+                "intact"
+            ) from exc
 
     def _write_slot(self, name: str, epoch: int, value: np.ndarray | float) -> None:
         shape, _, dtype = self._plan[name]
@@ -329,8 +367,10 @@ def _lock_store(path: Path) -> int | None:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise StoreError(f"{path}: another process is writing to this store (a training "
-                         "run); wait for it to finish or stop it first") from None
+        raise StoreError(
+            f"{path}: another process is writing to this store (a training "
+            "run); wait for it to finish or stop it first"
+        ) from None
     return fd
 
 
@@ -360,12 +400,17 @@ def _publish(staging: Path, path: Path) -> None:
 def _create_arrays(group: zarr.Group, plan: Mapping[str, tuple]) -> None:
     """Every epoch-indexed array with zero epochs; ``write_epoch`` grows them."""
     for name, (shape, chunk, dtype) in plan.items():
-        group.create_array(name, shape=(0, *shape), chunks=(1, *chunk), dtype=dtype,
-                           compressors=_compressors(), fill_value=0)
+        group.create_array(
+            name,
+            shape=(0, *shape),
+            chunks=(1, *chunk),
+            dtype=dtype,
+            compressors=_compressors(),
+            fill_value=0,
+        )
 
 
-def _check_shape(path: Path, name: str, value: np.ndarray | float,
-                 shape: tuple[int, ...]) -> None:
+def _check_shape(path: Path, name: str, value: np.ndarray | float, shape: tuple[int, ...]) -> None:
     if np.shape(value) != shape:
         raise StoreError(f"{path}: {name} has shape {np.shape(value)}, expected {shape}")
 
@@ -374,10 +419,12 @@ def _write_probes(group: zarr.Group, images: np.ndarray, labels: np.ndarray) -> 
     images = np.ascontiguousarray(images, dtype=np.uint8)
     if images.ndim != 4 or images.shape[1] != 3:
         raise StoreError(f"probe images must be (P, 3, H, W) uint8, got {images.shape}")
-    group.create_array(f"{PROBES}/images", data=images, chunks=(1, *images.shape[1:]),
-                       compressors=_compressors())
-    group.create_array(f"{PROBES}/labels", data=np.asarray(labels, dtype=np.int64),
-                       compressors=_compressors())
+    group.create_array(
+        f"{PROBES}/images", data=images, chunks=(1, *images.shape[1:]), compressors=_compressors()
+    )
+    group.create_array(
+        f"{PROBES}/labels", data=np.asarray(labels, dtype=np.int64), compressors=_compressors()
+    )
 
 
 def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float]:

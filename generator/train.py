@@ -64,8 +64,7 @@ class Session:
 def run_training(config: TrainConfig) -> Path:
     """Train (or resume) the run ``config.out`` and return the store's path."""
     if config.resume and not Path(config.out).exists():
-        raise StoreError(f"{config.out}: no such store to resume; run without --resume to "
-                         "start it")
+        raise StoreError(f"{config.out}: no such store to resume; run without --resume to start it")
     session = _start_session(config)
     if config.resume:
         writer, first = _resume(session)
@@ -87,18 +86,28 @@ def run_training(config: TrainConfig) -> Path:
 def _start_session(config: TrainConfig) -> Session:
     # The class count is checked once the data is loaded; the rest before any work.
     check_architecture(2, config.resolved_input_size, config.channels, config.kernel_size)
-    root = config.data or make_demo_dataset(config.cache_dir, seed=config.seed,
-                                            per_class=config.demo_per_class,
-                                            size=config.resolved_input_size)
+    root = config.data or make_demo_dataset(
+        config.cache_dir,
+        seed=config.seed,
+        per_class=config.demo_per_class,
+        size=config.resolved_input_size,
+    )
     dataset = load_image_folder(root, config.resolved_input_size)
     train_idx, val_idx = split_indices(dataset_labels(dataset), config.val_fraction, config.seed)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
-    model = NetlapseCNN(len(dataset.classes), config.resolved_input_size, config.channels,
-                        config.kernel_size).to(device)
+    model = NetlapseCNN(
+        len(dataset.classes), config.resolved_input_size, config.channels, config.kernel_size
+    ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    log.info("data %s: %d classes, %d train / %d validation images (%d skipped)", root,
-             len(dataset.classes), len(train_idx), len(val_idx), dataset.skipped)
+    log.info(
+        "data %s: %d classes, %d train / %d validation images (%d skipped)",
+        root,
+        len(dataset.classes),
+        len(train_idx),
+        len(val_idx),
+        dataset.skipped,
+    )
     return Session(config, dataset, train_idx, val_idx, model, optimizer, device)
 
 
@@ -106,8 +115,9 @@ def dataset_labels(dataset: ImageFolderData) -> np.ndarray:
     return np.array([label for _, label in dataset.samples], dtype=np.int64)
 
 
-def split_indices(labels: np.ndarray, val_fraction: float,
-                  seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_indices(
+    labels: np.ndarray, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """A stratified, seeded train/validation split: every class has images on both sides."""
     rng = np.random.default_rng(seed)
     train, val = [], []
@@ -142,8 +152,9 @@ def choose_probes(session: Session) -> Probes:
             if members and len(chosen) < count:
                 chosen.append(int(members.pop(0)))
     if len(chosen) < count:
-        log.warning("only %d validation images: using %d probes, not %d",
-                    len(chosen), len(chosen), count)
+        log.warning(
+            "only %d validation images: using %d probes, not %d", len(chosen), len(chosen), count
+        )
     images = np.stack([dataset[i][0].numpy() for i in chosen])
     sources = [_relative(dataset.samples[i][0], dataset.root) for i in chosen]
     return Probes(images, dataset_labels(dataset)[chosen], sources)
@@ -152,8 +163,10 @@ def choose_probes(session: Session) -> Probes:
 def _probes_from_files(dataset: ImageFolderData, files: tuple[Path, ...]) -> Probes:
     """Probe images given by path; the label is the parent folder's class, else -1."""
     images = np.stack([dataset.load_uint8(Path(f)) for f in files])
-    labels = [dataset.classes.index(Path(f).parent.name)
-              if Path(f).parent.name in dataset.classes else -1 for f in files]
+    labels = [
+        dataset.classes.index(Path(f).parent.name) if Path(f).parent.name in dataset.classes else -1
+        for f in files
+    ]
     return Probes(images, np.array(labels, dtype=np.int64), [str(f) for f in files])
 
 
@@ -169,10 +182,16 @@ def _create(session: Session) -> StoreWriter:
     config, model = session.config, session.model
     probes = choose_probes(session)
     writer = StoreWriter.create(
-        config.out, class_names=session.dataset.classes, layers=model.layer_specs(),
-        input_size=config.resolved_input_size, training=config.to_json(),
-        probe_images=probes.images, probe_labels=probes.labels, probe_sources=probes.sources,
-        activation_dtype=config.activation_dtype)
+        config.out,
+        class_names=session.dataset.classes,
+        layers=model.layer_specs(),
+        input_size=config.resolved_input_size,
+        training=config.to_json(),
+        probe_images=probes.images,
+        probe_labels=probes.labels,
+        probe_sources=probes.sources,
+        activation_dtype=config.activation_dtype,
+    )
     try:
         _record_epoch(session, writer, _probe_tensor(writer, session.device), 0, {}, None)
     except BaseException:
@@ -209,9 +228,11 @@ def _restart(session: Session, writer: StoreWriter) -> int:
     so record it again. With trained epochs committed that would lose them: refuse."""
     config = session.config
     if writer.epochs_committed > 1:
-        raise StoreError(f"{config.out}: no checkpoint in {checkpoint_dir(config.out)} to "
-                         f"resume its {writer.epochs_committed} epochs from; delete the store "
-                         "to start again, or train into another --out")
+        raise StoreError(
+            f"{config.out}: no checkpoint in {checkpoint_dir(config.out)} to "
+            f"resume its {writer.epochs_committed} epochs from; delete the store "
+            "to start again, or train into another --out"
+        )
     log.info("%s: no checkpoint yet; recording epoch 0 again", config.out)
     writer.rewind(0)
     _record_epoch(session, writer, _probe_tensor(writer, session.device), 0, {}, None)
@@ -226,13 +247,18 @@ def _load_state(session: Session, path: Path) -> None:
         session.optimizer.load_state_dict(state["optimizer"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StoreError(f"{path}: the checkpoint does not fit this model ({first}); delete "
-                         "it to resume from the one before") from exc
+        raise StoreError(
+            f"{path}: the checkpoint does not fit this model ({first}); delete "
+            "it to resume from the one before"
+        ) from exc
 
 
-COMPATIBLE = {"class_names": "set of classes", "input_size": "input size",
-              "layers": "network (--channels, --kernel-size)",
-              "activation_dtype": "activation dtype"}
+COMPATIBLE = {
+    "class_names": "set of classes",
+    "input_size": "input size",
+    "layers": "network (--channels, --kernel-size)",
+    "activation_dtype": "activation dtype",
+}
 
 
 # Settings that change the numbers but not the shapes: a resumed run with another value
@@ -245,10 +271,12 @@ def _check_compatible(writer: StoreWriter, session: Session) -> None:
     the run was made)."""
     stored = writer.attrs
     _check_settings(session.config, stored.get("training", {}))
-    ours = {"class_names": session.dataset.classes,
-            "input_size": session.config.resolved_input_size,
-            "layers": [layer.to_json() for layer in session.model.layer_specs()],
-            "activation_dtype": session.config.activation_dtype}
+    ours = {
+        "class_names": session.dataset.classes,
+        "input_size": session.config.resolved_input_size,
+        "layers": [layer.to_json() for layer in session.model.layer_specs()],
+        "activation_dtype": session.config.activation_dtype,
+    }
     for key, value in ours.items():
         if stored.get(key) != value:
             training = stored.get("training", {})
@@ -256,7 +284,8 @@ def _check_compatible(writer: StoreWriter, session: Session) -> None:
                 f"{session.config.out}: --resume with a different {COMPATIBLE[key]} "
                 f"than the run was made with (it used --input-size {training.get('input_size')}"
                 f" --channels {','.join(map(str, training.get('channels', [])))} --data "
-                f"{training.get('data')}); pass the same options")
+                f"{training.get('data')}); pass the same options"
+            )
 
 
 def _check_settings(config: TrainConfig, stored: dict) -> None:
@@ -265,9 +294,11 @@ def _check_settings(config: TrainConfig, stored: dict) -> None:
     for key in keys:
         if key in stored and stored[key] != ours[key]:
             option = "--" + key.replace("_", "-")
-            raise StoreError(f"{config.out}: --resume with a different {option} "
-                             f"({ours[key]}) than the run was made with ({stored[key]}); "
-                             "pass the same value")
+            raise StoreError(
+                f"{config.out}: --resume with a different {option} "
+                f"({ours[key]}) than the run was made with ({stored[key]}); "
+                "pass the same value"
+            )
 
 
 def _probe_tensor(writer: StoreWriter, device: torch.device) -> torch.Tensor:
@@ -284,16 +315,22 @@ def _loader(session: Session, indices: np.ndarray, epoch: int | None) -> DataLoa
     generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
     # BatchNorm cannot train on a batch of one: drop such a last batch.
     drop_last = len(subset) % config.batch_size == 1
-    return DataLoader(subset, batch_size=config.batch_size, shuffle=True,
-                      generator=generator, drop_last=drop_last)
+    return DataLoader(
+        subset, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=drop_last
+    )
 
 
 def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
     model, optimizer, loss_fn = session.model, session.optimizer, nn.CrossEntropyLoss()
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(_loader(session, session.train_idx, epoch), desc=f"epoch {epoch}",
-               unit="batch", leave=False, disable=None)
+    bar = tqdm(
+        _loader(session, session.train_idx, epoch),
+        desc=f"epoch {epoch}",
+        unit="batch",
+        leave=False,
+        disable=None,
+    )
     for batch, (images, labels) in enumerate(bar):
         inputs, labels = to_model_input(images).to(session.device), labels.to(session.device)
         optimizer.zero_grad(set_to_none=True)
@@ -322,38 +359,58 @@ def evaluate(session: Session) -> tuple[dict[str, float], np.ndarray]:
         confusion += torch.bincount(labels * k + logits.argmax(1), minlength=k * k)
     matrix = confusion.reshape(k, k).numpy()
     total = max(int(matrix.sum()), 1)
-    return ({"val_loss": loss_sum / total, "val_accuracy": float(np.trace(matrix)) / total},
-            matrix)
+    return ({"val_loss": loss_sum / total, "val_accuracy": float(np.trace(matrix)) / total}, matrix)
 
 
-def _record_epoch(session: Session, writer: StoreWriter, probes: torch.Tensor, epoch: int,
-                  scalars: dict[str, float],
-                  previous: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+def _record_epoch(
+    session: Session,
+    writer: StoreWriter,
+    probes: torch.Tensor,
+    epoch: int,
+    scalars: dict[str, float],
+    previous: dict[str, torch.Tensor] | None,
+) -> dict[str, torch.Tensor]:
     """Evaluate, capture the probes, append the epoch, checkpoint; return the new weights."""
     model = session.model
     val_scalars, confusion = evaluate(session)
-    capture = record_probes(model, model.recorded_modules(), probes, LOGITS_LAYER,
-                            session.config.activation_dtype)
+    capture = record_probes(
+        model, model.recorded_modules(), probes, LOGITS_LAYER, session.config.activation_dtype
+    )
     weights = model.weights()
     record = EpochRecord(
-        activations=capture.activations, channel_stats=capture.channel_stats,
-        kernels={name: block.conv.weight.detach().float().cpu().numpy()
-                 for name, block in model.blocks()},
-        weight_change=relative_change(weights, previous), probe_probs=capture.probs,
-        confusion=confusion, scalars={**scalars, **val_scalars})
+        activations=capture.activations,
+        channel_stats=capture.channel_stats,
+        kernels={
+            name: block.conv.weight.detach().float().cpu().numpy() for name, block in model.blocks()
+        },
+        weight_change=relative_change(weights, previous),
+        probe_probs=capture.probs,
+        confusion=confusion,
+        scalars={**scalars, **val_scalars},
+    )
     writer.write_epoch(epoch, record)
     maybe_die("train.committed", epoch)
-    save_checkpoint(session.config.out, epoch,
-                    {"epoch": epoch, "model": model.state_dict(),
-                     "optimizer": session.optimizer.state_dict()},
-                    session.config.keep_checkpoints)
+    save_checkpoint(
+        session.config.out,
+        epoch,
+        {"epoch": epoch, "model": model.state_dict(), "optimizer": session.optimizer.state_dict()},
+        session.config.keep_checkpoints,
+    )
     maybe_die("train.epoch_end", epoch)
     _log_summary(epoch, record.scalars)
     return snapshot_weights(weights)
 
 
 def _log_summary(epoch: int, scalars: dict[str, float]) -> None:
-    train = (f"train loss {scalars['train_loss']:.4f} acc {scalars['train_accuracy']:.3f}"
-             if "train_loss" in scalars else "untrained")
-    log.info("epoch %d: %s | val loss %.4f acc %.3f", epoch, train, scalars["val_loss"],
-             scalars["val_accuracy"])
+    train = (
+        f"train loss {scalars['train_loss']:.4f} acc {scalars['train_accuracy']:.3f}"
+        if "train_loss" in scalars
+        else "untrained"
+    )
+    log.info(
+        "epoch %d: %s | val loss %.4f acc %.3f",
+        epoch,
+        train,
+        scalars["val_loss"],
+        scalars["val_accuracy"],
+    )

@@ -17,39 +17,60 @@ TINY_LAYERS = [
 ]
 
 
-def synthetic_record(epoch: int, n_probes: int = 2, n_classes: int = 3,
-                     layers: list[LayerSpec] = TINY_LAYERS) -> EpochRecord:
+def synthetic_record(
+    epoch: int, n_probes: int = 2, n_classes: int = 3, layers: list[LayerSpec] = TINY_LAYERS
+) -> EpochRecord:
     """An epoch whose values encode the epoch number, so tests can tell epochs apart."""
     rng = np.random.default_rng(epoch)
-    activations = {layer.name: rng.standard_normal((n_probes, *layer.shape)) + epoch
-                   for layer in layers}
+    activations = {
+        layer.name: rng.standard_normal((n_probes, *layer.shape)) + epoch for layer in layers
+    }
     stats = {}
     for name, value in activations.items():
         flat = value.reshape(n_probes, value.shape[1], -1)
-        stats[name] = {"min": flat.min(2), "max": flat.max(2), "mean": flat.mean(2),
-                       "abs_mean": np.abs(flat).mean(2), "abs_max": np.abs(flat).max(2)}
+        stats[name] = {
+            "min": flat.min(2),
+            "max": flat.max(2),
+            "mean": flat.mean(2),
+            "abs_mean": np.abs(flat).mean(2),
+            "abs_max": np.abs(flat).max(2),
+        }
     assert set(stats[layers[0].name]) == set(STAT_FIELDS)
     return EpochRecord(
-        activations=activations, channel_stats=stats,
-        kernels={layer.name: rng.standard_normal(layer.kernel_shape) + epoch
-                 for layer in layers if layer.kernel_shape},
-        weight_change={layer.name: float("nan") if epoch == 0 else 0.1 * epoch
-                       for layer in layers},
+        activations=activations,
+        channel_stats=stats,
+        kernels={
+            layer.name: rng.standard_normal(layer.kernel_shape) + epoch
+            for layer in layers
+            if layer.kernel_shape
+        },
+        weight_change={layer.name: float("nan") if epoch == 0 else 0.1 * epoch for layer in layers},
         probe_probs=np.full((n_probes, n_classes), 1 / n_classes),
         confusion=np.eye(n_classes, dtype=np.int64) * (epoch + 1),
-        scalars={} if epoch == 0 else {"train_loss": 1 / epoch, "train_accuracy": 0.5,
-                                       "val_loss": 1 / epoch, "val_accuracy": 0.4})
+        scalars={}
+        if epoch == 0
+        else {
+            "train_loss": 1 / epoch,
+            "train_accuracy": 0.5,
+            "val_loss": 1 / epoch,
+            "val_accuracy": 0.4,
+        },
+    )
 
 
-def make_store(path: Path, epochs: int = 3, n_probes: int = 2,
-               trim: bool = True) -> StoreWriter:
+def make_store(path: Path, epochs: int = 3, n_probes: int = 2, trim: bool = True) -> StoreWriter:
     """A committed store of ``epochs`` entries written by the real writer; ``trim`` as a
     finished training run leaves it (arrays exactly ``epochs`` long)."""
     writer = StoreWriter.create(
-        path, class_names=["alpha", "beta", "gamma"], layers=TINY_LAYERS, input_size=8,
-        training={"epochs": epochs - 1, "seed": 0}, probe_sources=["a.png", "b.png"][:n_probes],
+        path,
+        class_names=["alpha", "beta", "gamma"],
+        layers=TINY_LAYERS,
+        input_size=8,
+        training={"epochs": epochs - 1, "seed": 0},
+        probe_sources=["a.png", "b.png"][:n_probes],
         probe_images=np.arange(n_probes * 3 * 8 * 8, dtype=np.uint8).reshape(n_probes, 3, 8, 8),
-        probe_labels=np.arange(n_probes))
+        probe_labels=np.arange(n_probes),
+    )
     for epoch in range(epochs):
         writer.write_epoch(epoch, synthetic_record(epoch, n_probes))
     if trim:

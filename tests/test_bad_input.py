@@ -74,28 +74,47 @@ class Row:
 
 
 def train_data(ctx: Ctx, *extra: str) -> list[str]:
-    return ["train", "--out", str(ctx.tmp / "out.zarr"), "--data", str(ctx.data), *TINY_TRAIN,
-            "--epochs", "1", *extra]
+    return [
+        "train",
+        "--out",
+        str(ctx.tmp / "out.zarr"),
+        "--data",
+        str(ctx.data),
+        *TINY_TRAIN,
+        "--epochs",
+        "1",
+        *extra,
+    ]
 
 
 def with_file(name: str, write: Callable[[Path], None]) -> Callable[[Ctx], list[str]]:
     """A dataset with one extra file in class ``a``, made by ``write(path)``."""
+
     def prepare(ctx: Ctx) -> list[str]:
         write(ctx.data / "a" / name)
         return train_data(ctx)
+
     return prepare
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack(">I", len(data)) + kind + data
-            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    return (
+        struct.pack(">I", len(data))
+        + kind
+        + data
+        + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    )
 
 
 def crafted_png(width: int, height: int, depth: int, colour: int, pixels: bytes) -> bytes:
     """A PNG with correct checksums around whatever ``pixels`` (zlib'd) says."""
     header = struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", zlib.compress(pixels)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", zlib.compress(pixels))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 def write_truncated_png(path: Path) -> None:
@@ -123,10 +142,12 @@ def write_symlink_loops(path: Path) -> None:
 
 def replace_data(build: Callable[[Path], None]) -> Callable[[Ctx], list[str]]:
     """``--data`` pointing at a folder (or not) that ``build(root)`` makes."""
+
     def prepare(ctx: Ctx) -> list[str]:
         root = ctx.tmp / "bad-data"
         build(root)
         return ["train", "--out", str(ctx.tmp / "out.zarr"), "--data", str(root), *TINY_TRAIN]
+
     return prepare
 
 
@@ -145,78 +166,118 @@ def looping_root(root: Path) -> None:
     root.symlink_to(root)
 
 
-def mode_images(mode: str, make: Callable[[], Image.Image], suffix: str
-                ) -> Callable[[Ctx], list[str]]:
+def mode_images(
+    mode: str, make: Callable[[], Image.Image], suffix: str
+) -> Callable[[Ctx], list[str]]:
     """Every image of class ``a`` replaced by one of another colour mode or size."""
+
     def prepare(ctx: Ctx) -> list[str]:
         for old in (ctx.data / "a").iterdir():
             old.unlink()
         for i in range(4):
             make().save(ctx.data / "a" / f"{mode}-{i}{suffix}")
         return train_data(ctx)
+
     return prepare
 
 
 DATA_ROWS = {
-    "data: missing folder": Row(replace_data(lambda root: None), 2,
-                                ("bad-data", "does not exist")),
-    "data: a file, not a folder": Row(replace_data(lambda root: root.write_text("x")), 2,
-                                      ("bad-data", "is a file")),
-    "data: empty folder": Row(replace_data(lambda root: root.mkdir()), 2,
-                              ("bad-data", "has no class folders")),
+    "data: missing folder": Row(replace_data(lambda root: None), 2, ("bad-data", "does not exist")),
+    "data: a file, not a folder": Row(
+        replace_data(lambda root: root.write_text("x")), 2, ("bad-data", "is a file")
+    ),
+    "data: empty folder": Row(
+        replace_data(lambda root: root.mkdir()), 2, ("bad-data", "has no class folders")
+    ),
     "data: one class only": Row(replace_data(one_class), 2, ("bad-data", "only one class")),
-    "data: an empty class folder": Row(replace_data(empty_class), 2,
-                                       ("bad-data/empty", "has no usable image (empty)")),
-    "data: the folder is a symlink loop": Row(replace_data(looping_root), 2,
-                                              ("bad-data", "loops or points nowhere")),
+    "data: an empty class folder": Row(
+        replace_data(empty_class), 2, ("bad-data/empty", "has no usable image (empty)")
+    ),
+    "data: the folder is a symlink loop": Row(
+        replace_data(looping_root), 2, ("bad-data", "loops or points nowhere")
+    ),
     "data: corrupt image (random bytes)": Row(
-        with_file("noise.png", lambda p: p.write_bytes(os.urandom(3000))), 0,
-        ("a/noise.png", "skipped 1")),
-    "data: truncated PNG": Row(with_file("cut.png", write_truncated_png), 0,
-                               ("a/cut.png", "skipped 1")),
-    "data: truncated JPEG": Row(with_file("cut.jpg", write_truncated_jpeg), 0,
-                                ("a/cut.jpg", "truncated JPEG")),
-    "data: zero-byte file": Row(with_file("empty.png", lambda p: p.write_bytes(b"")), 0,
-                                ("a/empty.png", "empty file")),
-    "data: non-image file": Row(with_file("notes.txt", lambda p: p.write_text("hello")), 0,
-                                ("a/notes.txt", "not a readable image")),
-    "data: huge image (20000x20000)": Row(with_file("huge.png", write_huge_png), 0,
-                                          ("a/huge.png", "megapixel limit")),
-    "data: symlink loops (folder and file)": Row(with_file("loop_a.png", write_symlink_loops),
-                                                 0, ("a/loop_", "skipped 2")),
+        with_file("noise.png", lambda p: p.write_bytes(os.urandom(3000))),
+        0,
+        ("a/noise.png", "skipped 1"),
+    ),
+    "data: truncated PNG": Row(
+        with_file("cut.png", write_truncated_png), 0, ("a/cut.png", "skipped 1")
+    ),
+    "data: truncated JPEG": Row(
+        with_file("cut.jpg", write_truncated_jpeg), 0, ("a/cut.jpg", "truncated JPEG")
+    ),
+    "data: zero-byte file": Row(
+        with_file("empty.png", lambda p: p.write_bytes(b"")), 0, ("a/empty.png", "empty file")
+    ),
+    "data: non-image file": Row(
+        with_file("notes.txt", lambda p: p.write_text("hello")),
+        0,
+        ("a/notes.txt", "not a readable image"),
+    ),
+    "data: huge image (20000x20000)": Row(
+        with_file("huge.png", write_huge_png), 0, ("a/huge.png", "megapixel limit")
+    ),
+    "data: symlink loops (folder and file)": Row(
+        with_file("loop_a.png", write_symlink_loops), 0, ("a/loop_", "skipped 2")
+    ),
     "data: image passes the check, fails to decode (DataLoader)": Row(
-        with_file("undecodable.png",
-                  lambda p: p.write_bytes(crafted_png(32, 32, 8, 2, b"\0" * 50))), 2,
-        ("a/undecodable.png", "cannot decode the image")),
+        with_file(
+            "undecodable.png", lambda p: p.write_bytes(crafted_png(32, 32, 8, 2, b"\0" * 50))
+        ),
+        2,
+        ("a/undecodable.png", "cannot decode the image"),
+    ),
     "data: tiny images (2x2, smaller than the input)": Row(
-        mode_images("tiny", lambda: Image.new("RGB", (2, 2), (9, 99, 199)), ".png"), 0, ()),
+        mode_images("tiny", lambda: Image.new("RGB", (2, 2), (9, 99, 199)), ".png"), 0, ()
+    ),
     "data: 16-bit images": Row(
-        mode_images("i16", lambda: Image.fromarray(
-            np.arange(400, dtype=np.uint16).reshape(20, 20) * 150), ".png"), 0, ()),
+        mode_images(
+            "i16",
+            lambda: Image.fromarray(np.arange(400, dtype=np.uint16).reshape(20, 20) * 150),
+            ".png",
+        ),
+        0,
+        (),
+    ),
     "data: CMYK images": Row(
-        mode_images("cmyk", lambda: Image.new("CMYK", (20, 20), (0, 80, 160, 20)), ".jpg"),
-        0, ()),
-    "probe image: missing": Row(lambda ctx: train_data(ctx, "--probe-images",
-                                                       str(ctx.tmp / "nope.png")), 2,
-                                ("nope.png", "does not exist")),
+        mode_images("cmyk", lambda: Image.new("CMYK", (20, 20), (0, 80, 160, 20)), ".jpg"), 0, ()
+    ),
+    "probe image: missing": Row(
+        lambda ctx: train_data(ctx, "--probe-images", str(ctx.tmp / "nope.png")),
+        2,
+        ("nope.png", "does not exist"),
+    ),
     "probe image: over the pixel limit": Row(
-        lambda ctx: (write_huge_png(ctx.tmp / "huge.png"),
-                     train_data(ctx, "--probe-images", str(ctx.tmp / "huge.png")))[1], 2,
-        ("huge.png", "megapixel limit")),
+        lambda ctx: (
+            write_huge_png(ctx.tmp / "huge.png"),
+            train_data(ctx, "--probe-images", str(ctx.tmp / "huge.png")),
+        )[1],
+        2,
+        ("huge.png", "megapixel limit"),
+    ),
 }
 
 
-def break_store(damage: Callable[[Path], None], *command: str
-                ) -> Callable[[Ctx], list[str]]:
+def break_store(damage: Callable[[Path], None], *command: str) -> Callable[[Ctx], list[str]]:
     """A copy of the trained store, damaged, given to ``info`` / ``build`` / ``train``."""
+
     def prepare(ctx: Ctx) -> list[str]:
         damage(ctx.store)
         if command[0] == "build":
-            return ["build", "--store", str(ctx.store), "--out", str(ctx.tmp / "site"),
-                    *BUILD, *command[1:]]
+            return [
+                "build",
+                "--store",
+                str(ctx.store),
+                "--out",
+                str(ctx.tmp / "site"),
+                *BUILD,
+                *command[1:],
+            ]
         if command[0] == "train":
             return ["train", "--out", str(ctx.store), *TINY_TRAIN, *command[1:]]
         return [*command, str(ctx.store)]
+
     return prepare
 
 
@@ -225,6 +286,7 @@ def set_root_attr(key: str, value: object) -> Callable[[Path], None]:
         meta = json.loads((store / "zarr.json").read_text())
         meta["attributes"][key] = value
         (store / "zarr.json").write_text(json.dumps(meta))
+
     return damage
 
 
@@ -252,64 +314,104 @@ def break_newest_checkpoint(store: Path) -> None:
 
 
 STORE_ROWS = {
-    "store: missing path (info)": Row(lambda ctx: ["info", str(ctx.tmp / "none.zarr")], 2,
-                                      ("none.zarr", "no such store")),
+    "store: missing path (info)": Row(
+        lambda ctx: ["info", str(ctx.tmp / "none.zarr")], 2, ("none.zarr", "no such store")
+    ),
     "store: missing path (build)": Row(
-        lambda ctx: ["build", "--store", str(ctx.tmp / "none.zarr"), "--out",
-                     str(ctx.tmp / "site")], 2, ("none.zarr", "no such store")),
+        lambda ctx: [
+            "build",
+            "--store",
+            str(ctx.tmp / "none.zarr"),
+            "--out",
+            str(ctx.tmp / "site"),
+        ],
+        2,
+        ("none.zarr", "no such store"),
+    ),
     "store: a folder, not a zarr store": Row(
         lambda ctx: (ctx.tmp.joinpath("plain").mkdir(), ["info", str(ctx.tmp / "plain")])[1],
-        2, ("plain", "not a zarr store")),
-    "store: damaged root zarr.json": Row(break_store(
-        lambda s: (s / "zarr.json").write_text("{nope"), "info"), 2,
-        ("zarr.json", "unreadable")),
-    "store: newer schema_version": Row(break_store(set_root_attr("schema_version", 99),
-                                                   "info"), 2,
-                                       ("run.zarr", "schema_version 99 is newer")),
+        2,
+        ("plain", "not a zarr store"),
+    ),
+    "store: damaged root zarr.json": Row(
+        break_store(lambda s: (s / "zarr.json").write_text("{nope"), "info"),
+        2,
+        ("zarr.json", "unreadable"),
+    ),
+    "store: newer schema_version": Row(
+        break_store(set_root_attr("schema_version", 99), "info"),
+        2,
+        ("run.zarr", "schema_version 99 is newer"),
+    ),
     "store: a root attribute of the wrong type": Row(
-        break_store(set_root_attr("class_names", "alpha"), "info"), 2,
-        ("run.zarr", "class_names")),
+        break_store(set_root_attr("class_names", "alpha"), "info"), 2, ("run.zarr", "class_names")
+    ),
     "store: a layer name that escapes the store": Row(
-        break_store(set_root_attr("layers", [{"name": "../../etc", "kind": "linear",
-                                              "shape": [3]}]), "info"), 2,
-        ("run.zarr", "not a plain name")),
-    "store: missing array": Row(break_store(
-        lambda s: shutil.rmtree(s / "activations" / "block2"), "info"), 2,
-        ("activations/block2", "is missing")),
-    "store: damaged array metadata": Row(break_store(
-        lambda s: (s / "activations/block1/zarr.json").write_bytes(b"\x00garbage"), "info"),
-        2, ("activations/block1", "unreadable metadata")),
-    "store: truncated chunk (info)": Row(break_store(truncate_chunk, "info"), 2,
-                                         ("activations/block1", "c/1/0/0/0/0", "truncated")),
-    "store: truncated chunk (build)": Row(break_store(truncate_chunk, "build"), 2,
-                                          ("activations/block1", "c/1/0/0/0/0", "truncated")),
-    "store: overwritten chunk (info)": Row(break_store(scramble_chunk, "info"), 2,
-                                           ("activations/block1", "c/1/0/0/0/0", "corrupted")),
+        break_store(
+            set_root_attr("layers", [{"name": "../../etc", "kind": "linear", "shape": [3]}]), "info"
+        ),
+        2,
+        ("run.zarr", "not a plain name"),
+    ),
+    "store: missing array": Row(
+        break_store(lambda s: shutil.rmtree(s / "activations" / "block2"), "info"),
+        2,
+        ("activations/block2", "is missing"),
+    ),
+    "store: damaged array metadata": Row(
+        break_store(
+            lambda s: (s / "activations/block1/zarr.json").write_bytes(b"\x00garbage"), "info"
+        ),
+        2,
+        ("activations/block1", "unreadable metadata"),
+    ),
+    "store: truncated chunk (info)": Row(
+        break_store(truncate_chunk, "info"), 2, ("activations/block1", "c/1/0/0/0/0", "truncated")
+    ),
+    "store: truncated chunk (build)": Row(
+        break_store(truncate_chunk, "build"), 2, ("activations/block1", "c/1/0/0/0/0", "truncated")
+    ),
+    "store: overwritten chunk (info)": Row(
+        break_store(scramble_chunk, "info"), 2, ("activations/block1", "c/1/0/0/0/0", "corrupted")
+    ),
     "store: chunk body flipped, read in a worker (build --jobs 2)": Row(
-        break_store(flip_chunk_body, "build", "--jobs", "2"), 2,
-        ("activations/block1", "checksum")),
+        break_store(flip_chunk_body, "build", "--jobs", "2"), 2, ("activations/block1", "checksum")
+    ),
     "store: --resume with another input size": Row(
         break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--input-size", "32"),
-        2, ("run.zarr", "--resume with a different input size")),
+        2,
+        ("run.zarr", "--resume with a different input size"),
+    ),
     "store: --resume with another model": Row(
         break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--channels", "8,8"),
-        2, ("run.zarr", "--resume with a different network (--channels")),
+        2,
+        ("run.zarr", "--resume with a different network (--channels"),
+    ),
     "store: --resume with another --seed": Row(
         break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--seed", "7"),
-        2, ("run.zarr", "--resume with a different --seed (7)", "(0)")),
+        2,
+        ("run.zarr", "--resume with a different --seed (7)", "(0)"),
+    ),
     "store: --out on an existing store without --resume": Row(
-        break_store(lambda s: None, "train", "--epochs", "1"), 2,
-        ("run.zarr", "already exists")),
+        break_store(lambda s: None, "train", "--epochs", "1"), 2, ("run.zarr", "already exists")
+    ),
     "store: --resume on no store": Row(
-        lambda ctx: ["train", "--out", str(ctx.tmp / "none.zarr"), "--resume"], 2,
-        ("none.zarr", "no such store to resume")),
+        lambda ctx: ["train", "--out", str(ctx.tmp / "none.zarr"), "--resume"],
+        2,
+        ("none.zarr", "no such store to resume"),
+    ),
     "store: --resume without any checkpoint": Row(
-        break_store(lambda s: shutil.rmtree(checkpoint_dir(s)), "train", "--resume",
-                    "--epochs", "3"), 2,
-        ("run.ckpt", "no checkpoint", "delete the store")),
+        break_store(
+            lambda s: shutil.rmtree(checkpoint_dir(s)), "train", "--resume", "--epochs", "3"
+        ),
+        2,
+        ("run.ckpt", "no checkpoint", "delete the store"),
+    ),
     "store: --resume from a damaged checkpoint": Row(
-        break_store(break_newest_checkpoint, "train", "--resume", "--epochs", "3"), 2,
-        ("epoch-0002.pt", "unreadable checkpoint")),
+        break_store(break_newest_checkpoint, "train", "--resume", "--epochs", "3"),
+        2,
+        ("epoch-0002.pt", "unreadable checkpoint"),
+    ),
 }
 
 
@@ -318,25 +420,33 @@ def train_opts(*options: str) -> Callable[[Ctx], list[str]]:
 
 
 def build_opts(*options: str) -> Callable[[Ctx], list[str]]:
-    return lambda ctx: ["build", "--store", str(ctx.store), "--out", str(ctx.tmp / "site"),
-                        *options]
+    return lambda ctx: [
+        "build",
+        "--store",
+        str(ctx.store),
+        "--out",
+        str(ctx.tmp / "site"),
+        *options,
+    ]
 
 
 OPTION_ROWS = {
     f"option: {' '.join(opts)}": Row(train_opts(*opts), 2, (opts[0], expected))
     for opts, expected in [
-        (("--epochs", "0"), "at least 1"), (("--epochs", "-3"), "at least 1"),
-        (("--batch-size", "0"), "at least 1"), (("--batch-size", "-8"), "at least 1"),
-        (("--probes", "0"), "at least 1"), (("--probes", "-2"), "at least 1"),
-        (("--lr", "0"), "positive"), (("--lr", "-0.1"), "positive"),
+        (("--epochs", "0"), "at least 1"),
+        (("--epochs", "-3"), "at least 1"),
+        (("--batch-size", "0"), "at least 1"),
+        (("--batch-size", "-8"), "at least 1"),
+        (("--probes", "0"), "at least 1"),
+        (("--probes", "-2"), "at least 1"),
+        (("--lr", "0"), "positive"),
+        (("--lr", "-0.1"), "positive"),
         (("--input-size", "32"), "too small for 8 blocks"),
         (("--input-size", "0"), "too small for 8 blocks"),
     ]
 } | {
-    "option: --colormap unknown": Row(build_opts("--colormap", "jet"), 2,
-                                      ("colormap 'jet'",)),
-    "option: --formats unknown": Row(build_opts("--formats", "webm"), 2,
-                                     ("--formats 'webm'",)),
+    "option: --colormap unknown": Row(build_opts("--colormap", "jet"), 2, ("colormap 'jet'",)),
+    "option: --formats unknown": Row(build_opts("--formats", "webm"), 2, ("--formats 'webm'",)),
     "option: --scale unknown": Row(build_opts("--scale", "global"), 2, ("'global'",)),
     "option: --jobs 0": Row(build_opts("--jobs", "0"), 2, ("--jobs must be at least 1",)),
 }
@@ -361,20 +471,52 @@ def read_only_folder(ctx: Ctx) -> Path:
 
 ENVIRONMENT_ROWS = {
     "environment: train --out under a regular file": Row(
-        lambda ctx: ["train", "--out", str(under_a_file(ctx) / "run.zarr"), "--data",
-                     str(ctx.data), *TINY_TRAIN, "--epochs", "1"], 2,
-        ("blocker/out/run.zarr", "cannot create the store (Not a directory)")),
+        lambda ctx: [
+            "train",
+            "--out",
+            str(under_a_file(ctx) / "run.zarr"),
+            "--data",
+            str(ctx.data),
+            *TINY_TRAIN,
+            "--epochs",
+            "1",
+        ],
+        2,
+        ("blocker/out/run.zarr", "cannot create the store (Not a directory)"),
+    ),
     "environment: train --out in a read-only folder": Row(
-        lambda ctx: ["train", "--out", str(read_only_folder(ctx) / "run.zarr"), "--data",
-                     str(ctx.data), *TINY_TRAIN, "--epochs", "1"], 2,
-        ("out/run.zarr", "cannot create the store")),
+        lambda ctx: [
+            "train",
+            "--out",
+            str(read_only_folder(ctx) / "run.zarr"),
+            "--data",
+            str(ctx.data),
+            *TINY_TRAIN,
+            "--epochs",
+            "1",
+        ],
+        2,
+        ("out/run.zarr", "cannot create the store"),
+    ),
     "environment: build --out under a regular file": Row(
-        lambda ctx: ["build", "--store", str(ctx.store), "--out", str(under_a_file(ctx)),
-                     *BUILD], 2, ("blocker/out", "Not a directory")),
+        lambda ctx: ["build", "--store", str(ctx.store), "--out", str(under_a_file(ctx)), *BUILD],
+        2,
+        ("blocker/out", "Not a directory"),
+    ),
     "environment: ingest --out under a regular file": Row(
-        lambda ctx: ["ingest", str(make_video(ctx)), "--label", "a", "--out",
-                     str(under_a_file(ctx)), "--size", "16"], 2,
-        ("blocker/out", "Not a directory")),
+        lambda ctx: [
+            "ingest",
+            str(make_video(ctx)),
+            "--label",
+            "a",
+            "--out",
+            str(under_a_file(ctx)),
+            "--size",
+            "16",
+        ],
+        2,
+        ("blocker/out", "Not a directory"),
+    ),
 }
 
 
@@ -396,18 +538,25 @@ def video(write: Callable[[Path], None], name: str) -> Callable[[Ctx], list[str]
         path = ctx.tmp / name
         write(path)
         return ["ingest", str(path), "--label", "clip", "--out", str(ctx.tmp / "frames")]
+
     return prepare
 
 
 VIDEO_ROWS = {
     "video: missing": Row(video(lambda p: None, "none.mp4"), 2, ("none.mp4", "does not exist")),
-    "video: not a video (text)": Row(video(lambda p: p.write_text("hello\n"), "notes.mp4"), 2,
-                                     ("notes.mp4", "cannot read", "as a video")),
-    "video: zero-length": Row(video(lambda p: p.write_bytes(b""), "empty.mp4"), 2,
-                              ("empty.mp4", "empty (0 bytes)")),
+    "video: not a video (text)": Row(
+        video(lambda p: p.write_text("hello\n"), "notes.mp4"),
+        2,
+        ("notes.mp4", "cannot read", "as a video"),
+    ),
+    "video: zero-length": Row(
+        video(lambda p: p.write_bytes(b""), "empty.mp4"), 2, ("empty.mp4", "empty (0 bytes)")
+    ),
     "video: unreadable codec (random bytes)": Row(
-        video(lambda p: p.write_bytes(np.random.default_rng(3).bytes(20000)), "noise.mp4"), 2,
-        ("noise.mp4", "cannot read", "as a video")),
+        video(lambda p: p.write_bytes(np.random.default_rng(3).bytes(20000)), "noise.mp4"),
+        2,
+        ("noise.mp4", "cannot read", "as a video"),
+    ),
 }
 
 ROWS = DATA_ROWS | STORE_ROWS | OPTION_ROWS | ENVIRONMENT_ROWS | VIDEO_ROWS
@@ -419,14 +568,21 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("trained")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NETLAPSE_CACHE", str(root / "cache"))
-        assert main(["-q", "train", "--out", str(root / "run.zarr"), *TINY_TRAIN,
-                     "--epochs", "2"]) == 0
+        assert (
+            main(["-q", "train", "--out", str(root / "run.zarr"), *TINY_TRAIN, "--epochs", "2"])
+            == 0
+        )
     return root / "run.zarr"
 
 
 @pytest.mark.parametrize("row", list(ROWS.values()), ids=list(ROWS))
-def test_bad_input(row: Row, trained: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                   capsys: pytest.CaptureFixture) -> None:
+def test_bad_input(
+    row: Row,
+    trained: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     monkeypatch.setenv("NETLAPSE_CACHE", str(trained.parent / "cache"))
     monkeypatch.chdir(tmp_path)
     argv = row.prepare(Ctx(tmp_path, trained))
@@ -446,8 +602,9 @@ def test_bad_input(row: Row, trained: Path, tmp_path: Path, monkeypatch: pytest.
         assert line == ""
 
 
-def test_a_store_error_in_a_build_worker_reaches_the_cli_as_one_line(trained: Path,
-                                                                     tmp_path: Path) -> None:
+def test_a_store_error_in_a_build_worker_reaches_the_cli_as_one_line(
+    trained: Path, tmp_path: Path
+) -> None:
     """The flipped-chunk row again, asserting the error really crossed the process pool."""
     from generator.build import build
     from generator.config import BuildConfig
@@ -455,8 +612,15 @@ def test_a_store_error_in_a_build_worker_reaches_the_cli_as_one_line(trained: Pa
 
     ctx = Ctx(tmp_path, trained)
     flip_chunk_body(ctx.store)
-    config = BuildConfig(stores=(ctx.store,), out=tmp_path / "site", layers=("block1",),
-                         probes=(1,), channel_probes=0, formats=("gif",), jobs=2)
+    config = BuildConfig(
+        stores=(ctx.store,),
+        out=tmp_path / "site",
+        layers=("block1",),
+        probes=(1,),
+        channel_probes=0,
+        formats=("gif",),
+        jobs=2,
+    )
     with pytest.raises(StoreError) as info:
         build(config)
     assert type(info.value.__cause__).__name__ == "_RemoteTraceback"  # raised in a worker

@@ -28,8 +28,25 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("build")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NETLAPSE_CACHE", str(root / "cache"))
-        assert main(["-q", "train", "--out", str(root / "demo.zarr"), "--epochs", "3",
-                     "--input-size", "64", "--demo-per-class", "8", "--probes", "3"]) == 0
+        assert (
+            main(
+                [
+                    "-q",
+                    "train",
+                    "--out",
+                    str(root / "demo.zarr"),
+                    "--epochs",
+                    "3",
+                    "--input-size",
+                    "64",
+                    "--demo-per-class",
+                    "8",
+                    "--probes",
+                    "3",
+                ]
+            )
+            == 0
+        )
     return root / "demo.zarr"
 
 
@@ -42,8 +59,11 @@ def site(demo_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def mp4_frames(path: Path) -> tuple[int, str]:
     """Decoded frame count and ffmpeg's stream line for ``path``."""
-    probe = subprocess.run([ffmpeg_exe(), "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [ffmpeg_exe(), "-i", str(path), "-map", "0:v:0", "-f", "null", "-"],
+        capture_output=True,
+        text=True,
+    )
     frames = int(probe.stderr.rsplit("frame=", 1)[1].split()[0])
     stream = next(line for line in probe.stderr.splitlines() if "Video:" in line)
     return frames, stream
@@ -54,7 +74,8 @@ def manifest(site: Path) -> dict:
 
 
 def test_every_layer_and_probe_has_a_grid_mp4_and_gif_with_one_frame_per_epoch(
-        site: Path, demo_run: Path) -> None:
+    site: Path, demo_run: Path
+) -> None:
     run = open_run(demo_run)
     records = manifest(site)["artefacts"]
     grids = [r for r in records.values() if r["kind"] == "grid"]
@@ -71,8 +92,12 @@ def test_per_channel_kernel_contact_and_probe_artefacts(site: Path, demo_run: Pa
     run = open_run(demo_run)
     records = manifest(site)["artefacts"].values()
     channels = {(r["layer"], r["probe"], r["channel"]) for r in records if r["kind"] == "channel"}
-    expected = {(layer.name, probe, c) for layer in run.conv_layers for probe in (0, 1)
-                for c in range(layer.channels)}
+    expected = {
+        (layer.name, probe, c)
+        for layer in run.conv_layers
+        for probe in (0, 1)
+        for c in range(layer.channels)
+    }
     assert channels == expected  # default --channel-probes 2
     kernels = {r["layer"] for r in records if r["kind"] == "kernels"}
     assert kernels == {layer.name for layer in run.conv_layers}
@@ -95,59 +120,70 @@ def test_rebuild_without_changes_touches_no_file(site: Path, demo_run: Path) -> 
     assert after == before
 
 
-def test_one_option_for_one_layer_remakes_only_that_layer(site: Path, demo_run: Path,
-                                                          tmp_path: Path) -> None:
+def test_one_option_for_one_layer_remakes_only_that_layer(
+    site: Path, demo_run: Path, tmp_path: Path
+) -> None:
     copy = tmp_path / "site"
     shutil.copytree(site, copy)
     before = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
-    result = build(BuildConfig(stores=(demo_run,), out=copy, layers=("block2",),
-                               scale="layer"))
-    changed = {p for p in copy.rglob("*") if p.is_file() and p.stat().st_mtime_ns
-               != before.get(p) and "/media/" in str(p)}  # pages show the options: not media
+    result = build(BuildConfig(stores=(demo_run,), out=copy, layers=("block2",), scale="layer"))
+    changed = {
+        p
+        for p in copy.rglob("*")
+        if p.is_file() and p.stat().st_mtime_ns != before.get(p) and "/media/" in str(p)
+    }  # pages show the options: not media
     assert changed and all("/media/block2/" in str(p) for p in changed)
     assert not any("kernels" in p.name for p in changed)  # kernels do not use --scale
-    block2 = [r for r in manifest(copy)["artefacts"].values()
-              if r["layer"] == "block2" and r["kind"] != "kernels"]
+    block2 = [
+        r
+        for r in manifest(copy)["artefacts"].values()
+        if r["layer"] == "block2" and r["kind"] != "kernels"
+    ]
     assert result.made == len(block2)
     assert len(manifest(copy)["artefacts"]) == len(manifest(site)["artefacts"])
 
 
-def test_a_store_being_written_is_built_from_committed_epochs(demo_run: Path,
-                                                              tmp_path: Path) -> None:
+def test_a_store_being_written_is_built_from_committed_epochs(
+    demo_run: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "partial.zarr"
     shutil.copytree(demo_run, store)
     StoreWriter.open_for_resume(store).rewind(2)  # as if epoch 2 were being written
     out = tmp_path / "site"
-    build(BuildConfig(stores=(store,), out=out, layers=("block1",), probes=(1,),
-                      channel_probes=0))
+    build(BuildConfig(stores=(store,), out=out, layers=("block1",), probes=(1,), channel_probes=0))
     record = next(r for r in manifest(out)["artefacts"].values() if r["kind"] == "grid")
     assert Image.open(out / record["files"]["gif"]).n_frames == 2
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"layers": ("block9",)}, StoreError, "no layer 'block9'"),
-    ({"probes": (9,)}, OptionError, "has probes 1..3"),
-    ({"jobs": 0}, OptionError, "--jobs must be at least 1"),
-    ({"colormap": "viridis"}, OptionError, "viridis"),
-    ({"scale": "global"}, OptionError, "global"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"layers": ("block9",)}, StoreError, "no layer 'block9'"),
+        ({"probes": (9,)}, OptionError, "has probes 1..3"),
+        ({"jobs": 0}, OptionError, "--jobs must be at least 1"),
+        ({"colormap": "viridis"}, OptionError, "viridis"),
+        ({"scale": "global"}, OptionError, "global"),
+    ],
+)
 def test_bad_build_options(demo_run: Path, tmp_path: Path, kwargs, error, message) -> None:
     with pytest.raises(error, match=message):
         build(BuildConfig(stores=(demo_run,), out=tmp_path / "site", **kwargs))
 
 
-def test_unknown_format_is_one_line(demo_run: Path, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture) -> None:
-    code = main(["build", "--store", str(demo_run), "--out", str(tmp_path / "s"),
-                 "--formats", "webm"])
+def test_unknown_format_is_one_line(
+    demo_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code = main(
+        ["build", "--store", str(demo_run), "--out", str(tmp_path / "s"), "--formats", "webm"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--formats 'webm'" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("where", ["/", "~", ".", ".."])
-def test_out_refuses_root_home_and_project_folders(where: str, demo_run: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   tmp_path: Path) -> None:
+def test_out_refuses_root_home_and_project_folders(
+    where: str, demo_run: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     project = tmp_path / "project"
     project.mkdir()
     monkeypatch.chdir(project)
@@ -168,9 +204,15 @@ def test_hostile_class_names_stay_text_and_nothing_leaves_out(tmp_path: Path) ->
     names = ["../../x", "<script>alert(1)</script>", "ünï cödé  "]
     store = tmp_path / "work" / "hostile.zarr"
     writer = StoreWriter.create(
-        store, class_names=names, layers=TINY_LAYERS, input_size=8, training={},
-        probe_images=np.zeros((2, 3, 8, 8), np.uint8), probe_labels=np.array([0, 1]),
-        probe_sources=["../../a.png", "<b>.png"])
+        store,
+        class_names=names,
+        layers=TINY_LAYERS,
+        input_size=8,
+        training={},
+        probe_images=np.zeros((2, 3, 8, 8), np.uint8),
+        probe_labels=np.array([0, 1]),
+        probe_sources=["../../a.png", "<b>.png"],
+    )
     for epoch in range(2):
         writer.write_epoch(epoch, synthetic_record(epoch))
     writer.trim()

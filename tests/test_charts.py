@@ -12,7 +12,7 @@ from generator import charts
 from generator.charts import Band, Series, confusion_heatmap, line_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
-EVIL = '<img src=x onerror=alert(1)>'
+EVIL = "<img src=x onerror=alert(1)>"
 
 
 def parse(svg: str) -> ET.Element:
@@ -24,8 +24,11 @@ def points(polyline: ET.Element) -> np.ndarray:
 
 
 def test_line_chart_is_accessible_svg_markup() -> None:
-    svg = line_chart([Series("loss", np.array([3.0, 2.0, 1.0]), charts.TRAIN)],
-                     title="Loss per epoch", y_label="loss")
+    svg = line_chart(
+        [Series("loss", np.array([3.0, 2.0, 1.0]), charts.TRAIN)],
+        title="Loss per epoch",
+        y_label="loss",
+    )
     assert isinstance(svg, Markup)
     root = parse(svg)
     assert root.tag == f"{SVG}svg"
@@ -37,8 +40,15 @@ def test_line_chart_is_accessible_svg_markup() -> None:
 
 
 def test_higher_values_are_drawn_higher_and_epochs_left_to_right() -> None:
-    root = parse(line_chart([Series("acc", np.array([0.1, 0.5, 0.9]), "#fff")],
-                            title="t", y_label="y", y_min=0, y_max=1))
+    root = parse(
+        line_chart(
+            [Series("acc", np.array([0.1, 0.5, 0.9]), "#fff")],
+            title="t",
+            y_label="y",
+            y_min=0,
+            y_max=1,
+        )
+    )
     xy = points(next(root.iter(f"{SVG}polyline")))
     assert np.all(np.diff(xy[:, 0]) > 0)
     assert np.all(np.diff(xy[:, 1]) < 0)  # SVG y grows downwards
@@ -53,8 +63,9 @@ def test_nan_points_are_skipped_not_drawn_as_zero() -> None:
 
 def test_isolated_point_is_still_visible() -> None:
     # a 1-epoch run: the training metric has one defined value after the NaN at epoch 0
-    root = parse(line_chart([Series("train", np.array([np.nan, 0.7]), "#fff")],
-                            title="t", y_label="y"))
+    root = parse(
+        line_chart([Series("train", np.array([np.nan, 0.7]), "#fff")], title="t", y_label="y")
+    )
     assert not list(root.iter(f"{SVG}polyline"))
     assert len([c for c in root.iter(f"{SVG}circle")]) == 1
 
@@ -66,24 +77,36 @@ def test_all_nan_says_no_data() -> None:
 
 
 def test_text_is_escaped_everywhere() -> None:
-    svg = line_chart([Series(EVIL, np.array([1.0, 2.0]), "#fff")],
-                     bands=[Band(EVIL, np.zeros(2), np.ones(2), "#fff")],
-                     title=EVIL, y_label=EVIL, markers=True)
+    svg = line_chart(
+        [Series(EVIL, np.array([1.0, 2.0]), "#fff")],
+        bands=[Band(EVIL, np.zeros(2), np.ones(2), "#fff")],
+        title=EVIL,
+        y_label=EVIL,
+        markers=True,
+    )
     assert "<img" not in svg
     root = parse(svg)  # still well-formed XML
     assert root.find(f"{SVG}title").text == EVIL  # the text itself survives, as text
 
 
 def test_markers_carry_value_tooltips() -> None:
-    root = parse(line_chart([Series("val", np.array([0.5, 0.25]), "#fff")], title="t",
-                            y_label="y", markers=True, y_format=charts.percent))
+    root = parse(
+        line_chart(
+            [Series("val", np.array([0.5, 0.25]), "#fff")],
+            title="t",
+            y_label="y",
+            markers=True,
+            y_format=charts.percent,
+        )
+    )
     tips = [t.text for c in root.iter(f"{SVG}circle") for t in c.iter(f"{SVG}title")]
     assert tips == ["val, epoch 0: 50%", "val, epoch 1: 25%"]
 
 
 def test_legend_lists_every_series_when_several() -> None:
-    series = [Series(f"block{i}", np.arange(3.0) + i, c)
-              for i, c in enumerate(charts.depth_colors(5), 1)]
+    series = [
+        Series(f"block{i}", np.arange(3.0) + i, c) for i, c in enumerate(charts.depth_colors(5), 1)
+    ]
     root = parse(line_chart(series, title="t", y_label="y"))
     legend = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "legend")
     assert [t.text for t in legend.iter(f"{SVG}text")] == [f"block{i}" for i in range(1, 6)]
@@ -91,16 +114,23 @@ def test_legend_lists_every_series_when_several() -> None:
 
 def test_log_axis_spans_the_data_with_round_ticks() -> None:
     values = np.array([np.nan, 0.16, 0.05, 0.016])
-    root = parse(line_chart([Series("w", values, "#fff")], title="t", y_label="y",
-                            log_y=True))
+    root = parse(line_chart([Series("w", values, "#fff")], title="t", y_label="y", log_y=True))
     axis = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "axis y")
     ticks = [t.text for t in axis.iter(f"{SVG}text") if t.get("class") is None]
     assert ticks == ["0.01", "0.02", "0.05", "0.1", "0.2"]
 
 
 def test_band_is_a_closed_polygon_between_lower_and_upper() -> None:
-    root = parse(line_chart([], bands=[Band("range", np.zeros(3), np.ones(3), "#fff")],
-                            title="t", y_label="y", y_min=0, y_max=1))
+    root = parse(
+        line_chart(
+            [],
+            bands=[Band("range", np.zeros(3), np.ones(3), "#fff")],
+            title="t",
+            y_label="y",
+            y_min=0,
+            y_max=1,
+        )
+    )
     poly = points(next(root.iter(f"{SVG}polygon")))
     assert len(poly) == 6
     assert poly[:3, 1].max() < poly[3:, 1].min()  # upper edge drawn above the lower
@@ -125,13 +155,20 @@ def test_confusion_heatmap_shades_rows_and_escapes_names() -> None:
     svg = confusion_heatmap(counts, ["cat", EVIL], title="Confusion")
     assert "<img" not in svg
     root = parse(svg)
-    cells = sorted((int(r.get("data-cell")), float(r.get("fill-opacity")))
-                   for r in root.iter(f"{SVG}rect") if r.get("data-cell") is not None)
+    cells = sorted(
+        (int(r.get("data-cell")), float(r.get("fill-opacity")))
+        for r in root.iter(f"{SVG}rect")
+        if r.get("data-cell") is not None
+    )
     floor = charts.HEAT_FLOOR
     assert [o for _, o in cells] == pytest.approx(
-        [floor + (1 - floor) * 0.75, floor + (1 - floor) * 0.25, floor, floor], abs=1e-3)
-    counts_text = {int(t.get("data-count")): t.text for t in root.iter(f"{SVG}text")
-                   if t.get("data-count") is not None}
+        [floor + (1 - floor) * 0.75, floor + (1 - floor) * 0.25, floor, floor], abs=1e-3
+    )
+    counts_text = {
+        int(t.get("data-count")): t.text
+        for t in root.iter(f"{SVG}text")
+        if t.get("data-count") is not None
+    }
     assert counts_text == {0: "3", 1: "1", 2: "0", 3: "0"}
     assert any(t.text == EVIL for t in root.iter(f"{SVG}title"))
 

@@ -27,18 +27,21 @@ def test_info_summarises_a_store(tiny_store: Path, capsys: pytest.CaptureFixture
     assert "on disk" in out
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["info", "nowhere.zarr"], "no such store"),
-    (["train", "--out", "x.zarr", "--epochs", "0"], "--epochs must be at least 1"),
-    (["train", "--out", "x.zarr", "--lr", "-1"], "--lr must be positive"),
-    (["train", "--out", "x.zarr", "--batch-size", "0"], "--batch-size must be at least 1"),
-    (["train", "--out", "x.zarr", "--probes", "0"], "--probes must be at least 1"),
-    (["train", "--out", "x.zarr", "--device", "tpu"], "--device must be one of"),
-    (["train", "--out", "x.zarr", "--data", "no/such/folder"], "no/such/folder"),
-])
-def test_bad_input_is_one_line_without_traceback(argv, message, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["info", "nowhere.zarr"], "no such store"),
+        (["train", "--out", "x.zarr", "--epochs", "0"], "--epochs must be at least 1"),
+        (["train", "--out", "x.zarr", "--lr", "-1"], "--lr must be positive"),
+        (["train", "--out", "x.zarr", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["train", "--out", "x.zarr", "--probes", "0"], "--probes must be at least 1"),
+        (["train", "--out", "x.zarr", "--device", "tpu"], "--device must be one of"),
+        (["train", "--out", "x.zarr", "--data", "no/such/folder"], "no/such/folder"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(
+    argv, message, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()

@@ -54,7 +54,8 @@ TIMEOUT = 600
 def kill(point: str, epoch: int, index: int = 0) -> pytest.param:
     """A kill point and the epochs it leaves committed (None: no store exists yet)."""
     committed = {"store.create": None, "train.batch": epoch, "store.array": epoch}.get(
-        point, epoch + 1)
+        point, epoch + 1
+    )
     spec = f"{point}:{epoch}:{index}"
     return pytest.param(spec, committed, id=spec)
 
@@ -62,15 +63,27 @@ def kill(point: str, epoch: int, index: int = 0) -> pytest.param:
 # 30 training images in batches of 8: batches 0..3 per epoch. Epoch 0 has no batches.
 KILLS = [
     kill("store.create", 0),
-    kill("store.array", 0, 1), kill("store.array", 0, ARRAYS // 2),
-    kill("train.committed", 0), kill("checkpoint.temp", 0), kill("train.epoch_end", 0),
-    kill("train.batch", 1, 0), kill("train.batch", 1, 3),
-    kill("store.array", 1, 1), kill("store.array", 1, ARRAYS),
-    kill("train.committed", 1), kill("checkpoint.temp", 1),
-    kill("train.batch", 2, 1), kill("store.array", 2, 20),
-    kill("train.committed", 2), kill("checkpoint.temp", 2), kill("train.epoch_end", 2),
-    kill("train.batch", 3, 3), kill("store.array", 3, 1), kill("store.array", 3, ARRAYS),
-    kill("train.committed", 3), kill("checkpoint.temp", 3),
+    kill("store.array", 0, 1),
+    kill("store.array", 0, ARRAYS // 2),
+    kill("train.committed", 0),
+    kill("checkpoint.temp", 0),
+    kill("train.epoch_end", 0),
+    kill("train.batch", 1, 0),
+    kill("train.batch", 1, 3),
+    kill("store.array", 1, 1),
+    kill("store.array", 1, ARRAYS),
+    kill("train.committed", 1),
+    kill("checkpoint.temp", 1),
+    kill("train.batch", 2, 1),
+    kill("store.array", 2, 20),
+    kill("train.committed", 2),
+    kill("checkpoint.temp", 2),
+    kill("train.epoch_end", 2),
+    kill("train.batch", 3, 3),
+    kill("store.array", 3, 1),
+    kill("store.array", 3, ARRAYS),
+    kill("train.committed", 3),
+    kill("checkpoint.temp", 3),
 ]
 SPECS = [param.values[0] for param in KILLS]
 
@@ -94,24 +107,40 @@ class Campaign:
     seconds: float
 
 
-def train(out: Path, env: dict[str, str], *extra: str, kill_at: str | None = None
-          ) -> subprocess.CompletedProcess:
+def train(
+    out: Path, env: dict[str, str], *extra: str, kill_at: str | None = None
+) -> subprocess.CompletedProcess:
     """``python -m generator -q train`` on the tiny settings, in a fresh process."""
     env = {k: v for k, v in env.items() if k != ENV}
     if kill_at:
         env[ENV] = kill_at
-    command = [sys.executable, "-m", "generator", "-q", "train", "--out", str(out),
-               *SETTINGS, "--epochs", str(EPOCHS), *extra]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "generator",
+        "-q",
+        "train",
+        "--out",
+        str(out),
+        *SETTINGS,
+        "--epochs",
+        str(EPOCHS),
+        *extra,
+    ]
+    return subprocess.run(
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT
+    )
 
 
 def plant_leftovers(out: Path) -> None:
     """The temp files a kill in the middle of a file write leaves (zarr writes through
     ``<key>.<uuid>.partial``, checkpoints through ``.epoch-NNNN.pt.<pid>.tmp``): make sure
     every kill point has some, whatever the moment of the kill happened to leave."""
-    for relative in ("zarr.deadbeef.partial", "activations/block1/c/1/0/0/0/0.deadbeef.partial",
-                     "kernels/block3/c/2/0/0/0/0.deadbeef.partial"):
+    for relative in (
+        "zarr.deadbeef.partial",
+        "activations/block1/c/1/0/0/0/0.deadbeef.partial",
+        "kernels/block3/c/2/0/0/0/0.deadbeef.partial",
+    ):
         path = out / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half of a chunk")
@@ -150,8 +179,12 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     runs share two cores and every run (the reference too) computes in the same order."""
     cache = tmp_path_factory.mktemp("cache")
     make_demo_dataset(cache, seed=0, size=64, per_class=6)
-    return {**os.environ, "NETLAPSE_CACHE": str(cache), "OMP_NUM_THREADS": "1",
-            "MKL_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "NETLAPSE_CACHE": str(cache),
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
 
 
 @pytest.fixture(scope="module")
@@ -167,8 +200,10 @@ def campaign(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> C
         assert done.returncode == 0, done.stderr
         outcomes = {spec: future.result() for spec, future in futures.items()}
     seconds, cpu = time.perf_counter() - started, _children_cpu() - cpu
-    print(f"\n{len(SPECS)} kill points + reference run: {seconds:.0f} s with {JOBS} at a "
-          f"time, {cpu:.0f} s of CPU in {2 * len(SPECS) + 2} training processes")
+    print(
+        f"\n{len(SPECS)} kill points + reference run: {seconds:.0f} s with {JOBS} at a "
+        f"time, {cpu:.0f} s of CPU in {2 * len(SPECS) + 2} training processes"
+    )
     for spec, outcome in outcomes.items():
         if outcome.natural_leftovers:
             print(f"  {spec} left {', '.join(outcome.natural_leftovers)}")
@@ -188,14 +223,16 @@ def _one_line(stderr: str) -> str:
 
 
 @pytest.mark.parametrize("spec, committed", KILLS)
-def test_a_kill_leaves_every_committed_epoch_intact(spec: str, committed: int | None,
-                                                    campaign: Campaign) -> None:
+def test_a_kill_leaves_every_committed_epoch_intact(
+    spec: str, committed: int | None, campaign: Campaign
+) -> None:
     outcome = campaign.outcomes[spec]
     assert outcome.killed.returncode == -signal.SIGKILL, outcome.killed.stderr
     if committed is None:  # killed while the store was being created: no half store
         assert outcome.snapshot is None
         assert [Path(p).name.split("-")[0] for p in outcome.natural_leftovers] == [
-            ".run.zarr.creating"]  # only the hidden staging folder, cleared by the next run
+            ".run.zarr.creating"
+        ]  # only the hidden staging folder, cleared by the next run
         return
     run = open_run(outcome.snapshot)  # leftover temp files and all
     assert run.epochs == committed
@@ -204,7 +241,8 @@ def test_a_kill_leaves_every_committed_epoch_intact(spec: str, committed: int | 
 
 @pytest.mark.parametrize("spec, committed", KILLS)
 def test_resume_finishes_the_same_store_as_an_uninterrupted_run(
-        spec: str, committed: int | None, campaign: Campaign) -> None:
+    spec: str, committed: int | None, campaign: Campaign
+) -> None:
     outcome = campaign.outcomes[spec]
     if committed is None:  # nothing to resume: one clear line, and a fresh start works
         assert outcome.resumed.returncode == 2
@@ -220,8 +258,14 @@ def test_resume_finishes_the_same_store_as_an_uninterrupted_run(
 
 def test_the_kill_points_cover_every_phase(campaign: Campaign) -> None:
     kinds = {spec.split(":")[0] for spec in SPECS}
-    assert len(SPECS) >= 20 and kinds == {"store.create", "store.array", "train.committed",
-                                          "checkpoint.temp", "train.epoch_end", "train.batch"}
+    assert len(SPECS) >= 20 and kinds == {
+        "store.create",
+        "store.array",
+        "train.committed",
+        "checkpoint.temp",
+        "train.epoch_end",
+        "train.batch",
+    }
     assert {int(spec.split(":")[1]) for spec in SPECS} == set(range(EPOCHS + 1))
     # The time (printed with -s) is not asserted: ~2 min of CPU on 2 idle cores, several
     # times that on a shared, loaded machine; docs/reliability.md has the measured figures.
@@ -251,8 +295,17 @@ def _spy_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple, np.nda
 
 def _build_block1(store: Path, site: Path) -> dict:
     """The grid, contact sheet, kernels and probe chart for probe 1 of block1, in-process."""
-    result = build(BuildConfig(stores=(store,), out=site, layers=("block1",), probes=(1,),
-                               channel_probes=0, formats=("gif",), jobs=1))
+    result = build(
+        BuildConfig(
+            stores=(store,),
+            out=site,
+            layers=("block1",),
+            probes=(1,),
+            channel_probes=0,
+            formats=("gif",),
+            jobs=1,
+        )
+    )
     return result.manifest
 
 
@@ -273,14 +326,29 @@ def _assert_reads_match(seen: list, reference: Path, committed: int) -> None:
 
 
 def test_build_during_training_sees_only_committed_epochs(
-        campaign: Campaign, env: dict[str, str], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    campaign: Campaign, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = tmp_path / "live.zarr"
-    command = [sys.executable, "-m", "generator", "-q", "train", "--out", str(store),
-               *SETTINGS, "--epochs", str(EPOCHS)]
+    command = [
+        sys.executable,
+        "-m",
+        "generator",
+        "-q",
+        "train",
+        "--out",
+        str(store),
+        *SETTINGS,
+        "--epochs",
+        str(EPOCHS),
+    ]
     # Freeze the run with epoch 2 half written: arrays grown, 30 of them filled, uncommitted.
-    trainer = subprocess.Popen(command, cwd=ROOT, env={**env, ENV: "store.array:2:30:stop"},
-                               stderr=subprocess.PIPE, text=True)
+    trainer = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        env={**env, ENV: "store.array:2:30:stop"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         _, status = os.waitpid(trainer.pid, os.WUNTRACED)
         assert os.WIFSTOPPED(status), "the run ended before reaching its stop point"
@@ -315,9 +383,15 @@ def test_an_in_process_rebuild_sees_new_epochs(tmp_path: Path) -> None:
     from tests.conftest import make_store, synthetic_record
 
     writer = make_store(tmp_path / "run.zarr", epochs=2)
-    config = BuildConfig(stores=(tmp_path / "run.zarr",), out=tmp_path / "site",
-                         layers=("block1",), probes=(1,), channel_probes=0, formats=("gif",),
-                         jobs=1)
+    config = BuildConfig(
+        stores=(tmp_path / "run.zarr",),
+        out=tmp_path / "site",
+        layers=("block1",),
+        probes=(1,),
+        channel_probes=0,
+        formats=("gif",),
+        jobs=1,
+    )
     build(config)
     writer.write_epoch(2, synthetic_record(2))
     assert _grid_frames(build(replace(config, out=tmp_path / "other")).manifest) == [3]

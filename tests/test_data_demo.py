@@ -21,8 +21,9 @@ def _files(root: Path) -> dict[str, bytes]:
 
 def _class_pixels(root: Path, name: str) -> np.ndarray:
     """All images of one class as (N, S, S, 3) float."""
-    return np.stack([np.asarray(Image.open(p), dtype=np.float64)
-                     for p in sorted((root / name).glob("*.png"))])
+    return np.stack(
+        [np.asarray(Image.open(p), dtype=np.float64) for p in sorted((root / name).glob("*.png"))]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +47,7 @@ def test_layout_names_and_marker(tmp_path: Path) -> None:
 
 
 def test_loads_as_an_image_folder(tmp_path: Path) -> None:
-    dataset = load_image_folder(make_demo_dataset(tmp_path, size=SIZE, per_class=PER_CLASS),
-                                SIZE)
+    dataset = load_image_folder(make_demo_dataset(tmp_path, size=SIZE, per_class=PER_CLASS), SIZE)
     assert dataset.classes == list(DEMO_CLASSES)  # so DEMO_CLASSES[label] names the label
     assert len(dataset) == len(DEMO_CLASSES) * PER_CLASS and dataset.skipped == 0
     assert dataset[0][0].shape == (3, SIZE, SIZE)
@@ -144,11 +144,14 @@ def test_fine_diagonals_are_finer_than_stripes(demo_root: Path) -> None:
         assert fine > 1.3 * _peak_frequency(_class_pixels(demo_root, coarse)), coarse
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"size": 8}, "size 8"),
-    ({"per_class": 0}, "per class 0"),
-    ({"seed": -1}, "seed -1"),
-])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"size": 8}, "size 8"),
+        ({"per_class": 0}, "per class 0"),
+        ({"seed": -1}, "seed -1"),
+    ],
+)
 def test_bad_options_are_data_errors(tmp_path: Path, options: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
         make_demo_dataset(tmp_path, **options)

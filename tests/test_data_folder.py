@@ -89,8 +89,9 @@ def _item(dataset: ImageFolderData, name: str) -> tuple[torch.Tensor, int]:
     return dataset[index]
 
 
-def test_classes_samples_and_skipped_count(image_root: Path,
-                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_classes_samples_and_skipped_count(
+    image_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger="generator.data.folder"):
         dataset = load_image_folder(image_root, S)
     assert dataset.classes == ["alpha", "beta"]
@@ -166,19 +167,22 @@ def test_symlink_loops_neither_hang_nor_duplicate(image_root: Path) -> None:
     assert len(dataset) == len(MODE_CASES) + 2
 
 
-def test_images_over_the_pixel_limit_are_skipped(image_root: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_images_over_the_pixel_limit_are_skipped(
+    image_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     Image.new("RGB", (64, 64)).save(image_root / "beta" / "huge.png")
     monkeypatch.setattr(folder_module, "MAX_PIXELS", 32 * 32)
     dataset = load_image_folder(image_root, S)
     assert "huge.png" not in [Path(path).name for path, _ in dataset.samples]
     assert dataset.skipped == 5
-    assert "megapixel limit" in (folder_module.unusable_reason(image_root / "beta" / "huge.png")
-                                 or "")
+    assert "megapixel limit" in (
+        folder_module.unusable_reason(image_root / "beta" / "huge.png") or ""
+    )
 
 
-def test_pil_decompression_bomb_error_becomes_a_skip(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pil_decompression_bomb_error_becomes_a_skip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     Image.new("RGB", (64, 64)).save(tmp_path / "bomb.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 4096 px > 2x: PIL raises
     reason = folder_module.unusable_reason(tmp_path / "bomb.png")
@@ -229,13 +233,16 @@ def _no_classes(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda root: root, "does not exist"),
-    (_file, "is a file"),
-    (_no_classes, "has no class folders"),
-    (_one_class, "only one class folder"),
-    (_empty_class, "class folder .*bad has no usable image"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root, "does not exist"),
+        (_file, "is a file"),
+        (_no_classes, "has no class folders"),
+        (_one_class, "only one class folder"),
+        (_empty_class, "class folder .*bad has no usable image"),
+    ],
+)
 def test_unusable_folders_are_one_line_data_errors(tmp_path: Path, make, message: str) -> None:
     root = make(tmp_path / "data")
     with pytest.raises(DataError, match=message) as err:

@@ -45,8 +45,9 @@ def _pngs(folder: Path) -> dict[str, int]:
 
 def test_keeps_bright_frames_as_centre_crops(clip: Path, tmp_path: Path) -> None:
     report = ingest_video(clip, "town", tmp_path, size=32)
-    assert report == IngestReport(kept=15, dropped_dark=5, existing=0, read=20,
-                                  out_dir=tmp_path / "town")
+    assert report == IngestReport(
+        kept=15, dropped_dark=5, existing=0, read=20, out_dir=tmp_path / "town"
+    )
     names = sorted(_pngs(tmp_path / "town"))
     assert len(names) == 15 and all(NAME.match(name) for name in names)
     assert [int(name[-10:-4]) for name in names] == [i for i in range(FRAMES) if i not in DARK]
@@ -94,8 +95,9 @@ def test_rerunning_adds_nothing_and_touches_nothing(clip: Path, tmp_path: Path) 
     assert len(_pngs(tmp_path / "town")) == 15
 
 
-def test_names_follow_content_not_file_name_and_any_extension_reads(clip: Path,
-                                                                    tmp_path: Path) -> None:
+def test_names_follow_content_not_file_name_and_any_extension_reads(
+    clip: Path, tmp_path: Path
+) -> None:
     renamed = tmp_path / "clip.bin"  # imageio's own reader refuses unknown extensions
     shutil.copy(clip, renamed)
     ingest_video(clip, "a", tmp_path / "out", size=32)
@@ -125,18 +127,34 @@ def _empty(tmp_path: Path) -> Path:
 
 def _audio_only(tmp_path: Path) -> Path:
     path = tmp_path / "sound.mp4"
-    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi",
-                    "-i", "anullsrc=r=8000:cl=mono", "-t", "0.2", str(path)], check=True)
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc=r=8000:cl=mono",
+            "-t",
+            "0.2",
+            str(path),
+        ],
+        check=True,
+    )
     return path
 
 
-@pytest.mark.parametrize(("make", "message"), [
-    (lambda tmp: tmp / "missing.mp4", "does not exist"),
-    (lambda tmp: tmp, "is not a file"),
-    (_text_as_mp4, "cannot read .*notes.mp4 as a video"),
-    (_empty, "empty"),
-    (_audio_only, "no video stream"),
-])
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda tmp: tmp / "missing.mp4", "does not exist"),
+        (lambda tmp: tmp, "is not a file"),
+        (_text_as_mp4, "cannot read .*notes.mp4 as a video"),
+        (_empty, "empty"),
+        (_audio_only, "no video stream"),
+    ],
+)
 def test_unreadable_videos_are_one_line_data_errors(tmp_path: Path, make, message: str) -> None:
     video = make(tmp_path)
     with pytest.raises(DataError, match=message) as err:
@@ -145,8 +163,9 @@ def test_unreadable_videos_are_one_line_data_errors(tmp_path: Path, make, messag
     assert not (tmp_path / "out").exists()
 
 
-def test_a_video_without_frames_is_a_data_error(clip: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_video_without_frames_is_a_data_error(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_frames(path: str):
         yield {"size": (WIDTH, HEIGHT), "fps": 10.0, "duration": 0.0}
 
@@ -162,11 +181,13 @@ def test_unsafe_labels_are_refused(clip: Path, tmp_path: Path, label: str) -> No
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"every": 0}, "--every 0"),
-    ({"size": 8}, "--size 8"),
-])
-def test_bad_options_are_refused(clip: Path, tmp_path: Path, options: dict,
-                                 message: str) -> None:
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"every": 0}, "--every 0"),
+        ({"size": 8}, "--size 8"),
+    ],
+)
+def test_bad_options_are_refused(clip: Path, tmp_path: Path, options: dict, message: str) -> None:
     with pytest.raises(DataError, match=message):
         ingest_video(clip, "town", tmp_path / "out", **options)

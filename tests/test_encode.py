@@ -62,7 +62,7 @@ def test_gif_from_rgb_uses_one_palette_without_flicker(tmp_path: Path) -> None:
     out = write_gif(tmp_path / "rgb.gif", rgb, duration_ms=50)
     decoded = np.stack([f.convert("RGB") for f in _frames(out)]).astype(int)
     assert decoded.shape == rgb.shape
-    assert np.abs(decoded - rgb).max() <= 8            # few colours come back (nearly) exact
+    assert np.abs(decoded - rgb).max() <= 8  # few colours come back (nearly) exact
 
 
 def _frames(path: Path) -> list[Image.Image]:
@@ -76,22 +76,25 @@ def _frames(path: Path) -> list[Image.Image]:
 
 def _ffmpeg_info(path: Path) -> str:
     """ffmpeg's stream description (``-i`` alone prints it to stderr, then fails)."""
-    run = subprocess.run([ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                         capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, check=False
+    )
     return run.stderr
 
 
 def test_mp4_is_h264_yuv420p_faststart_and_padded(tmp_path: Path) -> None:
     frames = np.zeros((7, 37, 53), dtype=np.uint8)  # odd sizes; index 0 = full red (seed)
-    frames[:, :, 26:] = 250                         # right half: full blue
+    frames[:, :, 26:] = 250  # right half: full blue
     out = write_mp4(tmp_path / "a.mp4", frames, palette("seed"), fps=5)
     decoded = iio.mimread(out, format="FFMPEG", memtest=False)
     assert len(decoded) == 7
-    assert decoded[0].shape == (48, 64, 3)          # padded to multiples of 16
-    left, right = decoded[3][10:30, 5:20].mean(axis=(0, 1)), decoded[3][10:30, 30:50].mean(
-        axis=(0, 1))
+    assert decoded[0].shape == (48, 64, 3)  # padded to multiples of 16
+    left, right = (
+        decoded[3][10:30, 5:20].mean(axis=(0, 1)),
+        decoded[3][10:30, 30:50].mean(axis=(0, 1)),
+    )
     assert left[0] > 200 > left[2] and right[2] > 200 > right[0]
-    margin = decoded[3][42:, 58:].astype(int)          # padding: the background colour
+    margin = decoded[3][42:, 58:].astype(int)  # padding: the background colour
     assert np.abs(margin - palette("seed")[BACKGROUND_INDEX]).max() < 12
     info = _ffmpeg_info(out)
     assert re.search(r"Video: h264\b", info) and "yuv420p" in info and "48" in info

@@ -40,16 +40,27 @@ from tests.conftest import make_store, synthetic_record
 
 ROOT = Path(__file__).resolve().parents[1]
 # A real training run small enough to take about a second in-process: 2 conv blocks.
-TINY_TRAIN = ["--input-size", "16", "--channels", "4,4", "--demo-per-class", "4",
-              "--batch-size", "4", "--probes", "2"]
+TINY_TRAIN = [
+    "--input-size",
+    "16",
+    "--channels",
+    "4,4",
+    "--demo-per-class",
+    "4",
+    "--batch-size",
+    "4",
+    "--probes",
+    "2",
+]
 
 
 # -- helpers shared by the reliability tests ---------------------------------------------
 def store_arrays(path: Path) -> dict[str, zarr.Array]:
     """Every array of a store by path, straight from zarr (no netlapse code in between)."""
     group = zarr.open_group(str(path), mode="r")
-    return {name: node for name, node in group.members(max_depth=None)
-            if isinstance(node, zarr.Array)}
+    return {
+        name: node for name, node in group.members(max_depth=None) if isinstance(node, zarr.Array)
+    }
 
 
 @functools.lru_cache(maxsize=4)
@@ -133,12 +144,20 @@ def test_maybe_die_costs_nothing_when_unset(monkeypatch: pytest.MonkeyPatch) -> 
     assert time.perf_counter() - started < 1.0  # ~0.03 s; generous for a loaded machine
 
 
-@pytest.mark.parametrize("spec, alive", [("store.array:1:2", False), ("store.array:1:3", True),
-                                         ("train.batch:1:2", True)])
+@pytest.mark.parametrize(
+    "spec, alive",
+    [("store.array:1:2", False), ("store.array:1:3", True), ("train.batch:1:2", True)],
+)
 def test_maybe_die_kills_exactly_at_its_point(spec: str, alive: bool) -> None:
     code = "from generator.faults import maybe_die; maybe_die('store.array', 1, 2); print('ok')"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
-                            text=True, env={**os.environ, faults.ENV: spec}, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, faults.ENV: spec},
+        timeout=60,
+    )
     assert result.returncode == (0 if alive else -signal.SIGKILL)
     assert ("ok" in result.stdout) is alive
 
@@ -178,8 +197,9 @@ def test_a_checkpoint_carrying_code_is_refused(tmp_path: Path) -> None:
 
 
 # -- store creation, locks and temp files -------------------------------------------------
-def test_a_failed_create_leaves_no_store_and_no_staging(tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_create_leaves_no_store_and_no_staging(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from generator import store as store_module
 
     def disk_full(*_args, **_kwargs):
@@ -208,11 +228,14 @@ def test_one_store_has_one_writer(tiny_store: Path) -> None:
 
 
 def test_a_killed_writer_leaves_no_stale_lock(tiny_store: Path) -> None:
-    code = ("import sys, time; from generator.store import StoreWriter; "
-            "w = StoreWriter.open_for_resume(sys.argv[1]); print('locked', flush=True); "
-            "time.sleep(60)")
-    holder = subprocess.Popen([sys.executable, "-c", code, str(tiny_store)], cwd=ROOT,
-                              stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time; from generator.store import StoreWriter; "
+        "w = StoreWriter.open_for_resume(sys.argv[1]); print('locked', flush=True); "
+        "time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(tiny_store)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(StoreError, match="another process is writing"):
@@ -224,9 +247,11 @@ def test_a_killed_writer_leaves_no_stale_lock(tiny_store: Path) -> None:
 
 
 def test_partial_files_are_ignored_by_readers_and_removed_by_resume(tiny_store: Path) -> None:
-    planted = [tiny_store / "zarr.0badc0de.partial",
-               tiny_store / "activations/block1/c/1/0/0/0/0.0badc0de.partial",
-               tiny_store / "activations/block1/c/3/0/0/0/0.0badc0de.partial"]
+    planted = [
+        tiny_store / "zarr.0badc0de.partial",
+        tiny_store / "activations/block1/c/1/0/0/0/0.0badc0de.partial",
+        tiny_store / "activations/block1/c/3/0/0/0/0.0badc0de.partial",
+    ]
     for path in planted:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"half a chunk")
@@ -250,9 +275,9 @@ def test_checkpoint_temps_are_removed(tmp_path: Path) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["epoch-0000.pt", "epoch-0001.pt"]
 
 
-def test_a_checkpoint_that_cannot_be_written_leaves_nothing(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
+def test_a_checkpoint_that_cannot_be_written_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from generator import checkpoint as checkpoint_module
 
     def disk_full(path: Path, data) -> None:
@@ -265,9 +290,9 @@ def test_a_checkpoint_that_cannot_be_written_leaves_nothing(tmp_path: Path,
     assert list(checkpoint_dir(tmp_path / "run.zarr").iterdir()) == []
 
 
-def test_a_failed_commit_is_one_line_and_keeps_the_epochs(tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch
-                                                          ) -> None:
+def test_a_failed_commit_is_one_line_and_keeps_the_epochs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     writer = make_store(tmp_path / "run.zarr", epochs=2)
     real = writer._group.attrs.__class__.__setitem__
 
@@ -301,8 +326,12 @@ def _full_from_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
 
 @pytest.mark.slow
 def test_disk_full_during_a_store_write_keeps_committed_epochs(
-        tmp_path: Path, tiny_cache: Path, tiny_reference: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path,
+    tiny_cache: Path,
+    tiny_reference: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     monkeypatch.setenv("NETLAPSE_CACHE", str(tiny_cache))
     out = tmp_path / "full.zarr"
     with monkeypatch.context() as full:
@@ -325,8 +354,11 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     mount.mkdir()
     if shutil.which("mount") is None or os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root and mount(8)")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"mount -t tmpfs is not permitted here: {done.stderr.strip()}")
     try:
@@ -337,14 +369,30 @@ def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
 
 # float32 activations of 16 channels at 64 px for 4 probes: ~1.1 MB an epoch, tiny checkpoints
 # (the small head), so the 3 MiB disk fills while the store writes, a few epochs in.
-FILLING = ["--input-size", "64", "--channels", "16,4,4,4,4", "--probes", "4",
-           "--activation-dtype", "float32", "--demo-per-class", "4", "--batch-size", "8"]
+FILLING = [
+    "--input-size",
+    "64",
+    "--channels",
+    "16,4,4,4,4",
+    "--probes",
+    "4",
+    "--activation-dtype",
+    "float32",
+    "--demo-per-class",
+    "4",
+    "--batch-size",
+    "8",
+]
 
 
 @pytest.mark.slow
 def test_a_really_full_disk_is_one_line_and_keeps_committed_epochs(
-        small_tmpfs: Path, tmp_path: Path, tiny_cache: Path,
-        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    small_tmpfs: Path,
+    tmp_path: Path,
+    tiny_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     monkeypatch.setenv("NETLAPSE_CACHE", str(tiny_cache))
     reference = tmp_path / "reference.zarr"
     assert main(["-q", "train", "--out", str(reference), *FILLING, "--epochs", "3"]) == 0
@@ -358,6 +406,5 @@ def test_a_really_full_disk_is_one_line_and_keeps_committed_epochs(
     moved = tmp_path / "moved.zarr"  # free space: carry on from a disk with room
     shutil.copytree(out, moved)
     shutil.copytree(checkpoint_dir(out), checkpoint_dir(moved))
-    assert main(["-q", "train", "--out", str(moved), *FILLING, "--epochs", "3",
-                 "--resume"]) == 0
+    assert main(["-q", "train", "--out", str(moved), *FILLING, "--epochs", "3", "--resume"]) == 0
     assert_same_epochs(moved, reference)

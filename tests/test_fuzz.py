@@ -48,9 +48,12 @@ EXAMPLES = {"store": 150, "render": 150, "scales": 300}
 TRIED: Counter[str] = Counter()
 # No shrinking: a failure prints every draw that made it, and shrinking a store example
 # can take minutes. No example database in the repository either.
-FUZZ = settings(deadline=None, database=None,
-                phases=[Phase.explicit, Phase.reuse, Phase.generate],
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    deadline=None,
+    database=None,
+    phases=[Phase.explicit, Phase.reuse, Phase.generate],
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -88,12 +91,18 @@ def json_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.sampled_from([0, -1, 1, 3, 2**63])
-    | st.floats(allow_nan=False) | st.text(max_size=12)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.sampled_from([0, -1, 1, 3, 2**63])
+    | st.floats(allow_nan=False)
+    | st.text(max_size=12)
     | st.sampled_from(["float64", "|O", "string", "../x", "c", "blosc", "crc32c", "v2"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=3),
-    max_leaves=6)
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=6,
+)
 
 
 def edit_json(data: st.DataObject, path: Path) -> str:
@@ -104,7 +113,7 @@ def edit_json(data: st.DataObject, path: Path) -> str:
         path.write_bytes(data.draw(st.binary(max_size=64)))
         return how
     if how == "truncate":
-        path.write_bytes(raw[:data.draw(st.integers(0, max(len(raw) - 1, 0)))])
+        path.write_bytes(raw[: data.draw(st.integers(0, max(len(raw) - 1, 0)))])
         return how
     try:
         doc = json.loads(raw)
@@ -134,11 +143,12 @@ def damage_chunk(data: st.DataObject, path: Path) -> str:
     if how == "bytes":
         path.write_bytes(data.draw(st.binary(min_size=0, max_size=len(raw) + 32)))
     elif how == "truncate":
-        path.write_bytes(raw[:data.draw(st.integers(0, max(len(raw) - 1, 0)))])
+        path.write_bytes(raw[: data.draw(st.integers(0, max(len(raw) - 1, 0)))])
     elif how == "flip":
         at = data.draw(st.integers(0, len(raw) - 1))
-        path.write_bytes(raw[:at] + bytes([raw[at] ^ data.draw(st.integers(1, 255))])
-                         + raw[at + 1:])
+        path.write_bytes(
+            raw[:at] + bytes([raw[at] ^ data.draw(st.integers(1, 255))]) + raw[at + 1 :]
+        )
     else:
         path.unlink()
     return how
@@ -147,9 +157,19 @@ def damage_chunk(data: st.DataObject, path: Path) -> str:
 def read_everything(path: Path) -> None:
     """Open the store and call every accessor of the reader, as build and info do."""
     run = open_run(path)
-    _ = (run.name, run.attrs, run.class_names, run.conv_layers, run.input_size, run.training,
-         run.schema_version, run.probe_sources, run.n_probes, run.probe_images,
-         run.probe_labels)
+    _ = (
+        run.name,
+        run.attrs,
+        run.class_names,
+        run.conv_layers,
+        run.input_size,
+        run.training,
+        run.schema_version,
+        run.probe_sources,
+        run.n_probes,
+        run.probe_images,
+        run.probe_labels,
+    )
     for layer in run.layers:
         run.layer(layer.name)
         run.layer_activations(layer.name)
@@ -175,8 +195,7 @@ def read_everything(path: Path) -> None:
 
 @settings(FUZZ, max_examples=EXAMPLES["store"])
 @given(data=st.data())
-def test_a_damaged_store_reads_or_raises_store_error(pristine: Path, data: st.DataObject
-                                                     ) -> None:
+def test_a_damaged_store_reads_or_raises_store_error(pristine: Path, data: st.DataObject) -> None:
     metadata = [str(p.relative_to(pristine)) for p in metadata_files(pristine)]
     chunks = [str(p.relative_to(pristine)) for p in chunk_files(pristine)]
     with tempfile.TemporaryDirectory() as folder:
@@ -201,8 +220,9 @@ def test_a_damaged_store_reads_or_raises_store_error(pristine: Path, data: st.Da
 
 
 # -- the renderers ------------------------------------------------------------------------
-SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, 1e38, -1e38, 1e-38, -1e-38, 1.0, -1.0],
-                    dtype=np.float64)
+SPECIALS = np.array(
+    [np.nan, np.inf, -np.inf, 0.0, 1e38, -1e38, 1e-38, -1e-38, 1.0, -1.0], dtype=np.float64
+)
 
 
 @st.composite
@@ -228,10 +248,17 @@ SIDES = st.integers(1, 40)
 
 
 @settings(FUZZ, max_examples=EXAMPLES["scales"])
-@given(data=st.data(), e=st.integers(1, 5), p=st.integers(1, 4), c=st.integers(1, 70),
-       mode=st.sampled_from(SCALE_MODES), share=st.booleans())
-def test_compute_scales_never_crashes(data: st.DataObject, e: int, p: int, c: int, mode: str,
-                                      share: bool) -> None:
+@given(
+    data=st.data(),
+    e=st.integers(1, 5),
+    p=st.integers(1, 4),
+    c=st.integers(1, 70),
+    mode=st.sampled_from(SCALE_MODES),
+    share=st.booleans(),
+)
+def test_compute_scales_never_crashes(
+    data: st.DataObject, e: int, p: int, c: int, mode: str, share: bool
+) -> None:
     low, high = (data.draw(odd_arrays((e, p, c))) for _ in range(2))
     scales = compute_scales(low, high, mode, share_channels=share)
     TRIED["compute_scales"] += 1
@@ -264,24 +291,40 @@ def _check_frames(frames: np.ndarray, values: np.ndarray, nonfinite: int, e: int
 
 
 @settings(FUZZ, max_examples=EXAMPLES["render"])
-@given(data=st.data(), e=st.integers(1, 5), c=st.integers(1, 70), h=SIDES, w=SIDES,
-       linear=st.booleans(), colormap=st.sampled_from(COLORMAPS))
-def test_layer_frames_never_crash(data: st.DataObject, e: int, c: int, h: int, w: int,
-                                  linear: bool, colormap: str) -> None:
+@given(
+    data=st.data(),
+    e=st.integers(1, 5),
+    c=st.integers(1, 70),
+    h=SIDES,
+    w=SIDES,
+    linear=st.booleans(),
+    colormap=st.sampled_from(COLORMAPS),
+)
+def test_layer_frames_never_crash(
+    data: st.DataObject, e: int, c: int, h: int, w: int, linear: bool, colormap: str
+) -> None:
     values = data.draw(odd_arrays((e, c) if linear else (e, c, h, w)))
     neg, pos = data.draw(odd_arrays((e, c))), data.draw(odd_arrays((e, c)))
-    frames = layer_frames(values, neg, pos, colormap=colormap, max_side=512,
-                          captions=[f"epoch {i}" for i in range(e)])
+    frames = layer_frames(
+        values, neg, pos, colormap=colormap, max_side=512, captions=[f"epoch {i}" for i in range(e)]
+    )
     TRIED["layer_frames"] += 1
     _check_frames(frames.frames, values, frames.nonfinite, e)
     assert max(frames.frames.shape[1:]) <= 512
 
 
 @settings(FUZZ, max_examples=EXAMPLES["render"])
-@given(data=st.data(), e=st.integers(1, 5), h=SIDES, w=SIDES, linear=st.booleans(),
-       colormap=st.sampled_from(COLORMAPS))
-def test_channel_frames_never_crash(data: st.DataObject, e: int, h: int, w: int, linear: bool,
-                                    colormap: str) -> None:
+@given(
+    data=st.data(),
+    e=st.integers(1, 5),
+    h=SIDES,
+    w=SIDES,
+    linear=st.booleans(),
+    colormap=st.sampled_from(COLORMAPS),
+)
+def test_channel_frames_never_crash(
+    data: st.DataObject, e: int, h: int, w: int, linear: bool, colormap: str
+) -> None:
     values = data.draw(odd_arrays((e,) if linear else (e, h, w)))
     neg, pos = data.draw(odd_arrays((e,))), data.draw(odd_arrays((e,)))
     frames = channel_frames(values, neg, pos, colormap=colormap, min_side=64, max_side=256)
@@ -290,10 +333,18 @@ def test_channel_frames_never_crash(data: st.DataObject, e: int, h: int, w: int,
 
 
 @settings(FUZZ, max_examples=EXAMPLES["render"])
-@given(data=st.data(), e=st.integers(1, 5), o=st.integers(1, 70), i=st.integers(1, 70),
-       k=st.integers(1, 7), mode=st.sampled_from(SCALE_MODES), rgb=st.booleans())
-def test_kernel_frames_never_crash(data: st.DataObject, e: int, o: int, i: int, k: int,
-                                   mode: str, rgb: bool) -> None:
+@given(
+    data=st.data(),
+    e=st.integers(1, 5),
+    o=st.integers(1, 70),
+    i=st.integers(1, 70),
+    k=st.integers(1, 7),
+    mode=st.sampled_from(SCALE_MODES),
+    rgb=st.booleans(),
+)
+def test_kernel_frames_never_crash(
+    data: st.DataObject, e: int, o: int, i: int, k: int, mode: str, rgb: bool
+) -> None:
     weights = data.draw(odd_arrays((e, o, 3 if rgb else i, k, k)))
     frames = kernel_frames(weights, scale=mode, max_side=512)
     TRIED["kernel_frames"] += 1
@@ -304,24 +355,39 @@ def test_kernel_frames_never_crash(data: st.DataObject, e: int, o: int, i: int, 
 
 
 @settings(FUZZ, max_examples=EXAMPLES["render"])
-@given(data=st.data(), e=st.integers(1, 5), c=st.integers(1, 70), h=SIDES, w=SIDES,
-       linear=st.booleans(), colormap=st.sampled_from(COLORMAPS))
-def test_contact_sheets_never_crash(data: st.DataObject, e: int, c: int, h: int, w: int,
-                                    linear: bool, colormap: str) -> None:
+@given(
+    data=st.data(),
+    e=st.integers(1, 5),
+    c=st.integers(1, 70),
+    h=SIDES,
+    w=SIDES,
+    linear=st.booleans(),
+    colormap=st.sampled_from(COLORMAPS),
+)
+def test_contact_sheets_never_crash(
+    data: st.DataObject, e: int, c: int, h: int, w: int, linear: bool, colormap: str
+) -> None:
     values = data.draw(odd_arrays((e, c) if linear else (e, c, h, w)))
     neg, pos = data.draw(odd_arrays((e, c))), data.draw(odd_arrays((e, c)))
-    sheet = contact_sheet(values, neg, pos, colormap=colormap, max_width=512,
-                          title="fuzz")
+    sheet = contact_sheet(values, neg, pos, colormap=colormap, max_width=512, title="fuzz")
     TRIED["contact_sheet"] += 1
     assert sheet.image.dtype == np.uint8 and sheet.image.ndim == 2
     assert sheet.epochs == list(range(e)) and sheet.channels == list(range(min(c, 64)))
 
 
 @settings(FUZZ, max_examples=EXAMPLES["render"])
-@given(data=st.data(), e=st.integers(1, 5), k=st.integers(1, 30), h=SIDES, w=SIDES,
-       true_class=st.integers(0, 29), name=st.text(max_size=40))
-def test_probe_frames_never_crash(data: st.DataObject, e: int, k: int, h: int, w: int,
-                                  true_class: int, name: str) -> None:
+@given(
+    data=st.data(),
+    e=st.integers(1, 5),
+    k=st.integers(1, 30),
+    h=SIDES,
+    w=SIDES,
+    true_class=st.integers(0, 29),
+    name=st.text(max_size=40),
+)
+def test_probe_frames_never_crash(
+    data: st.DataObject, e: int, k: int, h: int, w: int, true_class: int, name: str
+) -> None:
     image = np.random.default_rng(h * w).integers(0, 256, (3, h, w), dtype=np.uint8)
     probs = data.draw(odd_arrays((e, k)))
     names = [f"{name}{i}" for i in range(k)]

@@ -41,14 +41,36 @@ def fake_manifest(runs: list[RunReader], site: Path, **options: Any) -> dict[str
     for run in runs:
         plan = plan_run(run, config)
         for a in plan.artefacts:
-            records[a.id] = {**asdict(a), "frames": 1 if a.kind == "contact" else run.epochs,
-                             "width": 64, "height": 48, "note": "", "nonfinite": 0,
-                             "epochs": []}
-        entries.append({"slug": plan.slug, "name": run.name, "store": str(run.path.resolve()),
-                        "epochs": run.epochs, "artefacts": [a.id for a in plan.artefacts]})
-    return {"version": 1, "tool_version": "9.9.9", "runs": entries, "artefacts": records,
-            "options": {"fps": config.fps, "colormap": config.colormap, "out": str(site),
-                        "formats": list(config.formats)}}
+            records[a.id] = {
+                **asdict(a),
+                "frames": 1 if a.kind == "contact" else run.epochs,
+                "width": 64,
+                "height": 48,
+                "note": "",
+                "nonfinite": 0,
+                "epochs": [],
+            }
+        entries.append(
+            {
+                "slug": plan.slug,
+                "name": run.name,
+                "store": str(run.path.resolve()),
+                "epochs": run.epochs,
+                "artefacts": [a.id for a in plan.artefacts],
+            }
+        )
+    return {
+        "version": 1,
+        "tool_version": "9.9.9",
+        "runs": entries,
+        "artefacts": records,
+        "options": {
+            "fps": config.fps,
+            "colormap": config.colormap,
+            "out": str(site),
+            "formats": list(config.formats),
+        },
+    }
 
 
 @pytest.fixture(scope="module")

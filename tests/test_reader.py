@@ -47,14 +47,23 @@ def test_reader_sees_only_committed_epochs(tmp_path: Path) -> None:
         run.layer_at("block1", 2)
 
 
-@pytest.mark.parametrize("setup, message", [
-    (lambda p: None, "no such store"),
-    (lambda p: p.mkdir(), "not a zarr store"),
-    (lambda p: (p.mkdir(), (p / "zarr.json").write_text("{nope")), "unreadable"),
-    (lambda p: (p.mkdir(), (p / "zarr.json").write_text(
-        json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}}))),
-     "not a netlapse run store"),
-])
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        (lambda p: None, "no such store"),
+        (lambda p: p.mkdir(), "not a zarr store"),
+        (lambda p: (p.mkdir(), (p / "zarr.json").write_text("{nope")), "unreadable"),
+        (
+            lambda p: (
+                p.mkdir(),
+                (p / "zarr.json").write_text(
+                    json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {}})
+                ),
+            ),
+            "not a netlapse run store",
+        ),
+    ],
+)
 def test_bad_paths_give_one_line_errors(tmp_path: Path, setup, message) -> None:
     path = tmp_path / "bad.zarr"
     setup(path)

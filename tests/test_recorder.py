@@ -38,8 +38,9 @@ def test_captured_layers_match_a_plain_forward(model: NetlapseCNN) -> None:
     with torch.no_grad():
         expected = model.block1(x)
         logits = model(x)
-    np.testing.assert_allclose(capture.activations["block1"], expected.numpy(), rtol=1e-5,
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        capture.activations["block1"], expected.numpy(), rtol=1e-5, atol=1e-6
+    )
     np.testing.assert_allclose(capture.probs, torch.softmax(logits, 1).numpy(), rtol=1e-5)
     assert capture.activations["hidden"].shape == (2, model.hidden_units)
     assert set(capture.activations) == {s.name for s in model.layer_specs()}
@@ -47,8 +48,9 @@ def test_captured_layers_match_a_plain_forward(model: NetlapseCNN) -> None:
 
 def test_record_restores_training_mode_and_casts(model: NetlapseCNN) -> None:
     model.train()
-    capture = record_probes(model, model.recorded_modules(), torch.randn(1, 3, 64, 64),
-                            LOGITS_LAYER)
+    capture = record_probes(
+        model, model.recorded_modules(), torch.randn(1, 3, 64, 64), LOGITS_LAYER
+    )
     assert model.training
     assert capture.activations["block2"].dtype == np.float16
 

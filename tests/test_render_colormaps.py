@@ -47,10 +47,10 @@ def test_nan_colour_is_distinct_from_the_ramp(name: str) -> None:
 
 def test_halves_are_scaled_separately() -> None:
     idx, _ = map_values(np.array([-1.0, 1.0]), 4.0, 1.0)
-    assert idx[0] == ZERO_INDEX - round(HALF / 4)      # -1 is a quarter of the way to red
-    assert idx[1] == ZERO_INDEX + HALF                 # +1 is full blue
+    assert idx[0] == ZERO_INDEX - round(HALF / 4)  # -1 is a quarter of the way to red
+    assert idx[1] == ZERO_INDEX + HALF  # +1 is full blue
     idx, _ = map_values(np.array([-10.0, 10.0]), 1.0, 1.0)
-    assert list(idx) == [0, RAMP_SIZE - 1]             # clipped, not wrapped
+    assert list(idx) == [0, RAMP_SIZE - 1]  # clipped, not wrapped
 
 
 def test_zero_scale_and_constant_input_map_to_zero_without_warnings() -> None:
@@ -99,7 +99,7 @@ def test_frame_scales_follow_each_frame() -> None:
     neg, pos = compute_scales(lo, hi, "frame")
     np.testing.assert_allclose(neg, -lo)
     np.testing.assert_allclose(pos, hi)
-    assert not np.allclose(pos[0], pos[1])             # differs per epoch
+    assert not np.allclose(pos[0], pos[1])  # differs per epoch
 
 
 def test_channel_scales_are_constant_over_epochs_and_probes() -> None:
@@ -109,7 +109,7 @@ def test_channel_scales_are_constant_over_epochs_and_probes() -> None:
     assert (pos == pos[0, 0]).all() and (neg == neg[0, 0]).all()
     np.testing.assert_allclose(pos[0, 0], hi.max(axis=(0, 1)))
     np.testing.assert_allclose(neg[0, 0], (-lo).max(axis=(0, 1)))
-    assert len(set(pos[0, 0].tolist())) == 4           # but differs per channel
+    assert len(set(pos[0, 0].tolist())) == 4  # but differs per channel
 
 
 def test_layer_scale_is_one_number() -> None:

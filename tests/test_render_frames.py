@@ -26,25 +26,26 @@ from generator.render.frames import (
 )
 
 
-@pytest.mark.parametrize(("n", "expected"), [(1, (1, 1)), (4, (2, 2)), (5, (2, 3)),
-                                             (10, (3, 4)), (64, (8, 8)), (65, (8, 9))])
+@pytest.mark.parametrize(
+    ("n", "expected"),
+    [(1, (1, 1)), (4, (2, 2)), (5, (2, 3)), (10, (3, 4)), (64, (8, 8)), (65, (8, 9))],
+)
 def test_grid_is_near_square(n: int, expected: tuple[int, int]) -> None:
     assert grid_shape(n) == expected
 
 
 def test_grid_geometry_separators_and_empty_cells() -> None:
     # 5 channels of 4x4, each a constant index: 2 rows x 3 cols, tiles upscaled x4 to 16 px.
-    idx = np.broadcast_to(np.arange(10, 15, dtype=np.uint8)[None, :, None, None],
-                          (2, 5, 4, 4))
+    idx = np.broadcast_to(np.arange(10, 15, dtype=np.uint8)[None, :, None, None], (2, 5, 4, 4))
     frames = grid_frames(idx, min_tile=16)
-    assert frames.shape == (2, 34, 50)                 # 2*16+1 -> 34 (even), 3*16+2 = 50
+    assert frames.shape == (2, 34, 50)  # 2*16+1 -> 34 (even), 3*16+2 = 50
     f = frames[0]
-    assert (f[16, :] == SEPARATOR_INDEX).all()        # row separator between the rows
+    assert (f[16, :] == SEPARATOR_INDEX).all()  # row separator between the rows
     assert (f[:33, 16] == SEPARATOR_INDEX).all() and (f[:33, 33] == SEPARATOR_INDEX).all()
     assert (f[:16, :16] == 10).all() and (f[:16, 17:33] == 11).all()
     assert (f[17:33, 17:33] == 14).all()
     assert (f[17:33, 34:] == BACKGROUND_INDEX).all()  # the empty sixth cell
-    assert (f[33] == BACKGROUND_INDEX).all()          # the even-height padding row
+    assert (f[33] == BACKGROUND_INDEX).all()  # the even-height padding row
 
 
 def test_tile_content_is_an_exact_nearest_upscale() -> None:
@@ -87,12 +88,12 @@ def test_caption_is_drawn_in_the_strip_only() -> None:
     frames = grid_frames(idx, captions=texts)
     plain = grid_frames(idx)
     body_h = plain.shape[1]
-    assert frames.shape[2] >= 256                     # widened so the text stays legible
+    assert frames.shape[2] >= 256  # widened so the text stays legible
     strip = frames[:, body_h:]
     assert (strip == TEXT_INDEX).sum(axis=(1, 2)).min() > 50
     assert set(np.unique(strip)) <= {TEXT_INDEX, BACKGROUND_INDEX}
     assert not (frames[:, :body_h] == TEXT_INDEX).any()
-    assert not np.array_equal(strip[0], strip[1])     # each frame has its own epoch
+    assert not np.array_equal(strip[0], strip[1])  # each frame has its own epoch
 
 
 def test_caption_on_top() -> None:
@@ -108,7 +109,7 @@ def test_layer_frames_colours_and_scales() -> None:
     values[:, 1] = -1.0
     f = layer_frames(values, neg=np.ones((2, 2)), pos=np.ones((2, 2)), min_tile=4)
     assert isinstance(f, Frames) and f.indexed and f.nonfinite == 0
-    assert f.frames.shape == (2, 4, 10)               # 1x2 grid: 4 + 1 + 4 = 9 -> 10
+    assert f.frames.shape == (2, 4, 10)  # 1x2 grid: 4 + 1 + 4 = 9 -> 10
     assert f.frames[0, 0, 0] == RAMP_SIZE - 1 and f.frames[0, 0, 5] == 0
     rgb = f.rgb()
     assert rgb.shape == (2, 4, 10, 3)
@@ -117,11 +118,12 @@ def test_layer_frames_colours_and_scales() -> None:
 
 def test_linear_layer_renders_as_cells() -> None:
     values = np.array([[0.0, 1.0, -1.0, np.nan, 0.5]], dtype=np.float32)
-    f = layer_frames(values, neg=np.ones((1, 5)), pos=np.ones((1, 5)), min_tile=8,
-                     colormap="diverging")
+    f = layer_frames(
+        values, neg=np.ones((1, 5)), pos=np.ones((1, 5)), min_tile=8, colormap="diverging"
+    )
     assert f.nonfinite == 1
-    assert f.frames.shape == (1, 18, 26)              # 2x3 cells of 8 px, 1 px separators
-    assert f.frames[0, 0, 9] == RAMP_SIZE - 1         # unit 1 positive -> full blue
+    assert f.frames.shape == (1, 18, 26)  # 2x3 cells of 8 px, 1 px separators
+    assert f.frames[0, 0, 9] == RAMP_SIZE - 1  # unit 1 positive -> full blue
     assert (f.palette[f.frames[0, :8, :8]] == 255).all()  # unit 0 is zero -> white
 
 
@@ -138,8 +140,14 @@ def _channel_stats(a: np.ndarray) -> dict[str, np.ndarray]:
 
     def reduce(f, x):
         return f(x, axis=axes) if axes else x
-    return {"min": reduce(np.min, a), "max": reduce(np.max, a), "mean": reduce(np.mean, a),
-            "abs_mean": reduce(np.mean, np.abs(a)), "abs_max": reduce(np.max, np.abs(a))}
+
+    return {
+        "min": reduce(np.min, a),
+        "max": reduce(np.max, a),
+        "mean": reduce(np.mean, a),
+        "abs_mean": reduce(np.mean, np.abs(a)),
+        "abs_max": reduce(np.max, np.abs(a)),
+    }
 
 
 def test_store_arrays_render_end_to_end(tmp_path: Path) -> None:
@@ -148,29 +156,54 @@ def test_store_arrays_render_end_to_end(tmp_path: Path) -> None:
     from generator.render.colormaps import compute_scales
     from generator.store import EpochRecord, LayerSpec, StoreWriter
 
-    layers = [LayerSpec("block1", "conv", (3, 4, 4), (3, 3, 3, 3), 84),
-              LayerSpec("fc", "linear", (5,), None, 0)]
+    layers = [
+        LayerSpec("block1", "conv", (3, 4, 4), (3, 3, 3, 3), 84),
+        LayerSpec("fc", "linear", (5,), None, 0),
+    ]
     writer = StoreWriter.create(
-        tmp_path / "run.zarr", class_names=list("abcde"), layers=layers, input_size=8,
-        training={}, probe_images=np.zeros((2, 3, 8, 8), np.uint8),
-        probe_labels=np.array([0, 1]), probe_sources=["x", "y"])
+        tmp_path / "run.zarr",
+        class_names=list("abcde"),
+        layers=layers,
+        input_size=8,
+        training={},
+        probe_images=np.zeros((2, 3, 8, 8), np.uint8),
+        probe_labels=np.array([0, 1]),
+        probe_sources=["x", "y"],
+    )
     rng = np.random.default_rng(0)
     for epoch in range(3):
-        acts = {"block1": rng.normal(size=(2, 3, 4, 4)) * (epoch + 1),
-                "fc": rng.normal(size=(2, 5))}
+        acts = {
+            "block1": rng.normal(size=(2, 3, 4, 4)) * (epoch + 1),
+            "fc": rng.normal(size=(2, 5)),
+        }
         stats = {name: _channel_stats(a) for name, a in acts.items()}
-        writer.write_epoch(epoch, EpochRecord(
-            activations=acts, channel_stats=stats,
-            kernels={"block1": rng.normal(size=(3, 3, 3, 3))}, weight_change={"block1": 0.0},
-            probe_probs=np.full((2, 5), 0.2), confusion=np.zeros((5, 5))))
+        writer.write_epoch(
+            epoch,
+            EpochRecord(
+                activations=acts,
+                channel_stats=stats,
+                kernels={"block1": rng.normal(size=(3, 3, 3, 3))},
+                weight_change={"block1": 0.0},
+                probe_probs=np.full((2, 5), 0.2),
+                confusion=np.zeros((5, 5)),
+            ),
+        )
     run = RunReader(tmp_path / "run.zarr")
     for name in ("block1", "fc"):
-        s = compute_scales(run.channel_stats(name, "min"), run.channel_stats(name, "max"),
-                           "channel", share_channels=name == "fc")
-        f = layer_frames(run.layer_activations(name, probe=1), s.neg[:, 1], s.pos[:, 1],
-                         captions=[f"{name} · epoch {e}" for e in range(3)])
+        s = compute_scales(
+            run.channel_stats(name, "min"),
+            run.channel_stats(name, "max"),
+            "channel",
+            share_channels=name == "fc",
+        )
+        f = layer_frames(
+            run.layer_activations(name, probe=1),
+            s.neg[:, 1],
+            s.pos[:, 1],
+            captions=[f"{name} · epoch {e}" for e in range(3)],
+        )
         assert f.frames.shape[0] == 3 and f.nonfinite == 0
-        assert (f.frames < ZERO_INDEX).any()                          # negatives: red side
+        assert (f.frames < ZERO_INDEX).any()  # negatives: red side
         assert ((f.frames > ZERO_INDEX) & (f.frames < RAMP_SIZE)).any()  # positives: blue
 
 

@@ -11,16 +11,16 @@ from generator.render.kernels import kernel_frames
 
 def test_first_layer_kernels_are_rgb_and_a_red_only_kernel_is_reddish() -> None:
     w = np.zeros((2, 4, 3, 3, 3), dtype=np.float32)
-    w[:, 0, 0] = 1.0                                   # kernel 0 only sees red, positively
-    w[:, 1, 2] = 1.0                                   # kernel 1 only sees blue
+    w[:, 0, 0] = 1.0  # kernel 0 only sees red, positively
+    w[:, 1, 2] = 1.0  # kernel 1 only sees blue
     f = kernel_frames(w, min_tile=24)
     assert f.palette is None and not f.indexed
-    assert f.frames.shape == (2, 50, 50, 3)            # 2x2 patches of 24 px + separator
+    assert f.frames.shape == (2, 50, 50, 3)  # 2x2 patches of 24 px + separator
     red = f.frames[0, :24, :24].reshape(-1, 3).astype(int)
     blue = f.frames[0, :24, 25:49].reshape(-1, 3).astype(int)
     assert (red[:, 0] > red[:, 1] + 100).all() and (red[:, 1] == red[:, 2]).all()
     assert (blue[:, 2] > blue[:, 0] + 100).all()
-    assert (f.frames[0, 25:49, :24] == 128).all()      # an all-zero kernel is mid grey
+    assert (f.frames[0, 25:49, :24] == 128).all()  # an all-zero kernel is mid grey
 
 
 def test_deep_kernels_are_an_out_by_in_grid_of_palette_patches() -> None:
@@ -29,8 +29,8 @@ def test_deep_kernels_are_an_out_by_in_grid_of_palette_patches() -> None:
     w[:, 0, 0] = -1.0
     f = kernel_frames(w, min_tile=24)
     assert f.indexed and f.palette.shape == (256, 3) and f.note == ""
-    assert f.frames.shape == (3, 100, 150)             # 4*24+3 -> 100, 6*24+5 = 149 -> 150
-    assert (f.frames[0, :24, :24] == 0).all()          # (out 0, in 0): most negative
+    assert f.frames.shape == (3, 100, 150)  # 4*24+3 -> 100, 6*24+5 = 149 -> 150
+    assert (f.frames[0, :24, :24] == 0).all()  # (out 0, in 0): most negative
     assert (f.frames[0, 50:74, 125:149] == RAMP_SIZE - 1).all()  # (out 2, in 5)
     assert (f.frames[0, :24, 25:49] == ZERO_INDEX).all()
 
@@ -38,7 +38,7 @@ def test_deep_kernels_are_an_out_by_in_grid_of_palette_patches() -> None:
 def test_huge_grids_are_capped_and_say_so() -> None:
     w = np.random.default_rng(0).normal(size=(2, 64, 40, 3, 3)).astype(np.float32)
     f = kernel_frames(w, max_out=8, max_in=10, min_tile=24)
-    assert f.frames.shape[1:] == (8 * 25, 10 * 25)    # 8*24+7 -> 200 (even), 10*24+9 -> 250
+    assert f.frames.shape[1:] == (8 * 25, 10 * 25)  # 8*24+7 -> 200 (even), 10*24+9 -> 250
     assert "0–7 of 64" in f.note and "0–9 of 40" in f.note
 
 
@@ -51,7 +51,7 @@ def test_max_side_shrinks_the_patches() -> None:
 @pytest.mark.parametrize(("mode", "faint"), [("channel", True), ("frame", False)])
 def test_scale_modes_show_or_hide_growth(mode: str, faint: bool) -> None:
     w = np.ones((2, 1, 2, 3, 3), dtype=np.float32)
-    w[0] *= 0.5                                       # epoch 0 weights are half epoch 1's
+    w[0] *= 0.5  # epoch 0 weights are half epoch 1's
     f = kernel_frames(w, scale=mode, min_tile=3)
     early, late = int(f.frames[0, 0, 0]), int(f.frames[1, 0, 0])
     assert late == RAMP_SIZE - 1

@@ -22,9 +22,9 @@ def _bar_pixels(frame: np.ndarray, colour: tuple[int, int, int]) -> np.ndarray:
 def test_most_probable_class_has_the_longest_bar() -> None:
     image = np.zeros((3, 32, 32), dtype=np.uint8)
     image[0] = 200
-    probs = np.array([[0.25, 0.25, 0.25, 0.25],
-                      [0.1, 0.7, 0.15, 0.05],
-                      [0.05, 0.1, 0.8, 0.05]], dtype=np.float32)
+    probs = np.array(
+        [[0.25, 0.25, 0.25, 0.25], [0.1, 0.7, 0.15, 0.05], [0.05, 0.1, 0.8, 0.05]], dtype=np.float32
+    )
     f = probe_frames(image, probs, NAMES, true_class=2)
     assert f.palette is None and f.frames.shape[0] == 3 and f.frames.shape[-1] == 3
     # epoch 1: "dog" (not the true class) is longest, in the plain bar colour
@@ -40,7 +40,7 @@ def test_rows_follow_class_order_and_bars_grow() -> None:
     probs = np.array([[0.1, 0.2, 0.3, 0.4], [0.4, 0.3, 0.2, 0.1]], dtype=np.float32)
     f = probe_frames(np.zeros((3, 8, 8), dtype=np.uint8), probs, NAMES, true_class=0)
     rows = _bar_pixels(f.frames[0], BAR)
-    lengths = [n for n in rows if n]                  # bar rows, top to bottom
+    lengths = [n for n in rows if n]  # bar rows, top to bottom
     distinct = sorted(set(lengths), key=lengths.index)
     assert distinct == [round(p * BAR_WIDTH) for p in (0.2, 0.3, 0.4)]
 

@@ -30,16 +30,18 @@ def site(tmp_path: Path) -> Path:
 @pytest.fixture
 def server(site: Path) -> Iterator[ThreadingHTTPServer]:
     server = make_server(site, port=0, handler=QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     yield server
     server.shutdown()
     server.server_close()
 
 
-def get(server: ThreadingHTTPServer, path: str,
-        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def get(
+    server: ThreadingHTTPServer, path: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     host, port = server.server_address[:2]
     conn = http.client.HTTPConnection(host, port, timeout=5)
     try:
@@ -58,8 +60,9 @@ def test_serves_pages_and_media(server: ThreadingHTTPServer) -> None:
     assert headers["Content-type"] == "video/mp4" and headers["Accept-Ranges"] == "bytes"
 
 
-@pytest.mark.parametrize("path", ["/../secret.txt", "/%2e%2e/secret.txt",
-                                  "/runs/../../secret.txt", "//secret.txt"])
+@pytest.mark.parametrize(
+    "path", ["/../secret.txt", "/%2e%2e/secret.txt", "/runs/../../secret.txt", "//secret.txt"]
+)
 def test_cannot_leave_the_site(server: ThreadingHTTPServer, path: str) -> None:
     status, _, body = get(server, path)
     assert status == 404 and b"outside the site" not in body
@@ -87,8 +90,9 @@ def test_missing_site_folder_is_a_clear_error(tmp_path: Path) -> None:
         make_server(tmp_path / "nope", port=0)
 
 
-def test_serve_prints_the_url_and_stops_on_interrupt(site: Path, monkeypatch,
-                                                     capsys: pytest.CaptureFixture) -> None:
+def test_serve_prints_the_url_and_stops_on_interrupt(
+    site: Path, monkeypatch, capsys: pytest.CaptureFixture
+) -> None:
     made: list[ThreadingHTTPServer] = []
 
     def fake_make_server(path: Path, port: int, host: str) -> ThreadingHTTPServer:

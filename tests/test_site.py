@@ -35,10 +35,15 @@ WEIGHT_LIMIT = 3 * 2**20
 def make_evil_store(path: Path, epochs: int = 3) -> Path:
     """A tiny run whose second class (and a probe source) carry markup."""
     writer = StoreWriter.create(
-        path, class_names=["alpha", EVIL, "gamma"], layers=TINY_LAYERS, input_size=8,
+        path,
+        class_names=["alpha", EVIL, "gamma"],
+        layers=TINY_LAYERS,
+        input_size=8,
         training={"epochs": epochs - 1, "data": f"data/{EVIL}"},
         probe_sources=["alpha/a.png", f"{EVIL}/b.png"],
-        probe_images=np.zeros((2, 3, 8, 8), dtype=np.uint8), probe_labels=np.arange(2))
+        probe_images=np.zeros((2, 3, 8, 8), dtype=np.uint8),
+        probe_labels=np.arange(2),
+    )
     for epoch in range(epochs):
         writer.write_epoch(epoch, synthetic_record(epoch))
     return path
@@ -108,10 +113,17 @@ def resolve(site: Path, page: Path, link: str) -> Path | None:
 def test_every_page_kind_is_written(built: dict[str, Any]) -> None:
     site = built["site"]
     slug = built["manifest"]["runs"][0]["slug"]
-    for relative in ("index.html", "404.html", f"runs/{slug}/index.html",
-                     f"runs/{slug}/layers/block1.html", f"runs/{slug}/layers/hidden.html",
-                     f"runs/{slug}/channels/block1-c1.html", "static/netlapse.css",
-                     "static/netlapse.js", "static/favicon.svg"):
+    for relative in (
+        "index.html",
+        "404.html",
+        f"runs/{slug}/index.html",
+        f"runs/{slug}/layers/block1.html",
+        f"runs/{slug}/layers/hidden.html",
+        f"runs/{slug}/channels/block1-c1.html",
+        "static/netlapse.css",
+        "static/netlapse.js",
+        "static/favicon.svg",
+    ):
         assert (site / relative).is_file(), relative
 
 
@@ -170,9 +182,11 @@ def test_malicious_class_name_is_text_everywhere(built: dict[str, Any]) -> None:
         text = page.read_text(encoding="utf-8")
         assert EVIL not in text, page
         assert "<img src=x" not in text, page
-    for page in (built["site"] / "index.html",
-                 built["site"] / "runs" / evil_slug / "index.html",
-                 built["site"] / "runs" / evil_slug / "layers" / "block1.html"):
+    for page in (
+        built["site"] / "index.html",
+        built["site"] / "runs" / evil_slug / "index.html",
+        built["site"] / "runs" / evil_slug / "layers" / "block1.html",
+    ):
         assert ESCAPED in page.read_text(encoding="utf-8"), page
 
 
@@ -233,8 +247,7 @@ def test_scrubber_is_hidden_until_javascript(built: dict[str, Any]) -> None:
         tags = parse(built["site"] / "runs" / slug / relative).tags
         (bar,) = [a for t, a in tags if "data-scrubber" in a]
         assert "hidden" in bar and bar["data-epochs"] == "3" and float(bar["data-fps"]) == 4
-        assert any(t == "input" and a.get("type") == "range" and a["max"] == "2"
-                   for t, a in tags)
+        assert any(t == "input" and a.get("type") == "range" and a["max"] == "2" for t, a in tags)
     home_tags = parse(built["site"] / "index.html").tags
     assert not [a for _, a in home_tags if "data-scrubber" in a]
 
@@ -268,8 +281,7 @@ def eager_bytes(site: Path, page: Path) -> int:
             loads = "data-lazy" not in attrs
             if loads and attrs.get("poster"):
                 total += resolve(site, page, attrs["poster"]).stat().st_size
-        elif (tag == "source" and loads) or \
-                (tag == "img" and attrs.get("loading") != "lazy"):
+        elif (tag == "source" and loads) or (tag == "img" and attrs.get("loading") != "lazy"):
             total += resolve(site, page, attrs["src"]).stat().st_size
     return total
 
@@ -287,8 +299,16 @@ def test_gif_only_build_uses_images(tmp_path: Path) -> None:
     store = tmp_path / "gif.zarr"
     make_store(store)
     site = tmp_path / "site"
-    result = build(BuildConfig(stores=(store,), out=site, jobs=1, formats=("gif",),
-                               layers=("block1",), channel_probes=0))
+    result = build(
+        BuildConfig(
+            stores=(store,),
+            out=site,
+            jobs=1,
+            formats=("gif",),
+            layers=("block1",),
+            channel_probes=0,
+        )
+    )
     write_site(site, result.manifest, [open_run(store)])
     slug = result.manifest["runs"][0]["slug"]
     page = site / "runs" / slug / "layers" / "block1.html"
@@ -298,7 +318,8 @@ def test_gif_only_build_uses_images(tmp_path: Path) -> None:
     assert len(gifs) == 3 and all(resolve(site, page, g).is_file() for g in gifs)  # 2 + kernels
     # a layer without animations still has its page, saying so
     assert "No channel-grid animations" in (
-        site / "runs" / slug / "layers" / "block2.html").read_text(encoding="utf-8")
+        site / "runs" / slug / "layers" / "block2.html"
+    ).read_text(encoding="utf-8")
 
 
 def test_empty_gallery_explains_how_to_make_a_run(tmp_path: Path) -> None:
@@ -332,13 +353,17 @@ def test_pages_workflow_builds_and_deploys_with_official_actions() -> None:
     assert any(u.startswith("actions/setup-python@") for u in uses)
     assert "actions/configure-pages@v5" in uses
     assert "actions/upload-pages-artifact@v3" in uses
-    upload = next(s for s in build_job["steps"]
-                  if s.get("uses", "").startswith("actions/upload-pages-artifact"))
+    upload = next(
+        s
+        for s in build_job["steps"]
+        if s.get("uses", "").startswith("actions/upload-pages-artifact")
+    )
     assert upload["with"]["path"] == "site/"
     runs = " ".join(step.get("run", "") for step in build_job["steps"])
     assert "pip install -e ." in runs and "python -m generator build" in runs
-    python = next(s for s in build_job["steps"] if s.get("uses", "").startswith(
-        "actions/setup-python"))
+    python = next(
+        s for s in build_job["steps"] if s.get("uses", "").startswith("actions/setup-python")
+    )
     assert str(python["with"]["python-version"]) == "3.11"
     assert deploy["needs"] == "build"
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}

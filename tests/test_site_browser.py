@@ -33,16 +33,23 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 # Debian's chromium by default; NETLAPSE_CHROMIUM points elsewhere (e.g. a CI runner's).
 CHROMIUM = Path(os.environ.get("NETLAPSE_CHROMIUM", "/usr/bin/chromium"))
-FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+FLAGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
 EVIL = "<img src=x onerror=alert(1)>"
 SCREENS = Path("/tmp/netlapse-screens")
 WEIGHT_LIMIT = 3 * 2**20
 H264 = 'video/mp4; codecs="avc1.42E01E"'
 
 if not CHROMIUM.exists():
-    pytest.skip(f"needs a Chromium at {CHROMIUM} (set NETLAPSE_CHROMIUM)",
-                allow_module_level=True)
+    pytest.skip(f"needs a Chromium at {CHROMIUM} (set NETLAPSE_CHROMIUM)", allow_module_level=True)
 
 
 class Transfer:
@@ -95,10 +102,29 @@ def make_dataset(root: Path, cache: Path) -> Path:
 
 def train(data: Path, store: Path, cache: Path) -> None:
     env = {**os.environ, "NETLAPSE_CACHE": str(cache)}
-    command = [sys.executable, "-m", "generator", "-q", "train", "--data", str(data),
-               "--out", str(store), "--epochs", "2", "--input-size", "64",
-               "--demo-per-class", "10", "--probes", "2", "--channels", "8,16,16",
-               "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "generator",
+        "-q",
+        "train",
+        "--data",
+        str(data),
+        "--out",
+        str(store),
+        "--epochs",
+        "2",
+        "--input-size",
+        "64",
+        "--demo-per-class",
+        "10",
+        "--probes",
+        "2",
+        "--channels",
+        "8,16,16",
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
 
@@ -115,14 +141,21 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     run = open_run(store)
     write_site(site, result.manifest, [run])
     server = make_server(parent, port=0, handler=CountingHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     screens = tmp_path_factory.mktemp("screens")
     host, port = server.server_address[:2]
     slug = result.manifest["runs"][0]["slug"]
-    yield {"base": f"http://{host}:{port}/repo/", "manifest": result.manifest, "run": run,
-           "slug": slug, "screens": screens, "site": site}
+    yield {
+        "base": f"http://{host}:{port}/repo/",
+        "manifest": result.manifest,
+        "run": run,
+        "slug": slug,
+        "screens": screens,
+        "site": site,
+    }
     server.shutdown()
     server.server_close()
 
@@ -132,8 +165,12 @@ def browser_context(gallery: dict[str, Any]) -> Iterator[Any]:
     profile = tempfile.mkdtemp(prefix="netlapse-chromium-")
     with playwright_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), args=FLAGS, headless=True,
-            viewport={"width": 1280, "height": 900})
+            profile,
+            executable_path=str(CHROMIUM),
+            args=FLAGS,
+            headless=True,
+            viewport={"width": 1280, "height": 900},
+        )
         yield context
         context.close()
     shutil.rmtree(profile, ignore_errors=True)
@@ -146,12 +183,15 @@ class Watched:
         self.page = context.new_page()
         self.problems: list[str] = []
         self.dialogs: list[str] = []
-        self.page.on("console", lambda m: m.type == "error" and self.problems.append(
-            f"console: {m.text}"))
+        self.page.on(
+            "console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}")
+        )
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         self.page.on("requestfailed", self._failed)
-        self.page.on("response", lambda r: r.status >= 400 and self.problems.append(
-            f"HTTP {r.status}: {r.url}"))
+        self.page.on(
+            "response",
+            lambda r: r.status >= 400 and self.problems.append(f"HTTP {r.status}: {r.url}"),
+        )
         self.page.on("dialog", self._dialog)
 
     def _failed(self, request: Any) -> None:
@@ -191,10 +231,13 @@ def watched(browser_context: Any) -> Iterator[Watched]:
 
 def page_urls(gallery: dict[str, Any]) -> dict[str, str]:
     base, slug = gallery["base"], gallery["slug"]
-    return {"home": base, "run": f"{base}runs/{slug}/index.html",
-            "layer": f"{base}runs/{slug}/layers/block2.html",
-            "channel": f"{base}runs/{slug}/channels/block1-c2.html",
-            "404": f"{base}404.html"}
+    return {
+        "home": base,
+        "run": f"{base}runs/{slug}/index.html",
+        "layer": f"{base}runs/{slug}/layers/block2.html",
+        "channel": f"{base}runs/{slug}/channels/block1-c2.html",
+        "404": f"{base}404.html",
+    }
 
 
 def fps_of(gallery: dict[str, Any]) -> float:
@@ -217,7 +260,8 @@ def wait_videos_ready(page: Any) -> None:
         handle.wait_for_element_state("visible")
     page.wait_for_function(
         "Array.from(document.querySelectorAll('video')).every(v => v.readyState >= 2)",
-        timeout=15000)
+        timeout=15000,
+    )
 
 
 # -- tests --------------------------------------------------------------------------------
@@ -230,8 +274,9 @@ def test_chromium_plays_h264(watched: Watched, gallery: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("kind", ["home", "run", "layer", "channel", "404"])
-def test_page_loads_cleanly_with_working_videos(watched: Watched, gallery: dict[str, Any],
-                                                kind: str) -> None:
+def test_page_loads_cleanly_with_working_videos(
+    watched: Watched, gallery: dict[str, Any], kind: str
+) -> None:
     page = watched.open(page_urls(gallery)[kind])
     watched.scroll_through()
     states = video_states(page)
@@ -241,8 +286,9 @@ def test_page_loads_cleanly_with_working_videos(watched: Watched, gallery: dict[
     records = gallery["manifest"]["artefacts"]
     for state in video_states(page):
         frames = records[state["id"]]["frames"]
-        assert state["duration"] == pytest.approx(frames / fps_of(gallery),
-                                                  abs=0.5 / fps_of(gallery)), state
+        assert state["duration"] == pytest.approx(
+            frames / fps_of(gallery), abs=0.5 / fps_of(gallery)
+        ), state
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(200)
     shot = gallery["screens"] / f"{kind}.png"
@@ -255,16 +301,19 @@ def test_page_loads_cleanly_with_working_videos(watched: Watched, gallery: dict[
 
 
 def test_scrubber_seeks_every_video_and_updates_label_and_hash(
-        watched: Watched, gallery: dict[str, Any]) -> None:
+    watched: Watched, gallery: dict[str, Any]
+) -> None:
     page = watched.open(page_urls(gallery)["layer"])
     wait_videos_ready(page)
     fps, last = fps_of(gallery), gallery["run"].epochs - 1
     assert page.locator("[data-scrubber]").is_visible()
 
     def shows(epoch: int) -> None:
-        page.wait_for_function(f"location.hash === '#epoch={epoch}' && Array.from("
-                               "document.querySelectorAll('video')).every(v => v.paused"
-                               " && !v.seeking)")
+        page.wait_for_function(
+            f"location.hash === '#epoch={epoch}' && Array.from("
+            "document.querySelectorAll('video')).every(v => v.paused"
+            " && !v.seeking)"
+        )
         assert label(page) == f"epoch {epoch} / {last}"
         for state in video_states(page):
             assert state["time"] == pytest.approx((epoch + 0.5) / fps, abs=1e-3), state
@@ -287,11 +336,15 @@ def test_scrubber_seeks_every_video_and_updates_label_and_hash(
 def test_epoch_in_the_url_opens_at_that_epoch(watched: Watched, gallery: dict[str, Any]) -> None:
     page = watched.open(page_urls(gallery)["channel"] + "#epoch=0")
     wait_videos_ready(page)
-    page.wait_for_function("Array.from(document.querySelectorAll('video'))"
-                           ".every(v => v.paused && !v.seeking && v.currentTime > 0)")
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('video'))"
+        ".every(v => v.paused && !v.seeking && v.currentTime > 0)"
+    )
     assert label(page).startswith("epoch 0 /")
-    assert all(s["time"] == pytest.approx(0.5 / fps_of(gallery), abs=1e-3)
-               and not s["autoplay"] for s in video_states(page))
+    assert all(
+        s["time"] == pytest.approx(0.5 / fps_of(gallery), abs=1e-3) and not s["autoplay"]
+        for s in video_states(page)
+    )
     marker_x = page.evaluate("""(() => {
         const line = document.querySelector('[data-epoch-marker]');
         return [+line.getAttribute('x1'), +line.ownerSVGElement.dataset.x0]; })()""")
@@ -299,8 +352,7 @@ def test_epoch_in_the_url_opens_at_that_epoch(watched: Watched, gallery: dict[st
     assert watched.problems == []
 
 
-def test_confusion_matrix_follows_the_scrubber(watched: Watched,
-                                               gallery: dict[str, Any]) -> None:
+def test_confusion_matrix_follows_the_scrubber(watched: Watched, gallery: dict[str, Any]) -> None:
     page = watched.open(page_urls(gallery)["run"])
     confusion = gallery["run"].confusion()
     page.locator("[data-epoch-input]").fill("0")
@@ -312,8 +364,7 @@ def test_confusion_matrix_follows_the_scrubber(watched: Watched,
     assert watched.problems == []
 
 
-def test_malicious_class_name_is_shown_as_text(watched: Watched,
-                                               gallery: dict[str, Any]) -> None:
+def test_malicious_class_name_is_shown_as_text(watched: Watched, gallery: dict[str, Any]) -> None:
     for kind in ("home", "run", "layer"):
         page = watched.open(page_urls(gallery)[kind])
         assert EVIL in page.evaluate("document.body.innerText"), kind
@@ -323,8 +374,9 @@ def test_malicious_class_name_is_shown_as_text(watched: Watched,
     assert watched.problems == []
 
 
-def test_reduced_motion_stops_autoplay_and_offers_play(watched: Watched,
-                                                       gallery: dict[str, Any]) -> None:
+def test_reduced_motion_stops_autoplay_and_offers_play(
+    watched: Watched, gallery: dict[str, Any]
+) -> None:
     watched.page.emulate_media(reduced_motion="reduce")
     page = watched.open(page_urls(gallery)["layer"])
     page.wait_for_timeout(300)
@@ -339,7 +391,8 @@ def test_reduced_motion_stops_autoplay_and_offers_play(watched: Watched,
 
 
 def test_without_javascript_videos_autoplay_and_scrubber_stays_hidden(
-        browser_context: Any, gallery: dict[str, Any]) -> None:
+    browser_context: Any, gallery: dict[str, Any]
+) -> None:
     page = browser_context.new_page()
     cdp = browser_context.new_cdp_session(page)
     cdp.send("Emulation.setScriptExecutionDisabled", {"value": True})
@@ -378,8 +431,9 @@ def test_site_works_from_file_urls(watched: Watched, gallery: dict[str, Any]) ->
 
 
 @pytest.mark.parametrize("kind", ["home", "run"])
-def test_first_screen_weighs_under_3_mb(browser_context: Any, gallery: dict[str, Any],
-                                        kind: str) -> None:
+def test_first_screen_weighs_under_3_mb(
+    browser_context: Any, gallery: dict[str, Any], kind: str
+) -> None:
     page = browser_context.new_page()
     cdp = browser_context.new_cdp_session(page)
     cdp.send("Network.enable")
@@ -389,7 +443,8 @@ def test_first_screen_weighs_under_3_mb(browser_context: Any, gallery: dict[str,
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(500)
     total = TRANSFER.total()
-    print(f"{kind}: {total} bytes before scrolling: "
-          f"{json.dumps(dict(sorted(TRANSFER.sent.items())))}")
+    print(
+        f"{kind}: {total} bytes before scrolling: {json.dumps(dict(sorted(TRANSFER.sent.items())))}"
+    )
     assert 0 < total < WEIGHT_LIMIT
     page.close()

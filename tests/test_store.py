@@ -20,7 +20,8 @@ def test_store_is_plain_zarr_v3_with_the_documented_layout(tiny_store: Path) -> 
     assert group.attrs["schema_version"] == SCHEMA_VERSION
     assert group.attrs["epochs_committed"] == 3
     assert [layer["name"] for layer in group.attrs["layers"]] == [
-        layer.name for layer in TINY_LAYERS]
+        layer.name for layer in TINY_LAYERS
+    ]
     assert group["activations/block1"].shape == (3, 2, 4, 8, 8)
     assert group["activations/block1"].chunks == (1, 1, 4, 8, 8)
     assert group["activations/block1"].dtype == np.float16
@@ -84,8 +85,9 @@ def test_a_failed_write_leaves_the_epoch_uncommitted(tmp_path: Path, monkeypatch
     group = zarr.open_group(str(tmp_path / "run.zarr"), mode="r")
     assert group.attrs["epochs_committed"] == 2
     assert group["activations/block1"].shape[0] >= 3  # grown and written, not committed
-    np.testing.assert_array_equal(group["activations/block1"][1],
-                                  synthetic_record(1).activations["block1"].astype(np.float16))
+    np.testing.assert_array_equal(
+        group["activations/block1"][1], synthetic_record(1).activations["block1"].astype(np.float16)
+    )
 
 
 def test_rewind_then_rewrite_replaces_the_epoch(tmp_path: Path) -> None:
@@ -94,8 +96,9 @@ def test_rewind_then_rewrite_replaces_the_epoch(tmp_path: Path) -> None:
     assert writer.epochs_committed == 2
     writer.write_epoch(2, synthetic_record(7))
     group = zarr.open_group(str(tmp_path / "run.zarr"), mode="r")
-    np.testing.assert_array_equal(group["activations/block1"][2],
-                                  synthetic_record(7).activations["block1"].astype(np.float16))
+    np.testing.assert_array_equal(
+        group["activations/block1"][2], synthetic_record(7).activations["block1"].astype(np.float16)
+    )
 
 
 def test_arrays_grow_in_blocks_and_trim_to_the_committed_epochs(tmp_path: Path) -> None:
@@ -106,8 +109,9 @@ def test_arrays_grow_in_blocks_and_trim_to_the_committed_epochs(tmp_path: Path) 
     group = zarr.open_group(str(tmp_path / "run.zarr"), mode="r")
     assert group["activations/block1"].shape == (3, 2, 4, 8, 8)
     assert group["metrics/val_loss"].shape == (3,)
-    np.testing.assert_array_equal(group["activations/block1"][2],
-                                  synthetic_record(2).activations["block1"].astype(np.float16))
+    np.testing.assert_array_equal(
+        group["activations/block1"][2], synthetic_record(2).activations["block1"].astype(np.float16)
+    )
 
 
 def test_resume_reopens_with_the_same_layers(tiny_store: Path) -> None:

@@ -79,16 +79,15 @@ def test_stored_activations_equal_a_fresh_forward_of_the_checkpoint(two_epoch_ru
         logits = model(inputs)
     np.testing.assert_allclose(run.layer_at("block1", 2), block1.numpy(), rtol=1e-2, atol=1e-2)
     np.testing.assert_allclose(run.layer_at("logits", 2), logits.numpy(), rtol=1e-2, atol=1e-2)
-    np.testing.assert_allclose(run.probe_probs()[2], torch.softmax(logits, 1).numpy(),
-                               atol=1e-5)
+    np.testing.assert_allclose(run.probe_probs()[2], torch.softmax(logits, 1).numpy(), atol=1e-5)
     expected = model.block3.conv.weight.detach().numpy()
     np.testing.assert_array_equal(run.kernels("block3")[2], expected)
 
 
 @pytest.mark.slow
 def test_same_seed_gives_an_identical_store_and_resume_continues_it(
-        tmp_path: Path, demo_cache: Path, two_epoch_run: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, demo_cache: Path, two_epoch_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "resumed.zarr"
     assert train(out, demo_cache, monkeypatch, "--epochs", "1") == 0
     assert open_run(out).epochs == 2
@@ -96,15 +95,19 @@ def test_same_seed_gives_an_identical_store_and_resume_continues_it(
     resumed, straight = open_run(out), open_run(two_epoch_run)
     assert resumed.epochs == 3
     for layer in straight.layers:
-        np.testing.assert_array_equal(resumed.layer_activations(layer.name),
-                                      straight.layer_activations(layer.name))
+        np.testing.assert_array_equal(
+            resumed.layer_activations(layer.name), straight.layer_activations(layer.name)
+        )
     np.testing.assert_array_equal(resumed.confusion(), straight.confusion())
 
 
 @pytest.mark.slow
-def test_out_on_an_existing_store_is_refused(two_epoch_run: Path, demo_cache: Path,
-                                             monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture) -> None:
+def test_out_on_an_existing_store_is_refused(
+    two_epoch_run: Path,
+    demo_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     before = (two_epoch_run / "zarr.json").read_bytes()
     assert train(two_epoch_run, demo_cache, monkeypatch, "--epochs", "1") == 2
     assert "already exists" in capsys.readouterr().err
@@ -112,12 +115,28 @@ def test_out_on_an_existing_store_is_refused(two_epoch_run: Path, demo_cache: Pa
 
 
 @pytest.mark.slow
-def test_resume_with_another_input_size_is_refused(two_epoch_run: Path, demo_cache: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture) -> None:
+def test_resume_with_another_input_size_is_refused(
+    two_epoch_run: Path,
+    demo_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
-    code = main(["-q", "train", "--out", str(two_epoch_run), "--input-size", "96",
-                 "--demo-per-class", "10", "--resume", "--epochs", "3"])
+    code = main(
+        [
+            "-q",
+            "train",
+            "--out",
+            str(two_epoch_run),
+            "--input-size",
+            "96",
+            "--demo-per-class",
+            "10",
+            "--resume",
+            "--epochs",
+            "3",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--resume with a different" in err and "Traceback" not in err
 

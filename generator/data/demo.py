@@ -28,8 +28,14 @@ log = logging.getLogger(__name__)
 
 DEMO_VERSION = "v2"  # bump when the pictures change, so old caches are not reused
 # Sorted, so that DEMO_CLASSES[label] is the class ImageFolder gives that label.
-DEMO_CLASSES = ("checkers", "cool_stripes", "fine_diagonals", "green_discs", "triangles",
-                "warm_stripes")
+DEMO_CLASSES = (
+    "checkers",
+    "cool_stripes",
+    "fine_diagonals",
+    "green_discs",
+    "triangles",
+    "warm_stripes",
+)
 COMPLETE_MARKER = "complete"  # written last: its presence means every image is there
 
 Grid = tuple[np.ndarray, np.ndarray]  # x, y: (S, S) float64 in [0, 1), x along the width
@@ -37,8 +43,9 @@ Span = tuple[float, float]  # (low, high) of a uniform random draw
 Painter = Callable[[np.random.Generator, Grid], np.ndarray]
 
 
-def make_demo_dataset(cache_dir: Path, *, seed: int = 0, size: int = 128,
-                      per_class: int = 120) -> Path:
+def make_demo_dataset(
+    cache_dir: Path, *, seed: int = 0, size: int = 128, per_class: int = 120
+) -> Path:
     """The demo ImageFolder for these settings: reused if complete, else generated once."""
     check_demo_options(seed, size, per_class)
     final = Path(cache_dir) / f"demo-{DEMO_VERSION}-s{seed}-{size}px-{per_class}"
@@ -48,8 +55,10 @@ def make_demo_dataset(cache_dir: Path, *, seed: int = 0, size: int = 128,
     try:
         _generate_into(final, seed, size, per_class)
     except OSError as exc:
-        raise DataError(f"cannot write the demo dataset to {final} ({exc.strerror or exc}); "
-                        "free some space or point the cache folder elsewhere") from exc
+        raise DataError(
+            f"cannot write the demo dataset to {final} ({exc.strerror or exc}); "
+            "free some space or point the cache folder elsewhere"
+        ) from exc
     return final
 
 
@@ -71,12 +80,15 @@ def _generate_into(final: Path, seed: int, size: int, per_class: int) -> None:
     try:
         started = time.perf_counter()
         write_demo_images(staging, seed, size, per_class)
-        marker = {"classes": list(DEMO_CLASSES), "seed": seed, "size": size,
-                  "per_class": per_class}
+        marker = {"classes": list(DEMO_CLASSES), "seed": seed, "size": size, "per_class": per_class}
         (staging / COMPLETE_MARKER).write_text(json.dumps(marker) + "\n", encoding="utf-8")
         _publish(staging, final)
-        log.info("generated demo dataset %s (%d images) in %.1f s", final,
-                 len(DEMO_CLASSES) * per_class, time.perf_counter() - started)
+        log.info(
+            "generated demo dataset %s (%d images) in %.1f s",
+            final,
+            len(DEMO_CLASSES) * per_class,
+            time.perf_counter() - started,
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # gone already when the rename worked
 
@@ -103,8 +115,9 @@ def write_demo_images(folder: Path, seed: int, size: int, per_class: int) -> Non
         for i in range(per_class):
             rng = np.random.default_rng([seed, class_index, i])
             pixels = _finish(rng, PAINTERS[name](rng, grid), grid)
-            Image.fromarray(pixels, "RGB").save(folder / name / f"{name}_{i:04d}.png",
-                                                compress_level=1)
+            Image.fromarray(pixels, "RGB").save(
+                folder / name / f"{name}_{i:04d}.png", compress_level=1
+            )
 
 
 def _grid(size: int) -> Grid:
@@ -116,8 +129,10 @@ def _grid(size: int) -> Grid:
 
 # ---- colours and masks ------------------------------------------------------------------
 
-def _colour(rng: np.random.Generator, hue: Span, sat: Span = (0.55, 1.0),
-            val: Span = (0.6, 1.0)) -> np.ndarray:
+
+def _colour(
+    rng: np.random.Generator, hue: Span, sat: Span = (0.55, 1.0), val: Span = (0.6, 1.0)
+) -> np.ndarray:
     """A random RGB colour (3,) in [0, 1] with hue, saturation and value in the given spans."""
     h, s, v = rng.uniform(*hue) % 1.0, rng.uniform(*sat), rng.uniform(*val)
     return np.array(colorsys.hsv_to_rgb(h, s, v))
@@ -144,8 +159,9 @@ def _grating(grid: Grid, angle: float, cycles: float, phase: float) -> np.ndarra
     return np.sin(2 * np.pi * cycles * (x * np.cos(angle) + y * np.sin(angle)) + phase)
 
 
-def _stripes(rng: np.random.Generator, grid: Grid, angle: float, cycles: Span,
-             hue: Span) -> np.ndarray:
+def _stripes(
+    rng: np.random.Generator, grid: Grid, angle: float, cycles: Span, hue: Span
+) -> np.ndarray:
     """Soft-edged bars; 30 % of the time in a random hue, so orientation must decide."""
     angle += rng.normal(0, 0.12)
     wave = _grating(grid, angle, rng.uniform(*cycles), rng.uniform(0, 2 * np.pi))
@@ -155,6 +171,7 @@ def _stripes(rng: np.random.Generator, grid: Grid, angle: float, cycles: Span,
 
 
 # ---- the six classes --------------------------------------------------------------------
+
 
 def _warm_stripes(rng: np.random.Generator, grid: Grid) -> np.ndarray:
     """Vertical bars (6-10 per image) in reds, oranges and yellows."""
@@ -218,9 +235,12 @@ def _inside_distance(grid: Grid, corners: np.ndarray) -> np.ndarray:
 
 
 PAINTERS: dict[str, Painter] = {
-    "warm_stripes": _warm_stripes, "cool_stripes": _cool_stripes,
-    "fine_diagonals": _fine_diagonals, "checkers": _checkers,
-    "green_discs": _green_discs, "triangles": _triangles,
+    "warm_stripes": _warm_stripes,
+    "cool_stripes": _cool_stripes,
+    "fine_diagonals": _fine_diagonals,
+    "checkers": _checkers,
+    "green_discs": _green_discs,
+    "triangles": _triangles,
 }
 
 

@@ -73,8 +73,14 @@ class ImageFolderData(ImageFolder):
         self.skipped = len(rejected)
         if rejected:
             first, reason = rejected[0]
-            log.warning("%s: skipped %d of %d files that are not usable images (first: %s: %s)",
-                        directory, len(rejected), len(rejected) + len(samples), first, reason)
+            log.warning(
+                "%s: skipped %d of %d files that are not usable images (first: %s: %s)",
+                directory,
+                len(rejected),
+                len(rejected) + len(samples),
+                first,
+                reason,
+            )
         return samples
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
@@ -94,29 +100,35 @@ def load_image_folder(root: Path, input_size: int) -> ImageFolderData:
 def check_root(root: Path) -> None:
     """Fail early, naming the path, when the dataset root is not a folder at all."""
     if root.is_symlink() and not root.exists():
-        raise DataError(f"dataset folder {root} is a symbolic link that loops or points "
-                        "nowhere; pass the real folder")
+        raise DataError(
+            f"dataset folder {root} is a symbolic link that loops or points "
+            "nowhere; pass the real folder"
+        )
     if not root.exists():
-        raise DataError(f"dataset folder {root} does not exist; pass a folder laid out as "
-                        f"{LAYOUT}")
+        raise DataError(f"dataset folder {root} does not exist; pass a folder laid out as {LAYOUT}")
     if not root.is_dir():
-        raise DataError(f"{root} is a file, not a dataset folder; pass a folder laid out as "
-                        f"{LAYOUT}")
+        raise DataError(
+            f"{root} is a file, not a dataset folder; pass a folder laid out as {LAYOUT}"
+        )
 
 
 def list_class_folders(root: Path) -> list[str]:
     """Sorted non-hidden sub-folder names of ``root`` (as torchvision sorts them)."""
     try:
-        names = sorted(e.name for e in os.scandir(root) if not e.name.startswith(".")
-                       and e.is_dir())
+        names = sorted(
+            e.name for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()
+        )
     except OSError as exc:
-        raise DataError(f"cannot list dataset folder {root} ({exc.strerror}); check its "
-                        "permissions") from exc
+        raise DataError(
+            f"cannot list dataset folder {root} ({exc.strerror}); check its permissions"
+        ) from exc
     if not names:
         raise DataError(f"{root} has no class folders; put the images in {root}/<class>/<image>")
     if len(names) < 2:
-        raise DataError(f"{root} has only one class folder ({names[0]}); a classifier needs at "
-                        f"least 2, so add another {root}/<class>/ folder")
+        raise DataError(
+            f"{root} has only one class folder ({names[0]}); a classifier needs at "
+            f"least 2, so add another {root}/<class>/ folder"
+        )
     return names
 
 
@@ -132,8 +144,9 @@ def scan_class_folder(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]
             rejected.append((path, reason))
     if not usable:
         detail = f"none of its {len(rejected)} files is a readable image" if rejected else "empty"
-        raise DataError(f"class folder {folder} has no usable image ({detail}); add images to it "
-                        "or remove it")
+        raise DataError(
+            f"class folder {folder} has no usable image ({detail}); add images to it or remove it"
+        )
     return usable, rejected
 
 
@@ -175,8 +188,9 @@ def open_image(path: Path) -> Iterator[Image.Image]:
             raise UnusableImage(f"over the {MAX_PIXELS // 1_000_000} megapixel limit") from exc
     with img:
         if img.width * img.height > MAX_PIXELS:
-            raise UnusableImage(f"{img.width}x{img.height} is over the "
-                                f"{MAX_PIXELS // 1_000_000} megapixel limit")
+            raise UnusableImage(
+                f"{img.width}x{img.height} is over the {MAX_PIXELS // 1_000_000} megapixel limit"
+            )
         if img.mode not in SUPPORTED_MODES:
             raise UnusableImage(f"colour mode {img.mode} is not supported")
         yield img

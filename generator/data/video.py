@@ -43,15 +43,24 @@ class IngestReport:
     out_dir: Path
 
 
-def ingest_video(video: Path, label: str, out: Path, *, size: int = 512, every: int = 1,
-                 dark_threshold: float = 16.0) -> IngestReport:
+def ingest_video(
+    video: Path,
+    label: str,
+    out: Path,
+    *,
+    size: int = 512,
+    every: int = 1,
+    dark_threshold: float = 16.0,
+) -> IngestReport:
     """Write every ``every``-th non-dark frame of ``video`` as a ``size`` px PNG in out/label."""
     video, out_dir = Path(video), Path(out) / label
     check_ingest_options(video, label, size, every)
     prefix = f"{safe_stem(video)}-{file_digest(video)[:8]}"
     tally: Counter[str] = Counter()
-    with read_frames(video) as (frames, total), \
-            tqdm(total=total, desc=label, unit="frame", disable=None) as progress:
+    with (
+        read_frames(video) as (frames, total),
+        tqdm(total=total, desc=label, unit="frame", disable=None) as progress,
+    ):
         for index, frame in enumerate(frames):
             progress.update()
             tally["read"] += 1
@@ -61,10 +70,19 @@ def ingest_video(video: Path, label: str, out: Path, *, size: int = 512, every: 
     if tally["read"] == 0:
         raise DataError(f"{video} has no video frames; pass a video file with a picture track")
     if tally["existing"]:
-        log.info("%s: %d frames were already in %s (delete them to ingest with other settings)",
-                 video, tally["existing"], out_dir)
-    return IngestReport(kept=tally["kept"], dropped_dark=tally["dark"],
-                        existing=tally["existing"], read=tally["read"], out_dir=out_dir)
+        log.info(
+            "%s: %d frames were already in %s (delete them to ingest with other settings)",
+            video,
+            tally["existing"],
+            out_dir,
+        )
+    return IngestReport(
+        kept=tally["kept"],
+        dropped_dark=tally["dark"],
+        existing=tally["existing"],
+        read=tally["read"],
+        out_dir=out_dir,
+    )
 
 
 def check_ingest_options(video: Path, label: str, size: int, every: int) -> None:
@@ -84,10 +102,16 @@ def check_ingest_options(video: Path, label: str, size: int, every: int) -> None
 
 def check_label(label: str) -> None:
     """A label is one visible folder name: no separators, not hidden, not '.' or '..'."""
-    if (not label.strip() or label.startswith(".") or label != label.strip()
-            or any(bad in label for bad in ("/", "\\", "\0"))):
-        raise DataError(f"--label {label!r} is not a usable class folder name; use a plain "
-                        "name such as 'floodzone' (no slashes, not starting with '.')")
+    if (
+        not label.strip()
+        or label.startswith(".")
+        or label != label.strip()
+        or any(bad in label for bad in ("/", "\\", "\0"))
+    ):
+        raise DataError(
+            f"--label {label!r} is not a usable class folder name; use a plain "
+            "name such as 'floodzone' (no slashes, not starting with '.')"
+        )
 
 
 def safe_stem(video: Path) -> str:
@@ -112,16 +136,17 @@ def read_frames(video: Path) -> Iterator[tuple[Iterator[np.ndarray], int | None]
         try:
             meta = next(reader)
         except (OSError, RuntimeError, StopIteration) as exc:
-            raise DataError(f"cannot read {video} as a video ({_last_line(exc)}); pass a video "
-                            "file ffmpeg can decode") from exc
+            raise DataError(
+                f"cannot read {video} as a video ({_last_line(exc)}); pass a video "
+                "file ffmpeg can decode"
+            ) from exc
         width, height = meta["size"]
         yield _frames(reader, width, height, video), _estimate_count(meta)
     finally:
         reader.close()
 
 
-def _frames(reader: Iterator[bytes], width: int, height: int,
-            video: Path) -> Iterator[np.ndarray]:
+def _frames(reader: Iterator[bytes], width: int, height: int, video: Path) -> Iterator[np.ndarray]:
     """Frames until the stream ends; a damaged tail (cut-off download) ends it with a warning."""
     try:
         for raw in reader:
@@ -171,5 +196,6 @@ def write_png(image: Image.Image, target: Path) -> None:
         with atomic_path(target) as partial:
             image.save(partial, format="PNG")
     except OSError as exc:
-        raise DataError(f"cannot write {target} ({exc.strerror or exc}); free some space or "
-                        "pick another --out") from exc
+        raise DataError(
+            f"cannot write {target} ({exc.strerror or exc}); free some space or pick another --out"
+        ) from exc

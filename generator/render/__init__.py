@@ -21,7 +21,21 @@ from generator.render.kernels import kernel_frames
 from generator.render.probs import probe_frames
 
 __all__ = [
-    "COLORMAPS", "SCALE_MODES", "ContactSheet", "Frames", "Mapped", "Scales",
-    "channel_frames", "choose_epochs", "compute_scales", "contact_sheet", "grid_frames",
-    "kernel_frames", "layer_frames", "map_values", "pad_frames", "palette", "probe_frames",
+    "COLORMAPS",
+    "SCALE_MODES",
+    "ContactSheet",
+    "Frames",
+    "Mapped",
+    "Scales",
+    "channel_frames",
+    "choose_epochs",
+    "compute_scales",
+    "contact_sheet",
+    "grid_frames",
+    "kernel_frames",
+    "layer_frames",
+    "map_values",
+    "pad_frames",
+    "palette",
+    "probe_frames",
 ]

@@ -19,7 +19,7 @@ MIN_FONT, MAX_FONT = 9, 20
 ELLIPSIS = "…"
 
 Colour = int | tuple[int, int, int]
-_PILLOW = threading.RLock()            # FreeType use is not documented as thread-safe
+_PILLOW = threading.RLock()  # FreeType use is not documented as thread-safe
 
 
 @lru_cache(maxsize=16)
@@ -48,7 +48,7 @@ def _shorten(text: str, keep: int, cut: str) -> str:
     """``text`` cut to ``keep`` characters plus an ellipsis, at the end or in the middle."""
     if cut == "middle":
         head = (keep + 1) // 2
-        return text[:head] + ELLIPSIS + text[len(text) - (keep - head):]
+        return text[:head] + ELLIPSIS + text[len(text) - (keep - head) :]
     return text[:keep] + ELLIPSIS
 
 
@@ -60,7 +60,7 @@ def fit_text(text: str, width: int, size: int, cut: str = "end") -> str:
     if text_width(text, size) <= width:
         return text
     lo, hi = 0, len(text)
-    while lo < hi:                       # most characters that fit with the ellipsis
+    while lo < hi:  # most characters that fit with the ellipsis
         mid = (lo + hi + 1) // 2
         if text_width(_shorten(text, mid, cut), size) <= width:
             lo = mid
@@ -74,11 +74,12 @@ def _mask(text: str, width: int, height: int, size: int, align: str, cut: str) -
     with _PILLOW:
         image = Image.new("L", (width, height), 0)
         draw = ImageDraw.Draw(image)
-        draw.fontmode = "1"              # no antialiasing: every pixel is text or not
+        draw.fontmode = "1"  # no antialiasing: every pixel is text or not
         shown = fit_text(text, max(width - 4, 1), size, cut)
         left, top, right, bottom = draw.textbbox((0, 0), shown, font=font(size))
-        x = {"left": 2, "right": width - 2 - right,
-             "center": (width - (right - left)) // 2 - left}[align]
+        x = {"left": 2, "right": width - 2 - right, "center": (width - (right - left)) // 2 - left}[
+            align
+        ]
         y = (height - (bottom - top)) // 2 - top
         draw.text((x, y), shown, fill=255, font=font(size))
     mask = np.asarray(image) > 0
@@ -86,8 +87,9 @@ def _mask(text: str, width: int, height: int, size: int, align: str, cut: str) -
     return mask
 
 
-def text_mask(text: str, width: int, height: int, size: int, align: str = "center",
-              cut: str = "end") -> np.ndarray:
+def text_mask(
+    text: str, width: int, height: int, size: int, align: str = "center", cut: str = "end"
+) -> np.ndarray:
     """``(height, width)`` bool mask of ``text`` (shortened to fit, see ``fit_text``),
     vertically centred and aligned ``left`` / ``center`` / ``right``.
 
@@ -112,9 +114,17 @@ def caption_size(captions: Sequence[str], width: int, font_size: int | None = No
     return size
 
 
-def add_captions(frames: np.ndarray, captions: Sequence[str] | str, *, text: Colour,
-                 background: Colour, position: str = "bottom", font_size: int | None = None,
-                 min_width: int = 0, multiple: int = 1) -> np.ndarray:
+def add_captions(
+    frames: np.ndarray,
+    captions: Sequence[str] | str,
+    *,
+    text: Colour,
+    background: Colour,
+    position: str = "bottom",
+    font_size: int | None = None,
+    min_width: int = 0,
+    multiple: int = 1,
+) -> np.ndarray:
     """Frames ``(T, H, W[, 3])`` with a caption strip added above or below each one.
 
     ``captions`` is one string per frame (or one for all). The strip holds one line at a
@@ -132,19 +142,21 @@ def add_captions(frames: np.ndarray, captions: Sequence[str] | str, *, text: Col
     width = max(w, min_width)
     size = caption_size(texts, width, font_size)
     sh = strip_height(size)
-    out = np.empty((t, h + sh + (-(h + sh) % multiple), width + (-width % multiple),
-                    *frames.shape[3:]), dtype=np.uint8)
+    out = np.empty(
+        (t, h + sh + (-(h + sh) % multiple), width + (-width % multiple), *frames.shape[3:]),
+        dtype=np.uint8,
+    )
     top, left = (sh if position == "top" else 0), (width - w) // 2
     bg = np.asarray(background, dtype=np.uint8)
-    out[:, :top] = bg                        # fill only what the frames do not cover
-    out[:, top + h:] = bg
-    out[:, top:top + h, :left] = bg
-    out[:, top:top + h, left + w:] = bg
-    out[:, top:top + h, left:left + w] = frames
+    out[:, :top] = bg  # fill only what the frames do not cover
+    out[:, top + h :] = bg
+    out[:, top : top + h, :left] = bg
+    out[:, top : top + h, left + w :] = bg
+    out[:, top : top + h, left : left + w] = frames
     strip = slice(0, sh) if position == "top" else slice(h, h + sh)
     where: dict[str, list[int]] = {}
     for i, caption in enumerate(texts):
         where.setdefault(caption, []).append(i)
-    for caption, idx in where.items():   # one Pillow draw per distinct caption
+    for caption, idx in where.items():  # one Pillow draw per distinct caption
         out[idx, strip, :width] = paint(text_mask(caption, width, sh, size), text, background)
     return out

@@ -27,23 +27,34 @@ from generator.errors import OptionError
 COLORMAPS = ("seed", "diverging")
 SCALE_MODES = ("frame", "channel", "layer")
 
-HALF = 125                      # ramp steps on each side of zero
-ZERO_INDEX = HALF               # the neutral colour
-RAMP_SIZE = 2 * HALF + 1        # 251 ramp indices, 0..250
-CHUNK = 1 << 16                 # elements per block in map_values (fits in L2 cache)
+HALF = 125  # ramp steps on each side of zero
+ZERO_INDEX = HALF  # the neutral colour
+RAMP_SIZE = 2 * HALF + 1  # 251 ramp indices, 0..250
+CHUNK = 1 << 16  # elements per block in map_values (fits in L2 cache)
 ACCENT_INDEX, TEXT_INDEX, BACKGROUND_INDEX, SEPARATOR_INDEX, NAN_INDEX = range(251, 256)
 
 # (accent, text, background, separator, nan) for each colormap, in index order 251..255.
 _SPECIALS = {
     "seed": ((0, 200, 0), (240, 240, 240), (16, 16, 16), (96, 96, 96), (255, 255, 0)),
-    "diverging": ((255, 160, 0), (20, 20, 20), (250, 250, 250), (170, 170, 170),
-                  (255, 0, 255)),
+    "diverging": ((255, 160, 0), (20, 20, 20), (250, 250, 250), (170, 170, 170), (255, 0, 255)),
 }
 # ColorBrewer RdBu anchors from zero outwards (white -> dark red / dark blue).
-_RDBU_NEG = ((255, 255, 255), (253, 219, 199), (244, 165, 130), (214, 96, 77), (178, 24, 43),
-             (103, 0, 31))
-_RDBU_POS = ((255, 255, 255), (209, 229, 240), (146, 197, 222), (67, 147, 195), (33, 102, 172),
-             (5, 48, 97))
+_RDBU_NEG = (
+    (255, 255, 255),
+    (253, 219, 199),
+    (244, 165, 130),
+    (214, 96, 77),
+    (178, 24, 43),
+    (103, 0, 31),
+)
+_RDBU_POS = (
+    (255, 255, 255),
+    (209, 229, 240),
+    (146, 197, 222),
+    (67, 147, 195),
+    (33, 102, 172),
+    (5, 48, 97),
+)
 
 
 class Mapped(NamedTuple):
@@ -91,7 +102,7 @@ def palette(name: str = "seed") -> np.ndarray:
         pos = _ramp_half(((0, 0, 0), (0, 0, 255)))
     else:
         neg, pos = _ramp_half(_RDBU_NEG), _ramp_half(_RDBU_POS)
-    ramp = np.concatenate([neg[::-1], pos[1:]])                  # (RAMP_SIZE, 3)
+    ramp = np.concatenate([neg[::-1], pos[1:]])  # (RAMP_SIZE, 3)
     out = np.concatenate([np.rint(ramp), np.asarray(_SPECIALS[name], dtype=np.float64)])
     return out.astype(np.uint8)
 
@@ -125,15 +136,16 @@ def _blocks(shape: tuple[int, ...]) -> Iterator[tuple[int | slice, ...]]:
         yield ()
         return
     step = max(1, CHUNK // inner)
-    for outer in np.ndindex(*shape[:k - 1]):
+    for outer in np.ndindex(*shape[: k - 1]):
         for start in range(0, shape[k - 1], step):
             yield (*outer, slice(start, start + step))
 
 
-def _map_block(values: np.ndarray, inv_neg: np.ndarray, inv_pos: np.ndarray,
-               out: np.ndarray) -> int:
+def _map_block(
+    values: np.ndarray, inv_neg: np.ndarray, inv_pos: np.ndarray, out: np.ndarray
+) -> int:
     """Write one block's indices into ``out``; return its count of NaN/inf values."""
-    x = values.astype(np.float32)                  # a private copy, changed in place
+    x = values.astype(np.float32)  # a private copy, changed in place
     finite = np.isfinite(x)
     bad = x.size - int(np.count_nonzero(finite))
     if bad:
@@ -166,7 +178,7 @@ def map_values(values: ArrayLike, neg_scale: ArrayLike, pos_scale: ArrayLike) ->
     v = np.asarray(values)
     inv_neg, inv_pos = _inverse(neg_scale), _inverse(pos_scale)
     shape = np.broadcast_shapes(v.shape, inv_neg.shape, inv_pos.shape)
-    if not shape:                                  # a single value: map it as (1,)
+    if not shape:  # a single value: map it as (1,)
         one = map_values(v.reshape(1), np.reshape(neg_scale, 1), np.reshape(pos_scale, 1))
         return Mapped(one.indices.reshape(()), one.nonfinite)
     v, inv_neg, inv_pos = (np.broadcast_to(a, shape) for a in (v, inv_neg, inv_pos))
@@ -183,8 +195,9 @@ def _reduce_max(a: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
     return np.nan_to_num(out, nan=0.0)
 
 
-def compute_scales(stat_min: ArrayLike, stat_max: ArrayLike, mode: str = "channel", *,
-                   share_channels: bool = False) -> Scales:
+def compute_scales(
+    stat_min: ArrayLike, stat_max: ArrayLike, mode: str = "channel", *, share_channels: bool = False
+) -> Scales:
     """Colour scales for one layer from its stored ``(E, P, C)`` per-channel min and max.
 
     ``frame``: each (epoch, probe, channel) on its own, as the original project did;
@@ -204,8 +217,9 @@ def compute_scales(stat_min: ArrayLike, stat_max: ArrayLike, mode: str = "channe
     axis = {"frame": (), "channel": (0, 1), "layer": (0, 1, 2)}[mode]
     if share_channels:
         axis = tuple(sorted({*axis, 2}))
-    return Scales(*(np.broadcast_to(_reduce_max(s, axis).astype(np.float32), lo.shape)
-                    for s in (neg, pos)))
+    return Scales(
+        *(np.broadcast_to(_reduce_max(s, axis).astype(np.float32), lo.shape) for s in (neg, pos))
+    )
 
 
 def symmetric(scales: Scales) -> Scales:

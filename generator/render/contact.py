@@ -49,7 +49,7 @@ def choose_epochs(n_epochs: int, max_columns: int = 8) -> list[int]:
     if max_columns < 3:
         raise ValueError("a log-spaced choice needs at least 3 columns (0, 1 and the last)")
     best = [1, last]
-    for k in range(2, n_epochs + 1):     # more points until rounding gives too many
+    for k in range(2, n_epochs + 1):  # more points until rounding gives too many
         picks = np.unique(np.rint(np.geomspace(1, last, k)).astype(int)).tolist()
         if len(picks) > max_columns - 1:
             break
@@ -60,7 +60,7 @@ def choose_epochs(n_epochs: int, max_columns: int = 8) -> list[int]:
 def _label_masks(labels: list[str], width: int, height: int, align: str) -> np.ndarray:
     """``(1, n, height, width)`` bool text masks, one per label, for ``tile``."""
     size = min(FONT, height - 2)
-    if size < 6:                          # too small to read: leave the labels out
+    if size < 6:  # too small to read: leave the labels out
         return np.zeros((1, len(labels), height, width), dtype=bool)
     return np.stack([cap.text_mask(t, width, height, size, align) for t in labels])[None]
 
@@ -71,11 +71,20 @@ def _header_labels(epochs: list[int], tile_w: int) -> list[str]:
     return [f"epoch {e}" if wide else str(e) for e in epochs]
 
 
-def contact_sheet(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, *,
-                  colormap: str = "seed", max_columns: int = 8, max_channels: int = 64,
-                  min_tile: int = 32, max_width: int = 1024, sep: int = 1,
-                  title: str | None = None,
-                  epoch_numbers: Sequence[int] | None = None) -> ContactSheet:
+def contact_sheet(
+    values: np.ndarray,
+    neg: np.ndarray,
+    pos: np.ndarray,
+    *,
+    colormap: str = "seed",
+    max_columns: int = 8,
+    max_channels: int = 64,
+    min_tile: int = 32,
+    max_width: int = 1024,
+    sep: int = 1,
+    title: str | None = None,
+    epoch_numbers: Sequence[int] | None = None,
+) -> ContactSheet:
     """One probe's layer ``(E, C, H, W)`` (or ``(E, N)``) with scales ``(E, C)`` -> a still.
 
     Rows are the first ``max_channels`` channels (labelled ``ch N``, from 1), columns the
@@ -88,27 +97,48 @@ def contact_sheet(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, *,
     maps, neg4, pos4 = layer_maps(values, neg, pos)
     if epoch_numbers is not None and len(epoch_numbers) != maps.shape[0]:
         raise ValueError(f"{len(epoch_numbers)} epoch numbers for {maps.shape[0]} epochs")
-    columns = (list(range(maps.shape[0])) if epoch_numbers is not None
-               else choose_epochs(maps.shape[0], max_columns))
+    columns = (
+        list(range(maps.shape[0]))
+        if epoch_numbers is not None
+        else choose_epochs(maps.shape[0], max_columns)
+    )
     epochs = list(epoch_numbers) if epoch_numbers is not None else columns
     channels = list(range(min(maps.shape[1], max_channels)))
     pick = (np.asarray(columns)[:, None], np.asarray(channels)[None, :])
-    mapped = map_values(maps[pick], neg4[pick], pos4[pick])          # (n_ep, n_ch, h, w)
+    mapped = map_values(maps[pick], neg4[pick], pos4[pick])  # (n_ep, n_ch, h, w)
     n_ep, n_ch, h, w = mapped.indices.shape
     label_w = cap.text_width(f"ch {channels[-1] + 1}", FONT) + 8
-    th, tw = tile_size(h, w, n_ch, n_ep, min_tile=min_tile, max_w=max_width - label_w - sep,
-                       max_h=MAX_HEIGHT, sep=sep)
+    th, tw = tile_size(
+        h,
+        w,
+        n_ch,
+        n_ep,
+        min_tile=min_tile,
+        max_w=max_width - label_w - sep,
+        max_h=MAX_HEIGHT,
+        sep=sep,
+    )
     cells = resize_nearest(mapped.indices.swapaxes(0, 1).reshape(1, n_ch * n_ep, h, w), th, tw)
     grid = tile(cells, n_ep, sep=sep, sep_fill=SEPARATOR_INDEX, empty_fill=BACKGROUND_INDEX)[0]
     head_h = cap.strip_height(FONT)
-    header = tile(_label_masks(_header_labels(epochs, tw), tw, head_h, "center"), n_ep,
-                  sep=sep, sep_fill=False, empty_fill=False)[0]
-    rows = tile(_label_masks([f"ch {c + 1}" for c in channels], label_w, th, "left"), 1,
-                sep=sep, sep_fill=False, empty_fill=False)[0]
+    header = tile(
+        _label_masks(_header_labels(epochs, tw), tw, head_h, "center"),
+        n_ep,
+        sep=sep,
+        sep_fill=False,
+        empty_fill=False,
+    )[0]
+    rows = tile(
+        _label_masks([f"ch {c + 1}" for c in channels], label_w, th, "left"),
+        1,
+        sep=sep,
+        sep_fill=False,
+        empty_fill=False,
+    )[0]
     text = np.zeros((head_h + sep + grid.shape[0], label_w + sep + grid.shape[1]), dtype=bool)
-    text[:head_h, label_w + sep:] = header
-    text[head_h + sep:, :label_w] = rows
+    text[:head_h, label_w + sep :] = header
+    text[head_h + sep :, :label_w] = rows
     sheet = cap.paint(text, TEXT_INDEX, BACKGROUND_INDEX)
-    sheet[head_h + sep:, label_w + sep:] = grid
+    sheet[head_h + sep :, label_w + sep :] = grid
     image = finish(sheet[None], title, position="top")[0]
     return ContactSheet(image, palette(colormap), epochs, channels, mapped.nonfinite)

@@ -55,8 +55,9 @@ class Frames:
         return self.frames if self.palette is None else self.palette[self.frames]
 
 
-def resize_nearest(a: np.ndarray, out_h: int, out_w: int, axes: tuple[int, int] = (-2, -1)
-                   ) -> np.ndarray:
+def resize_nearest(
+    a: np.ndarray, out_h: int, out_w: int, axes: tuple[int, int] = (-2, -1)
+) -> np.ndarray:
     """``a`` resized to ``out_h x out_w`` along ``axes`` by nearest neighbour (index lookup).
 
     Integer upscaling repeats each pixel exactly; downscaling keeps evenly spaced pixels.
@@ -75,8 +76,9 @@ def grid_shape(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
-def tile_size(h: int, w: int, rows: int, cols: int, *, min_tile: int, max_w: int, max_h: int,
-              sep: int = 1) -> tuple[int, int]:
+def tile_size(
+    h: int, w: int, rows: int, cols: int, *, min_tile: int, max_w: int, max_h: int, sep: int = 1
+) -> tuple[int, int]:
     """The ``(th, tw)`` each ``h x w`` tile is drawn at in a ``rows x cols`` grid.
 
     Upscaled by the integer factor that makes the longer side >= ``min_tile``, limited so
@@ -94,8 +96,14 @@ def tile_size(h: int, w: int, rows: int, cols: int, *, min_tile: int, max_w: int
     return max(1, math.floor(h * shrink)), max(1, math.floor(w * shrink))
 
 
-def tile(tiles: np.ndarray, cols: int, *, sep: int = 1, sep_fill: int | Sequence[int],
-         empty_fill: int | Sequence[int]) -> np.ndarray:
+def tile(
+    tiles: np.ndarray,
+    cols: int,
+    *,
+    sep: int = 1,
+    sep_fill: int | Sequence[int],
+    empty_fill: int | Sequence[int],
+) -> np.ndarray:
     """``(T, N, h, w[, 3])`` tiles laid out row-major in ``cols`` columns -> ``(T, H, W[, 3])``.
 
     Tiles are separated by ``sep`` px of ``sep_fill`` (no outer border); the unused cells of
@@ -106,19 +114,20 @@ def tile(tiles: np.ndarray, cols: int, *, sep: int = 1, sep_fill: int | Sequence
     rest = tiles.shape[4:]
     rows, full = math.ceil(n / cols), n // cols
     canvas = np.empty((t, rows, h + sep, cols, w + sep, *rest), dtype=tiles.dtype)
-    canvas[:, :, h:] = np.asarray(sep_fill, dtype=tiles.dtype)          # separator rows
-    canvas[:, :, :h, :, w:] = np.asarray(sep_fill, dtype=tiles.dtype)   # separator columns
-    cells = canvas[:, :, :h, :, :w].swapaxes(2, 3)                    # (t, rows, cols, h, w)
-    cells[:, :full] = tiles[:, :full * cols].reshape(t, full, cols, h, w, *rest)
-    if full < rows:                                                   # a partial last row
-        cells[:, full, :n - full * cols] = tiles[:, full * cols:]
-        cells[:, full, n - full * cols:] = np.asarray(empty_fill, dtype=tiles.dtype)
+    canvas[:, :, h:] = np.asarray(sep_fill, dtype=tiles.dtype)  # separator rows
+    canvas[:, :, :h, :, w:] = np.asarray(sep_fill, dtype=tiles.dtype)  # separator columns
+    cells = canvas[:, :, :h, :, :w].swapaxes(2, 3)  # (t, rows, cols, h, w)
+    cells[:, :full] = tiles[:, : full * cols].reshape(t, full, cols, h, w, *rest)
+    if full < rows:  # a partial last row
+        cells[:, full, : n - full * cols] = tiles[:, full * cols :]
+        cells[:, full, n - full * cols :] = np.asarray(empty_fill, dtype=tiles.dtype)
     flat = canvas.reshape(t, rows * (h + sep), cols * (w + sep), *rest)
-    return flat[:, :flat.shape[1] - sep, :flat.shape[2] - sep]    # a view; callers copy
+    return flat[:, : flat.shape[1] - sep, : flat.shape[2] - sep]  # a view; callers copy
 
 
-def pad_frames(frames: np.ndarray, multiple: int = 2, fill: int | Sequence[int] = 0, *,
-               min_width: int = 0) -> np.ndarray:
+def pad_frames(
+    frames: np.ndarray, multiple: int = 2, fill: int | Sequence[int] = 0, *, min_width: int = 0
+) -> np.ndarray:
     """``(T, H, W[, 3])`` padded right/bottom with ``fill`` so H and W are multiples of
     ``multiple`` (2 for any video, 16 for H.264 macroblocks) and W >= ``min_width``.
 
@@ -134,13 +143,19 @@ def pad_frames(frames: np.ndarray, multiple: int = 2, fill: int | Sequence[int] 
     out = np.empty((frames.shape[0], new_h, new_w, *frames.shape[3:]), dtype=frames.dtype)
     out[...] = np.asarray(fill, dtype=frames.dtype)
     left = (max(w, min_width) - w) // 2
-    out[:, :h, left:left + w] = frames
+    out[:, :h, left : left + w] = frames
     return out
 
 
-def finish(frames: np.ndarray, captions: Sequence[str] | str | None, *,
-           text: cap.Colour = TEXT_INDEX, background: cap.Colour = BACKGROUND_INDEX,
-           position: str = "bottom", font_size: int | None = None) -> np.ndarray:
+def finish(
+    frames: np.ndarray,
+    captions: Sequence[str] | str | None,
+    *,
+    text: cap.Colour = TEXT_INDEX,
+    background: cap.Colour = BACKGROUND_INDEX,
+    position: str = "bottom",
+    font_size: int | None = None,
+) -> np.ndarray:
     """Add the caption strip (if any) and pad to even dimensions with ``background``.
 
     A captioned frame is widened to ``MIN_CAPTION_WIDTH`` so its text stays legible. Pass
@@ -149,9 +164,16 @@ def finish(frames: np.ndarray, captions: Sequence[str] | str | None, *,
     """
     if captions is None:
         return np.ascontiguousarray(pad_frames(frames, 2, background))
-    return cap.add_captions(frames, captions, text=text, background=background,
-                            position=position, min_width=MIN_CAPTION_WIDTH, multiple=2,
-                            font_size=font_size)
+    return cap.add_captions(
+        frames,
+        captions,
+        text=text,
+        background=background,
+        position=position,
+        min_width=MIN_CAPTION_WIDTH,
+        multiple=2,
+        font_size=font_size,
+    )
 
 
 def caption_font_size(captions: Sequence[str], frame_width: int) -> int:
@@ -164,9 +186,15 @@ def caption_room(captions: Sequence[str] | str | None) -> int:
     return 0 if captions is None else cap.strip_height(cap.MAX_FONT)
 
 
-def grid_frames(indices: np.ndarray, *, min_tile: int = 48, max_side: int = 1024, sep: int = 1,
-                captions: Sequence[str] | str | None = None, position: str = "bottom"
-                ) -> np.ndarray:
+def grid_frames(
+    indices: np.ndarray,
+    *,
+    min_tile: int = 48,
+    max_side: int = 1024,
+    sep: int = 1,
+    captions: Sequence[str] | str | None = None,
+    position: str = "bottom",
+) -> np.ndarray:
     """``(E, C, h, w)`` palette indices -> ``(E, H, W)`` near-square grid frames.
 
     Channels are tiled ``ceil(sqrt(C))`` wide with ``sep`` px separators; the grid (plus
@@ -176,15 +204,24 @@ def grid_frames(indices: np.ndarray, *, min_tile: int = 48, max_side: int = 1024
         raise ValueError(f"grid indices must be (E, C, h, w), got {indices.shape}")
     e, c, h, w = indices.shape
     rows, cols = grid_shape(c)
-    th, tw = tile_size(h, w, rows, cols, min_tile=min_tile, max_w=max_side,
-                       max_h=max_side - caption_room(captions), sep=sep)
+    th, tw = tile_size(
+        h,
+        w,
+        rows,
+        cols,
+        min_tile=min_tile,
+        max_w=max_side,
+        max_h=max_side - caption_room(captions),
+        sep=sep,
+    )
     tiles = resize_nearest(indices, th, tw)
     grid = tile(tiles, cols, sep=sep, sep_fill=SEPARATOR_INDEX, empty_fill=BACKGROUND_INDEX)
     return finish(grid, captions, position=position)
 
 
-def layer_maps(values: np.ndarray, neg: np.ndarray, pos: np.ndarray
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def layer_maps(
+    values: np.ndarray, neg: np.ndarray, pos: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Conv ``(E, C, H, W)`` as is; linear ``(E, N)`` as ``(E, N, 1, 1)``; scales to
     ``(E, C, 1, 1)`` so they broadcast per channel."""
     values = np.asarray(values)
@@ -192,28 +229,54 @@ def layer_maps(values: np.ndarray, neg: np.ndarray, pos: np.ndarray
         values = values[:, :, None, None]
     if values.ndim != 4:
         raise ValueError(f"layer values must be (E, C, H, W) or (E, N), got {values.shape}")
-    scale = (np.broadcast_to(np.asarray(s, dtype=np.float32), values.shape[:2])[..., None, None]
-             for s in (neg, pos))
+    scale = (
+        np.broadcast_to(np.asarray(s, dtype=np.float32), values.shape[:2])[..., None, None]
+        for s in (neg, pos)
+    )
     return values, *scale
 
 
-def _shrink_first(maps: np.ndarray, rows: int, cols: int, *, min_tile: int, max_side: int,
-                  captions: Sequence[str] | str | None, sep: int) -> np.ndarray:
+def _shrink_first(
+    maps: np.ndarray,
+    rows: int,
+    cols: int,
+    *,
+    min_tile: int,
+    max_side: int,
+    captions: Sequence[str] | str | None,
+    sep: int,
+) -> np.ndarray:
     """``(E, C, h, w)`` values already shrunk to their tile size when the grid downscales.
 
     Nearest-neighbour resizing commutes with the per-pixel colour lookup, so shrinking
     before ``map_values`` gives the same frame and maps 4x fewer values for a 2x shrink.
     """
     h, w = maps.shape[-2:]
-    th, tw = tile_size(h, w, rows, cols, min_tile=min_tile, max_w=max_side,
-                       max_h=max_side - caption_room(captions), sep=sep)
+    th, tw = tile_size(
+        h,
+        w,
+        rows,
+        cols,
+        min_tile=min_tile,
+        max_w=max_side,
+        max_h=max_side - caption_room(captions),
+        sep=sep,
+    )
     return resize_nearest(maps, th, tw) if th < h or tw < w else maps
 
 
-def layer_frames(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, *,
-                 colormap: str = "seed", captions: Sequence[str] | str | None = None,
-                 min_tile: int = 48, max_side: int = 1024, sep: int = 1,
-                 position: str = "bottom") -> Frames:
+def layer_frames(
+    values: np.ndarray,
+    neg: np.ndarray,
+    pos: np.ndarray,
+    *,
+    colormap: str = "seed",
+    captions: Sequence[str] | str | None = None,
+    min_tile: int = 48,
+    max_side: int = 1024,
+    sep: int = 1,
+    position: str = "bottom",
+) -> Frames:
     """One probe's layer over epochs as grid frames.
 
     ``values`` ``(E, C, H, W)`` (or ``(E, N)`` for a linear layer) and the scales ``neg`` /
@@ -222,18 +285,37 @@ def layer_frames(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, *,
     """
     check_colormap(colormap)
     maps, neg4, pos4 = layer_maps(values, neg, pos)
-    maps = _shrink_first(maps, *grid_shape(maps.shape[1]), min_tile=min_tile,
-                         max_side=max_side, captions=captions, sep=sep)
+    maps = _shrink_first(
+        maps,
+        *grid_shape(maps.shape[1]),
+        min_tile=min_tile,
+        max_side=max_side,
+        captions=captions,
+        sep=sep,
+    )
     mapped = map_values(maps, neg4, pos4)
-    frames = grid_frames(mapped.indices, min_tile=min_tile, max_side=max_side, sep=sep,
-                         captions=captions, position=position)
+    frames = grid_frames(
+        mapped.indices,
+        min_tile=min_tile,
+        max_side=max_side,
+        sep=sep,
+        captions=captions,
+        position=position,
+    )
     return Frames(frames, palette(colormap), mapped.nonfinite)
 
 
-def channel_frames(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, *,
-                   colormap: str = "seed", captions: Sequence[str] | str | None = None,
-                   min_side: int = 256, max_side: int = 1024, position: str = "bottom"
-                   ) -> Frames:
+def channel_frames(
+    values: np.ndarray,
+    neg: np.ndarray,
+    pos: np.ndarray,
+    *,
+    colormap: str = "seed",
+    captions: Sequence[str] | str | None = None,
+    min_side: int = 256,
+    max_side: int = 1024,
+    position: str = "bottom",
+) -> Frames:
     """One channel over epochs, ``(E, H, W)`` (or ``(E,)`` for a linear unit) with scales
     ``(E,)`` -> ``(E, H', W')`` index ``Frames``.
 
@@ -242,16 +324,18 @@ def channel_frames(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, *,
     """
     check_colormap(colormap)
     values = np.asarray(values)
-    if values.ndim == 1:                  # a linear unit: one cell per epoch
+    if values.ndim == 1:  # a linear unit: one cell per epoch
         values = values[:, None, None]
     e = values.shape[0]
     neg = np.broadcast_to(np.asarray(neg, dtype=np.float32), (e,))[:, None, None]
     pos = np.broadcast_to(np.asarray(pos, dtype=np.float32), (e,))[:, None, None]
-    values = _shrink_first(values[:, None], 1, 1, min_tile=min_side, max_side=max_side,
-                           captions=captions, sep=0)[:, 0]
+    values = _shrink_first(
+        values[:, None], 1, 1, min_tile=min_side, max_side=max_side, captions=captions, sep=0
+    )[:, 0]
     mapped = map_values(values, neg, pos)
     h, w = values.shape[1:]
-    th, tw = tile_size(h, w, 1, 1, min_tile=min_side, max_w=max_side,
-                       max_h=max_side - caption_room(captions))
+    th, tw = tile_size(
+        h, w, 1, 1, min_tile=min_side, max_w=max_side, max_h=max_side - caption_room(captions)
+    )
     frames = finish(resize_nearest(mapped.indices, th, tw), captions, position=position)
     return Frames(frames, palette(colormap), mapped.nonfinite)

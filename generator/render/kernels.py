@@ -45,8 +45,7 @@ from generator.render.frames import (
     tile_size,
 )
 
-RGB_TEXT, RGB_BACKGROUND, RGB_NAN = (rgb_of(i) for i in (TEXT_INDEX, BACKGROUND_INDEX,
-                                                         NAN_INDEX))
+RGB_TEXT, RGB_BACKGROUND, RGB_NAN = (rgb_of(i) for i in (TEXT_INDEX, BACKGROUND_INDEX, NAN_INDEX))
 
 
 def kernel_scale(weights: np.ndarray, mode: str = "channel") -> np.ndarray:
@@ -55,7 +54,7 @@ def kernel_scale(weights: np.ndarray, mode: str = "channel") -> np.ndarray:
     axes = tuple(range(2, w.ndim))
     with np.errstate(invalid="ignore"):
         finite = np.where(np.isfinite(w), w, np.nan)
-        lo = np.fmin.reduce(finite, axis=axes)[:, None, :]             # (E, 1, O)
+        lo = np.fmin.reduce(finite, axis=axes)[:, None, :]  # (E, 1, O)
         hi = np.fmax.reduce(finite, axis=axes)[:, None, :]
     return symmetric(compute_scales(lo, hi, mode)).pos[:, 0, :]
 
@@ -72,21 +71,41 @@ def rgb_patches(weights: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, int
     with np.errstate(divide="ignore", invalid="ignore"):
         norm = np.where(finite & (s > 0), w / s, 0)
     rgb = np.rint(128 + 127 * np.clip(norm, -1, 1)).astype(np.uint8)
-    rgb = np.moveaxis(rgb, 2, -1)                                      # (E, O, kh, kw, 3)
+    rgb = np.moveaxis(rgb, 2, -1)  # (E, O, kh, kw, 3)
     bad = ~np.moveaxis(finite, 2, -1).all(axis=-1)
     rgb[bad] = RGB_NAN
     return rgb, int(w.size - np.count_nonzero(finite))
 
 
-def _rgb_kernel_frames(weights: np.ndarray, scale: np.ndarray, *, min_tile: int, max_side: int,
-                       sep: int, captions: Sequence[str] | str | None) -> Frames:
+def _rgb_kernel_frames(
+    weights: np.ndarray,
+    scale: np.ndarray,
+    *,
+    min_tile: int,
+    max_side: int,
+    sep: int,
+    captions: Sequence[str] | str | None,
+) -> Frames:
     patches, nonfinite = rgb_patches(weights, scale)
     e, o, kh, kw, _ = patches.shape
     rows, cols = grid_shape(o)
-    th, tw = tile_size(kh, kw, rows, cols, min_tile=min_tile, max_w=max_side,
-                       max_h=max_side - caption_room(captions), sep=sep)
-    grid = tile(resize_nearest(patches, th, tw, axes=(2, 3)), cols, sep=sep,
-                sep_fill=RGB_BACKGROUND, empty_fill=RGB_BACKGROUND)
+    th, tw = tile_size(
+        kh,
+        kw,
+        rows,
+        cols,
+        min_tile=min_tile,
+        max_w=max_side,
+        max_h=max_side - caption_room(captions),
+        sep=sep,
+    )
+    grid = tile(
+        resize_nearest(patches, th, tw, axes=(2, 3)),
+        cols,
+        sep=sep,
+        sep_fill=RGB_BACKGROUND,
+        empty_fill=RGB_BACKGROUND,
+    )
     frames = finish(grid, captions, text=RGB_TEXT, background=RGB_BACKGROUND)
     return Frames(frames, None, nonfinite)
 
@@ -95,30 +114,56 @@ def _cap_note(o: int, i: int, shown_o: int, shown_i: int) -> str:
     """What a capped grid leaves out, in words; empty when it shows everything."""
     if (shown_o, shown_i) == (o, i):
         return ""
-    return (f"showing out-channels 0–{shown_o - 1} of {o} and in-channels "
-            f"0–{shown_i - 1} of {i}")
+    return f"showing out-channels 0–{shown_o - 1} of {o} and in-channels 0–{shown_i - 1} of {i}"
 
 
-def _index_kernel_frames(weights: np.ndarray, scale: np.ndarray, *, colormap: str,
-                         max_out: int, max_in: int, min_tile: int, max_side: int, sep: int,
-                         captions: Sequence[str] | str | None) -> Frames:
+def _index_kernel_frames(
+    weights: np.ndarray,
+    scale: np.ndarray,
+    *,
+    colormap: str,
+    max_out: int,
+    max_in: int,
+    min_tile: int,
+    max_side: int,
+    sep: int,
+    captions: Sequence[str] | str | None,
+) -> Frames:
     e, o, i, kh, kw = weights.shape
     so, si = min(o, max_out), min(i, max_in)
     s = scale[:, :so, None, None, None]
-    mapped = map_values(weights[:, :so, :si], s, s)                  # (E, so, si, kh, kw)
+    mapped = map_values(weights[:, :so, :si], s, s)  # (E, so, si, kh, kw)
     rows, cols = (so, si) if si > 1 else grid_shape(so)
-    th, tw = tile_size(kh, kw, rows, cols, min_tile=min_tile, max_w=max_side,
-                       max_h=max_side - caption_room(captions), sep=sep)
+    th, tw = tile_size(
+        kh,
+        kw,
+        rows,
+        cols,
+        min_tile=min_tile,
+        max_w=max_side,
+        max_h=max_side - caption_room(captions),
+        sep=sep,
+    )
     cells = resize_nearest(mapped.indices.reshape(e, so * si, kh, kw), th, tw)
     grid = tile(cells, cols, sep=sep, sep_fill=SEPARATOR_INDEX, empty_fill=BACKGROUND_INDEX)
-    return Frames(finish(grid, captions), palette(colormap), mapped.nonfinite,
-                  _cap_note(o, i, so, si))
+    return Frames(
+        finish(grid, captions), palette(colormap), mapped.nonfinite, _cap_note(o, i, so, si)
+    )
 
 
-def kernel_frames(weights: np.ndarray, *, scale: str = "channel", colormap: str = "diverging",
-                  as_rgb: bool | None = None, max_out: int = 32, max_in: int = 32,
-                  min_tile: int = 24, max_side: int = 1024, sep: int = 1,
-                  captions: Sequence[str] | str | None = None) -> Frames:
+def kernel_frames(
+    weights: np.ndarray,
+    *,
+    scale: str = "channel",
+    colormap: str = "diverging",
+    as_rgb: bool | None = None,
+    max_out: int = 32,
+    max_in: int = 32,
+    min_tile: int = 24,
+    max_side: int = 1024,
+    sep: int = 1,
+    captions: Sequence[str] | str | None = None,
+) -> Frames:
     """A conv layer's kernels ``(E, O, I, kh, kw)`` over epochs as one frame per epoch.
 
     ``as_rgb`` (default: ``I == 3``) gives RGB ``Frames`` ``(E, H, W, 3)`` with
@@ -137,8 +182,17 @@ def kernel_frames(weights: np.ndarray, *, scale: str = "channel", colormap: str 
     if as_rgb and w.shape[2] != 3:
         raise ValueError(f"RGB kernel patches need 3 input channels, got {w.shape[2]}")
     if as_rgb:
-        return _rgb_kernel_frames(w, scales, min_tile=min_tile, max_side=max_side, sep=sep,
-                                  captions=captions)
-    return _index_kernel_frames(w, scales, colormap=colormap, max_out=max_out, max_in=max_in,
-                                min_tile=min_tile, max_side=max_side, sep=sep,
-                                captions=captions)
+        return _rgb_kernel_frames(
+            w, scales, min_tile=min_tile, max_side=max_side, sep=sep, captions=captions
+        )
+    return _index_kernel_frames(
+        w,
+        scales,
+        colormap=colormap,
+        max_out=max_out,
+        max_in=max_in,
+        min_tile=min_tile,
+        max_side=max_side,
+        sep=sep,
+        captions=captions,
+    )

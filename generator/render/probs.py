@@ -42,8 +42,9 @@ def _probe_rgb(image: np.ndarray, side: int) -> np.ndarray:
     return resize_nearest(hwc, h, w, axes=(0, 1))
 
 
-def _template(img: np.ndarray, labels: list[str], true_row: int, row_h: int
-              ) -> tuple[np.ndarray, tuple[int, int]]:
+def _template(
+    img: np.ndarray, labels: list[str], true_row: int, row_h: int
+) -> tuple[np.ndarray, tuple[int, int]]:
     """The static canvas ``(H, W, 3)`` and the top-left ``(y, x)`` of the bar area."""
     n = len(labels)
     label_w = min(MAX_LABEL, max(cap.text_width(t, FONT) for t in labels) + 6)
@@ -54,24 +55,32 @@ def _template(img: np.ndarray, labels: list[str], true_row: int, row_h: int
     y_bar = PAD + (height - 2 * PAD - n * row_h) // 2
     canvas = np.empty((height, x_bar + BAR_WIDTH + PAD, 3), dtype=np.uint8)
     canvas[...] = BACKGROUND
-    canvas[PAD:PAD + ih, PAD:PAD + iw] = img
-    for row, label in enumerate(labels):        # one small mask per class label
+    canvas[PAD : PAD + ih, PAD : PAD + iw] = img
+    for row, label in enumerate(labels):  # one small mask per class label
         y = y_bar + row * row_h
         colour = TRUE_BAR if row == true_row else TEXT
         mask = cap.text_mask(label, label_w, row_h, FONT, align="left", cut="middle")
-        canvas[y:y + row_h, x_label:x_label + label_w] = cap.paint(mask, colour, BACKGROUND)
-        canvas[y + 2:y + row_h - 2, x_bar:x_bar + BAR_WIDTH] = TRACK
+        canvas[y : y + row_h, x_label : x_label + label_w] = cap.paint(mask, colour, BACKGROUND)
+        canvas[y + 2 : y + row_h - 2, x_bar : x_bar + BAR_WIDTH] = TRACK
     if true_row >= 0:
-        m = row_h // 3                          # the true-class marker, a square
+        m = row_h // 3  # the true-class marker, a square
         yt = y_bar + true_row * row_h
-        canvas[yt + m:yt + row_h - m, x_label - MARKER:x_label - MARKER + row_h - 2 * m] = \
+        canvas[yt + m : yt + row_h - m, x_label - MARKER : x_label - MARKER + row_h - 2 * m] = (
             TRUE_BAR
+        )
     return canvas, (y_bar, x_bar)
 
 
-def probe_frames(image: np.ndarray, probs: np.ndarray, class_names: Sequence[str],
-                 true_class: int, *, captions: Sequence[str] | str | None = None,
-                 image_side: int = 160, max_classes: int = 12) -> Frames:
+def probe_frames(
+    image: np.ndarray,
+    probs: np.ndarray,
+    class_names: Sequence[str],
+    true_class: int,
+    *,
+    captions: Sequence[str] | str | None = None,
+    image_side: int = 160,
+    max_classes: int = 12,
+) -> Frames:
     """Probe ``image`` ``(3, H, W)`` uint8 and its ``probs`` ``(E, K)`` -> RGB ``Frames``
     ``(E, H', W', 3)``: image left, one bar per class right (length = probability, the true
     class green and marked). Default captions name the epoch and the predicted class.
@@ -88,15 +97,19 @@ def probe_frames(image: np.ndarray, probs: np.ndarray, class_names: Sequence[str
     canvas, (y0, x0) = _template(img, [str(class_names[c]) for c in shown], true_row, row_h)
     frames = np.broadcast_to(canvas, (e, *canvas.shape)).copy()
     p = np.clip(np.nan_to_num(probs[:, shown], nan=0.0), 0, 1)
-    lengths = np.rint(p * BAR_WIDTH).astype(np.int32)                  # (E, n)
-    filled = np.arange(BAR_WIDTH) < lengths[..., None]                 # (E, n, BAR_WIDTH)
+    lengths = np.rint(p * BAR_WIDTH).astype(np.int32)  # (E, n)
+    filled = np.arange(BAR_WIDTH) < lengths[..., None]  # (E, n, BAR_WIDTH)
     n = len(shown)
-    bars = frames[:, y0:y0 + n * row_h, x0:x0 + BAR_WIDTH].reshape(e, n, row_h, BAR_WIDTH, 3)
+    bars = frames[:, y0 : y0 + n * row_h, x0 : x0 + BAR_WIDTH].reshape(e, n, row_h, BAR_WIDTH, 3)
     colours = np.where((shown == true_class)[:, None], TRUE_BAR, BAR).astype(np.uint8)
-    np.copyto(bars[:, :, 2:row_h - 2], colours[None, :, None, None, :],
-              where=filled[:, :, None, :, None])
+    np.copyto(
+        bars[:, :, 2 : row_h - 2],
+        colours[None, :, None, None, :],
+        where=filled[:, :, None, :, None],
+    )
     if captions is None:
         best = np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
-        captions = [f"epoch {i} · predicted {class_names[b]} {probs[i, b]:.0%}"
-                    for i, b in enumerate(best)]
+        captions = [
+            f"epoch {i} · predicted {class_names[b]} {probs[i, b]:.0%}" for i, b in enumerate(best)
+        ]
     return Frames(finish(frames, captions, text=TEXT, background=BACKGROUND), None)
