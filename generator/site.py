@@ -18,13 +18,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from generator.atomic import atomic_path
+from generator.resources import templates_path
 from generator.errors import NetlapseError
 from generator.gallery import NotFoundPage, Page, build_site_context
 from generator.reader import RunReader
 
 log = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = templates_path()
 STATIC = "static"
 CSS = "netlapse.css"
 
