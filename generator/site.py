@@ -18,10 +18,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup
 
 from generator.atomic import atomic_path
-from generator.resources import templates_path
 from generator.errors import NetlapseError
 from generator.gallery import NotFoundPage, Page, build_site_context
 from generator.reader import RunReader
+from generator.resources import templates_path
 
 log = logging.getLogger(__name__)
 
