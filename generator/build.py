@@ -30,8 +30,10 @@ from generator.artefacts import RENDER_VERSION, Artefact, Job, Made, RenderOptio
 from generator.config import BuildConfig
 from generator.errors import OptionError
 from generator.info import directory_size, human_size
+from generator.manifest import MANIFEST_VERSION as TYPED_MANIFEST_VERSION
+from generator.manifest import Manifest
 from generator.reader import RunReader, open_run
-from generator.site import write_bytes_atomic, write_site
+from generator.site import render_site, write_bytes_atomic, write_rendered
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +86,9 @@ def build(config: BuildConfig) -> BuildResult:
     records = {aid: (made[aid] if aid in made else old[aid]) for aid in wanted}
     records.update(_carried_over(old, plans, config, site))
     manifest = _manifest(plans, records, config)
-    pages = write_site(site, manifest, [plan.run for plan in plans])
-    manifest["files"] = sorted(
-        {*manifest["files"], *(page.relative_to(site).as_posix() for page in pages)}
-    )
+    typed = Manifest.from_json({**manifest, "version": TYPED_MANIFEST_VERSION})
+    pages = write_rendered(site, render_site(typed, {plan.slug: plan.run for plan in plans}))
+    manifest["files"] = sorted({*manifest["files"], *pages})
     removed = _remove_stale(site, previous.get("files", []), manifest["files"])
     write_bytes_atomic(site, MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     total = directory_size(site)

@@ -17,6 +17,7 @@ Every file is written under a temporary name in its folder and moved into place 
 
 from __future__ import annotations
 
+import io
 import logging
 import subprocess
 import tempfile
@@ -262,6 +263,17 @@ def write_png(path: Path | str, image: np.ndarray, palette: np.ndarray | None = 
     with _atomic(path) as tmp:
         still.save(tmp, format="PNG")
     return Path(path)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """One ``(H, W, 4)`` uint8 RGBA image as PNG bytes, for files the site renders in
+    memory before writing anything (e.g. the confusion matrix of many classes)."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.ndim != 3 or image.shape[2] != 4:
+        raise ValueError(f"expected an (H, W, 4) RGBA image, got shape {image.shape}")
+    buffer = io.BytesIO()
+    Image.fromarray(image, mode="RGBA").save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 def write_poster(

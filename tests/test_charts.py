@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 from markupsafe import Markup
 
-from generator import charts
-from generator.charts import Band, Series, confusion_heatmap, line_chart
+from generator.site import heatmap
+from generator.site import svg as base
+from generator.site.heatmap import confusion_heatmap
+from generator.site.linechart import Band, Series, line_chart
 
 SVG = "{http://www.w3.org/2000/svg}"
 EVIL = "<img src=x onerror=alert(1)>"
@@ -25,7 +27,7 @@ def points(polyline: ET.Element) -> np.ndarray:
 
 def test_line_chart_is_accessible_svg_markup() -> None:
     svg = line_chart(
-        [Series("loss", np.array([3.0, 2.0, 1.0]), charts.TRAIN)],
+        [Series("loss", np.array([3.0, 2.0, 1.0]), base.TRAIN)],
         title="Loss per epoch",
         y_label="loss",
     )
@@ -96,7 +98,7 @@ def test_markers_carry_value_tooltips() -> None:
             title="t",
             y_label="y",
             markers=True,
-            y_format=charts.percent,
+            y_format=base.percent,
         )
     )
     tips = [t.text for c in root.iter(f"{SVG}circle") for t in c.iter(f"{SVG}title")]
@@ -105,7 +107,7 @@ def test_markers_carry_value_tooltips() -> None:
 
 def test_legend_lists_every_series_when_several() -> None:
     series = [
-        Series(f"block{i}", np.arange(3.0) + i, c) for i, c in enumerate(charts.depth_colors(5), 1)
+        Series(f"block{i}", np.arange(3.0) + i, c) for i, c in enumerate(base.depth_colors(5), 1)
     ]
     root = parse(line_chart(series, title="t", y_label="y"))
     legend = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "legend")
@@ -144,7 +146,7 @@ def test_epoch_marker_and_its_scale_for_the_page_script() -> None:
 
 
 def test_nice_ticks_are_round_and_cover_the_range() -> None:
-    ticks = charts.nice_ticks(0.013, 0.87)
+    ticks = base.nice_ticks(0.013, 0.87)
     assert ticks[0] <= 0.013 and ticks[-1] >= 0.87
     assert np.allclose(np.diff(ticks), ticks[1] - ticks[0])
     assert 3 <= len(ticks) <= 8
@@ -160,7 +162,7 @@ def test_confusion_heatmap_shades_rows_and_escapes_names() -> None:
         for r in root.iter(f"{SVG}rect")
         if r.get("data-cell") is not None
     )
-    floor = charts.HEAT_FLOOR
+    floor = base.HEAT_FLOOR
     assert [o for _, o in cells] == pytest.approx(
         [floor + (1 - floor) * 0.75, floor + (1 - floor) * 0.25, floor, floor], abs=1e-3
     )
@@ -174,11 +176,11 @@ def test_confusion_heatmap_shades_rows_and_escapes_names() -> None:
 
 
 def test_row_shares_of_an_empty_row_are_zero() -> None:
-    shares = charts.row_shares(np.array([[[2, 2], [0, 0]]]))
+    shares = heatmap.row_shares(np.array([[[2, 2], [0, 0]]]))
     assert shares.tolist() == [[[0.5, 0.5], [0.0, 0.0]]]
 
 
 def test_depth_colors_run_from_first_to_last_stop() -> None:
-    colors = charts.depth_colors(4)
-    assert colors[0] == charts.DEPTH_STOPS[0] and colors[-1] == charts.DEPTH_STOPS[-1]
+    colors = base.depth_colors(4)
+    assert colors[0] == base.DEPTH_STOPS[0] and colors[-1] == base.DEPTH_STOPS[-1]
     assert len(set(colors)) == 4

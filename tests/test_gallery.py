@@ -7,7 +7,6 @@ encoding anything, so these tests stay fast; tests/test_site.py renders a real b
 from __future__ import annotations
 
 import warnings
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,60 +16,54 @@ import pytest
 from generator.build import plan_run
 from generator.config import BuildConfig
 from generator.errors import StoreError
-from generator.gallery import (
-    ChannelPage,
-    HomePage,
-    LayerPage,
-    NotFoundPage,
-    RunPage,
-    build_site_context,
-    dead_share,
-    kernel_change,
-    root_of,
-    safe_name,
-    url,
-)
+from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.reader import RunReader, open_run
+from generator.site.analysis import dead_share, kernel_change
+from generator.site.gather import build_site_context
+from generator.site.pages import ChannelPage, HomePage, LayerPage, NotFoundPage, RunPage
+from generator.site.paths import root_of, safe_name, url
 from tests.conftest import TINY_LAYERS, make_store
 
 
-def fake_manifest(runs: list[RunReader], site: Path, **options: Any) -> dict[str, Any]:
+def fake_manifest(runs: list[RunReader], site: Path, **options: Any) -> Manifest:
     """The manifest a build of ``runs`` would write, with plausible made-file records."""
     config = BuildConfig(stores=tuple(r.path for r in runs), out=site, jobs=1, **options)
     entries, records = [], {}
     for run in runs:
         plan = plan_run(run, config)
         for a in plan.artefacts:
-            records[a.id] = {
-                **asdict(a),
-                "frames": 1 if a.kind == "contact" else run.epochs,
-                "width": 64,
-                "height": 48,
-                "note": "",
-                "nonfinite": 0,
-                "epochs": [],
-            }
+            records[a.id] = ArtefactRecord(
+                id=a.id,
+                kind=ArtefactKind(a.kind),
+                layer=a.layer,
+                probe=a.probe,
+                channel=a.channel,
+                files=dict(a.files),
+                fingerprint=a.fingerprint,
+                title=a.title,
+                frames=1 if a.kind == "contact" else run.epochs,
+                width=64,
+                height=48,
+            )
         entries.append(
-            {
-                "slug": plan.slug,
-                "name": run.name,
-                "store": str(run.path.resolve()),
-                "epochs": run.epochs,
-                "artefacts": [a.id for a in plan.artefacts],
-            }
+            RunEntry(
+                slug=plan.slug,
+                name=run.name,
+                epochs=run.epochs,
+                artefacts=tuple(a.id for a in plan.artefacts),
+            )
         )
-    return {
-        "version": 1,
-        "tool_version": "9.9.9",
-        "runs": entries,
-        "artefacts": records,
-        "options": {
-            "fps": config.fps,
-            "colormap": config.colormap,
-            "out": str(site),
-            "formats": list(config.formats),
-        },
-    }
+    return Manifest(
+        tool_version="9.9.9",
+        options={"fps": config.fps, "colormap": config.colormap, "formats": list(config.formats)},
+        runs=tuple(entries),
+        artefacts=records,
+    )
+
+
+def readers(runs: list[RunReader], manifest: Manifest) -> dict[str, RunReader]:
+    """The readers keyed by slug, as ``build`` passes them (same order as the runs)."""
+    return {entry.slug: run for entry, run in zip(manifest.runs, runs, strict=True)}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +76,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> RunReader:
 @pytest.fixture(scope="module")
 def context(tiny_run: RunReader, tmp_path_factory: pytest.TempPathFactory):
     site = tmp_path_factory.mktemp("site")
-    return build_site_context(fake_manifest([tiny_run], site), [tiny_run])
+    manifest = fake_manifest([tiny_run], site)
+    return build_site_context(manifest, readers([tiny_run], manifest))
 
 
 def pages_of(context, kind: type) -> list:
@@ -154,7 +148,7 @@ def test_run_page_content(context, tiny_run: RunReader) -> None:
     assert len(run.probes) == tiny_run.n_probes
     assert run.probes[0].label == "alpha" and run.probes[0].animation is not None
     assert not run.probes[0].animation.eager  # below the fold
-    assert np.array(eval(run.confusion_data)).shape == (3, 3, 3)  # (E, K, K) for the scrubber
+    assert np.array(eval(run.confusion.data)).shape == (3, 3, 3)  # (E, K, K) for the scrubber
     assert run.scrubber is not None and run.scrubber.epochs == tiny_run.epochs
     assert ("seed", "0") in run.footer.items and run.footer.tool_version == "9.9.9"
 
@@ -189,12 +183,12 @@ def test_captions_name_the_probe_class(context) -> None:
 def test_missing_reader_is_a_clear_error(tiny_run: RunReader, tmp_path: Path) -> None:
     manifest = fake_manifest([tiny_run], tmp_path / "site")
     with pytest.raises(StoreError, match="no reader"):
-        build_site_context(manifest, [])
+        build_site_context(manifest, {})
 
 
 def test_channels_without_animation_still_get_pages(tiny_run: RunReader, tmp_path: Path) -> None:
     manifest = fake_manifest([tiny_run], tmp_path / "site", channel_probes=0)
-    context = build_site_context(manifest, [tiny_run])
+    context = build_site_context(manifest, readers([tiny_run], manifest))
     channel_pages = pages_of(context, ChannelPage)
     assert channel_pages and all(p.animations == () for p in channel_pages)
     layer = next(p for p in pages_of(context, LayerPage) if p.layer.name == "block1")

@@ -21,8 +21,15 @@ from jinja2 import UndefinedError
 from generator.build import build
 from generator.config import BuildConfig
 from generator.errors import NetlapseError
+from generator.manifest import MANIFEST_VERSION, Manifest
 from generator.reader import open_run
-from generator.site import inside, make_environment, write_site, write_text_atomic
+from generator.site import (
+    inside,
+    make_environment,
+    render_site,
+    write_bytes_atomic,
+    write_rendered,
+)
 from generator.store import StoreWriter
 from tests.conftest import TINY_LAYERS, make_store, synthetic_record
 
@@ -55,10 +62,17 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     stores = (make_evil_store(base / "evil.zarr"), base / "plain.zarr")
     make_store(stores[1])
     site = base / "site"
-    result = build(BuildConfig(stores=stores, out=site, jobs=1))
-    runs = [open_run(s) for s in stores]
-    written = write_site(site, result.manifest, runs)
-    return {"site": site, "manifest": result.manifest, "written": written, "runs": runs}
+    manifest = typed(build(BuildConfig(stores=stores, out=site, jobs=1)).manifest)
+    runs = {entry.slug: open_run(s) for entry, s in zip(manifest.runs, stores, strict=True)}
+    written = write_rendered(site, render_site(manifest, runs))
+    return {"site": site, "manifest": manifest, "written": written, "runs": runs}
+
+
+def typed(manifest: Manifest | dict[str, Any]) -> Manifest:
+    """The build's manifest as the typed record the site reads."""
+    if isinstance(manifest, Manifest):
+        return manifest
+    return Manifest.from_json({**manifest, "version": MANIFEST_VERSION})
 
 
 def html_pages(site: Path) -> list[Path]:
@@ -112,7 +126,7 @@ def resolve(site: Path, page: Path, link: str) -> Path | None:
 # -- what was written ---------------------------------------------------------------------
 def test_every_page_kind_is_written(built: dict[str, Any]) -> None:
     site = built["site"]
-    slug = built["manifest"]["runs"][0]["slug"]
+    slug = built["manifest"].runs[0].slug
     for relative in (
         "index.html",
         "404.html",
@@ -127,18 +141,21 @@ def test_every_page_kind_is_written(built: dict[str, Any]) -> None:
         assert (site / relative).is_file(), relative
 
 
-def test_write_site_returns_every_file_it_wrote_inside_the_site(built: dict[str, Any]) -> None:
+def test_write_rendered_returns_every_file_it_wrote_inside_the_site(
+    built: dict[str, Any],
+) -> None:
     site = built["site"].resolve()
-    written = {Path(p) for p in built["written"]}
+    written = {(site / p).resolve() for p in built["written"]}
     assert {p.resolve() for p in html_pages(site)} <= written
-    assert all(site in p.parents for p in written)
+    assert all(site in p.parents and p.is_file() for p in written)
+    assert built["written"][-2:] == ["404.html", "index.html"]  # the home page last
     assert not list(site.rglob(".*.tmp"))  # atomic writes leave no temp files
 
 
 def test_rewrite_is_idempotent(built: dict[str, Any]) -> None:
     site = built["site"]
     before = {p: p.read_bytes() for p in html_pages(site)}
-    write_site(site, built["manifest"], built["runs"])
+    write_rendered(site, render_site(built["manifest"], built["runs"]))
     assert {p: p.read_bytes() for p in html_pages(site)} == before
 
 
@@ -176,7 +193,7 @@ def test_static_assets_have_no_external_url() -> None:
 
 # -- escaping -----------------------------------------------------------------------------
 def test_malicious_class_name_is_text_everywhere(built: dict[str, Any]) -> None:
-    evil_slug = built["manifest"]["runs"][0]["slug"]
+    evil_slug = built["manifest"].runs[0].slug
     pages = html_pages(built["site"])
     for page in pages:
         text = page.read_text(encoding="utf-8")
@@ -209,7 +226,7 @@ def videos(page: Path, noscript: bool = False) -> list[dict[str, str | None]]:
 
 
 def test_videos_autoplay_muted_loop_inline_with_poster(built: dict[str, Any]) -> None:
-    slug = built["manifest"]["runs"][1]["slug"]
+    slug = built["manifest"].runs[1].slug
     page = built["site"] / "runs" / slug / "layers" / "block1.html"
     found = videos(page)
     assert len(found) > 2
@@ -228,7 +245,7 @@ def test_videos_autoplay_muted_loop_inline_with_poster(built: dict[str, Any]) ->
 
 
 def test_images_below_the_fold_are_lazy(built: dict[str, Any]) -> None:
-    slug = built["manifest"]["runs"][1]["slug"]
+    slug = built["manifest"].runs[1].slug
     page = built["site"] / "runs" / slug / "layers" / "block1.html"
     imgs = [attrs for tag, attrs in parse(page).tags if tag == "img"]
     thumbs = [a for a in imgs if "channel-" in (a.get("src") or "")]
@@ -236,13 +253,13 @@ def test_images_below_the_fold_are_lazy(built: dict[str, Any]) -> None:
 
 
 def test_run_overview_keeps_probe_videos_lazy(built: dict[str, Any]) -> None:
-    slug = built["manifest"]["runs"][1]["slug"]
+    slug = built["manifest"].runs[1].slug
     found = videos(built["site"] / "runs" / slug / "index.html")
     assert len(found) == 2 and all("data-lazy" in a and "autoplay" not in a for a in found)
 
 
 def test_scrubber_is_hidden_until_javascript(built: dict[str, Any]) -> None:
-    slug = built["manifest"]["runs"][1]["slug"]
+    slug = built["manifest"].runs[1].slug
     for relative in ("layers/block2.html", "channels/block2-c3.html", "index.html"):
         tags = parse(built["site"] / "runs" / slug / relative).tags
         (bar,) = [a for t, a in tags if "data-scrubber" in a]
@@ -253,11 +270,11 @@ def test_scrubber_is_hidden_until_javascript(built: dict[str, Any]) -> None:
 
 
 def test_every_page_has_a_footer_with_version(built: dict[str, Any]) -> None:
-    version = built["manifest"]["tool_version"]
+    version = built["manifest"].tool_version
     for page in html_pages(built["site"]):
         text = page.read_text(encoding="utf-8")
         assert '<footer class="footer">' in text and f"netlapse {version}" in text, page
-    slug = built["manifest"]["runs"][1]["slug"]
+    slug = built["manifest"].runs[1].slug
     run = (built["site"] / "runs" / slug / "index.html").read_text(encoding="utf-8")
     assert "Training settings of plain" in run and "<dt>seed</dt>" in run
 
@@ -299,18 +316,19 @@ def test_gif_only_build_uses_images(tmp_path: Path) -> None:
     store = tmp_path / "gif.zarr"
     make_store(store)
     site = tmp_path / "site"
-    result = build(
-        BuildConfig(
-            stores=(store,),
-            out=site,
-            jobs=1,
-            formats=("gif",),
-            layers=("block1",),
-            channel_probes=0,
-        )
+    manifest = typed(
+        build(
+            BuildConfig(
+                stores=(store,),
+                out=site,
+                jobs=1,
+                formats=("gif",),
+                layers=("block1",),
+                channel_probes=0,
+            )
+        ).manifest
     )
-    write_site(site, result.manifest, [open_run(store)])
-    slug = result.manifest["runs"][0]["slug"]
+    slug = manifest.runs[0].slug
     page = site / "runs" / slug / "layers" / "block1.html"
     tags = parse(page).tags
     assert not [a for t, a in tags if t == "video"]
@@ -323,10 +341,10 @@ def test_gif_only_build_uses_images(tmp_path: Path) -> None:
 
 
 def test_empty_gallery_explains_how_to_make_a_run(tmp_path: Path) -> None:
-    written = write_site(tmp_path / "site", {"runs": [], "artefacts": {}}, [])
+    written = write_rendered(tmp_path / "site", render_site(Manifest(), {}))
     home = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
     assert "No runs were built" in home
-    assert (tmp_path / "site" / "404.html").resolve() in written
+    assert "404.html" in written and (tmp_path / "site" / "404.html").is_file()
 
 
 # -- safety of writes ---------------------------------------------------------------------
@@ -334,11 +352,11 @@ def test_writes_never_leave_the_site(tmp_path: Path) -> None:
     site = tmp_path / "site"
     site.mkdir()
     with pytest.raises(NetlapseError, match="outside the site"):
-        write_text_atomic(site, "../escape.html", "x")
+        write_bytes_atomic(site, "../escape.html", b"x")
     with pytest.raises(NetlapseError):
         inside(site, "/etc/passwd")
     assert not (tmp_path / "escape.html").exists()
-    assert write_text_atomic(site, "a/b.html", "ok").read_text() == "ok"
+    assert write_bytes_atomic(site, "a/b.html", b"ok").read_text() == "ok"
 
 
 # -- the Pages workflow -------------------------------------------------------------------

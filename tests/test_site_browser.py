@@ -26,7 +26,6 @@ from generator.config import BuildConfig
 from generator.data.demo import make_demo_dataset
 from generator.reader import open_run
 from generator.serve import QuietHandler, make_server
-from generator.site import write_site
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -139,7 +138,6 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     site = parent / "repo"
     result = build(BuildConfig(stores=(store,), out=site, jobs=2))
     run = open_run(store)
-    write_site(site, result.manifest, [run])
     server = make_server(parent, port=0, handler=CountingHandler)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True

@@ -1,47 +1,33 @@
-"""Inline SVG charts for the gallery, drawn with numpy and string formatting only.
+"""Line charts over epochs as inline SVG: axes, ticks, bands, legend and an epoch marker.
 
 Every chart answers "how does this change over epochs", so the x axis is always the epoch.
-The gallery is static HTML that must work from ``file://`` with no request outside the
-site, so there is no plotting library or script: each chart is one small ``<svg>`` string
-inlined into its page. Coordinates are computed as numpy arrays; NaN values (the training
-metrics and weight change at epoch 0) break a line instead of being drawn as zero.
-Every piece of text goes through ``markupsafe.escape`` (class names are user input), and
-the result is returned as ``Markup`` so Jinja's autoescape inserts it unchanged.
-Accessibility: ``role="img"``, a ``<title>`` and an ``aria-label`` on every chart.
+Coordinates are computed as numpy arrays; NaN values (the training metrics and weight
+change at epoch 0) break a line instead of being drawn as zero. The result is ``Markup``
+so Jinja's autoescape inserts it unchanged; all text inside is escaped here.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from markupsafe import Markup, escape
 
-# Colours chosen for a dark background: train/val and a categorical palette.
-TRAIN, VAL = "#6cb6ff", "#f0b35a"
-PALETTE = (
-    "#6cb6ff",
-    "#f0b35a",
-    "#7ee787",
-    "#ff7b72",
-    "#d2a8ff",
-    "#56d4dd",
-    "#ffa657",
-    "#f778ba",
-    "#a5d6ff",
-    "#e3b341",
+from generator.site.svg import (
+    CHAR_W,
+    Formatter,
+    format_number,
+    log_ticks,
+    nice_ticks,
+    no_data,
+    open_svg,
+    short,
 )
-DEPTH_STOPS = ("#56d4dd", "#8f8cff", "#ffa657")  # shallow -> deep layers
-HEAT = "#6cb6ff"
-HEAT_FLOOR = 0.06  # fill-opacity of an empty confusion cell; netlapse.js uses the same
-FONT = 11
-CHAR_W = 6.4  # rough width of one character at FONT px, for layout only
+
 MARGIN = {"left": 54, "right": 14, "top": 12, "bottom": 40}
 LEGEND_ROW = 18
-
-Formatter = Callable[[float], str]
 
 
 @dataclass(frozen=True)
@@ -117,14 +103,14 @@ def line_chart(
     legend_h = _legend_height(entries, width) if legend and len(entries) > 1 else 0
     height = plot_h + legend_h
     label = f"{title}: {y_label} by {x_label}"
-    parts = [_open_svg(width, height, title, label)]
+    parts = [open_svg(width, height, title, label)]
     values = [s.values for s in series] + [b.lower for b in bands] + [b.upper for b in bands]
     y_range = _y_range(values, y_min, y_max, log_y)
     if y_range is None:
-        parts.append(_no_data(width, plot_h))
+        parts.append(no_data(width, plot_h))
         return Markup("".join(parts) + "</svg>")
     frame = _frame(width, plot_h, epochs, y_range, log_y)
-    parts[0] = _open_svg(width, height, title, label, extra=_marker_attrs(frame))
+    parts[0] = open_svg(width, height, title, label, extra=_marker_attrs(frame))
     parts += [_y_axis(frame, fmt, y_label), _x_axis(frame, epochs, x_label)]
     parts += [_band(frame, b) for b in bands]
     parts += [_line(frame, s, markers, fmt) for s in series]
@@ -132,79 +118,6 @@ def line_chart(
     if legend_h:
         parts.append(_legend(entries, width, plot_h))
     return Markup("".join(parts) + "</svg>")
-
-
-def confusion_heatmap(
-    matrix: np.ndarray, class_names: Sequence[str], *, title: str, max_side: int = 420
-) -> Markup:
-    """A (K, K) confusion matrix, rows = true class, cells shaded by row share (recall).
-
-    Cells carry ``data-cell`` in row-major order and their counts ``data-count`` so the
-    page script can redraw another epoch from a data attribute without a second SVG.
-    """
-    counts = np.asarray(matrix, dtype=np.int64)
-    k = counts.shape[0]
-    names = [_short(str(n), 14) for n in class_names]
-    label_w = max(len(n) for n in names) * CHAR_W + 14 if names else 20
-    cell = float(np.clip(max_side / max(k, 1), 14, 48))
-    top = label_w * 0.72 + 24
-    left = label_w + 22
-    width, height = left + k * cell + label_w * 0.8 + 8, top + k * cell + 8
-    parts = [
-        _open_svg(
-            width,
-            height,
-            title,
-            f"{title}: rows are the true class, columns the predicted class",
-            extra=f' data-heat-floor="{HEAT_FLOOR}"',
-        )
-    ]
-    parts.append(_confusion_labels(class_names, names, left, top, cell))
-    parts.append(_confusion_cells(counts, left, top, cell))
-    return Markup("".join(parts) + "</svg>")
-
-
-def row_shares(counts: np.ndarray) -> np.ndarray:
-    """(..., K, K) counts -> each row divided by its total (0 for an empty row)."""
-    counts = np.asarray(counts, dtype=float)
-    totals = counts.sum(axis=-1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
-
-
-def depth_colors(n: int) -> list[str]:
-    """``n`` colours from shallow (cyan) to deep (orange), so layer order reads as hue."""
-    stops = np.array([[int(c[i : i + 2], 16) for i in (1, 3, 5)] for c in DEPTH_STOPS], float)
-    positions = np.linspace(0, len(stops) - 1, max(n, 1))
-    low = np.clip(np.floor(positions).astype(int), 0, len(stops) - 2)
-    frac = (positions - low)[:, None]
-    rgb = np.rint(stops[low] * (1 - frac) + stops[low + 1] * frac).astype(int)
-    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in rgb[:n]]
-
-
-def percent(value: float) -> str:
-    """0.25 -> '25%' (axis ticks of shares and accuracies)."""
-    return f"{value * 100:.0f}%"
-
-
-# -- axes and scales -------------------------------------------------------------------------
-def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
-    """Round tick values covering [lo, hi] with about ``count`` steps of 1, 2 or 5 x 10^n."""
-    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
-        return np.array([lo])
-    raw = (hi - lo) / max(count, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    start = math.floor(lo / step + 1e-9) * step
-    stop = math.ceil(hi / step - 1e-9) * step
-    return np.round(np.arange(start, stop + step / 2, step), 12)
-
-
-def log_ticks(lo: float, hi: float) -> np.ndarray:
-    """Ticks for a log axis: every power of ten in range, plus 2x and 5x when few."""
-    first, last = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
-    mults = (1,) if last - first > 3 else (1, 2, 5)
-    ticks = np.array([m * 10.0**p for p in range(first, last + 1) for m in mults])
-    return ticks[(ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))]
 
 
 def _y_range(
@@ -378,7 +291,7 @@ def _band(frame: Frame, band: Band) -> str:
 
 
 def _legend_layout(entries: Sequence[tuple[str, str, str]], width: float) -> tuple[int, float]:
-    longest = max(len(_short(label, 24)) for label, _, _ in entries)
+    longest = max(len(short(label, 24)) for label, _, _ in entries)
     column = longest * CHAR_W + 34
     per_row = max(1, int((width - MARGIN["left"]) // column))
     return per_row, column
@@ -406,92 +319,12 @@ def _legend(entries: Sequence[tuple[str, str, str]], width: float, top: float) -
                 f'<line x1="{x}" x2="{x + 20:.1f}" y1="{y}" y2="{y}" stroke="{color}"'
                 f' stroke-width="2.5"{dash}/>'
             )
-        short = _short(label, 24)
-        full = f"<title>{escape(label)}</title>" if short != label else ""
-        out.append(f'{mark}<text x="{x + 26:.1f}" y="{y + 4:.1f}">{escape(short)}{full}</text>')
+        brief = short(label, 24)
+        full = f"<title>{escape(label)}</title>" if brief != label else ""
+        out.append(f'{mark}<text x="{x + 26:.1f}" y="{y + 4:.1f}">{escape(brief)}{full}</text>')
     return "".join(out) + "</g>"
-
-
-def _confusion_labels(
-    full: Sequence[str], names: Sequence[str], left: float, top: float, cell: float
-) -> str:
-    out = ['<g class="labels">']
-    for i, (name, short) in enumerate(zip(full, names, strict=True)):
-        cy = top + (i + 0.5) * cell + 4
-        cx = left + (i + 0.5) * cell
-        out.append(
-            f'<text x="{left - 6:.1f}" y="{cy:.1f}" text-anchor="end">{escape(short)}'
-            f"<title>{escape(str(name))}</title></text>"
-        )
-        out.append(
-            f'<text x="{cx:.1f}" y="{top - 6:.1f}" transform="rotate(-40 {cx:.1f}'
-            f' {top - 6:.1f})">{escape(short)}<title>{escape(str(name))}</title></text>'
-        )
-    k = len(names)
-    out.append(
-        f'<text class="axis-label" x="10" y="{top + k * cell / 2:.1f}"'
-        f' text-anchor="middle" transform="rotate(-90 10 {top + k * cell / 2:.1f})">'
-        "true class</text>"
-    )
-    out.append(f'<text class="axis-label" x="{left:.1f}" y="12">predicted class →</text>')
-    return "".join(out) + "</g>"
-
-
-def _confusion_cells(counts: np.ndarray, left: float, top: float, cell: float) -> str:
-    k = counts.shape[0]
-    opacity = HEAT_FLOOR + (1 - HEAT_FLOOR) * row_shares(counts)
-    rows, cols = np.divmod(np.arange(k * k), k)
-    xs, ys = left + cols * cell, top + rows * cell
-    show = cell >= 22
-    out = ['<g class="cells">']
-    for idx, (r, c) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
-        n = int(counts[r, c])
-        out.append(
-            f'<rect data-cell="{idx}" x="{xs[idx]:.1f}" y="{ys[idx]:.1f}"'
-            f' width="{cell - 1.5:.1f}" height="{cell - 1.5:.1f}" fill="{HEAT}"'
-            f' fill-opacity="{opacity[r, c]:.3f}"/>'
-        )
-        if show:
-            out.append(
-                f'<text data-count="{idx}" class="count" x="{xs[idx] + cell / 2 - 0.75:.1f}"'
-                f' y="{ys[idx] + cell / 2 + 3.5:.1f}" text-anchor="middle">{n}</text>'
-            )
-    return "".join(out) + "</g>"
-
-
-# -- helpers ---------------------------------------------------------------------------------
-def _open_svg(width: float, height: float, title: str, label: str, extra: str = "") -> str:
-    return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart-svg" role="img"'
-        f' viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" height="{height:.0f}"'
-        f' aria-label="{escape(label)}" font-size="{FONT}" fill="currentColor"{extra}>'
-        f"<title>{escape(title)}</title>"
-    )
-
-
-def _no_data(width: float, height: float) -> str:
-    return (
-        f'<text x="{width / 2:.0f}" y="{height / 2:.0f}" text-anchor="middle"'
-        ' class="no-data">no data yet</text>'
-    )
 
 
 def _epoch_count(series: Sequence[Series], bands: Sequence[Band]) -> int:
     sizes = [np.asarray(s.values).size for s in series] + [np.asarray(b.lower).size for b in bands]
     return max(sizes, default=1)
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def format_number(value: float) -> str:
-    """A short human number: 3 significant digits, scientific when tiny or huge."""
-    if not math.isfinite(value):
-        return "—"
-    if value == 0:
-        return "0"
-    magnitude = abs(value)
-    if magnitude >= 1000 or magnitude < 0.001:
-        return f"{value:.1e}"
-    return f"{value:.3g}"

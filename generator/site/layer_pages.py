@@ -1,0 +1,184 @@
+"""A run's layer pages (grids, statistics, kernels, channel thumbnails, contact sheets)
+and a page per channel of every conv layer (its animations, statistics and kernel)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from generator.manifest import ArtefactKind
+from generator.site import analysis, figures
+from generator.site.context import RunContext, first_eager
+from generator.site.pages import ChannelPage, ChannelThumb, LayerPage, Link, Page
+from generator.site.paths import url
+from generator.site.run_pages import layer_row
+from generator.site.text import shown
+from generator.store import LayerSpec
+
+STATS = ("min", "max", "mean", "abs_mean")
+
+
+def layer_pages(ctx: RunContext) -> list[Page]:
+    """Every layer's page, each followed by its channels' pages when it is a conv layer."""
+    pages: list[Page] = []
+    layers = ctx.run.layers
+    for i, layer in enumerate(layers):
+        previous = layers[i - 1] if i else None
+        following = layers[i + 1] if i + 1 < len(layers) else None
+        pages.append(layer_page(ctx, layer, previous=previous, following=following))
+        if layer.is_conv:
+            pages += channel_pages(ctx, layer)
+    return pages
+
+
+def layer_page(
+    ctx: RunContext, layer: LayerSpec, *, previous: LayerSpec | None, following: LayerSpec | None
+) -> LayerPage:
+    name, path = layer.name, ctx.paths.layer(layer.name)
+    args = ctx.page_args(path, "layer.html", shown(name), Link(url(path, path), shown(name)))
+    probes = range(ctx.n_probes)
+    grids = [
+        ctx.media(ArtefactKind.GRID, layer=name, probe=p, here=path, caption=ctx.probe_caption(p))
+        for p in probes
+    ]
+    contacts = [
+        ctx.media(
+            ArtefactKind.CONTACT,
+            layer=name,
+            probe=p,
+            here=path,
+            caption=f"{ctx.probe_caption(p)} · channels × chosen epochs",
+        )
+        for p in probes
+    ]
+    return LayerPage(
+        **args,
+        layer=layer_row(ctx, name, path),
+        grids=first_eager(grids),
+        contacts=tuple(c for c in contacts if c),
+        kernels=kernels_media(ctx, layer, path),
+        channels=channel_thumbs(ctx, layer, path),
+        charts=layer_charts(ctx, layer),
+        previous=layer_link(ctx, path, previous),
+        next=layer_link(ctx, path, following),
+    )
+
+
+def kernels_media(ctx: RunContext, layer: LayerSpec, here: str):
+    caption = f"{shown(layer.name)} kernels over epochs"
+    return ctx.media(ArtefactKind.KERNELS, layer=layer.name, here=here, caption=caption)
+
+
+def layer_link(ctx: RunContext, here: str, layer: LayerSpec | None) -> Link | None:
+    return Link(url(here, ctx.paths.layer(layer.name)), shown(layer.name)) if layer else None
+
+
+def channel_thumbs(ctx: RunContext, layer: LayerSpec, here: str) -> tuple[ChannelThumb, ...]:
+    """A thumbnail per channel: the poster of its first per-channel animation, if any."""
+    if not layer.is_conv:
+        return ()
+    thumbs = []
+    for c in range(layer.channels):
+        keys = ((ArtefactKind.CHANNEL, layer.name, p, c) for p in range(ctx.n_probes))
+        record = next((ctx.index[k] for k in keys if k in ctx.index), None)
+        poster = record.files.get("poster") if record else None
+        href = url(here, ctx.paths.channel(layer.name, c))
+        thumbs.append(ChannelThumb(c + 1, href, url(here, poster) if poster else None))
+    return tuple(thumbs)
+
+
+def layer_charts(ctx: RunContext, layer: LayerSpec):
+    stats = {s: ctx.run.channel_stats(layer.name, s) for s in ("min", "max", "abs_mean")}
+    return figures.layer_charts(
+        analysis.dead_share(stats["min"], stats["max"]),
+        stats["abs_mean"],
+        unit="channels" if layer.is_conv else "units",
+        markers=ctx.markers,
+    )
+
+
+def channel_pages(ctx: RunContext, layer: LayerSpec) -> list[ChannelPage]:
+    stats = {s: ctx.run.channel_stats(layer.name, s) for s in STATS}
+    change = analysis.kernel_change(ctx.run, layer.name)
+    return [
+        channel_page(ctx, layer, c, stats=stats, change=change[:, c]) for c in range(layer.channels)
+    ]
+
+
+def channel_page(
+    ctx: RunContext,
+    layer: LayerSpec,
+    c: int,
+    *,
+    stats: Mapping[str, np.ndarray],
+    change: np.ndarray,
+) -> ChannelPage:
+    """Channel ``c`` (counted from 0) of a conv layer; ``stats`` are (E, P, C)."""
+    name = layer.name
+    here, layer_path = ctx.paths.channel(name, c), ctx.paths.layer(name)
+    args = ctx.page_args(
+        here,
+        "channel.html",
+        f"{shown(name)} channel {c + 1}",
+        Link(url(here, layer_path), shown(name)),
+        Link(url(here, here), f"channel {c + 1}"),
+    )
+    animations = [
+        ctx.media(
+            ArtefactKind.CHANNEL,
+            layer=name,
+            probe=p,
+            channel=c,
+            here=here,
+            caption=ctx.probe_caption(p),
+        )
+        for p in range(ctx.n_probes)
+    ]
+
+    def neighbour(k: int) -> Link | None:
+        if 0 <= k < layer.channels:
+            return Link(url(here, ctx.paths.channel(name, k)), f"channel {k + 1}")
+        return None
+
+    return ChannelPage(
+        **args,
+        layer=shown(name),
+        number=c + 1,
+        layer_href=url(here, layer_path),
+        animations=first_eager(animations),
+        kernels=kernels_media(ctx, layer, here),
+        kernel_note=kernel_note(layer, c, kernels_shown(ctx, layer)),
+        kernel_chart=figures.kernel_chart(change, c, markers=ctx.markers),
+        stats=tuple(
+            figures.channel_stats_chart(
+                {s: v[:, p, c] for s, v in stats.items()}, ctx.probe_caption(p)
+            )
+            for p in range(ctx.n_probes)
+        ),
+        previous=neighbour(c - 1),
+        next=neighbour(c + 1),
+    )
+
+
+def kernels_shown(ctx: RunContext, layer: LayerSpec) -> int:
+    """Output channels the layer's kernel animation draws (the build records it)."""
+    record = ctx.record(ArtefactKind.KERNELS, layer=layer.name)
+    shown_count = record.kernels_shown if record else None
+    return int(shown_count or layer.kernel_shape[0])
+
+
+def kernel_note(layer: LayerSpec, c: int, shown_count: int) -> str:
+    """Where this channel's kernel is in the layer's kernel animation, honestly."""
+    out, inputs = layer.kernel_shape[0], layer.kernel_shape[1]
+    if c >= shown_count:
+        return (
+            f"The layer's kernel animation draws the first {shown_count} of {out} "
+            f"output channels, so channel {c + 1}'s kernel is not in it; the chart "
+            "below shows how much it changed each epoch."
+        )
+    if inputs == 1 or inputs == 3:
+        where = f"patch {c + 1} (counting left to right, top to bottom)"
+    else:
+        where = f"row {c + 1} (one column per input channel)"
+    return f"This channel's kernel is {where} in the layer's kernel animation."

@@ -1,0 +1,207 @@
+"""The typed context the gallery templates receive: one frozen dataclass per page kind.
+
+All decisions live in Python (which media a page shows, captions, what loads eagerly,
+every link); templates only present. Each page carries its own site path and ``root``,
+the relative prefix back to the site root (``""``, ``"../"``, ...) for the shared static
+files. Every piece of text is already safe to encode (see ``text.shown``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from markupsafe import Markup
+
+
+@dataclass(frozen=True)
+class Link:
+    href: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Media:
+    """One animation or still, its URLs already relative to the page that shows it."""
+
+    id: str
+    kind: str
+    caption: str
+    note: str
+    mp4: str | None
+    gif: str | None
+    poster: str | None
+    png: str | None
+    width: int
+    height: int
+    frames: int
+    eager: bool  # in the first screen: preload it; else preload="none" / loading="lazy"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """An inline SVG chart (already escaped) with a visible caption."""
+
+    title: str
+    svg: Markup
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A figure drawn as a raster file of the site (its URL relative to the page)."""
+
+    src: str
+    alt: str
+    width: int
+    height: int
+    caption: str
+
+
+@dataclass(frozen=True)
+class ConfusedPair:
+    """One off-diagonal cell of the confusion matrix: how often ``true`` was called
+    ``predicted``, and that count's share of the true class's validation images."""
+
+    true: str
+    predicted: str
+    count: int
+    share: str
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """The run page's confusion matrix: an SVG the scrubber recolours per epoch (``data``
+    is the (E, K, K) counts as JSON) for a few classes; for many, a raster image of the
+    last epoch and its most confused pairs, which stay small at any class count."""
+
+    chart: Chart | None
+    data: str | None
+    image: Image | None
+    pairs: tuple[ConfusedPair, ...]
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    value: str
+
+
+@dataclass(frozen=True)
+class Footer:
+    """The settings behind what the page shows, and the tool's version."""
+
+    heading: str
+    items: tuple[tuple[str, str], ...]
+    tool_version: str
+
+
+@dataclass(frozen=True)
+class Scrubber:
+    """Epoch slider settings; videos show epoch k at (k + 0.5) / fps seconds."""
+
+    epochs: int
+    fps: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Page:
+    path: str  # where the page is written, relative to the site root
+    template: str
+    title: str
+    root: str  # relative prefix from this page back to the site root
+    crumbs: tuple[Link, ...]
+    footer: Footer
+    scrubber: Scrubber | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunCard:
+    """A run on the home page. ``href`` is None for a run with no committed epoch yet,
+    which has no pages; ``waiting`` then says so."""
+
+    name: str
+    href: str | None
+    classes: tuple[str, ...]  # the first few, the card stays small at any class count
+    class_count: int
+    epochs_trained: int
+    final_val_accuracy: str
+    thumbnail: Media | None
+    waiting: str = ""
+
+    @property
+    def more_classes(self) -> int:
+        return self.class_count - len(self.classes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class HomePage(Page):
+    runs: tuple[RunCard, ...]
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    kind: str
+    shape: str
+    params: str
+    receptive_field: str
+    href: str
+
+
+@dataclass(frozen=True)
+class ProbeView:
+    number: int  # 1-based, as captions count probes
+    label: str
+    source: str
+    animation: Media | None
+    chart: Chart
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunPage(Page):
+    name: str
+    classes: tuple[str, ...]
+    metrics: tuple[Metric, ...]
+    layers: tuple[LayerRow, ...]
+    curves: tuple[Chart, ...]
+    change: Chart
+    confusion: Confusion
+    probes: tuple[ProbeView, ...]
+
+
+@dataclass(frozen=True)
+class ChannelThumb:
+    number: int
+    href: str | None
+    poster: str | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LayerPage(Page):
+    layer: LayerRow
+    grids: tuple[Media, ...]
+    contacts: tuple[Media, ...]
+    kernels: Media | None
+    channels: tuple[ChannelThumb, ...]
+    charts: tuple[Chart, ...]
+    previous: Link | None
+    next: Link | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChannelPage(Page):
+    layer: str
+    number: int
+    layer_href: str
+    animations: tuple[Media, ...]
+    kernels: Media | None
+    kernel_note: str
+    kernel_chart: Chart
+    stats: tuple[Chart, ...]
+    previous: Link | None
+    next: Link | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class NotFoundPage(Page):
+    pass

@@ -1,0 +1,74 @@
+"""Where each page of the site lies and how one page links to another.
+
+Site layout: ``index.html``; ``runs/<slug>/index.html``; ``runs/<slug>/layers/<layer>.html``;
+``runs/<slug>/channels/<layer>-c<n>.html`` for every channel of every conv layer, with
+``n`` counted from 1 as the captions count channels; ``404.html``. Every link is the
+shortest relative path from the page to its target and no link is absolute, so the site
+works from ``file://``, from ``serve`` and under a GitHub Pages sub-path alike.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote
+
+HOME = "index.html"
+NOT_FOUND = "404.html"
+
+
+def root_of(path: str) -> str:
+    """'runs/a/index.html' -> '../../': the prefix from a page back to the site root."""
+    return "../" * path.count("/")
+
+
+def url(here: str, site_path: str) -> str:
+    """The shortest relative URL from the page at ``here`` to ``site_path`` (both
+    site-relative), percent-encoded: 'runs/a/layers/b.html' -> '../media/...'. A name
+    holding undecodable bytes (lone surrogates) is encoded as those bytes, which is the
+    name the file has on disk."""
+    relative = posixpath.relpath(site_path, posixpath.dirname(here) or ".")
+    return quote_path(relative)
+
+
+def quote_path(path: str) -> str:
+    """Percent-encode a relative path, undecodable bytes included."""
+    return quote(path, safe="/", errors="surrogateescape")
+
+
+def safe_name(name: str) -> str:
+    """A layer name as a file name: anything but letters, digits, ``_.-`` becomes ``-``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-") or "layer"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """The site paths of one run's pages and figures, from its slug and layer names."""
+
+    slug: str
+    files: dict[str, str]  # layer name -> its file-name stem
+
+    @classmethod
+    def of(cls, slug: str, layers: Iterable[str]) -> RunPaths:
+        return cls(slug, {name: safe_name(name) for name in layers})
+
+    @property
+    def base(self) -> str:
+        return f"runs/{self.slug}"
+
+    @property
+    def run(self) -> str:
+        return f"{self.base}/index.html"
+
+    @property
+    def confusion_image(self) -> str:
+        return f"{self.base}/confusion.png"
+
+    def layer(self, name: str) -> str:
+        return f"{self.base}/layers/{self.files[name]}.html"
+
+    def channel(self, name: str, channel: int) -> str:
+        """The page of ``channel`` (counted from 0) of layer ``name``; named from 1."""
+        return f"{self.base}/channels/{self.files[name]}-c{channel + 1}.html"

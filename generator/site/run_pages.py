@@ -1,0 +1,133 @@
+"""A run's card on the home page and its overview page (metrics, curves, confusion,
+probes, the table of layers)."""
+
+from __future__ import annotations
+
+from generator.manifest import ArtefactKind, RunEntry
+from generator.reader import RunReader
+from generator.site import figures
+from generator.site.context import RunContext
+from generator.site.pages import LayerRow, Media, Metric, ProbeView, RunCard, RunPage
+from generator.site.paths import HOME, url
+from generator.site.svg import format_number
+from generator.site.text import format_percent, public_name, shown
+
+CARD_CLASSES = 24  # class names listed on a home card; the rest are counted
+TRAINING_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")
+
+
+def run_card(ctx: RunContext, *, eager: bool) -> RunCard:
+    """The home card. Its thumbnail is probe 1's class-probability animation: its frame
+    size does not grow with the input size, so the home page stays light with many
+    runs; the first grid is the fallback when no probe animation was built."""
+    accuracy = ctx.run.scalar_metric("val_accuracy")
+    return RunCard(
+        name=ctx.name,
+        href=url(HOME, ctx.paths.run),
+        classes=ctx.class_names[:CARD_CLASSES],
+        class_count=len(ctx.class_names),
+        epochs_trained=ctx.run.epochs - 1,
+        final_val_accuracy=format_percent(float(accuracy[-1])),
+        thumbnail=card_thumbnail(ctx, eager=eager),
+    )
+
+
+def card_thumbnail(ctx: RunContext, *, eager: bool) -> Media | None:
+    caption = ctx.probe_caption(0)
+    thumb = ctx.media(ArtefactKind.PROBE, probe=0, here=HOME, caption=caption, eager=eager)
+    if thumb is None and ctx.run.conv_layers:
+        first = ctx.run.conv_layers[0].name
+        thumb = ctx.media(
+            ArtefactKind.GRID,
+            layer=first,
+            probe=0,
+            here=HOME,
+            caption=f"{shown(first)}, {caption}",
+            eager=eager,
+        )
+    return thumb
+
+
+def waiting_card(entry: RunEntry, run: RunReader) -> RunCard:
+    """The card of a run with no committed epoch (just started, or killed in epoch 0):
+    it has no pages yet, and says so instead of breaking the build of every run."""
+    names = tuple(shown(n) for n in run.class_names)
+    return RunCard(
+        name=shown(entry.name),
+        href=None,
+        classes=names[:CARD_CLASSES],
+        class_count=len(names),
+        epochs_trained=0,
+        final_val_accuracy="—",
+        thumbnail=None,
+        waiting="no epochs yet: this run has not committed its first epoch; "
+        "build again once it has",
+    )
+
+
+def run_page(ctx: RunContext) -> tuple[RunPage, dict[str, bytes]]:
+    """The run's overview page and the files its figures need."""
+    run = ctx.run
+    args = ctx.page_args(ctx.paths.run, "run.html", ctx.name)
+    here = args["path"]
+    confusion, files = figures.confusion(
+        run.confusion(), ctx.class_names, image_path=ctx.paths.confusion_image, here=here
+    )
+    page = RunPage(
+        **args,
+        name=ctx.name,
+        classes=ctx.class_names,
+        metrics=run_metrics(ctx),
+        layers=tuple(layer_row(ctx, layer.name, here) for layer in run.layers),
+        curves=figures.curves({m: run.scalar_metric(m) for m in TRAINING_METRICS}),
+        change=figures.change_chart(run.weight_change()),
+        confusion=confusion,
+        probes=tuple(probe_view(ctx, p, here) for p in range(ctx.n_probes)),
+    )
+    return page, files
+
+
+def run_metrics(ctx: RunContext) -> tuple[Metric, ...]:
+    run = ctx.run
+    last = {name: float(run.scalar_metric(name)[-1]) for name in TRAINING_METRICS[1:]}
+    return (
+        Metric("epochs trained", str(run.epochs - 1)),
+        Metric("final validation accuracy", format_percent(last["val_accuracy"])),
+        Metric("final training accuracy", format_percent(last["train_accuracy"])),
+        Metric("final validation loss", format_number(last["val_loss"])),
+        Metric("classes", str(len(ctx.class_names))),
+        Metric("probes", str(ctx.n_probes)),
+    )
+
+
+def layer_row(ctx: RunContext, name: str, here: str) -> LayerRow:
+    layer = ctx.run.layer(name)
+    rf = f"{layer.receptive_field} px" if layer.receptive_field else "—"
+    return LayerRow(
+        shown(layer.name),
+        shown(layer.kind),
+        " × ".join(map(str, layer.shape)),
+        f"{layer.params:,}",
+        rf,
+        url(here, ctx.paths.layer(layer.name)),
+    )
+
+
+def probe_view(ctx: RunContext, probe: int, here: str) -> ProbeView:
+    sources = ctx.run.probe_sources
+    animation = ctx.media(
+        ArtefactKind.PROBE, probe=probe, here=here, caption="class probabilities over epochs"
+    )
+    chart = figures.probe_chart(
+        ctx.probe_probs[:, probe],
+        int(ctx.run.probe_labels[probe]),
+        ctx.class_names,
+        probe + 1,
+    )
+    return ProbeView(
+        probe + 1,
+        ctx.probe_label(probe),
+        public_name(sources[probe]) if probe < len(sources) else "",
+        animation,
+        chart,
+    )
