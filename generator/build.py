@@ -69,7 +69,7 @@ def run_slug(path: Path) -> str:
     runs called ``demo`` in different folders never collide and nothing escapes ``runs/``."""
     stem = Path(path).name.removesuffix(".zarr")
     readable = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40] or "run"
-    digest = hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest()[:6]
+    digest = hashlib.sha1(os.fsencode(Path(path).resolve())).hexdigest()[:6]
     return f"{readable}-{digest}"
 
 

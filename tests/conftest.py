@@ -58,12 +58,16 @@ def synthetic_record(
     )
 
 
-def make_store(path: Path, epochs: int = 3, n_probes: int = 2, trim: bool = True) -> StoreWriter:
+def make_store(
+    path: Path, epochs: int = 3, n_probes: int = 2, trim: bool = True, n_classes: int = 3
+) -> StoreWriter:
     """A committed store of ``epochs`` entries written by the real writer; ``trim`` as a
     finished training run leaves it (arrays exactly ``epochs`` long)."""
     writer = StoreWriter.create(
         path,
-        class_names=["alpha", "beta", "gamma"],
+        class_names=["alpha", "beta", "gamma", *(f"class {k}" for k in range(3, n_classes))][
+            :n_classes
+        ],
         layers=TINY_LAYERS,
         input_size=8,
         training={"epochs": epochs - 1, "seed": 0},
@@ -72,7 +76,7 @@ def make_store(path: Path, epochs: int = 3, n_probes: int = 2, trim: bool = True
         probe_labels=np.arange(n_probes),
     )
     for epoch in range(epochs):
-        writer.write_epoch(epoch, synthetic_record(epoch, n_probes))
+        writer.write_epoch(epoch, synthetic_record(epoch, n_probes, n_classes))
     if trim:
         writer.trim()
     return writer

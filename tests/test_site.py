@@ -6,6 +6,7 @@ is rendered once for the module; the link check walks every HTML page it wrote.
 
 from __future__ import annotations
 
+import json
 import posixpath
 import re
 from html.parser import HTMLParser
@@ -21,7 +22,7 @@ from jinja2 import UndefinedError
 from generator.build import build
 from generator.config import BuildConfig
 from generator.errors import NetlapseError
-from generator.manifest import MANIFEST_VERSION, Manifest
+from generator.manifest import MANIFEST_VERSION, Manifest, RunEntry
 from generator.reader import open_run
 from generator.site import (
     inside,
@@ -389,3 +390,103 @@ def test_pages_workflow_builds_and_deploys_with_official_actions() -> None:
     assert [s.get("uses") for s in deploy["steps"]] == ["actions/deploy-pages@v4"]
     assert "pages" not in build_job.get("permissions", {})
     assert "id-token" not in build_job.get("permissions", {})
+
+
+# -- issue 8: a published site leaks nothing, survives young runs, odd names, many classes
+SECRET = "/home/someone/secret-data"
+
+
+def small_build(stores: tuple[Path, ...], site: Path) -> Manifest:
+    """A quick real build: one layer, one probe, no per-channel animations."""
+    config = BuildConfig(
+        stores=stores, out=site, jobs=1, layers=("block1",), probes=(1,), channel_probes=0
+    )
+    return typed(build(config).manifest)
+
+
+def test_site_publishes_no_local_path(tmp_path: Path) -> None:
+    """The training settings and probe sources hold absolute paths; the site names the
+    dataset folder and probe files by their last part only."""
+    store = tmp_path / "run.zarr"
+    writer = StoreWriter.create(
+        store,
+        class_names=["alpha", "beta", "gamma"],
+        layers=TINY_LAYERS,
+        input_size=8,
+        training={"data": SECRET, "probe_images": [f"{SECRET}/beta/b.png"], "epochs": 1},
+        probe_sources=[f"{SECRET}/alpha/a.png", f"{SECRET}/beta/b.png"],
+        probe_images=np.zeros((2, 3, 8, 8), dtype=np.uint8),
+        probe_labels=np.arange(2),
+    )
+    for epoch in range(2):
+        writer.write_epoch(epoch, synthetic_record(epoch))
+    site = tmp_path / "site"
+    manifest = small_build((store,), site)
+    files = [p for p in site.rglob("*") if p.is_file()]
+    assert len(files) > 10
+    leaks = [p for p in files if b"someone" in p.read_bytes()]
+    assert leaks == []
+    run = (site / "runs" / manifest.runs[0].slug / "index.html").read_text(encoding="utf-8")
+    assert "<dd>secret-data</dd>" in run and "a.png" in run
+
+
+def test_run_without_epochs_gets_a_card_and_no_pages(tmp_path: Path) -> None:
+    make_store(tmp_path / "young.zarr", epochs=0)
+    make_store(tmp_path / "done.zarr")
+    runs = {"young": open_run(tmp_path / "young.zarr"), "done": open_run(tmp_path / "done.zarr")}
+    manifest = Manifest(
+        runs=(RunEntry(slug="young", name="young", epochs=0), RunEntry("done", "done", 3))
+    )
+    rendered = render_site(manifest, runs)
+    assert not [p for p in rendered if p.startswith("runs/young/")]
+    assert "runs/done/index.html" in rendered and "runs/done/layers/block1.html" in rendered
+    home = rendered["index.html"].decode()
+    assert "no epochs yet" in home and 'href="runs/young' not in home
+    assert 'href="runs/done/index.html"' in home
+
+
+def test_names_that_are_not_utf8_are_shown_escaped(tmp_path: Path) -> None:
+    """``os.fsdecode`` turns the byte 0xff of a folder name into the lone surrogate
+    ``\\udcff``; pages show it as ``\\xff`` and every file encodes."""
+    store = tmp_path / "run\udcff.zarr"
+    writer = StoreWriter.create(
+        store,
+        class_names=["alpha\udcff", "beta", "gamma"],
+        layers=TINY_LAYERS,
+        input_size=8,
+        training={"data": "data/cl\udcffsses", "epochs": 1},
+        probe_sources=["alpha\udcff/a.png", "beta/b\udcff.png"],
+        probe_images=np.zeros((2, 3, 8, 8), dtype=np.uint8),
+        probe_labels=np.arange(2),
+    )
+    for epoch in range(2):
+        writer.write_epoch(epoch, synthetic_record(epoch))
+    site = tmp_path / "site"
+    manifest = small_build((store,), site)
+    home = (site / "index.html").read_text(encoding="utf-8")  # strict UTF-8
+    assert "run\\xff" in home and "alpha\\xff" in home
+    run = (site / "runs" / manifest.runs[0].slug / "index.html").read_text(encoding="utf-8")
+    assert "alpha\\xff" in run and "b\\xff.png" in run and "cl\\xffsses" in run
+    for page in html_pages(site):
+        page.read_text(encoding="utf-8")
+
+
+def test_pages_stay_small_with_a_thousand_classes(tmp_path: Path) -> None:
+    """A 1,000-class run's confusion matrix is a raster image, its probe charts draw the
+    top classes only: the run page stays under 2 MB and every file under 5 MB."""
+    make_store(tmp_path / "big.zarr", n_classes=1000)
+    site = tmp_path / "site"
+    manifest = small_build((tmp_path / "big.zarr",), site)
+    slug = manifest.runs[0].slug
+    run = site / "runs" / slug / "index.html"
+    assert run.stat().st_size < 2 * 2**20
+    assert max(p.stat().st_size for p in site.rglob("*") if p.is_file()) < 5 * 2**20
+    text = run.read_text(encoding="utf-8")
+    assert 'src="confusion.png"' in text and (run.parent / "confusion.png").is_file()
+    assert "most probable of 1000 classes" in text
+    assert f"runs/{slug}/confusion.png" in build_manifest_files(site)
+
+
+def build_manifest_files(site: Path) -> list[str]:
+    """The files the build's manifest owns (so a later build may remove them)."""
+    return json.loads((site / "manifest.json").read_text(encoding="utf-8"))["files"]

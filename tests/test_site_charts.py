@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
 from markupsafe import Markup
+from PIL import Image as PILImage
 
-from generator.site import heatmap
+from generator.site import figures, heatmap
 from generator.site import svg as base
 from generator.site.heatmap import confusion_heatmap
 from generator.site.linechart import Band, Series, line_chart
@@ -184,3 +186,24 @@ def test_depth_colors_run_from_first_to_last_stop() -> None:
     colors = base.depth_colors(4)
     assert colors[0] == base.DEPTH_STOPS[0] and colors[-1] == base.DEPTH_STOPS[-1]
     assert len(set(colors)) == 4
+
+
+def test_many_classes_make_a_raster_confusion_matrix_and_capped_probe_charts() -> None:
+    k = heatmap.SVG_MAX_CLASSES + 1
+    counts = np.tile(np.eye(k, dtype=np.int64), (2, 1, 1))
+    counts[-1, 0, 1] = 3
+    names = [f"c{i}" for i in range(k)]
+    view, files = figures.confusion(counts, names, image_path="runs/a/c.png", here="runs/a/x.html")
+    assert view.chart is None and view.data is None and view.image.src == "c.png"
+    image = PILImage.open(io.BytesIO(files["runs/a/c.png"]))
+    assert image.size == (k, k) and image.mode == "RGBA"
+    assert view.pairs[0].true == "c0" and view.pairs[0].predicted == "c1"
+    chart = figures.probe_chart(np.full((2, 1000), 0.001), 7, [f"c{i}" for i in range(1000)], 1)
+    assert len(list(parse(chart.svg).iter(f"{SVG}polyline"))) == figures.PROBE_CLASSES
+    assert "of 1000 classes" in chart.caption
+
+
+def test_raster_is_pooled_beyond_its_largest_side() -> None:
+    shares, factor = heatmap.pooled_shares(np.eye(5, dtype=np.int64), max_side=2)
+    assert factor == 3 and shares.shape == (2, 2)
+    np.testing.assert_allclose(shares.sum(axis=1), 1.0)
