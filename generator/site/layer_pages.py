@@ -10,7 +10,15 @@ import numpy as np
 from generator.manifest import ArtefactKind
 from generator.site import analysis, figures
 from generator.site.context import RunContext, first_eager
-from generator.site.pages import ChannelPage, ChannelThumb, LayerPage, Link, Page
+from generator.site.pages import (
+    ChannelPage,
+    ChannelThumb,
+    Chart,
+    LayerPage,
+    Link,
+    Media,
+    Page,
+)
 from generator.site.paths import url
 from generator.site.run_pages import layer_row
 from generator.site.text import shown
@@ -65,7 +73,7 @@ def layer_page(
     )
 
 
-def kernels_media(ctx: RunContext, layer: LayerSpec, here: str):
+def kernels_media(ctx: RunContext, layer: LayerSpec, here: str) -> Media | None:
     caption = f"{shown(layer.name)} kernels over epochs"
     return ctx.media(ArtefactKind.KERNELS, layer=layer.name, here=here, caption=caption)
 
@@ -88,7 +96,7 @@ def channel_thumbs(ctx: RunContext, layer: LayerSpec, here: str) -> tuple[Channe
     return tuple(thumbs)
 
 
-def layer_charts(ctx: RunContext, layer: LayerSpec):
+def layer_charts(ctx: RunContext, layer: LayerSpec) -> tuple[Chart, Chart]:
     stats = {s: ctx.run.channel_stats(layer.name, s) for s in ("min", "max", "abs_mean")}
     return figures.layer_charts(
         analysis.dead_share(stats["min"], stats["max"]),
@@ -124,17 +132,6 @@ def channel_page(
         Link(url(here, layer_path), shown(name)),
         Link(url(here, here), f"channel {c + 1}"),
     )
-    animations = [
-        ctx.media(
-            ArtefactKind.CHANNEL,
-            layer=name,
-            probe=p,
-            channel=c,
-            here=here,
-            caption=ctx.probe_caption(p),
-        )
-        for p in range(ctx.n_probes)
-    ]
 
     def neighbour(k: int) -> Link | None:
         if 0 <= k < layer.channels:
@@ -146,18 +143,39 @@ def channel_page(
         layer=shown(name),
         number=c + 1,
         layer_href=url(here, layer_path),
-        animations=first_eager(animations),
+        animations=channel_animations(ctx, name, c, here),
         kernels=kernels_media(ctx, layer, here),
         kernel_note=kernel_note(layer, c, kernels_shown(ctx, layer)),
         kernel_chart=figures.kernel_chart(change, c, markers=ctx.markers),
-        stats=tuple(
-            figures.channel_stats_chart(
-                {s: v[:, p, c] for s, v in stats.items()}, ctx.probe_caption(p)
-            )
-            for p in range(ctx.n_probes)
-        ),
+        stats=channel_stats_charts(ctx, stats, c),
         previous=neighbour(c - 1),
         next=neighbour(c + 1),
+    )
+
+
+def channel_animations(ctx: RunContext, layer: str, c: int, here: str) -> tuple[Media, ...]:
+    """Channel ``c``'s animation for each probe that has one, the first two eager."""
+    found = [
+        ctx.media(
+            ArtefactKind.CHANNEL,
+            layer=layer,
+            probe=p,
+            channel=c,
+            here=here,
+            caption=ctx.probe_caption(p),
+        )
+        for p in range(ctx.n_probes)
+    ]
+    return first_eager(found)
+
+
+def channel_stats_charts(
+    ctx: RunContext, stats: Mapping[str, np.ndarray], c: int
+) -> tuple[Chart, ...]:
+    """One statistics chart per probe from the layer's (E, P, C) statistics."""
+    return tuple(
+        figures.channel_stats_chart({s: v[:, p, c] for s, v in stats.items()}, ctx.probe_caption(p))
+        for p in range(ctx.n_probes)
     )
 
 

@@ -24,6 +24,7 @@ from generator.site.svg import (
     no_data,
     open_svg,
     short,
+    y_range,
 )
 
 MARGIN = {"left": 54, "right": 14, "top": 12, "bottom": 40}
@@ -105,11 +106,11 @@ def line_chart(
     label = f"{title}: {y_label} by {x_label}"
     parts = [open_svg(width, height, title, label)]
     values = [s.values for s in series] + [b.lower for b in bands] + [b.upper for b in bands]
-    y_range = _y_range(values, y_min, y_max, log_y)
-    if y_range is None:
+    span = y_range(values, y_min, y_max, log_y)
+    if span is None:
         parts.append(no_data(width, plot_h))
         return Markup("".join(parts) + "</svg>")
-    frame = _frame(width, plot_h, epochs, y_range, log_y)
+    frame = _frame(width, plot_h, epochs, span, log_y)
     parts[0] = open_svg(width, height, title, label, extra=_marker_attrs(frame))
     parts += [_y_axis(frame, fmt, y_label), _x_axis(frame, epochs, x_label)]
     parts += [_band(frame, b) for b in bands]
@@ -118,41 +119,6 @@ def line_chart(
     if legend_h:
         parts.append(_legend(entries, width, plot_h))
     return Markup("".join(parts) + "</svg>")
-
-
-def _y_range(
-    values: Sequence[np.ndarray], y_min: float | None, y_max: float | None, log_y: bool
-) -> tuple[float, float] | None:
-    finite = np.concatenate([np.asarray(v, float).ravel() for v in values] or [np.array([])])
-    finite = finite[np.isfinite(finite)]
-    if log_y:
-        finite = finite[finite > 0]
-    if finite.size == 0:
-        return None
-    lo = float(finite.min()) if y_min is None else y_min
-    hi = float(finite.max()) if y_max is None else y_max
-    if log_y:
-        return _log_range(lo, hi)
-    if hi - lo < 1e-12:
-        pad = abs(hi) * 0.1 or 1.0
-        lo, hi = (lo - pad if y_min is None else lo), (hi + pad if y_max is None else hi)
-    ticks = nice_ticks(lo, hi)
-    return (
-        lo if y_min is not None else float(ticks[0]),
-        hi if y_max is not None else float(ticks[-1]),
-    )
-
-
-def _log_range(lo: float, hi: float) -> tuple[float, float]:
-    """The 1-2-5 steps just around [lo, hi] (e.g. 0.016..0.16 -> 0.01..0.2)."""
-    steps = [
-        m * 10.0**p
-        for p in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
-        for m in (1, 2, 5)
-    ]
-    bottom = max(v for v in steps if v <= lo * (1 + 1e-9))
-    top = min(v for v in steps if v >= hi * (1 - 1e-9))
-    return bottom, top if top > bottom else bottom * 10
 
 
 def _frame(

@@ -10,7 +10,7 @@ inlined into its page (``linechart``, ``heatmap``). Every piece of text goes thr
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from markupsafe import escape
@@ -72,6 +72,41 @@ def log_ticks(lo: float, hi: float) -> np.ndarray:
     mults = (1,) if last - first > 3 else (1, 2, 5)
     ticks = np.array([m * 10.0**p for p in range(first, last + 1) for m in mults])
     return ticks[(ticks >= lo * (1 - 1e-9)) & (ticks <= hi * (1 + 1e-9))]
+
+
+def y_range(
+    values: Sequence[np.ndarray], y_min: float | None, y_max: float | None, log_y: bool
+) -> tuple[float, float] | None:
+    finite = np.concatenate([np.asarray(v, float).ravel() for v in values] or [np.array([])])
+    finite = finite[np.isfinite(finite)]
+    if log_y:
+        finite = finite[finite > 0]
+    if finite.size == 0:
+        return None
+    lo = float(finite.min()) if y_min is None else y_min
+    hi = float(finite.max()) if y_max is None else y_max
+    if log_y:
+        return log_range(lo, hi)
+    if hi - lo < 1e-12:
+        pad = abs(hi) * 0.1 or 1.0
+        lo, hi = (lo - pad if y_min is None else lo), (hi + pad if y_max is None else hi)
+    ticks = nice_ticks(lo, hi)
+    return (
+        lo if y_min is not None else float(ticks[0]),
+        hi if y_max is not None else float(ticks[-1]),
+    )
+
+
+def log_range(lo: float, hi: float) -> tuple[float, float]:
+    """The 1-2-5 steps just around [lo, hi] (e.g. 0.016..0.16 -> 0.01..0.2)."""
+    steps = [
+        m * 10.0**p
+        for p in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 2)
+        for m in (1, 2, 5)
+    ]
+    bottom = max(v for v in steps if v <= lo * (1 + 1e-9))
+    top = min(v for v in steps if v >= hi * (1 - 1e-9))
+    return bottom, top if top > bottom else bottom * 10
 
 
 def open_svg(width: float, height: float, title: str, label: str, extra: str = "") -> str:
