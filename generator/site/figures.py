@@ -22,7 +22,8 @@ from generator.site.text import format_percent
 
 PROBE_CLASSES = len(PALETTE)  # more lines than colours cannot be told apart
 CONFUSED_PAIRS = 20
-IMAGE_WIDTH = 640  # CSS pixels of the raster confusion matrix
+IMAGE_WIDTH = 640  # largest CSS width of the raster confusion matrix
+IMAGE_MIN_WIDTH = 420  # as wide as the SVG heatmap draws a few classes
 ROW_NOTE = "rows are the true class, shade = share of the row"
 TRAINING_NOTE = "training metrics start at epoch 1 (epoch 0 is the untrained network)"
 
@@ -85,12 +86,13 @@ def confusion(
         data = json.dumps(np.asarray(counts).tolist(), separators=(",", ":"))
         return Confusion(chart, data, None, ()), {}
     png, side, factor = heatmap.heatmap_png(last)
+    display = int(np.clip(side * 4, IMAGE_MIN_WIDTH, IMAGE_WIDTH))  # CSS pixels
     pooled = f"; each pixel sums {factor} × {factor} classes" if factor > 1 else ""
     image = Image(
         url(here, image_path),
         f"{title}: {len(class_names)} classes, one pixel per cell",
-        min(IMAGE_WIDTH, side * 4),
-        min(IMAGE_WIDTH, side * 4),
+        display,
+        display,
         f"{title}, validation split, {len(class_names)} classes{pooled}; {ROW_NOTE}",
     )
     pairs = tuple(
