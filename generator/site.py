@@ -20,6 +20,7 @@ from markupsafe import Markup
 from generator.atomic import atomic_path
 from generator.errors import NetlapseError
 from generator.gallery import NotFoundPage, Page, build_site_context
+from generator.manifest import Manifest
 from generator.reader import RunReader
 from generator.resources import templates_path
 
@@ -45,6 +46,31 @@ def write_site(
         written.append(write_text_atomic(site, page.path, html))
     log.info("gallery: wrote %d pages and static files into %s", len(written), site)
     return written
+
+
+def render_site(manifest: Manifest, readers: Mapping[str, RunReader]) -> dict[str, bytes]:
+    """Shim (the gallery split replaces it): every page and static file, in memory."""
+    data = manifest.to_json()  # today's gallery reads dicts and matches runs by store path
+    data["runs"] = [
+        {**r, "store": str(readers[r["slug"]].path)} for r in data["runs"] if r["epochs"]
+    ]
+    context = build_site_context(data, list(readers.values()))
+    env, css = make_environment(TEMPLATES), Markup((TEMPLATES / STATIC / CSS).read_text("utf-8"))
+    files = {
+        f"{STATIC}/{p.relative_to(TEMPLATES / STATIC).as_posix()}": p.read_bytes()
+        for p in sorted((TEMPLATES / STATIC).rglob("*"))
+        if p.is_file()
+    }
+    for page in context.pages:
+        files[page.path] = render_page(env, page, css).encode("utf-8", "backslashreplace")
+    return files
+
+
+def write_rendered(site: Path, rendered: Mapping[str, bytes]) -> list[str]:
+    """Write each rendered file atomically; returns the site-relative paths."""
+    for relative, data in rendered.items():
+        write_bytes_atomic(site, relative, data)
+    return list(rendered)
 
 
 def make_environment(templates: Path = TEMPLATES) -> Environment:
