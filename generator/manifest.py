@@ -189,12 +189,25 @@ class Manifest:
 
 def load_manifest(site: Path) -> Manifest:
     """The previous build's manifest under ``site``, or an empty one when there is none,
-    it does not parse, or it is of another version (all three mean: rebuild everything)."""
+    it does not parse, or it is of another version (all three mean: rebuild everything).
+    Of another version, only the list of files it owned is kept, so the rebuild still
+    cleans up what the older build wrote."""
     try:
         data = json.loads((Path(site) / MANIFEST_NAME).read_text(encoding="utf-8"))
-        return Manifest.from_json(data)
     except (OSError, ValueError):
         return Manifest()
+    try:
+        return Manifest.from_json(data)
+    except ValueError:
+        return Manifest(files=_owned_files(data))
+
+
+def _owned_files(data: Any) -> tuple[str, ...]:
+    """The ``files`` list of a manifest of any version, if it is a list of strings."""
+    files = data.get("files") if isinstance(data, Mapping) else None
+    if isinstance(files, list) and all(isinstance(f, str) for f in files):
+        return tuple(files)
+    return ()
 
 
 def _optional_int(value: Any) -> int | None:
