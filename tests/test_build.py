@@ -256,63 +256,73 @@ def unlisted_files(site: Path) -> set[str]:
     return {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()} - owned
 
 
-def out_folders(tmp_path: Path) -> dict[str, Path]:
-    """Folders a build must refuse to write into (issue 8.2), made on the spot."""
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One synthetic 3-epoch store shared by the fast tests that only read it."""
+    store = tmp_path_factory.mktemp("tiny") / "run.zarr"
+    make_store(store)
+    return store
+
+
+def checkout_link(tmp_path: Path) -> Path:
     import generator
+
+    link = tmp_path / "checkout-link"
+    link.symlink_to(Path(generator.__file__).resolve().parent.parent, target_is_directory=True)
+    return link
+
+
+def folder_of_checkpoints(tmp_path: Path) -> Path:
+    (tmp_path / "loose").mkdir()
+    (tmp_path / "loose" / "epoch-0003.pt").write_bytes(b"x")
+    return tmp_path / "loose"
+
+
+def folder_with_a_store(tmp_path: Path) -> Path:
+    make_store(tmp_path / "runs" / "other.zarr", epochs=1)
+    return tmp_path / "runs"
+
+
+def dataset(tmp_path: Path) -> Path:
+    (tmp_path / "data" / "cats").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "data" / "cats" / "a.png")
+    return tmp_path / "data"
+
+
+def templates(_: Path) -> Path:
     from generator.resources import templates_path
 
-    package = Path(generator.__file__).resolve().parent
-    link = tmp_path / "checkout-link"
-    link.symlink_to(package.parent, target_is_directory=True)
-    ckpt = tmp_path / "runs" / "x.ckpt"
-    ckpt.mkdir(parents=True)
-    holds_ckpt = tmp_path / "loose"
-    holds_ckpt.mkdir()
-    (holds_ckpt / "epoch-0003.pt").write_bytes(b"x")
-    runs = tmp_path / "runs"
-    make_store(runs / "other.zarr")
-    dataset = tmp_path / "data"
-    (dataset / "cats").mkdir(parents=True)
-    Image.new("RGB", (4, 4)).save(dataset / "cats" / "a.png")
-    return {
-        "templates": templates_path(),
-        "templates through a symlink": link / "templates",
-        "inside templates": templates_path() / "static",
-        "package": package,
-        "project root through a symlink": link,
-        "a checkpoint folder": ckpt,
-        "inside a checkpoint folder": ckpt / "site",
-        "a folder of checkpoints": holds_ckpt,
-        "a folder holding a store": runs,
-        "a dataset": dataset,
-    }
+    return templates_path()
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "templates",
-        "templates through a symlink",
-        "inside templates",
-        "package",
-        "project root through a symlink",
-        "a checkpoint folder",
-        "inside a checkpoint folder",
-        "a folder of checkpoints",
-        "a folder holding a store",
-        "a dataset",
-    ],
-)
+# Folders a build must refuse to write into (issue 8.2), each made on the spot.
+OUT_FOLDERS = {
+    "templates": templates,
+    "templates through a symlink": lambda t: checkout_link(t) / "templates",
+    "inside templates": lambda t: templates(t) / "static",
+    "package": lambda t: checkout_link(t) / "generator",
+    "project root through a symlink": checkout_link,
+    "a checkpoint folder": lambda t: t / "runs" / "x.ckpt",
+    "inside a checkpoint folder": lambda t: t / "runs" / "x.ckpt" / "site",
+    "a folder of checkpoints": folder_of_checkpoints,
+    "a folder holding a store": folder_with_a_store,
+    "a dataset": dataset,
+}
+
+
+@pytest.mark.parametrize("name", list(OUT_FOLDERS))
 def test_out_refuses_folders_that_hold_something_else(
-    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+    name: str,
+    tiny: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     """Issue 8.2: `build --out templates` overwrote the project's own templates."""
     monkeypatch.chdir(tmp_path)  # not the checkout: the guard must know it by itself
-    store = tmp_path / "work" / "run.zarr"
-    make_store(store)
-    out = out_folders(tmp_path)[name]
+    out = OUT_FOLDERS[name](tmp_path)
     before = sorted(p for p in out.rglob("*")) if out.exists() else None
-    assert cli_build(store, out) == 2
+    assert cli_build(tiny, out) == 2
     err = one_error_line(capsys)
     assert f"--out {out}" in err and "site/" in err
     assert (sorted(p for p in out.rglob("*")) if out.exists() else None) == before
@@ -474,12 +484,10 @@ def test_the_build_names_any_file_over_50_mb(
     ],
 )
 def test_numeric_build_options_out_of_range_are_one_line(
-    option: str, value: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    option: str, value: str, tiny: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     """Issue 8.10: `--fps 1e-9` said "ffmpeg failed", `--gif-max-side 1` made caption strips."""
-    store = tmp_path / "run.zarr"
-    make_store(store)
-    assert cli_build(store, tmp_path / "site", f"{option}={value}") == 2
+    assert cli_build(tiny, tmp_path / "site", f"{option}={value}") == 2
     assert option in one_error_line(capsys)
     assert not (tmp_path / "site" / "runs").exists()
 

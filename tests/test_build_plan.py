@@ -6,7 +6,6 @@ so no training, no rendering and no encoder is needed."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
