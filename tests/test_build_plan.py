@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.build import (
+from generator.plan import (
     BuildPlan,
     new_manifest,
     plan_build,
