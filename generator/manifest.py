@@ -31,6 +31,9 @@ class ArtefactKind(str, enum.Enum):
     KERNELS = "kernels"  # a conv layer's kernels over epochs
     PROBE = "probe"  # a probe image with its class probabilities over epochs
 
+    def __str__(self) -> str:  # as ``enum.StrEnum`` (3.11+) does: the plain name
+        return self.value
+
     @property
     def is_animation(self) -> bool:
         """Animations have video/GIF files and a poster; stills are one PNG."""

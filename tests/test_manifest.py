@@ -122,3 +122,9 @@ def test_the_published_manifest_holds_no_local_path(tmp_path: Path) -> None:
     assert "secret-folder" not in text and str(tmp_path) not in text
     options = json.loads(text)["options"]
     assert "out" not in options and "stores" not in options and "jobs" not in options
+
+
+def test_a_kind_prints_as_its_plain_name() -> None:
+    """Templates and file names show a kind as text: "grid", never "ArtefactKind.GRID"."""
+    assert str(ArtefactKind.GRID) == f"{ArtefactKind.GRID}" == "grid"
+    assert ArtefactKind("probe") is ArtefactKind.PROBE and ArtefactKind.PROBE == "probe"
