@@ -145,8 +145,7 @@ class TrainConfig:
         None,
         help="square input size in pixels",
         parse=int,
-        low=1,  # the architecture check names the real minimum for the chosen depth
-        high=4096,
+        high=4096,  # no low here: the architecture check names the minimum for the depth
         shown="128 for the demo data, 512 for --data",
     )
     batch_size: int = option(16, help="training batch size", parse=int, low=1, high=65_536)

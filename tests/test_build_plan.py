@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from generator.config import BuildConfig
+from generator.manifest import ArtefactKind, Manifest
 from generator.plan import (
     BuildPlan,
     new_manifest,
@@ -18,8 +20,6 @@ from generator.plan import (
     published_options,
     stale_files,
 )
-from generator.config import BuildConfig
-from generator.manifest import ArtefactKind, Manifest
 from generator.reader import RunReader, open_run
 from tests.conftest import make_store, synthetic_record
 
