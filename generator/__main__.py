@@ -27,16 +27,30 @@ EXAMPLES = """examples:
 """
 
 
+PROG = "python -m generator"
+
+
 class _UsageError(Exception):
     """A bad command line, turned into one line by ``main`` (argparse would add usage)."""
 
-    def __init__(self, prog: str, message: str) -> None:
-        super().__init__(f"{prog}: error: {message} (see --help)")
-
 
 class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line as ``netlapse <command>: error: ...``, one line, like
+    every other error, instead of argparse's usage block."""
+
     def error(self, message: str) -> NoReturn:
-        raise _UsageError(self.prog, " ".join(message.split()))
+        command = self.prog.removeprefix(PROG).strip()
+        raise _UsageError(f"{_who(command)}: error: {' '.join(message.split())} (see --help)")
+
+
+def _who(command: str | None) -> str:
+    return f"netlapse {command}" if command else "netlapse"
+
+
+def _command_in(argv: Sequence[str] | None) -> str | None:
+    """The command named in ``argv`` (for errors raised before parsing finished)."""
+    names = {add.__name__.removeprefix("add_") for add in COMMANDS}
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if a in names), None)
 
 
 def add_options(parser: argparse.ArgumentParser, config: type) -> None:
@@ -252,7 +266,7 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="python -m generator",
+        prog=PROG,
         description="netlapse: watch a convolutional network learn. Train with `train`, "
         "inspect a run with `info`, make a dataset from video with `ingest`, render the "
         "animations and gallery with `build`, look at it with `serve`.",
@@ -272,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     except NetlapseError as exc:  # an option's parser refused its value
-        print(f"netlapse: error: {exc}", file=sys.stderr)
+        print(f"{_who(_command_in(argv))}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

@@ -138,7 +138,7 @@ def test_a_numeric_option_is_accepted_or_refused_in_one_line(
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in err, err
-    assert option in lines[0], lines[0]
+    assert lines[0].startswith(f"netlapse {command}: error: ") and option in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("command, option", numeric_options())
@@ -148,3 +148,4 @@ def test_a_value_that_looks_like_an_option_is_one_line(
     """``--fps -inf`` (not ``--fps=-inf``): argparse takes ``-inf`` for an option."""
     code, err = run_cli([*stand_ins[command], option, "-inf"])
     assert code == 2 and len(err.strip().splitlines()) == 1 and option in err, err
+    assert err.startswith(f"netlapse {command}: error: ")
