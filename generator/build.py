@@ -157,8 +157,14 @@ def _run_jobs(jobs: list[Job], site: Path, workers: int) -> Iterator[list[Artefa
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(run_job, job, site) for job in jobs]
-        for future in as_completed(futures):
-            yield future.result()
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        except BaseException:
+            # Start no more jobs; leaving the block waits for the running ones, so the
+            # caller then sees (and owns) every file a worker wrote.
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _remove_stale(site: Path, relatives: Iterable[str]) -> int:

@@ -503,3 +503,20 @@ def test_the_smallest_gif_side_still_shows_a_picture_above_the_caption(tmp_path:
     grid = next(r for r in manifest(site)["artefacts"].values() if r["kind"] == "grid")
     height = Image.open(site / grid["files"]["gif"]).height
     assert height - strip_height(MAX_FONT) >= 32
+
+
+def test_a_worker_that_fails_leaves_every_file_owned(tmp_path: Path) -> None:
+    """The same promise across the process pool: one job's store error stops the build,
+    and the files the other workers wrote are owned by the manifest left behind."""
+    store = tmp_path / "run.zarr"
+    make_store(store)
+    for chunk in (store / "activations" / "logits" / "c").rglob("*"):
+        if chunk.is_file():
+            data = bytearray(chunk.read_bytes())
+            data[len(data) // 2] ^= 0xFF  # header intact, body damaged: found on read
+            chunk.write_bytes(bytes(data))
+    site = tmp_path / "site"
+    with pytest.raises(StoreError, match="logits"):
+        build(BuildConfig(stores=(store,), out=site, jobs=2, formats=("gif",), channel_probes=0))
+    assert list(site.rglob("*.gif"))  # other jobs did write files
+    assert unlisted_files(site) == set() and not (site / "index.html").exists()
