@@ -8,11 +8,12 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 from generator.errors import NetlapseError
 
@@ -26,27 +27,68 @@ EXAMPLES = """examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+PROG = "python -m generator"
 
 
-def _int_list(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
+class _UsageError(Exception):
+    """A bad command line, turned into one line by ``main`` (argparse would add usage)."""
 
 
-def _name_list(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad command line as ``netlapse <command>: error: ...``, one line, like
+    every other error, instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.removeprefix(PROG).strip()
+        raise _UsageError(f"{_who(command)}: error: {' '.join(message.split())} (see --help)")
+
+
+def _who(command: str | None) -> str:
+    return f"netlapse {command}" if command else "netlapse"
+
+
+def _command_in(argv: Sequence[str] | None) -> str | None:
+    """The command named in ``argv`` (for errors raised before parsing finished)."""
+    names = {add.__name__.removeprefix("add_") for add in COMMANDS}
+    return next((a for a in (sys.argv[1:] if argv is None else argv) if a in names), None)
+
+
+def add_options(parser: argparse.ArgumentParser, config: type) -> None:
+    """One ``--option`` per field of ``config`` that has help; defaults stay in the
+    dataclass (argparse leaves an option out of the namespace unless it is given)."""
+    from generator.config import flag_name
+
+    for f in dataclasses.fields(config):
+        meta = f.metadata
+        if "help" not in meta:
+            continue
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, **meta["cli"]}
+        if meta["parse"] is None:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs.update(type=meta["parse"], choices=meta["choices"])
+        kwargs["help"] = f"{meta['help']} ({_shown_default(f)})"
+        parser.add_argument(flag_name(f.name), **kwargs)
+
+
+def _shown_default(f: dataclasses.Field) -> str:
+    if f.metadata["shown"] is not None:
+        return f.metadata["shown"]
+    if f.default is False:
+        return "off"
+    if isinstance(f.default, tuple):
+        return ",".join(map(str, f.default))
+    return "required" if f.default is dataclasses.MISSING else f"{f.default}".replace("%", "%%")
+
+
+def given(args: argparse.Namespace, config: type) -> dict[str, Any]:
+    """The options of ``config`` given on the command line (the rest keep their defaults)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config) if f.name in args}
 
 
 def add_train(sub: argparse._SubParsersAction) -> None:
+    from generator.config import TrainConfig
+
     p = sub.add_parser(
         "train",
         help="train the CNN and record every layer and kernel per epoch",
@@ -57,109 +99,21 @@ def add_train(sub: argparse._SubParsersAction) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", type=Path, help="ImageFolder root; omit to use the demo data")
-    p.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        help="the run store to create, e.g. runs/demo.zarr (refused if it exists, unless --resume)",
-    )
-    p.add_argument("--epochs", type=int, default=10, help="epochs to train in total (10)")
-    p.add_argument(
-        "--input-size",
-        type=int,
-        help="square input size in pixels (default: 128 for the demo data, 512 for --data)",
-    )
-    p.add_argument("--batch-size", type=int, default=16, help="training batch size (16)")
-    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (0.001)")
-    p.add_argument(
-        "--probes",
-        type=int,
-        default=8,
-        help="probe images recorded each epoch, "
-        "spread across classes from the validation split (8)",
-    )
-    p.add_argument(
-        "--probe-images",
-        type=Path,
-        nargs="+",
-        default=(),
-        metavar="FILE",
-        help="record these images instead of picking probes",
-    )
-    p.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.2,
-        help="share of each class held out for validation (0.2)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed for the split, shuffling, "
-        "weights and demo data; same seed + data = identical store on CPU (0)",
-    )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda (auto)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its newest checkpoint, appending to the same store",
-    )
-    p.add_argument(
-        "--activation-dtype",
-        default="float16",
-        help="float16 | float32 (float16 halves the store and keeps 3 significant digits)",
-    )
-    p.add_argument(
-        "--channels",
-        type=_int_list,
-        default=None,
-        metavar="C1,C2,...",
-        help="output channels per block (16,32,32,64,64,128,128,256)",
-    )
-    p.add_argument("--kernel-size", type=int, default=5, help="conv kernel size (5)")
-    p.add_argument(
-        "--keep-checkpoints",
-        type=int,
-        default=2,
-        help="newest checkpoints to keep beside the store; 0 keeps all (2)",
-    )
-    p.add_argument(
-        "--demo-per-class", type=int, default=120, help="demo images generated per class (120)"
-    )
+    add_options(p, TrainConfig)
     p.set_defaults(handler=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from generator.architecture import REFERENCE_CHANNELS
     from generator.config import TrainConfig
     from generator.train import run_training
 
-    config = TrainConfig(
-        out=args.out,
-        data=args.data,
-        epochs=args.epochs,
-        input_size=args.input_size,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        probes=args.probes,
-        val_fraction=args.val_fraction,
-        seed=args.seed,
-        device=args.device,
-        resume=args.resume,
-        activation_dtype=args.activation_dtype,
-        probe_images=tuple(args.probe_images),
-        channels=args.channels or REFERENCE_CHANNELS,
-        kernel_size=args.kernel_size,
-        keep_checkpoints=args.keep_checkpoints,
-        demo_per_class=args.demo_per_class,
-    )
-    run_training(config)
+    run_training(TrainConfig(**given(args, TrainConfig)))
     return 0
 
 
 def add_ingest(sub: argparse._SubParsersAction) -> None:
+    from generator.config import IngestConfig
+
     p = sub.add_parser(
         "ingest",
         help="turn a gameplay video into a class folder of square frames",
@@ -168,29 +122,22 @@ def add_ingest(sub: argparse._SubParsersAction) -> None:
         "write PNGs into OUT/LABEL/. Re-running adds no duplicates.",
     )
     p.add_argument("video", type=Path, help="the video file (mp4, mkv, webm, ...)")
-    p.add_argument("--label", required=True, help="class name: the folder under --out")
-    p.add_argument("--out", type=Path, required=True, help="dataset root (ImageFolder)")
-    p.add_argument("--size", type=int, default=512, help="square crop size (512)")
-    p.add_argument("--every", type=int, default=1, help="keep every N-th frame (1)")
-    p.add_argument(
-        "--dark-threshold",
-        type=float,
-        default=16.0,
-        help="drop frames whose mean brightness (0-255) is below this (16)",
-    )
+    add_options(p, IngestConfig)
     p.set_defaults(handler=_run_ingest)
 
 
 def _run_ingest(args: argparse.Namespace) -> int:
+    from generator.config import IngestConfig
     from generator.data import ingest_video
 
+    config = IngestConfig(**given(args, IngestConfig))
     report = ingest_video(
         args.video,
-        args.label,
-        args.out,
-        size=args.size,
-        every=args.every,
-        dark_threshold=args.dark_threshold,
+        config.label,
+        config.out,
+        size=config.size,
+        every=config.every,
+        dark_threshold=config.dark_threshold,
     )
     log.info(
         "%s: read %d frames, kept %d, dropped %d dark, %d already there -> %s",
@@ -224,6 +171,8 @@ def _run_info(args: argparse.Namespace) -> int:
 
 
 def add_build(sub: argparse._SubParsersAction) -> None:
+    from generator.config import BuildConfig
+
     p = sub.add_parser(
         "build",
         help="render animations and the gallery from run stores",
@@ -245,90 +194,30 @@ def add_build(sub: argparse._SubParsersAction) -> None:
         metavar="STORE",
         help="a run store (repeat for several); default: every runs/*.zarr",
     )
-    p.add_argument("--out", type=Path, default=Path("site"), help="site folder (site/)")
-    p.add_argument(
-        "--formats",
-        default="auto",
-        help="auto | gif | mp4 | gif,mp4. auto: "
-        "MP4 at --max-side plus a GIF at most --gif-max-side px for grids, "
-        "kernels and probes; per-channel animations MP4 only (auto)",
-    )
-    p.add_argument(
-        "--colormap",
-        default="seed",
-        help="seed (red < 0 < blue on black) | diverging (red < 0 < blue on white) (seed)",
-    )
-    p.add_argument(
-        "--scale",
-        default="channel",
-        help="frame | channel | layer: which "
-        "values share one colour scale (channel: one per channel over all epochs)",
-    )
-    p.add_argument("--layers", type=_name_list, help="only these layers, e.g. block1,block2")
-    p.add_argument("--probes", type=_int_list, help="only these probes, numbered from 1")
-    p.add_argument(
-        "--channel-probes",
-        type=int,
-        default=2,
-        help="how many of the selected probes get per-channel animations (2)",
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        help="parallel worker processes (all cores)",
-    )
-    p.add_argument("--fps", type=float, default=4.0, help="epochs per second (4)")
-    p.add_argument(
-        "--max-side",
-        type=int,
-        default=1024,
-        help="largest frame side in px; bigger grids are downscaled (1024)",
-    )
-    p.add_argument(
-        "--channel-side", type=int, default=256, help="side of per-channel animations in px (256)"
-    )
-    p.add_argument(
-        "--gif-max-side",
-        type=int,
-        default=256,
-        help="with --formats auto, GIFs (a light fallback and thumbnail) are "
-        "rendered at most this big (256)",
-    )
     p.add_argument(
         "--runs",
         type=Path,
         default=Path("runs"),
         help="where stores are looked for without --store (runs/)",
     )
+    add_options(p, BuildConfig)
     p.set_defaults(handler=_run_build)
 
 
 def _run_build(args: argparse.Namespace) -> int:
     from generator.build import build, discover_stores
-    from generator.config import BuildConfig, parse_formats
+    from generator.config import BuildConfig
 
+    options = given(args, BuildConfig)
+    BuildConfig(stores=(), **options)  # refuse bad options before training a demo run
     stores = tuple(args.store) or discover_stores(args.runs) or (_train_demo(args.runs),)
-    config = BuildConfig(
-        stores=stores,
-        out=args.out,
-        formats=parse_formats(args.formats),
-        colormap=args.colormap,
-        scale=args.scale,
-        layers=tuple(args.layers) if args.layers else None,
-        probes=tuple(args.probes) if args.probes else None,
-        channel_probes=args.channel_probes,
-        jobs=args.jobs,
-        fps=args.fps,
-        max_side=args.max_side,
-        channel_side=args.channel_side,
-        gif_max_side=args.gif_max_side,
-    )
-    build(config)
+    build(BuildConfig(stores=stores, **options))
     return 0
 
 
 def add_serve(sub: argparse._SubParsersAction) -> None:
+    from generator.config import ServeConfig
+
     p = sub.add_parser(
         "serve",
         help="serve the built gallery on 127.0.0.1",
@@ -336,20 +225,21 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
         "byte ranges, so the epoch scrubber can seek videos) and print the URL. "
         "Only files inside --site are served.",
     )
-    p.add_argument("--site", type=Path, default=Path("site"), help="the built site (site/)")
-    p.add_argument("--port", type=int, default=8000, help="port (8000; 0 picks a free one)")
+    add_options(p, ServeConfig)
     p.set_defaults(handler=_run_serve)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from generator.config import ServeConfig
     from generator.errors import OptionError
     from generator.serve import serve
 
-    if not (args.site / "index.html").is_file():
+    config = ServeConfig(**given(args, ServeConfig))
+    if not (config.site / "index.html").is_file():
         raise OptionError(
-            f"--site {args.site}: no index.html there; run `python -m generator build` first"
+            f"--site {config.site}: no index.html there; run `python -m generator build` first"
         )
-    serve(args.site, args.port)
+    serve(config.site, config.port)
     return 0
 
 
@@ -375,8 +265,8 @@ COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m generator",
+    parser = _Parser(
+        prog=PROG,
         description="netlapse: watch a convolutional network learn. Train with `train`, "
         "inspect a run with `info`, make a dataset from video with `ingest`, render the "
         "animations and gallery with `build`, look at it with `serve`.",
@@ -390,7 +280,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; return its exit code (0 ok, 2 bad input, 3 encode failure)."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except NetlapseError as exc:  # an option's parser refused its value
+        print(f"{_who(_command_in(argv))}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(message)s",

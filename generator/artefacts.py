@@ -10,14 +10,16 @@ their channels in groups sized to ``READ_BUDGET``, kernels are read epoch by epo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from generator import encode
+from generator.manifest import ArtefactKind, ArtefactRecord
 from generator.reader import RunReader, open_run
 from generator.render.colormaps import Scales, compute_scales
 from generator.render.contact import choose_epochs, contact_sheet
@@ -39,61 +41,54 @@ RENDER_VERSION = 1
 READ_BUDGET = 48 * 2**20  # bytes of activations one job holds for per-channel animations
 KERNELS_SHOWN = 32  # out (and in) channels a kernel animation draws; the gallery says so
 KERNEL_TILE = 40  # px per kernel patch: 5x5 kernels are read as colour, not noise
-KINDS = ("grid", "channel", "contact", "kernels", "probe")
 
 
 @dataclass(frozen=True)
 class RenderOptions:
-    """The options that change pixels; each artefact's fingerprint includes the ones it uses."""
+    """The build options that change pixels (their defaults live in ``BuildConfig``).
+    ``gif_max_side`` is set only with "auto" formats: GIFs are rendered at most this big."""
 
-    colormap: str = "seed"
-    scale: str = "channel"
-    fps: float = 4.0
-    max_side: int = 1024
-    channel_side: int = 256
-    contact_columns: int = 8
-    gif_max_side: int | None = None  # "auto" formats: GIFs are rendered at most this big
-
-
-@dataclass(frozen=True)
-class Artefact:
-    """One thing on the site: an animation (mp4/gif + poster) or a still (png)."""
-
-    id: str
-    kind: str
-    layer: str | None
-    probe: int | None
-    channel: int | None
-    files: dict[str, str]
-    fingerprint: str
-    title: str
+    colormap: str
+    scale: str
+    fps: float
+    max_side: int
+    channel_side: int
+    gif_max_side: int | None
+    contact_columns: int = 8  # not an option: the contact sheet's fixed epoch count
 
 
-@dataclass
-class Made:
-    """What a job reports back for each artefact it wrote (recorded in the manifest)."""
+# Exactly the options each kind's renderer reads (see the functions below), so that an
+# artefact's fingerprint changes with them and with nothing else: ``--fps`` re-makes no
+# contact sheet, ``--max-side`` no probe animation (its frames have a fixed size).
+OPTIONS_USED: Mapping[ArtefactKind, tuple[str, ...]] = {
+    ArtefactKind.GRID: ("colormap", "scale", "max_side", "fps", "gif_max_side"),
+    ArtefactKind.CHANNEL: ("colormap", "scale", "channel_side", "fps", "gif_max_side"),
+    ArtefactKind.CONTACT: ("colormap", "scale", "max_side", "contact_columns"),
+    ArtefactKind.KERNELS: ("max_side", "fps", "gif_max_side"),
+    ArtefactKind.PROBE: ("fps",),
+}
 
-    id: str
-    files: dict[str, str]
-    frames: int
-    width: int
-    height: int
-    nonfinite: int = 0
-    note: str = ""
-    epochs: list[int] = field(default_factory=list)
-    kernels_shown: int | None = None
+
+def options_used(
+    kind: ArtefactKind, options: RenderOptions, formats: Mapping[str, str]
+) -> dict[str, Any]:
+    """The option values an artefact of ``kind`` with these files is rendered from."""
+    names = OPTIONS_USED[kind]
+    if "gif" not in formats:  # the GIF size only matters to a GIF
+        names = tuple(n for n in names if n != "gif_max_side")
+    return {name: getattr(options, name) for name in names}
 
 
 @dataclass(frozen=True)
 class Job:
-    """A unit of work for one worker; ``artefacts`` are only those that must be (re)made."""
+    """A unit of work for one worker; ``artefacts`` are only those that must be (re)made,
+    all of one kind group: one layer and probe, one conv layer's kernels, or one probe."""
 
     store: str
     epochs: int  # committed when the build was planned: a job renders exactly these
-    kind: str  # "layer" | "kernels" | "probe"
     layer: str | None
     probe: int | None
-    artefacts: tuple[Artefact, ...]
+    artefacts: tuple[ArtefactRecord, ...]
     options: RenderOptions
 
 
@@ -116,14 +111,15 @@ def _reader(store: str, epochs: int) -> RunReader:
     return _READERS[key]
 
 
-def run_job(job: Job, site: Path) -> list[Made]:
-    """Make every artefact of ``job`` under ``site``; returns what was written."""
+def run_job(job: Job, site: Path) -> list[ArtefactRecord]:
+    """Make every artefact of ``job`` under ``site``; returns their completed records."""
     run = _reader(job.store, job.epochs)
-    if job.kind == "layer":
-        return _layer_job(run, job, site)
-    if job.kind == "kernels":
+    kind = job.artefacts[0].kind
+    if kind is ArtefactKind.KERNELS:
         return [_kernels(run, job.artefacts[0], job.options, site)]
-    return [_probe(run, job.artefacts[0], job.options, site)]
+    if kind is ArtefactKind.PROBE:
+        return [_probe(run, job.artefacts[0], job.options, site)]
+    return _layer_job(run, job, site)
 
 
 def layer_scales(run: RunReader, layer: str, mode: str) -> Scales:
@@ -136,18 +132,18 @@ def layer_scales(run: RunReader, layer: str, mode: str) -> Scales:
     )
 
 
-def _layer_job(run: RunReader, job: Job, site: Path) -> list[Made]:
+def _layer_job(run: RunReader, job: Job, site: Path) -> list[ArtefactRecord]:
     scales = layer_scales(run, job.layer, job.options.scale)
-    by_kind: dict[str, list[Artefact]] = {}
+    by_kind: dict[ArtefactKind, list[ArtefactRecord]] = {}
     for artefact in job.artefacts:
         by_kind.setdefault(artefact.kind, []).append(artefact)
     made = []
-    for artefact in by_kind.get("grid", []):
+    for artefact in by_kind.get(ArtefactKind.GRID, []):
         made.append(_grid(run, artefact, scales, job.options, site))
-    for artefact in by_kind.get("contact", []):
+    for artefact in by_kind.get(ArtefactKind.CONTACT, []):
         made.append(_contact(run, artefact, scales, job.options, site))
-    if by_kind.get("channel"):
-        made.extend(_channels(run, by_kind["channel"], scales, job.options, site))
+    if by_kind.get(ArtefactKind.CHANNEL):
+        made.extend(_channels(run, by_kind[ArtefactKind.CHANNEL], scales, job.options, site))
     return made
 
 
@@ -158,8 +154,8 @@ def _caption(run: RunReader, layer: str, probe: int, epoch: int, extra: str = ""
 
 
 def _grid(
-    run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions, site: Path
-) -> Made:
+    run: RunReader, artefact: ArtefactRecord, scales: Scales, options: RenderOptions, site: Path
+) -> ArtefactRecord:
     """The channel grid of one layer and probe, rendered one epoch at a time."""
     layer, probe = artefact.layer, artefact.probe
 
@@ -190,8 +186,12 @@ def _grid(
 
 
 def _channels(
-    run: RunReader, artefacts: list[Artefact], scales: Scales, options: RenderOptions, site: Path
-) -> list[Made]:
+    run: RunReader,
+    artefacts: list[ArtefactRecord],
+    scales: Scales,
+    options: RenderOptions,
+    site: Path,
+) -> list[ArtefactRecord]:
     """Per-channel animations, reading channels in groups that fit ``READ_BUDGET``."""
     layer, probe = artefacts[0].layer, artefacts[0].probe
     spec = run.layer(layer)
@@ -217,9 +217,9 @@ def _channels(
     return made
 
 
-def _channel_batches(artefacts: list[Artefact], span: int) -> list[list[Artefact]]:
+def _channel_batches(artefacts: list[ArtefactRecord], span: int) -> list[list[ArtefactRecord]]:
     """Split channel-sorted artefacts into batches whose channel range is at most ``span``."""
-    batches: list[list[Artefact]] = []
+    batches: list[list[ArtefactRecord]] = []
     for artefact in artefacts:
         if batches and artefact.channel - batches[-1][0].channel < span:
             batches[-1].append(artefact)
@@ -248,8 +248,8 @@ def _render_channel(
 
 
 def _contact(
-    run: RunReader, artefact: Artefact, scales: Scales, options: RenderOptions, site: Path
-) -> Made:
+    run: RunReader, artefact: ArtefactRecord, scales: Scales, options: RenderOptions, site: Path
+) -> ArtefactRecord:
     """The still of channels x chosen epochs; reads only the epochs it shows."""
     layer, probe = artefact.layer, artefact.probe
     epochs = choose_epochs(run.epochs, options.contact_columns)
@@ -265,12 +265,19 @@ def _contact(
     )
     encode.write_png(site / artefact.files["png"], sheet.image, sheet.palette)
     height, width = sheet.image.shape
-    return Made(
-        artefact.id, dict(artefact.files), 1, width, height, sheet.nonfinite, "", sheet.epochs
+    return replace(
+        artefact,
+        frames=1,
+        width=width,
+        height=height,
+        nonfinite=sheet.nonfinite,
+        epochs=tuple(sheet.epochs),
     )
 
 
-def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: Path) -> Made:
+def _kernels(
+    run: RunReader, artefact: ArtefactRecord, options: RenderOptions, site: Path
+) -> ArtefactRecord:
     """Kernels over epochs; only the shown (out x in) corner is read, epoch by epoch."""
     layer = artefact.layer
     o, i = run.layer(layer).kernel_shape[:2]
@@ -290,11 +297,12 @@ def _kernels(run: RunReader, artefact: Artefact, options: RenderOptions, site: P
         return Frames(frames.frames, frames.palette, frames.nonfinite, frames.note or note)
 
     made = _write_animation(artefact, render, options, site)
-    made.kernels_shown = weights.shape[1]
-    return made
+    return replace(made, kernels_shown=int(weights.shape[1]))
 
 
-def _probe(run: RunReader, artefact: Artefact, options: RenderOptions, site: Path) -> Made:
+def _probe(
+    run: RunReader, artefact: ArtefactRecord, options: RenderOptions, site: Path
+) -> ArtefactRecord:
     probe = artefact.probe
     frames = probe_frames(
         run.probe_images[probe],
@@ -306,12 +314,12 @@ def _probe(run: RunReader, artefact: Artefact, options: RenderOptions, site: Pat
 
 
 def _write_animation(
-    artefact: Artefact,
+    artefact: ArtefactRecord,
     render: Callable[[int], Frames],
     options: RenderOptions,
     site: Path,
     max_side: int | None = None,
-) -> Made:
+) -> ArtefactRecord:
     """Encode ``render(max_side)`` to each requested format plus a poster (the last epoch).
 
     With ``gif_max_side`` set ("auto" formats) a frame larger than it gets its GIF from a
@@ -334,6 +342,12 @@ def _write_animation(
         elif fmt == "poster":
             encode.write_poster(target, frames.frames, frames.palette)
         written[fmt] = relative
-    return Made(
-        artefact.id, written, len(frames.frames), width, height, frames.nonfinite, frames.note
+    return replace(
+        artefact,
+        files=written,
+        frames=len(frames.frames),
+        width=width,
+        height=height,
+        nonfinite=frames.nonfinite,
+        note=frames.note,
     )

@@ -1,23 +1,122 @@
-"""Settings of each command as frozen dataclasses; the CLI fills them, defaults live here.
+"""Settings of each command as frozen dataclasses: the one place for every option's
+default, help text, choices and range.
 
-Validation happens here, once, so every entry point (CLI, tests, benchmarks) refuses the
-same bad values with the same one-line ``OptionError`` naming the option.
+``__main__`` builds each command's argument parser from these fields (``option`` puts
+the help, parser and range into the field's metadata), and validation happens here, once,
+so every entry point (CLI, tests, benchmarks) refuses the same bad values with the same
+one-line ``OptionError`` naming the option.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from generator.architecture import REFERENCE_CHANNELS, REFERENCE_KERNEL
 from generator.errors import OptionError
+from generator.render.captions import MAX_FONT, strip_height
+from generator.render.colormaps import COLORMAPS, SCALE_MODES
 from generator.store import ACTIVATION_DTYPES
 
 DEMO_INPUT_SIZE = 128
 DATA_INPUT_SIZE = 512
 DEVICES = ("auto", "cpu", "cuda")
+# The smallest frame side that leaves a picture of at least 64 px above a caption strip.
+MIN_FRAME_SIDE = strip_height(MAX_FONT) + 64
+MAX_FRAME_SIDE = 8192
+UINT32_MAX = 2**32 - 1
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str,
+    parse: Callable[[str], Any] | None = None,
+    choices: tuple[str, ...] | None = None,
+    low: float | None = None,
+    high: float | None = None,
+    positive: bool = False,
+    shown: str | None = None,
+    local: bool = False,
+    cli: dict[str, Any] | None = None,
+    default_factory: Callable[[], Any] | None = None,
+) -> Any:
+    """A config field that is also a command-line option ``--field-name``.
+
+    ``parse`` turns the text into the value (``store_true`` flags have none); ``low``,
+    ``high`` and ``positive`` bound a number (each element of a tuple), checked by
+    ``check_ranges``; ``shown`` is the default as the help prints it; ``local`` marks a
+    setting that is never published (paths, worker counts); ``cli`` holds extra argparse
+    keywords (``metavar``, ``nargs``, ``required``).
+    """
+    metadata = {
+        "help": help,
+        "parse": parse,
+        "choices": choices,
+        "low": low,
+        "high": high,
+        "positive": positive,
+        "shown": shown,
+        "local": local,
+        "cli": cli or {},
+    }
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def flag_name(name: str) -> str:
+    """``max_side`` -> ``--max-side``."""
+    return "--" + name.replace("_", "-")
+
+
+def check_ranges(config: Any) -> None:
+    """Refuse a number outside its field's range (NaN and inf included), naming the option."""
+    for f in fields(config):
+        meta = f.metadata
+        if not (
+            meta.get("low") is not None or meta.get("high") is not None or meta.get("positive")
+        ):
+            continue
+        value = getattr(config, f.name)
+        for number in value if isinstance(value, tuple) else (value,):
+            problem = _range_problem(number, meta)
+            if problem:
+                raise OptionError(f"{flag_name(f.name)} must be {problem}, got {number}")
+
+
+def _range_problem(number: Any, meta: Any) -> str | None:
+    if number is None:
+        return None
+    if not isinstance(number, (int, float)) or not math.isfinite(number):
+        return "a finite number"
+    if meta["positive"] and number <= 0:
+        return "positive"
+    if meta["low"] is not None and number < meta["low"]:
+        return f"at least {meta['low']:g}"
+    if meta["high"] is not None and number > meta["high"]:
+        return f"at most {meta['high']:g}"
+    return None
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    """``"1,2,3"`` -> ``(1, 2, 3)``; anything else is an argparse error naming the option."""
+    import argparse
+
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def name_list(text: str) -> tuple[str, ...] | None:
+    return tuple(part.strip() for part in text.split(",") if part.strip()) or None
 
 
 def default_cache_dir() -> Path:
@@ -32,31 +131,88 @@ def default_cache_dir() -> Path:
 class TrainConfig:
     """Everything a training run depends on; stored in the run's ``training`` attribute."""
 
-    out: Path
-    data: Path | None = None
-    epochs: int = 10
-    input_size: int | None = None
-    batch_size: int = 16
-    lr: float = 1e-3
-    probes: int = 8
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    resume: bool = False
-    activation_dtype: str = "float16"
-    probe_images: tuple[Path, ...] = ()
-    channels: tuple[int, ...] = REFERENCE_CHANNELS
-    kernel_size: int = REFERENCE_KERNEL
-    keep_checkpoints: int = 2
-    demo_per_class: int = 120
+    out: Path = option(
+        help="the run store to create, e.g. runs/demo.zarr (refused if it exists, unless --resume)",
+        parse=Path,
+        local=True,
+        cli={"required": True},
+    )
+    data: Path | None = option(
+        None, help="ImageFolder root; omit to use the demo data", parse=Path, shown="demo data"
+    )
+    epochs: int = option(10, help="epochs to train in total", parse=int, low=1, high=100_000)
+    input_size: int | None = option(
+        None,
+        help="square input size in pixels",
+        parse=int,
+        high=4096,  # no low here: the architecture check names the minimum for the depth
+        shown="128 for the demo data, 512 for --data",
+    )
+    batch_size: int = option(16, help="training batch size", parse=int, low=1, high=65_536)
+    lr: float = option(1e-3, help="Adam learning rate", parse=float, positive=True, high=10)
+    probes: int = option(
+        8,
+        help="probe images recorded each epoch, spread across classes from the validation split",
+        parse=int,
+        low=1,
+        high=1000,
+    )
+    val_fraction: float = option(
+        0.2, help="share of each class held out for validation", parse=float
+    )
+    seed: int = option(
+        0,
+        help="seed for the split, shuffling, weights and demo data; "
+        "same seed + data = identical store on CPU",
+        parse=int,
+        low=0,
+        high=UINT32_MAX,
+    )
+    device: str = option("auto", help="where to train", parse=str, choices=DEVICES, local=True)
+    resume: bool = option(
+        False,
+        help="continue the run in --out from its newest checkpoint, appending to the same store",
+        local=True,
+    )
+    activation_dtype: str = option(
+        "float16",
+        help="float16 halves the store and keeps 3 significant digits",
+        parse=str,
+        choices=ACTIVATION_DTYPES,
+    )
+    probe_images: tuple[Path, ...] = option(
+        (),
+        help="record these images instead of picking probes",
+        parse=Path,
+        shown="picked from the data",
+        cli={"nargs": "+", "metavar": "FILE"},
+    )
+    channels: tuple[int, ...] = option(
+        REFERENCE_CHANNELS,
+        help="output channels per block",
+        parse=int_list,
+        low=1,
+        high=4096,
+        cli={"metavar": "C1,C2,..."},
+    )
+    kernel_size: int = option(REFERENCE_KERNEL, help="conv kernel size", parse=int, low=1, high=31)
+    keep_checkpoints: int = option(
+        2,
+        help="newest checkpoints to keep beside the store; 0 keeps all",
+        parse=int,
+        low=0,
+        high=100_000,
+        local=True,
+    )
+    demo_per_class: int = option(
+        120, help="demo images generated per class", parse=int, low=4, high=100_000
+    )
     cache_dir: Path = field(default_factory=default_cache_dir)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "probe_images", tuple(self.probe_images))
+        check_ranges(self)
         checks = [
-            (self.epochs >= 1, f"--epochs must be at least 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be positive, got {self.lr}"),
-            (self.probes >= 1, f"--probes must be at least 1, got {self.probes}"),
             (
                 0 < self.val_fraction < 1,
                 f"--val-fraction must be between 0 and 1, got {self.val_fraction}",
@@ -66,8 +222,6 @@ class TrainConfig:
                 self.activation_dtype in ACTIVATION_DTYPES,
                 f"--activation-dtype must be one of {', '.join(ACTIVATION_DTYPES)}",
             ),
-            (self.keep_checkpoints >= 0, "--keep-checkpoints must be 0 (all) or more"),
-            (self.demo_per_class >= 4, "--demo-per-class must be at least 4"),
         ]
         for ok, message in checks:
             if not ok:
@@ -111,19 +265,77 @@ def parse_formats(text: str) -> tuple[str, ...]:
 class BuildConfig:
     """What ``build`` renders and where. ``probes`` are 1-based, as captions show them."""
 
-    stores: tuple[Path, ...]
-    out: Path = Path("site")
-    formats: tuple[str, ...] = ("auto",)
-    colormap: str = "seed"
-    scale: str = "channel"
-    layers: tuple[str, ...] | None = None
-    probes: tuple[int, ...] | None = None
-    channel_probes: int = 2
-    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
-    fps: float = 4.0
-    max_side: int = 1024
-    channel_side: int = 256
-    gif_max_side: int = AUTO_GIF_MAX_SIDE
+    stores: tuple[Path, ...] = field(metadata={"local": True})
+    out: Path = option(Path("site"), help="site folder", parse=Path, local=True)
+    formats: tuple[str, ...] = option(
+        ("auto",),
+        help="auto | gif | mp4 | gif,mp4. auto: MP4 at --max-side plus a GIF at most "
+        "--gif-max-side px for grids, kernels and probes; per-channel animations MP4 only",
+        parse=parse_formats,
+        shown="auto",
+    )
+    colormap: str = option(
+        "seed",
+        help="seed: red < 0 < blue on black; diverging: red < 0 < blue on white",
+        parse=str,
+        choices=COLORMAPS,
+    )
+    scale: str = option(
+        "channel",
+        help="which values share one colour scale (channel: one per channel over all epochs)",
+        parse=str,
+        choices=SCALE_MODES,
+    )
+    layers: tuple[str, ...] | None = option(
+        None, help="only these layers, e.g. block1,block2", parse=name_list, shown="all"
+    )
+    probes: tuple[int, ...] | None = option(
+        None,
+        help="only these probes, numbered from 1",
+        parse=int_list,
+        low=1,
+        high=100_000,
+        shown="all",
+    )
+    channel_probes: int = option(
+        2,
+        help="how many of the selected probes get per-channel animations",
+        parse=int,
+        low=0,
+        high=100_000,
+    )
+    jobs: int = option(
+        help="parallel worker processes",
+        parse=int,
+        low=1,
+        high=1024,
+        shown="all cores",
+        local=True,
+        default_factory=lambda: os.cpu_count() or 1,
+    )
+    fps: float = option(4.0, help="epochs per second", parse=float, low=0.1, high=60)
+    max_side: int = option(
+        1024,
+        help="largest frame side in px; bigger grids are downscaled",
+        parse=int,
+        low=MIN_FRAME_SIDE,
+        high=MAX_FRAME_SIDE,
+    )
+    channel_side: int = option(
+        256,
+        help="side of per-channel animations in px",
+        parse=int,
+        low=MIN_FRAME_SIDE,
+        high=MAX_FRAME_SIDE,
+    )
+    gif_max_side: int = option(
+        AUTO_GIF_MAX_SIDE,
+        help="with --formats auto, GIFs (a light fallback and thumbnail) are rendered "
+        "at most this big",
+        parse=int,
+        low=MIN_FRAME_SIDE,
+        high=MAX_FRAME_SIDE,
+    )
 
     def __post_init__(self) -> None:
         from generator.render.colormaps import check_colormap, check_scale_mode
@@ -133,21 +345,41 @@ class BuildConfig:
         for fmt in self.formats:
             if fmt not in (*FORMATS, "auto"):
                 raise OptionError(f"--formats: unknown format {fmt!r}; use auto, gif, mp4")
-        checks = [
-            (self.jobs >= 1, f"--jobs must be at least 1, got {self.jobs}"),
-            (self.fps > 0, f"--fps must be positive, got {self.fps}"),
-            (self.channel_probes >= 0, "--channel-probes must be 0 or more"),
-            (self.max_side >= 64, f"--max-side must be at least 64, got {self.max_side}"),
-            (self.channel_side >= 32, "--channel-side must be at least 32"),
-            (
-                self.probes is None or all(p >= 1 for p in self.probes),
-                "--probes are numbered from 1, as in the captions",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise OptionError(message)
+        check_ranges(self)
 
     @property
     def auto_formats(self) -> bool:
         return self.formats == ("auto",)
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How ``ingest`` turns a video into a class folder of square frames."""
+
+    label: str = option(
+        help="class name: the folder under --out", parse=str, cli={"required": True}
+    )
+    out: Path = option(help="dataset root (ImageFolder)", parse=Path, cli={"required": True})
+    size: int = option(512, help="square crop size", parse=int, low=16, high=8192)
+    every: int = option(1, help="keep every N-th frame", parse=int, low=1, high=10**9)
+    dark_threshold: float = option(
+        16.0,
+        help="drop frames whose mean brightness (0-255) is below this",
+        parse=float,
+        low=0,
+        high=255,
+    )
+
+    def __post_init__(self) -> None:
+        check_ranges(self)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where ``serve`` serves the built site (always on 127.0.0.1)."""
+
+    site: Path = option(Path("site"), help="the built site", parse=Path)
+    port: int = option(8000, help="port; 0 picks a free one", parse=int, low=0, high=65_535)
+
+    def __post_init__(self) -> None:
+        check_ranges(self)

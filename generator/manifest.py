@@ -31,6 +31,9 @@ class ArtefactKind(str, enum.Enum):
     KERNELS = "kernels"  # a conv layer's kernels over epochs
     PROBE = "probe"  # a probe image with its class probabilities over epochs
 
+    def __str__(self) -> str:  # as ``enum.StrEnum`` (3.11+) does: the plain name
+        return self.value
+
     @property
     def is_animation(self) -> bool:
         """Animations have video/GIF files and a poster; stills are one PNG."""
@@ -189,12 +192,25 @@ class Manifest:
 
 def load_manifest(site: Path) -> Manifest:
     """The previous build's manifest under ``site``, or an empty one when there is none,
-    it does not parse, or it is of another version (all three mean: rebuild everything)."""
+    it does not parse, or it is of another version (all three mean: rebuild everything).
+    Of another version, only the list of files it owned is kept, so the rebuild still
+    cleans up what the older build wrote."""
     try:
         data = json.loads((Path(site) / MANIFEST_NAME).read_text(encoding="utf-8"))
-        return Manifest.from_json(data)
     except (OSError, ValueError):
         return Manifest()
+    try:
+        return Manifest.from_json(data)
+    except ValueError:
+        return Manifest(files=_owned_files(data))
+
+
+def _owned_files(data: Any) -> tuple[str, ...]:
+    """The ``files`` list of a manifest of any version, if it is a list of strings."""
+    files = data.get("files") if isinstance(data, Mapping) else None
+    if isinstance(files, list) and all(isinstance(f, str) for f in files):
+        return tuple(files)
+    return ()
 
 
 def _optional_int(value: Any) -> int | None:

@@ -445,7 +445,7 @@ OPTION_ROWS = {
         (("--input-size", "0"), "too small for 8 blocks"),
     ]
 } | {
-    "option: --colormap unknown": Row(build_opts("--colormap", "jet"), 2, ("colormap 'jet'",)),
+    "option: --colormap unknown": Row(build_opts("--colormap", "jet"), 2, ("--colormap", "'jet'")),
     "option: --formats unknown": Row(build_opts("--formats", "webm"), 2, ("--formats 'webm'",)),
     "option: --scale unknown": Row(build_opts("--scale", "global"), 2, ("'global'",)),
     "option: --jobs 0": Row(build_opts("--jobs", "0"), 2, ("--jobs must be at least 1",)),

@@ -306,7 +306,7 @@ def _build_block1(store: Path, site: Path) -> dict:
             jobs=1,
         )
     )
-    return result.manifest
+    return result.manifest.to_json()
 
 
 def _grid_frames(manifest: dict) -> list[int]:
@@ -394,4 +394,4 @@ def test_an_in_process_rebuild_sees_new_epochs(tmp_path: Path) -> None:
     )
     build(config)
     writer.write_epoch(2, synthetic_record(2))
-    assert _grid_frames(build(replace(config, out=tmp_path / "other")).manifest) == [3]
+    assert _grid_frames(build(replace(config, out=tmp_path / "other")).manifest.to_json()) == [3]

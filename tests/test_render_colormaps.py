@@ -135,6 +135,17 @@ def test_nonfinite_stats_are_ignored() -> None:
     assert (compute_scales(all_nan, all_nan, "frame").pos == 0).all()
 
 
+@pytest.mark.parametrize("mode", SCALE_MODES)
+@pytest.mark.parametrize("share_channels", [False, True])
+def test_a_run_without_epochs_has_empty_scales_not_an_error(
+    mode: str, share_channels: bool
+) -> None:
+    """A store killed during epoch 0 has (0, P, C) statistics; issue 8.6 crashed here."""
+    empty = np.zeros((0, 2, 3), dtype=np.float32)
+    neg, pos = compute_scales(empty, empty, mode, share_channels=share_channels)
+    assert neg.shape == pos.shape == (0, 2, 3)
+
+
 def test_bad_stat_shapes_are_refused() -> None:
     with pytest.raises(ValueError, match=r"\(E, P, C\)"):
         compute_scales(np.zeros((3, 4)), np.zeros((3, 4)))

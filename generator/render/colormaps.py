@@ -190,8 +190,9 @@ def map_values(values: ArrayLike, neg_scale: ArrayLike, pos_scale: ArrayLike) ->
 
 
 def _reduce_max(a: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
-    """Max over ``axis`` (kept), ignoring NaN; an all-NaN slice gives 0 (the zero colour)."""
-    out = np.fmax.reduce(a, axis=axis, keepdims=True) if axis else a
+    """Max over ``axis`` (kept), ignoring NaN; an all-NaN or empty slice (a run with no
+    epoch yet) gives 0, the zero colour. NaN is ``fmax``'s identity, so it starts the fold."""
+    out = np.fmax.reduce(a, axis=axis, keepdims=True, initial=np.nan) if axis else a
     return np.nan_to_num(out, nan=0.0)
 
 

@@ -1,0 +1,107 @@
+"""The guard on ``build --out``: a build writes into that folder and deletes stale files
+there, so it must never be a folder that holds something else of value.
+
+Refused (all resolved through symlinks): ``/``, the home folder, the current folder and
+its parents, the project (the folder holding the package) and its parents, the templates
+and the package folders and anything inside them, a checkpoint folder (``*.ckpt`` or one
+holding checkpoint files), a run store or anything inside or around one, and a folder that
+holds a store or a dataset (class folders with images) directly below it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from generator.errors import OptionError
+from generator.resources import templates_path
+
+PACKAGE = Path(__file__).resolve().parent
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+CHECKPOINT_GLOB = "epoch-*.pt"
+SCAN_LIMIT = 2000  # entries looked at per folder: enough to tell, never a long walk
+
+
+def check_out_folder(out: Path, stores: Iterable[Path]) -> Path:
+    """Create and return ``out`` resolved, or raise a one-line ``OptionError`` naming it."""
+    target = Path(out).expanduser().resolve()
+    why = refusal(target, [Path(s).resolve() for s in stores])
+    if why:
+        raise OptionError(
+            f"--out {out}: refusing to build into {target} ({why}); "
+            "use a folder of its own such as site/"
+        )
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        probe = target / f".netlapse-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise OptionError(
+            f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable folder"
+        ) from exc
+    return target
+
+
+def refusal(target: Path, stores: list[Path]) -> str | None:
+    """Why a build must not write into the resolved ``target``, or ``None`` if it may."""
+    here = Path.cwd().resolve()
+    if target in {Path("/"), Path.home().resolve()}:
+        return "the root or home folder"
+    if target == here or target in here.parents:
+        return "the current folder or one above it"
+    if target == PACKAGE.parent or target in PACKAGE.parent.parents:
+        return "the project folder or one above it"
+    for name, folder in (("templates", templates_path().resolve()), ("package", PACKAGE)):
+        if _overlaps(target, folder):
+            return f"the {name} folder of netlapse"
+    for store in stores:
+        if _overlaps(target, store):
+            return f"it overlaps the run store {store}"
+    return _holds_something(target)
+
+
+def _holds_something(target: Path) -> str | None:
+    """Refusals that depend on what is already inside (or around) ``target``."""
+    for folder in (target, *target.parents):
+        if folder.suffix == ".ckpt":
+            return "a checkpoint folder"
+        if _is_store(folder):
+            return f"it lies inside the run store {folder}"
+    if not target.is_dir():
+        return None
+    if next(iter(target.glob(CHECKPOINT_GLOB)), None) is not None:
+        return "it holds checkpoints"
+    for child in _entries(target):
+        if child.is_dir() and _is_store(child):
+            return f"it holds the run store {child.name}"
+        if child.is_dir() and not child.name.startswith(".") and _holds_images(child):
+            return f"it holds a dataset (class folder {child.name} has images)"
+    return None
+
+
+def _overlaps(a: Path, b: Path) -> bool:
+    return a == b or b in a.parents or a in b.parents
+
+
+def _is_store(folder: Path) -> bool:
+    """A netlapse run store: a zarr group whose attributes carry our schema version."""
+    try:
+        meta = json.loads((folder / "zarr.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "schema_version" in (meta.get("attributes") or {})
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in _entries(folder))
+
+
+def _entries(folder: Path) -> Iterator[Path]:
+    try:
+        yield from itertools.islice(folder.iterdir(), SCAN_LIMIT)
+    except OSError:
+        return

@@ -1,0 +1,293 @@
+"""The build planner: what each run should have, and what of it is up to date.
+
+For each store, every artefact the options select (grid per layer x probe, per-channel
+animations, contact sheets, kernels per conv layer, one per probe) becomes a planned
+``ArtefactRecord`` whose fingerprint covers exactly its inputs: the store's identity and
+committed epochs, the options its renderer uses (``artefacts.OPTIONS_USED``) and
+``RENDER_VERSION``. Against the previous manifest, each is then up to date (kept), to be
+(re)made, or outside ``--layers``/``--probes`` (carried over as it is). Nothing here
+renders or writes; ``build`` does, in that order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from generator import __version__
+from generator.artefacts import RENDER_VERSION, RenderOptions, options_used
+from generator.config import BuildConfig
+from generator.errors import OptionError
+from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
+from generator.reader import RunReader
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One store in the build: its reader, site slug and every artefact it should have
+    (none for a run with no committed epoch yet)."""
+
+    run: RunReader
+    slug: str
+    artefacts: tuple[ArtefactRecord, ...]
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What a build does with each artefact, decided before anything is written."""
+
+    wanted: Mapping[str, ArtefactRecord]  # this build's selection, as planned
+    todo: tuple[ArtefactRecord, ...]  # of ``wanted``: missing or out of date
+    kept: Mapping[str, ArtefactRecord]  # of ``wanted``: up to date (previous records)
+    carried: Mapping[str, ArtefactRecord]  # outside --layers/--probes: kept as they are
+
+    def records(self, made: Mapping[str, ArtefactRecord]) -> dict[str, ArtefactRecord]:
+        """Every record the new manifest lists, once ``made`` holds the re-made ones."""
+        return {**self.carried, **self.kept, **made}
+
+
+def run_slug(path: Path) -> str:
+    """A folder name for a run: its readable stem plus a hash of its absolute path, so two
+    runs called ``demo`` in different folders never collide and nothing escapes ``runs/``."""
+    stem = Path(path).name.removesuffix(".zarr")
+    readable = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40] or "run"
+    digest = hashlib.sha1(os.fsencode(Path(path).resolve())).hexdigest()[:6]
+    return f"{readable}-{digest}"
+
+
+def display_name(path: Path) -> str:
+    """The run's name as shown: the store folder's stem, with bytes that are not UTF-8
+    escaped (``\\xff``), so a page or the manifest can always be written as UTF-8."""
+    stem = Path(path).name.removesuffix(".zarr")
+    return os.fsencode(stem).decode("utf-8", "backslashreplace")
+
+
+# -- gather ------------------------------------------------------------------------------
+def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
+    """Every artefact of one run that the options select, with fingerprints."""
+    slug = run_slug(run.path)
+    layers = _selected_layers(run, config.layers)
+    probes = _selected_probes(run, config.probes)
+    if run.epochs == 0:
+        log.warning("%s has no committed epoch yet: its card says so, nothing is drawn", run.path)
+        return RunPlan(run, slug, ())
+    planner = _Planner(slug, _run_identity(run), config)
+    artefacts: list[ArtefactRecord] = []
+    for layer in layers:
+        spec = run.layer(layer)
+        for number, probe in enumerate(probes):
+            artefacts += [
+                planner.record(ArtefactKind.GRID, layer=layer, probe=probe),
+                planner.record(ArtefactKind.CONTACT, layer=layer, probe=probe),
+            ]
+            if spec.is_conv and number < config.channel_probes:
+                artefacts += [
+                    planner.record(ArtefactKind.CHANNEL, layer=layer, probe=probe, channel=c)
+                    for c in range(spec.channels)
+                ]
+        if spec.is_conv:
+            artefacts.append(planner.record(ArtefactKind.KERNELS, layer=layer))
+    artefacts += [planner.record(ArtefactKind.PROBE, probe=probe) for probe in probes]
+    return RunPlan(run, slug, tuple(artefacts))
+
+
+def _selected_layers(run: RunReader, names: tuple[str, ...] | None) -> list[str]:
+    if names is None:
+        return [layer.name for layer in run.layers]
+    for name in names:
+        run.layer(name)  # raises a StoreError naming the layers that exist
+    return list(names)
+
+
+def _selected_probes(run: RunReader, numbers: tuple[int, ...] | None) -> list[int]:
+    if numbers is None:
+        return list(range(run.n_probes))
+    bad = [n for n in numbers if n > run.n_probes]
+    if bad:
+        raise OptionError(f"--probes {bad[0]}: {run.path} has probes 1..{run.n_probes}")
+    return [n - 1 for n in numbers]
+
+
+def _run_identity(run: RunReader) -> tuple[str, int]:
+    """What makes this store this run, and how many epochs this build shows of it."""
+    attrs = {k: v for k, v in run.attrs.items() if k != "epochs_committed"}
+    return _digest({"path": str(run.path.resolve()), "attrs": attrs}), run.epochs
+
+
+def _digest(data: Any) -> str:
+    return hashlib.sha1(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def render_options(config: BuildConfig) -> RenderOptions:
+    """The build options that reach the renderer (``gif_max_side`` only with auto)."""
+    return RenderOptions(
+        colormap=config.colormap,
+        scale=config.scale,
+        fps=config.fps,
+        max_side=config.max_side,
+        channel_side=config.channel_side,
+        gif_max_side=config.gif_max_side if config.auto_formats else None,
+    )
+
+
+class _Planner:
+    """Makes the planned records of one run: ids, file paths, titles and fingerprints."""
+
+    def __init__(self, slug: str, identity: tuple[str, int], config: BuildConfig) -> None:
+        self.slug, self.identity, self.config = slug, identity, config
+        self.options = render_options(config)
+
+    def record(
+        self,
+        kind: ArtefactKind,
+        *,
+        layer: str | None = None,
+        probe: int | None = None,
+        channel: int | None = None,
+    ) -> ArtefactRecord:
+        parts = [
+            kind.value,
+            layer,
+            f"c{channel}" if channel is not None else None,
+            f"p{probe}" if probe is not None else None,
+        ]
+        name = "-".join(p for p in parts if p)
+        folder = f"runs/{self.slug}/media/{layer or kind.value}"
+        files = {fmt: f"{folder}/{name}.{fmt}" for fmt in self.formats(kind)}
+        if kind.is_animation:
+            files["poster"] = f"{folder}/{name}.poster.png"
+        inputs = {
+            "run": self.identity[0],
+            "epochs": self.identity[1],
+            "kind": kind.value,
+            "layer": layer,
+            "probe": probe,
+            "channel": channel,
+            "files": files,
+            "render": RENDER_VERSION,
+            "tool": __version__,
+            "options": options_used(kind, self.options, files),
+        }
+        return ArtefactRecord(
+            id=f"{self.slug}/{name}",
+            kind=kind,
+            layer=layer,
+            probe=probe,
+            channel=channel,
+            files=files,
+            fingerprint=_digest(inputs),
+            title=_title(kind, layer, probe, channel),
+        )
+
+    def formats(self, kind: ArtefactKind) -> list[str]:
+        if not kind.is_animation:
+            return ["png"]
+        if self.config.auto_formats:
+            return ["mp4"] if kind is ArtefactKind.CHANNEL else ["mp4", "gif"]
+        return list(self.config.formats)
+
+
+def _title(kind: ArtefactKind, layer: str | None, probe: int | None, channel: int | None) -> str:
+    shown = "" if probe is None else f"probe {probe + 1}"
+    return {
+        ArtefactKind.GRID: f"{layer}, all channels, {shown}",
+        ArtefactKind.CHANNEL: f"{layer}, channel {(channel or 0) + 1}, {shown}",
+        ArtefactKind.CONTACT: f"{layer} contact sheet, {shown}",
+        ArtefactKind.KERNELS: f"{layer} kernels over epochs",
+        ArtefactKind.PROBE: f"{shown}: class probabilities over epochs",
+    }[kind]
+
+
+# -- plan --------------------------------------------------------------------------------
+def plan_build(
+    plans: Iterable[RunPlan], previous: Manifest, config: BuildConfig, site: Path
+) -> BuildPlan:
+    """Which artefacts are up to date, which must be (re)made and which are carried over."""
+    plans = list(plans)
+    wanted = {a.id: a for plan in plans for a in plan.artefacts}
+    kept, todo = {}, []
+    for aid, artefact in wanted.items():
+        old = previous.artefacts.get(aid)
+        if old is not None and _up_to_date(artefact, old, site):
+            kept[aid] = old
+        else:
+            todo.append(artefact)
+    return BuildPlan(wanted, tuple(todo), kept, _carried_over(previous, plans, config, site))
+
+
+def _up_to_date(artefact: ArtefactRecord, old: ArtefactRecord, site: Path) -> bool:
+    return old.fingerprint == artefact.fingerprint and _files_exist(old, site)
+
+
+def _carried_over(
+    previous: Manifest, plans: list[RunPlan], config: BuildConfig, site: Path
+) -> dict[str, ArtefactRecord]:
+    """Artefacts of these runs that ``--layers``/``--probes`` left out: kept as they are,
+    so building one layer again never throws away the others."""
+    slugs = {plan.slug for plan in plans if plan.run.epochs > 0}
+    kept = {}
+    for aid, record in previous.artefacts.items():
+        outside = (
+            config.layers is not None
+            and record.layer is not None
+            and record.layer not in config.layers
+        ) or (
+            config.probes is not None
+            and record.probe is not None
+            and record.probe + 1 not in config.probes
+        )
+        if aid.split("/", 1)[0] in slugs and outside and _files_exist(record, site):
+            kept[aid] = record
+    return kept
+
+
+def _files_exist(record: ArtefactRecord, site: Path) -> bool:
+    return all((site / path).is_file() for path in record.files.values())
+
+
+def new_manifest(
+    plans: Iterable[RunPlan], records: Mapping[str, ArtefactRecord], config: BuildConfig
+) -> Manifest:
+    """The manifest of this build's media (pages are added once they are written)."""
+    runs = tuple(
+        RunEntry(
+            slug=plan.slug,
+            name=display_name(plan.run.path),
+            epochs=plan.run.epochs,
+            artefacts=tuple(sorted(aid for aid in records if aid.startswith(plan.slug + "/"))),
+        )
+        for plan in plans
+    )
+    return Manifest(
+        tool_version=__version__,
+        options=published_options(config),
+        runs=runs,
+        artefacts=dict(sorted(records.items())),
+        files=tuple(sorted({p for r in records.values() for p in r.files.values()})),
+    )
+
+
+def published_options(config: BuildConfig) -> dict[str, Any]:
+    """The build settings a site may show: JSON values, never a local path or a machine's
+    worker count (fields marked ``local`` in ``BuildConfig``)."""
+    options = {}
+    for f in fields(config):
+        if f.metadata.get("local"):
+            continue
+        value = getattr(config, f.name)
+        options[f.name] = list(value) if isinstance(value, tuple) else value
+    return options
+
+
+def stale_files(previous: Manifest, current: Manifest) -> list[str]:
+    """Files the previous build owned that this one does not: the only deletion candidates."""
+    return sorted(set(previous.files) - set(current.files))
