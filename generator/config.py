@@ -13,7 +13,7 @@ from typing import Any
 
 from generator.architecture import REFERENCE_CHANNELS, REFERENCE_KERNEL
 from generator.errors import OptionError
-from generator.store import ACTIVATION_DTYPES
+from generator.schema import ACTIVATION_DTYPES
 
 DEMO_INPUT_SIZE = 128
 DATA_INPUT_SIZE = 512

@@ -31,7 +31,7 @@ from markupsafe import Markup
 from generator import charts
 from generator.errors import StoreError
 from generator.reader import RunReader
-from generator.store import LayerSpec
+from generator.schema import LayerSpec
 
 HOME = "index.html"
 EAGER_MEDIA = 2  # animations per page assumed to be in the first screen (others lazy)

@@ -10,7 +10,8 @@ import pytest
 import zarr
 
 from generator.errors import StoreError
-from generator.store import SCHEMA_VERSION, StoreWriter
+from generator.schema import SCHEMA_VERSION
+from generator.store import StoreWriter
 from tests.conftest import TINY_LAYERS, make_store, synthetic_record
 
 
