@@ -235,3 +235,16 @@ def test_numbers_out_of_range_are_refused() -> None:
     with pytest.raises(StoreError, match="shape"):
         parse_root_attrs(STORE, {**good_attrs(), "layers": layers})
     assert np.isfinite(parse_root_attrs(STORE, good_attrs()).input_size)
+
+
+def test_the_schema_is_pure_description() -> None:
+    """Anything may import the schema: it loads neither torch nor zarr."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, generator.schema; "
+        "print(sorted(m for m in ('torch', 'zarr', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
