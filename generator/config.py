@@ -20,7 +20,7 @@ from generator.architecture import REFERENCE_CHANNELS, REFERENCE_KERNEL
 from generator.errors import OptionError
 from generator.render.captions import MAX_FONT, strip_height
 from generator.render.colormaps import COLORMAPS, SCALE_MODES
-from generator.store import ACTIVATION_DTYPES
+from generator.schema import ACTIVATION_DTYPES
 
 DEMO_INPUT_SIZE = 128
 DATA_INPUT_SIZE = 512

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 
 from generator.reader import RunReader
-from generator.store import SCALAR_METRICS
+from generator.schema import SCALAR_METRICS
 
 
 def directory_size(path: Path) -> int:

@@ -1,9 +1,13 @@
-"""The reference CNN and the description of its layers that the store records.
+"""The reference CNN, and how any model's layers are described for the store.
 
 Block 1 is Conv -> LeakyReLU -> BatchNorm; every later block starts with a 2x2 max pool.
 The head pools to at most 2x2 (``AdaptiveMaxPool2d``, identical to ``MaxPool2d(2)`` on the
 reference 4x4 map) so any input size from ``min_input_size`` up works, and its flatten
 size is computed rather than hard-coded. The model returns logits; softmax is the caller's.
+
+``describe_layer`` turns any ``Conv2d`` or ``Linear`` (or a block holding exactly one) of
+any model into the store's ``LayerSpec``; the reference CNN describes its layers with it,
+so nothing in it is special to this network.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from torch import nn
 
 from generator.architecture import REFERENCE_CHANNELS, REFERENCE_HIDDEN, REFERENCE_KERNEL
 from generator.errors import OptionError
-from generator.store import LayerSpec
+from generator.schema import LayerSpec
 
 HIDDEN_LAYER, LOGITS_LAYER = "hidden", "logits"
 FIRST_CONV_INIT_SCALE = 0.1
@@ -101,49 +105,130 @@ class NetlapseCNN(nn.Module):
 
     def recorded_modules(self) -> dict[str, nn.Module]:
         """Layer name -> the module whose output the store records, in forward order."""
-        modules: dict[str, nn.Module] = dict(self.blocks())
-        modules[HIDDEN_LAYER] = self.head.hidden
-        modules[LOGITS_LAYER] = self.head.logits
-        return modules
+        return {spec.name: self.get_submodule(spec.module) for spec in self.layer_specs()}
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Layer name -> its main weight (conv kernel or linear matrix), for change tracking."""
-        weights = {name: block.conv.weight for name, block in self.blocks()}
-        weights[HIDDEN_LAYER] = self.head.hidden[0].weight
-        weights[LOGITS_LAYER] = self.head.logits.weight
-        return weights
+        return {spec.name: self.get_submodule(spec.weights).weight for spec in self.layer_specs()}
 
     def layer_specs(self) -> list[LayerSpec]:
-        """What the store records for each layer: shapes, kernel shapes, params, receptive field."""
+        """What the store records for each layer: shapes, kernel geometry, receptive field."""
         sizes = map_sizes(self.input_size, len(self.channels))
         specs, field, jump = [], 1, 1
         for (name, block), size in zip(self.blocks(), sizes, strict=True):
             if "pool" in block._modules:
-                field, jump = field + jump, jump * 2
-            field += (self.kernel_size - 1) * jump
-            specs.append(
-                LayerSpec(
-                    name,
-                    "conv",
-                    (block.conv.out_channels, size, size),
-                    tuple(block.conv.weight.shape),
-                    _count(block),
-                    field,
-                )
+                field, jump = grow_receptive_field(field, jump, kernel=2, stride=2)
+            conv = block.conv
+            field, jump = grow_receptive_field(
+                field, jump, kernel=conv.kernel_size[0], dilation=conv.dilation[0]
             )
+            shape = (conv.out_channels, size, size)
+            specs.append(describe_layer(name, block, output_shape=shape, receptive_field=field))
+        hidden, logits = self.head.hidden, self.head.logits
         specs.append(
-            LayerSpec(HIDDEN_LAYER, "linear", (self.hidden_units,), None, _count(self.head.hidden))
+            describe_layer(
+                "head.hidden", hidden, output_shape=(self.hidden_units,), name=HIDDEN_LAYER
+            )
         )
         specs.append(
-            LayerSpec(
-                LOGITS_LAYER,
-                "linear",
-                (self.head.logits.out_features,),
-                None,
-                _count(self.head.logits),
+            describe_layer(
+                "head.logits", logits, output_shape=(logits.out_features,), name=LOGITS_LAYER
             )
         )
         return specs
+
+
+def describe_layer(
+    path: str,
+    module: nn.Module,
+    *,
+    output_shape: Sequence[int],
+    name: str | None = None,
+    parent: str | None = None,
+    receptive_field: int | None = None,
+) -> LayerSpec:
+    """The store's description of the layer at ``path`` in any model.
+
+    ``module`` is a ``Conv2d`` or ``Linear``, or a block holding exactly one of them (the
+    reference CNN's ``block1`` = pool, conv, activation, norm): that one gives the kind,
+    the kernel shape (O, I / groups, kh, kw) and the geometry, while ``params`` counts the
+    whole module. ``output_shape`` is one probe's output, (C, H, W) or (N,); ``name`` is the
+    layer's name in the store (default: its path), and ``parent`` defaults to the path's
+    enclosing module ("" = the model itself).
+    """
+    weights_path, layer = _weight_layer(path, module)
+    kind = "conv" if isinstance(layer, nn.Conv2d) else "linear"
+    rank = 3 if kind == "conv" else 1
+    if len(output_shape) != rank:
+        raise OptionError(
+            f"layer {path}: a {type(layer).__name__} output per probe has {rank} dimensions, "
+            f"got shape {tuple(output_shape)}"
+        )
+    geometry: dict = {}
+    if isinstance(layer, nn.Conv2d):
+        geometry = {
+            "groups": int(layer.groups),
+            "stride": _pair(layer.stride),
+            "dilation": _pair(layer.dilation),
+            "padding": conv_padding(layer),
+        }
+    return LayerSpec(
+        name if name is not None else path,
+        kind,
+        tuple(int(s) for s in output_shape),
+        tuple(layer.weight.shape) if kind == "conv" else None,
+        _count(module),
+        receptive_field,
+        module=path,
+        module_type=type(module).__name__,
+        parent=path.rpartition(".")[0] if parent is None else parent,
+        weights=weights_path,
+        **geometry,
+    )
+
+
+def _weight_layer(path: str, module: nn.Module) -> tuple[str, nn.Conv2d | nn.Linear]:
+    """(path, layer) of the one Conv2d or Linear that ``module`` is or holds."""
+    found = [
+        (f"{path}.{sub}" if sub else path, layer)
+        for sub, layer in module.named_modules()
+        if isinstance(layer, (nn.Conv2d, nn.Linear))
+    ]
+    if len(found) != 1:
+        held = ", ".join(p for p, _ in found) or "none"
+        raise OptionError(
+            f"layer {path}: describe one Conv2d or Linear at a time (it holds {held})"
+        )
+    return found[0]
+
+
+def conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
+    """The top and left padding of a conv; "same" pads (d (k - 1)) // 2 there (PyTorch puts
+    the odd pixel of an even kernel at the bottom and right)."""
+    if conv.padding == "valid":
+        return (0, 0)
+    if conv.padding == "same":
+        return tuple(  # type: ignore[return-value]
+            d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size, strict=True)
+        )
+    return _pair(conv.padding)
+
+
+def grow_receptive_field(
+    field: int, jump: int, *, kernel: int, stride: int = 1, dilation: int = 1
+) -> tuple[int, int]:
+    """(receptive field, jump) after one more sliding window (a conv or a pool).
+
+    ``field`` is the side in input pixels that one output pixel sees, ``jump`` the input
+    pixels between two neighbouring outputs; both start at 1 for the input image.
+    """
+    return field + dilation * (kernel - 1) * jump, jump * stride
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    return (int(value[0]), int(value[1]))
 
 
 def shrink_first_conv(conv: nn.Conv2d, scale: float) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generator.store import STAT_FIELDS
+from generator.schema import STAT_FIELDS
 
 
 @dataclass

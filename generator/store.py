@@ -1,30 +1,12 @@
-"""The run store: the one writer of the zarr v3 store and the schema both sides share.
+"""The run store's one writer: creates a zarr v3 store and appends one epoch at a time.
 
-A run store is the contract between training (which appends one epoch at a time) and
-generation (which only reads). ``docs/store.md`` is the human copy of this docstring; keep
-them together. Schema version 1:
+What the store holds (attributes, layer descriptions, arrays, versions) is described in
+``generator.schema``, which the reader imports too; ``docs/store.md`` is its human copy.
+This module is the how: creating a store safely, growing arrays, and committing an epoch
+only when all of its arrays are written.
 
-Root attributes
-    ``schema_version`` int, ``class_names`` [str], ``input_size`` int,
-    ``layers`` [{name, kind ("conv" | "linear"), shape (per probe), kernel_shape,
-    params, receptive_field}], ``training`` {config used}, ``activation_dtype`` str,
-    ``probe_sources`` [str], ``stat_fields`` [str], ``epochs_committed`` int.
-
-Arrays (E = epochs along axis 0, P = probes, K = classes)
-    probes/images                      (P, 3, H, W) uint8
-    probes/labels                      (P,) int64
-    activations/<layer>                (E, P, C, H, W) conv blocks, (E, P, N) linear; float16
-    kernels/<layer>                    (E, O, I, kh, kw) float32, conv layers only
-    metrics/train_loss|train_accuracy|val_loss|val_accuracy   (E,) float32
-    metrics/confusion                  (E, K, K) int64, rows = true class (validation split)
-    metrics/probe_probs                (E, P, K) float32, softmax of the logits
-    metrics/weight_change/<layer>      (E,) float32, ||W_e - W_(e-1)|| / ||W_(e-1)||
-    metrics/channel_stats/<layer>/<stat>  (E, P, C) float32, stat in ``STAT_FIELDS``
-
-Epoch 0 is the untrained network, so E = epochs + 1. At epoch 0 the training metrics and
-the weight change are NaN (nothing was trained yet). Arrays grow before their data is
-written, so a reader must use ``epochs_committed`` (advanced last, in one atomic metadata
-write) and never the array length.
+Arrays grow before their data is written, so a reader must use ``epochs_committed``
+(advanced last, in one atomic metadata write) and never the array length.
 
 Crash safety (``docs/reliability.md``): a new store is built in a hidden staging folder and
 renamed into place; a writer holds a lock on the store folder; every chunk carries a
@@ -40,7 +22,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +32,27 @@ import zarr.codecs
 
 from generator.errors import StoreError
 from generator.faults import maybe_die
+from generator.schema import (
+    ACTIVATION_DTYPES,
+    CONFUSION,
+    PROBE_PROBS,
+    SCALAR_METRICS,
+    SCHEMA_VERSION,
+    STAT_FIELDS,
+    ArraySpec,
+    LayerSpec,
+    activation_path,
+    array_plan,
+    channel_stat_path,
+    check_layers,
+    kernel_path,
+    metric_path,
+    parse_root_attrs,
+    probe_path,
+    probe_plan,
+    weight_change_path,
+)
+from generator.storefiles import open_group_checked
 
 try:  # advisory locks: POSIX only; elsewhere two writers are not detected
     import fcntl
@@ -58,57 +61,8 @@ except ImportError:  # pragma: no cover - Windows
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-
-PROBES, ACTIVATIONS, KERNELS, METRICS = "probes", "activations", "kernels", "metrics"
-SCALAR_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-CONFUSION, PROBE_PROBS = "confusion", "probe_probs"
-WEIGHT_CHANGE, CHANNEL_STATS = "weight_change", "channel_stats"
-# min/max give each frame's negative and positive colour scale; abs_max fixes a scale over
-# epochs; mean and abs_mean feed the statistics pages. All per (epoch, probe, channel).
-STAT_FIELDS = ("min", "max", "mean", "abs_mean", "abs_max")
-ACTIVATION_DTYPES = ("float16", "float32")
 WRITE_THREADS = 4
 GROW_EPOCHS = 16
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One recorded layer: its output shape for a single probe and, for convs, its kernel."""
-
-    name: str
-    kind: str
-    shape: tuple[int, ...]
-    kernel_shape: tuple[int, ...] | None = None
-    params: int = 0
-    receptive_field: int | None = None
-
-    @property
-    def is_conv(self) -> bool:
-        return self.kind == "conv"
-
-    @property
-    def channels(self) -> int:
-        return self.shape[0]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            **asdict(self),
-            "shape": list(self.shape),
-            "kernel_shape": list(self.kernel_shape) if self.kernel_shape else None,
-        }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LayerSpec:
-        kernel = data.get("kernel_shape")
-        return cls(
-            name=str(data["name"]),
-            kind=str(data["kind"]),
-            shape=tuple(int(s) for s in data["shape"]),
-            kernel_shape=tuple(int(s) for s in kernel) if kernel else None,
-            params=int(data.get("params", 0)),
-            receptive_field=data.get("receptive_field"),
-        )
 
 
 @dataclass
@@ -137,38 +91,6 @@ def _compressors() -> tuple[zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]:
     )
 
 
-def array_plan(
-    layers: Sequence[LayerSpec], n_probes: int, n_classes: int, activation_dtype: str
-) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], str]]:
-    """Every epoch-indexed array: path -> (shape of one epoch, chunk of one epoch, dtype).
-
-    Activation chunks are one probe x all channels of a layer: one file per probe and
-    layer per epoch, and a whole layer of one probe across epochs is E reads.
-    """
-    plan: dict[str, tuple[tuple[int, ...], tuple[int, ...], str]] = {}
-    for layer in layers:
-        per_epoch = (n_probes, *layer.shape)
-        chunk = (1, *layer.shape) if layer.is_conv else per_epoch
-        plan[f"{ACTIVATIONS}/{layer.name}"] = (per_epoch, chunk, activation_dtype)
-        for stat in STAT_FIELDS:
-            shape = (n_probes, layer.channels)
-            plan[f"{METRICS}/{CHANNEL_STATS}/{layer.name}/{stat}"] = (shape, shape, "float32")
-        if layer.kernel_shape is not None:
-            plan[f"{KERNELS}/{layer.name}"] = (layer.kernel_shape, layer.kernel_shape, "float32")
-        if layer.params:
-            plan[f"{METRICS}/{WEIGHT_CHANGE}/{layer.name}"] = ((), (), "float32")
-    for name in SCALAR_METRICS:
-        plan[f"{METRICS}/{name}"] = ((), (), "float32")
-    plan[f"{METRICS}/{CONFUSION}"] = ((n_classes, n_classes), (n_classes, n_classes), "int64")
-    plan[f"{METRICS}/{PROBE_PROBS}"] = ((n_probes, n_classes), (n_probes, n_classes), "float32")
-    return plan
-
-
-def layers_from_attrs(attrs: Mapping[str, Any]) -> list[LayerSpec]:
-    """The ordered layer list stored in the root attributes."""
-    return [LayerSpec.from_json(item) for item in attrs["layers"]]
-
-
 class StoreWriter:
     """Appends epochs to one run store; the only code that writes zarr.
 
@@ -183,12 +105,13 @@ class StoreWriter:
         self._lock = _lock_store(path)
         self._group = group
         self.path = path
-        self.layers = layers_from_attrs(group.attrs)
+        root = parse_root_attrs(path, group.attrs.asdict())
+        self.layers = list(root.layers)
         self._plan = array_plan(
             self.layers,
-            int(group[f"{PROBES}/labels"].shape[0]),
-            len(group.attrs["class_names"]),
-            str(group.attrs["activation_dtype"]),
+            int(group[probe_path("labels")].shape[0]),
+            len(root.class_names),
+            root.activation_dtype,
         )
 
     @classmethod
@@ -220,27 +143,30 @@ class StoreWriter:
             raise StoreError(
                 f"activation dtype {activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
             )
+        check_layers(path, layers)
+        attrs = {
+            "schema_version": SCHEMA_VERSION,
+            "class_names": list(class_names),
+            "input_size": int(input_size),
+            "layers": [layer.to_json() for layer in layers],
+            "training": dict(training),
+            "activation_dtype": activation_dtype,
+            "probe_sources": list(probe_sources),
+            "stat_fields": list(STAT_FIELDS),
+            "epochs_committed": 0,
+        }
+        parse_root_attrs(path, attrs)  # never write what the reader would refuse
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         _remove_stale_staging(path)
         try:
             group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
-            _write_probes(group, probe_images, probe_labels)
+            _write_probes(
+                group, probe_plan(len(probe_labels), int(input_size)), probe_images, probe_labels
+            )
             _create_arrays(
                 group, array_plan(layers, len(probe_labels), len(class_names), activation_dtype)
             )
-            group.attrs.update(
-                {
-                    "schema_version": SCHEMA_VERSION,
-                    "class_names": list(class_names),
-                    "input_size": int(input_size),
-                    "layers": [layer.to_json() for layer in layers],
-                    "training": dict(training),
-                    "activation_dtype": activation_dtype,
-                    "probe_sources": list(probe_sources),
-                    "stat_fields": list(STAT_FIELDS),
-                    "epochs_committed": 0,
-                }
-            )
+            group.attrs.update(attrs)
             maybe_die("store.create", 0)
             _publish(staging, path)
         except OSError as exc:
@@ -255,11 +181,19 @@ class StoreWriter:
 
         Temp files a killed writer left inside (zarr's ``*.partial``) are removed: they are
         never part of the store, and nobody else can be writing it while we hold the lock.
+        A store of an older schema is refused: its layer entries cannot say what a layer of
+        this version says, and one store never mixes versions.
         """
-        from generator.reader import open_group_checked
-
         path = Path(path)
-        writer = cls(open_group_checked(path, mode="r+"), path)
+        group = open_group_checked(path, mode="r+")
+        version = group.attrs["schema_version"]
+        if version != SCHEMA_VERSION:
+            raise StoreError(
+                f"{path}: made by an older netlapse (store schema v{version}); this version "
+                f"appends only to v{SCHEMA_VERSION} stores. It still reads and builds it: "
+                "train a new run instead of --resume"
+            )
+        writer = cls(group, path)
         removed = remove_partial_files(path)
         if removed:
             log.info("%s: removed %d temp files of an interrupted write", path, removed)
@@ -308,7 +242,9 @@ class StoreWriter:
             )
         slots = _flatten_record(record)
         for name, value in slots.items():  # check every shape before touching the disk
-            _check_shape(self.path, name, value, self._plan[name][0])
+            if name not in self._plan:
+                raise StoreError(f"{self.path}: {name} is not an array of this store")
+            _check_shape(self.path, name, value, self._plan[name].shape)
         # Arrays are independent files: writing them from a few threads overlaps blosc
         # (which releases the GIL) with file I/O. Iterating re-raises the first error.
         try:
@@ -415,32 +351,35 @@ def _check_shape(path: Path, name: str, value: np.ndarray | float, shape: tuple[
         raise StoreError(f"{path}: {name} has shape {np.shape(value)}, expected {shape}")
 
 
-def _write_probes(group: zarr.Group, images: np.ndarray, labels: np.ndarray) -> None:
-    images = np.ascontiguousarray(images, dtype=np.uint8)
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise StoreError(f"probe images must be (P, 3, H, W) uint8, got {images.shape}")
-    group.create_array(
-        f"{PROBES}/images", data=images, chunks=(1, *images.shape[1:]), compressors=_compressors()
-    )
-    group.create_array(
-        f"{PROBES}/labels", data=np.asarray(labels, dtype=np.int64), compressors=_compressors()
-    )
+def _write_probes(
+    group: zarr.Group, plan: Mapping[str, ArraySpec], images: np.ndarray, labels: np.ndarray
+) -> None:
+    """The probe images and labels, written once, in the shapes of ``schema.probe_plan``."""
+    values = {
+        probe_path("images"): np.ascontiguousarray(images, dtype=np.uint8),
+        probe_path("labels"): np.asarray(labels, dtype=np.int64),
+    }
+    for name, value in values.items():
+        spec = plan[name]
+        if value.shape != spec.shape:
+            raise StoreError(f"{name} must have shape {spec.shape}, got {value.shape}")
+        group.create_array(name, data=value, chunks=spec.chunk, compressors=_compressors())
 
 
 def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float]:
     """An epoch record as store paths -> values, matching ``array_plan``."""
     out: dict[str, np.ndarray | float] = {}
     for layer, value in record.activations.items():
-        out[f"{ACTIVATIONS}/{layer}"] = value
+        out[activation_path(layer)] = value
     for layer, stats in record.channel_stats.items():
         for stat in STAT_FIELDS:
-            out[f"{METRICS}/{CHANNEL_STATS}/{layer}/{stat}"] = stats[stat]
+            out[channel_stat_path(layer, stat)] = stats[stat]
     for layer, value in record.kernels.items():
-        out[f"{KERNELS}/{layer}"] = value
+        out[kernel_path(layer)] = value
     for layer, value in record.weight_change.items():
-        out[f"{METRICS}/{WEIGHT_CHANGE}/{layer}"] = value
+        out[weight_change_path(layer)] = value
     for name in SCALAR_METRICS:
-        out[f"{METRICS}/{name}"] = record.scalars.get(name, math.nan)
-    out[f"{METRICS}/{CONFUSION}"] = record.confusion
-    out[f"{METRICS}/{PROBE_PROBS}"] = record.probe_probs
+        out[metric_path(name)] = record.scalars.get(name, math.nan)
+    out[metric_path(CONFUSION)] = record.confusion
+    out[metric_path(PROBE_PROBS)] = record.probe_probs
     return out

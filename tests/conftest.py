@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.store import STAT_FIELDS, EpochRecord, LayerSpec, StoreWriter
+from generator.schema import STAT_FIELDS, LayerSpec
+from generator.store import EpochRecord, StoreWriter
 
 TINY_LAYERS = [
     LayerSpec("block1", "conv", (4, 8, 8), (4, 3, 3, 3), 120, 3),

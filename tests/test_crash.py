@@ -36,7 +36,7 @@ from generator.data import make_demo_dataset
 from generator.faults import ENV
 from generator.model import NetlapseCNN
 from generator.reader import RunReader, open_run
-from generator.store import array_plan
+from generator.schema import array_plan
 from tests.test_faults import assert_same_epochs, leftovers, reference_arrays, store_arrays
 
 pytestmark = pytest.mark.slow

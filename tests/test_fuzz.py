@@ -41,7 +41,7 @@ from generator.render.contact import contact_sheet
 from generator.render.frames import channel_frames, layer_frames
 from generator.render.kernels import kernel_frames
 from generator.render.probs import probe_frames
-from generator.store import SCALAR_METRICS, STAT_FIELDS
+from generator.schema import SCALAR_METRICS, STAT_FIELDS
 from tests.conftest import make_store
 
 EXAMPLES = {"store": 150, "render": 150, "scales": 300}

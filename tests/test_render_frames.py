@@ -154,7 +154,8 @@ def test_store_arrays_render_end_to_end(tmp_path: Path) -> None:
     """What the reader returns (stats (E, P, C), activations (E, C, H, W) / (E, N)) renders."""
     from generator.reader import RunReader
     from generator.render.colormaps import compute_scales
-    from generator.store import EpochRecord, LayerSpec, StoreWriter
+    from generator.schema import LayerSpec
+    from generator.store import EpochRecord, StoreWriter
 
     layers = [
         LayerSpec("block1", "conv", (3, 4, 4), (3, 3, 3, 3), 84),

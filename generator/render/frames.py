@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.render import captions as cap
+import generator.render.captions as cap
 from generator.render.colormaps import (
     BACKGROUND_INDEX,
     SEPARATOR_INDEX,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from generator.render import captions as cap
+import generator.render.captions as cap
 from generator.render.colormaps import ACCENT_INDEX, BACKGROUND_INDEX, TEXT_INDEX, rgb_of
 from generator.render.frames import Frames, finish, resize_nearest, tile_size
 

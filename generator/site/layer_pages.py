@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from generator.manifest import ArtefactKind
+from generator.schema import LayerSpec
 from generator.site import analysis, figures
 from generator.site.context import RunContext, first_eager
 from generator.site.pages import (
@@ -22,7 +23,6 @@ from generator.site.pages import (
 from generator.site.paths import url
 from generator.site.run_pages import layer_row
 from generator.site.text import shown
-from generator.store import LayerSpec
 
 STATS = ("min", "max", "mean", "abs_mean")
 

@@ -1,0 +1,448 @@
+"""The run store's contract: versions, layer descriptions, array plan, attribute checks.
+
+Everything that knows the store's shape imports this module and not the writer, so the
+writer (``store``) and the reader (``reader``) never need each other. It is pure
+description: no torch, no zarr, no file I/O; ``docs/store.md`` is its human copy.
+
+Schema version 2 describes each recorded layer of any PyTorch model (``LayerSpec``): its
+module path (``layer1.0.conv1``), kind, output shape, kernel shape with ``groups``, stride,
+dilation and padding, parent block and receptive field. Version 1 stores (the reference CNN
+only) are still read: their layer entries lack the new fields and get the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import KW_ONLY, dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import unquote
+
+from generator.errors import StoreError
+
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+PROBES, ACTIVATIONS, KERNELS, METRICS = "probes", "activations", "kernels", "metrics"
+GROUPS = (PROBES, ACTIVATIONS, KERNELS, METRICS)
+SCALAR_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+CONFUSION, PROBE_PROBS = "confusion", "probe_probs"
+WEIGHT_CHANGE, CHANNEL_STATS = "weight_change", "channel_stats"
+# min/max give each frame's negative and positive colour scale; abs_max fixes a scale over
+# epochs; mean and abs_mean feed the statistics pages. All per (epoch, probe, channel).
+STAT_FIELDS = ("min", "max", "mean", "abs_mean", "abs_max")
+ACTIVATION_DTYPES = ("float16", "float32")
+# conv: output (C, H, W) and kernels (O, I / groups, kh, kw); linear: output (N,), no kernels.
+LAYER_KINDS = {"conv": 3, "linear": 1}
+
+REQUIRED_ATTRS = (
+    "schema_version",
+    "class_names",
+    "layers",
+    "input_size",
+    "epochs_committed",
+    "activation_dtype",
+)
+# A layer's name becomes one folder name in the store (``array_key``): a file system allows
+# 255 bytes, and zarr adds nothing to it.
+MAX_KEY_LENGTH = 200
+MAX_NAME_LENGTH = 200
+# Characters kept as they are in an array key: zarr v3's portable node-name characters.
+KEY_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_.-")
+V1_LAYER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+MAX_SIZE = 2**31  # any one dimension
+
+
+# -- layer names as store paths ---------------------------------------------------------------
+def array_key(name: str) -> str:
+    """A layer name as one zarr node name: the name itself when it is portable, else escaped.
+
+    Module paths (``layer1.0.conv1``, ``features.3``) are kept as they are; any other
+    character becomes ``%XX`` per UTF-8 byte (``%`` itself too, so the encoding is one to
+    one), and so do a leading ``.`` (hidden files, ``..``) and the first ``_`` of a leading
+    ``__`` (a prefix zarr v3 reserves). The name ``zarr.json`` would clash with a group's
+    metadata file, so its dot is escaped. ``layer_name(array_key(n)) == n`` for every name.
+    """
+    parts = []
+    for index, char in enumerate(name):
+        leading = index == 0 and (char == "." or name.startswith("__"))
+        if char in KEY_CHARACTERS and not leading:
+            parts.append(char)
+        else:
+            parts.extend(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+    key = "".join(parts)
+    return "zarr%2Ejson" if key == "zarr.json" else key
+
+
+def layer_name(key: str) -> str:
+    """The layer name an array key stands for (the inverse of ``array_key``)."""
+    return unquote(key, errors="surrogatepass")
+
+
+def activation_path(name: str) -> str:
+    return f"{ACTIVATIONS}/{array_key(name)}"
+
+
+def kernel_path(name: str) -> str:
+    return f"{KERNELS}/{array_key(name)}"
+
+
+def weight_change_path(name: str) -> str:
+    return f"{METRICS}/{WEIGHT_CHANGE}/{array_key(name)}"
+
+
+def channel_stat_path(name: str, stat: str) -> str:
+    return f"{METRICS}/{CHANNEL_STATS}/{array_key(name)}/{stat}"
+
+
+def metric_path(metric: str) -> str:
+    return f"{METRICS}/{metric}"
+
+
+def probe_path(name: str) -> str:
+    """``images`` or ``labels``: the arrays written once, not per epoch."""
+    return f"{PROBES}/{name}"
+
+
+# -- layer descriptions ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayerSpec:
+    """One recorded layer of any model: what its output and its kernel look like.
+
+    ``name`` is the layer's name in the store (its module path for any model but the
+    reference CNN, which keeps ``block1``, ``hidden``, ``logits``). ``shape`` is one probe's
+    output: (C, H, W) for ``conv`` and (N,) for ``linear``. ``kernel_shape`` is the conv
+    weight, (O, I / groups, kh, kw): a depthwise conv has I = 1. The fields after ``module``
+    are new in schema version 2; a version-1 store reads them as None (unknown) or 1.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    kernel_shape: tuple[int, ...] | None = None
+    params: int = 0
+    receptive_field: int | None = None  # side in input pixels of the square region seen
+    _: KW_ONLY
+    module: str | None = None  # path of the recorded module in its model, e.g. "head.hidden"
+    module_type: str | None = None  # its class, e.g. "Conv2d", "ConvBlock"
+    parent: str | None = None  # path of the enclosing module; "" = the model itself
+    weights: str | None = None  # path of the Conv2d / Linear that holds the kernel
+    groups: int = 1
+    stride: tuple[int, int] | None = None
+    dilation: tuple[int, int] | None = None
+    padding: tuple[int, int] | None = None  # top/left; "same" with an even kernel pads more
+
+    @property
+    def is_conv(self) -> bool:
+        return self.kind == "conv"
+
+    @property
+    def channels(self) -> int:
+        return self.shape[0]
+
+    @property
+    def key(self) -> str:
+        """This layer's folder name under ``activations/`` and the other groups."""
+        return array_key(self.name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The version-2 layer entry of the root attributes (``key`` is for other readers)."""
+
+        def listed(value: tuple[int, ...] | None) -> list[int] | None:
+            return None if value is None else [int(v) for v in value]
+
+        return {
+            "name": self.name,
+            "key": self.key,
+            "kind": self.kind,
+            "shape": listed(self.shape),
+            "kernel_shape": listed(self.kernel_shape),
+            "params": int(self.params),
+            "receptive_field": self.receptive_field,
+            "module": self.module,
+            "module_type": self.module_type,
+            "parent": self.parent,
+            "weights": self.weights,
+            "groups": int(self.groups),
+            "stride": listed(self.stride),
+            "dilation": listed(self.dilation),
+            "padding": listed(self.padding),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LayerSpec:
+        """A layer entry of either version (checked first with ``layer_problem``)."""
+
+        def pair(key: str) -> tuple[int, int] | None:
+            value = data.get(key)
+            return None if value is None else (int(value[0]), int(value[1]))
+
+        kernel = data.get("kernel_shape")
+        return cls(
+            name=str(data["name"]),
+            kind=str(data["kind"]),
+            shape=tuple(int(s) for s in data["shape"]),
+            kernel_shape=tuple(int(s) for s in kernel) if kernel else None,
+            params=int(data.get("params", 0)),
+            receptive_field=data.get("receptive_field"),
+            module=data.get("module"),
+            module_type=data.get("module_type"),
+            parent=data.get("parent"),
+            weights=data.get("weights"),
+            groups=int(data.get("groups", 1)),
+            stride=pair("stride"),
+            dilation=pair("dilation"),
+            padding=pair("padding"),
+        )
+
+
+# -- the arrays -------------------------------------------------------------------------------
+class ArraySpec(NamedTuple):
+    """One array of the store: the shape of one epoch (or the whole array for the probes),
+    the chunk of that shape, and the dtype."""
+
+    shape: tuple[int, ...]
+    chunk: tuple[int, ...]
+    dtype: str
+
+
+def array_plan(
+    layers: Sequence[LayerSpec], n_probes: int, n_classes: int, activation_dtype: str
+) -> dict[str, ArraySpec]:
+    """Every epoch-indexed array: path -> one epoch's shape, chunk and dtype.
+
+    Activation chunks are one probe x all channels of a layer: one file per probe and
+    layer per epoch, and a whole layer of one probe across epochs is E reads.
+    """
+    plan: dict[str, ArraySpec] = {}
+    for layer in layers:
+        per_epoch = (n_probes, *layer.shape)
+        chunk = (1, *layer.shape) if layer.is_conv else per_epoch
+        plan[activation_path(layer.name)] = ArraySpec(per_epoch, chunk, activation_dtype)
+        for stat in STAT_FIELDS:
+            shape = (n_probes, layer.channels)
+            plan[channel_stat_path(layer.name, stat)] = ArraySpec(shape, shape, "float32")
+        if layer.kernel_shape is not None:
+            kernel = layer.kernel_shape
+            plan[kernel_path(layer.name)] = ArraySpec(kernel, kernel, "float32")
+        if layer.params:
+            plan[weight_change_path(layer.name)] = ArraySpec((), (), "float32")
+    for name in SCALAR_METRICS:
+        plan[metric_path(name)] = ArraySpec((), (), "float32")
+    square = (n_classes, n_classes)
+    plan[metric_path(CONFUSION)] = ArraySpec(square, square, "int64")
+    probs = (n_probes, n_classes)
+    plan[metric_path(PROBE_PROBS)] = ArraySpec(probs, probs, "float32")
+    return plan
+
+
+def probe_plan(n_probes: int, input_size: int) -> dict[str, ArraySpec]:
+    """The two arrays written once, not per epoch: the probe images and their labels."""
+    image = (3, input_size, input_size)
+    return {
+        probe_path("images"): ArraySpec((n_probes, *image), (1, *image), "uint8"),
+        probe_path("labels"): ArraySpec((n_probes,), (n_probes,), "int64"),
+    }
+
+
+# -- the root attributes ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class RootAttrs:
+    """The root attributes of a store, checked and typed (``parse_root_attrs``)."""
+
+    schema_version: int
+    class_names: tuple[str, ...]
+    input_size: int
+    layers: tuple[LayerSpec, ...]
+    activation_dtype: str
+    epochs_committed: int
+    training: dict[str, Any]
+    probe_sources: tuple[str, ...]
+    stat_fields: tuple[str, ...]
+
+
+def parse_root_attrs(store: Path | str, attrs: Any) -> RootAttrs:
+    """The root attributes as ``RootAttrs``, or a one-line ``StoreError`` naming the store
+    and what is wrong: missing, of a newer schema, or of the wrong type."""
+    if not isinstance(attrs, dict):
+        raise StoreError(f"{store}: not a netlapse run store (its attributes are not an object)")
+    missing = [key for key in REQUIRED_ATTRS if key not in attrs]
+    if missing:
+        raise StoreError(f"{store}: not a netlapse run store (missing {', '.join(missing)})")
+    version = attrs["schema_version"]
+    if not _is_int(version) or version < 1:
+        raise StoreError(
+            f"{store}: schema_version {short(version)} is not a version number; "
+            "the store is damaged"
+        )
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{store}: schema_version {version} is newer than this netlapse "
+            f"reads ({SCHEMA_VERSION}); upgrade netlapse"
+        )
+    problem = root_attrs_problem(attrs)
+    if problem:
+        raise StoreError(f"{store}: root attribute {problem}; the store is damaged")
+    return RootAttrs(
+        schema_version=version,
+        class_names=tuple(attrs["class_names"]),
+        input_size=attrs["input_size"],
+        layers=tuple(LayerSpec.from_json(item) for item in attrs["layers"]),
+        activation_dtype=attrs["activation_dtype"],
+        epochs_committed=attrs["epochs_committed"],
+        training=dict(attrs.get("training", {})),
+        probe_sources=tuple(attrs.get("probe_sources", [])),
+        stat_fields=tuple(attrs.get("stat_fields", STAT_FIELDS)),
+    )
+
+
+def root_attrs_problem(attrs: Mapping[str, Any]) -> str | None:
+    """What is wrong with the typed root attributes (version already checked), or None."""
+    checks = (
+        ("epochs_committed", _is_count(attrs["epochs_committed"], 0), "a count of epochs"),
+        ("input_size", _is_count(attrs["input_size"], 1), "a positive number of pixels"),
+        (
+            "class_names",
+            _is_str_list(attrs["class_names"]) and attrs["class_names"],
+            "a list of class names",
+        ),
+        (
+            "activation_dtype",
+            attrs["activation_dtype"] in ACTIVATION_DTYPES,
+            f"one of {', '.join(ACTIVATION_DTYPES)}",
+        ),
+        ("training", isinstance(attrs.get("training", {}), dict), "an object"),
+        ("probe_sources", _is_str_list(attrs.get("probe_sources", [])), "a list of paths"),
+        ("stat_fields", _is_str_list(attrs.get("stat_fields", [])), "a list of names"),
+    )
+    for key, ok, expected in checks:
+        if not ok:
+            return f"{key} is {short(attrs.get(key))}, not {expected}"
+    return layers_problem(attrs["layers"], version=attrs["schema_version"])
+
+
+def layers_problem(layers: Any, *, version: int) -> str | None:
+    """What is wrong with the ``layers`` attribute of a store of ``version``, or None."""
+    if not isinstance(layers, list) or not layers:
+        return f"layers is {short(layers)}, not a list of layers"
+    for item in layers:
+        problem = layer_problem(item, version=version)
+        if problem:
+            return f"layers has {short(item)}: {problem}"
+    keys = [array_key(item["name"]) for item in layers]
+    if len(set(keys)) != len(keys):
+        return "layers has a repeated layer name"
+    return None
+
+
+def layer_problem(item: Any, *, version: int) -> str | None:
+    """What is wrong with one stored layer entry of a store of ``version``, or None."""
+    if not isinstance(item, dict):
+        return "not an object"
+    name, kind = item.get("name"), item.get("kind")
+    problem = _name_problem(name, version=version)
+    if problem:
+        return problem
+    if not isinstance(kind, str) or kind not in LAYER_KINDS:
+        return f"its kind is not {' or '.join(LAYER_KINDS)}"
+    if not _dims(item.get("shape"), LAYER_KINDS[kind]):
+        return "its shape does not fit its kind"
+    kernel = item.get("kernel_shape")
+    if (kernel is not None or kind == "conv") and not _dims(kernel, 4):
+        return "its kernel_shape is not 4 positive sizes"
+    if not _is_count(item.get("params", 0), 0):
+        return "its params is not a count"
+    if item.get("receptive_field") is not None and not _is_count(item["receptive_field"], 1):
+        return "its receptive_field is not a number of pixels"
+    return None if version < 2 else _v2_layer_problem(item)
+
+
+def _v2_layer_problem(item: dict[str, Any]) -> str | None:
+    """The fields version 2 added: present (possibly null) and of their types."""
+    if "key" in item and item["key"] != array_key(item["name"]):
+        return "its key is not the encoding of its name"
+    for key in ("module", "module_type", "parent", "weights"):
+        if not (item.get(key) is None or _is_text(item[key])):
+            return f"its {key} is not a module path or null"
+    if not _is_count(item.get("groups", 1), 1):
+        return "its groups is not a positive count"
+    for key in ("stride", "dilation"):
+        if item.get(key) is not None and not _dims(item[key], 2):
+            return f"its {key} is not 2 positive sizes"
+    padding = item.get("padding")
+    if padding is not None and not (
+        isinstance(padding, list) and len(padding) == 2 and all(_is_count(p, 0) for p in padding)
+    ):
+        return "its padding is not 2 sizes"
+    kernel = item.get("kernel_shape")
+    if kernel and item.get("groups", 1) > 1 and kernel[0] % item["groups"]:
+        return "its groups does not divide its output channels"
+    return None
+
+
+def _name_problem(name: Any, *, version: int) -> str | None:
+    """Version 1 names were plain folder names; version 2 takes any module path, escaped."""
+    if not isinstance(name, str) or not name:
+        return "its name is not a text"
+    if version < 2:
+        ok = V1_LAYER_NAME.match(name) and array_key(name) == name
+        return None if ok else "its name is not a plain name"
+    if not _is_text(name) or len(name) > MAX_NAME_LENGTH:
+        return f"its name is not a module path of at most {MAX_NAME_LENGTH} printable characters"
+    if len(array_key(name)) > MAX_KEY_LENGTH:
+        return f"its name is longer than {MAX_KEY_LENGTH} characters once escaped"
+    return None
+
+
+def check_layers(store: Path | str, layers: Sequence[LayerSpec]) -> None:
+    """Refuse, before writing, layers a reader would refuse (names, shapes, repeats)."""
+    problem = layers_problem([layer.to_json() for layer in layers], version=SCHEMA_VERSION)
+    if problem:
+        raise StoreError(f"{store}: cannot record these layers: {problem}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_count(value: Any, least: int) -> bool:
+    return _is_int(value) and least <= value <= 2**53
+
+
+def _is_text(value: Any) -> bool:
+    """A string without control characters (it ends up in messages and on pages)."""
+    return isinstance(value, str) and not any(
+        unicodedata.category(char) in ("Cc", "Cs") for char in value
+    )
+
+
+def _is_str_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _dims(value: Any, length: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == length
+        and all(_is_int(v) and 1 <= v <= MAX_SIZE for v in value)
+    )
+
+
+def short(value: Any, limit: int = 60) -> str:
+    """A value in a message: its JSON, cut to fit one line."""
+    try:
+        text = json.dumps(value, default=str)
+    except (ValueError, RecursionError):
+        text = type(value).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: libraries put whole logs and tracebacks in theirs."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
