@@ -198,8 +198,8 @@ def set_aside_orphans(store: Path) -> Path | None:
     belongs to a run whose store is gone. Move it aside (never delete it), so the new run
     neither resumes from nor prunes another run's checkpoints. Returns where it went."""
     folder = checkpoint_dir(store)
-    if not folder.exists():
-        return None
+    if Path(store).exists() or not folder.exists():
+        return None  # a store owns its folder; only a new store's place is cleared
     _refuse_a_neighbours_folder(store, folder)
     with contextlib.suppress(OSError):
         folder.rmdir()  # empty: nothing to keep

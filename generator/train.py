@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,12 @@ def check_out(config: TrainConfig) -> None:
         if not out.exists():
             raise StoreError(f"{out}: no such store to resume; run without --resume to start it")
         return
-    if out.exists() and not (out / "zarr.json").is_file():
+    if (out / "zarr.json").is_file():
+        raise StoreError(
+            f"{out}: already exists; pass --resume to continue that run "
+            "or choose another --out (a run is never overwritten)"
+        )
+    if out.exists() or out.is_symlink():
         kind = "folder" if out.is_dir() else "file"
         raise StoreError(
             f"{out}: an existing {kind} that is not a run store; choose a new path for "
@@ -117,7 +123,9 @@ def check_out(config: TrainConfig) -> None:
 
 
 def _inside(path: Path, folder: Path) -> bool:
-    path, folder = path.resolve(), folder.resolve()
+    """``path`` is ``folder`` or below it, through links (``realpath`` never raises on a
+    link loop; the data loader reports that one)."""
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
     return path == folder or folder in path.parents
 
 
@@ -441,7 +449,7 @@ def _same_setting(key: str, stored: object, ours: object, training: dict[str, ob
     if key == "demo_per_class" and training.get("data") != "demo":
         return True  # only the demo data is made from it
     if key == "data" and stored != ours and "demo" not in (stored, ours):
-        return Path(str(stored)).resolve() == Path(str(ours)).resolve()  # another spelling
+        return os.path.realpath(str(stored)) == os.path.realpath(str(ours))  # another spelling
     return stored == ours
 
 

@@ -70,6 +70,14 @@ def test_a_new_store_moves_an_orphaned_checkpoint_folder_aside(tmp_path: Path) -
     assert set_aside_orphans(store) is None and not checkpoint_dir(store).exists()
 
 
+def test_the_folder_of_an_existing_store_is_never_set_aside(tmp_path: Path) -> None:
+    store = tmp_path / "run.zarr"
+    store.mkdir()
+    save_checkpoint(store, 1, {"epoch": 1}, keep=2)
+    assert set_aside_orphans(store) is None
+    assert list(list_checkpoints(store)) == [1]
+
+
 def test_an_old_layout_folder_of_a_neighbour_is_not_taken_for_an_orphan(tmp_path: Path) -> None:
     """``col.ckpt`` is where ``col.zarr`` kept its checkpoints before the full-name layout."""
     (tmp_path / "col.zarr").mkdir()
