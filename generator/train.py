@@ -529,9 +529,8 @@ def _diverged(session: Session, epoch: int, batch: int, loss: float) -> OptionEr
     config = session.config
     return OptionError(
         f"epoch {epoch}, batch {batch}: the training loss is {loss}, so training stopped "
-        f"(the {epoch} committed epoch{'s' * (epoch != 1)} of {config.out} are intact); "
-        f"--lr {config.lr} is "
-        "probably too large: train again with a smaller --lr into a new --out"
+        f"with {epoch} committed epoch{'s' * (epoch != 1)} of {config.out} intact; --lr "
+        f"{config.lr} is probably too large: train again with a smaller --lr into a new --out"
     )
 
 

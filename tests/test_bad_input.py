@@ -564,7 +564,7 @@ OPTION_ROWS = {
                 lr,
             ],
             2,
-            ("epoch 1, batch", "training loss is nan", "x.zarr", "are intact", "smaller --lr"),
+            ("epoch 1, batch", "training loss is nan", "x.zarr intact", "smaller --lr"),
         )
         for lr in ("1e30", "inf")
     },
