@@ -164,13 +164,14 @@ def check_owner(path: Path, state: dict[str, Any], *, store: Path, run_id: str |
         )
 
 
-def resumable_checkpoints(store: Path) -> dict[int, Path]:
-    """The store's checkpoints; for a store made before the full-name layout, those in its
-    old folder (``runs/x.ckpt``), which :func:`move_to_current_layout` renames once one of
-    them has been checked against the store."""
+def resumable_checkpoints(store: Path, *, made_before_run_ids: bool) -> dict[int, Path]:
+    """The store's checkpoints; for a store made before run ids (and the full-name layout)
+    with none there, those in its old folder (``runs/x.ckpt``), which
+    :func:`move_to_current_layout` renames once one of them has been checked against the
+    store. A newer store never looks there: that folder is another store's or an orphan."""
     found = list_checkpoints(store)
     legacy = legacy_checkpoint_dir(store)
-    if found or legacy is None:
+    if found or legacy is None or not made_before_run_ids:
         return found
     return _list_folder(legacy)
 

@@ -291,7 +291,9 @@ def _resume(session: Session, writer: StoreWriter) -> int:
     """
     config = session.config
     remove_stale_temps(config.out)
-    checkpoints = resumable_checkpoints(config.out)
+    checkpoints = resumable_checkpoints(
+        config.out, made_before_run_ids="run_id" not in writer.attrs
+    )
     committed = writer.epochs_committed
     later = [epoch for epoch in checkpoints if epoch >= committed]
     if later:

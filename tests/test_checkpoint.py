@@ -28,6 +28,7 @@ from generator.checkpoint import (
     legacy_checkpoint_dir,
     list_checkpoints,
     load_checkpoint,
+    resumable_checkpoints,
     save_checkpoint,
     set_aside_orphans,
 )
@@ -86,6 +87,14 @@ def test_an_old_layout_folder_of_a_neighbour_is_not_taken_for_an_orphan(tmp_path
     with pytest.raises(StoreError, match=r"col\.ckpt may hold the checkpoints of .*col\.zarr"):
         set_aside_orphans(tmp_path / "col")
     assert (tmp_path / "col.ckpt" / "epoch-0001.pt").exists()
+
+
+def test_only_a_store_made_before_run_ids_looks_in_the_old_folder(tmp_path: Path) -> None:
+    """A new ``x.zarr`` must not take ``x.ckpt`` (an orphan, or the folder of a store ``x``)."""
+    store = tmp_path / "x.zarr"
+    save_checkpoint(tmp_path / "x", 4, {"epoch": 4}, keep=2)  # x.ckpt/epoch-0004.pt
+    assert resumable_checkpoints(store, made_before_run_ids=False) == {}
+    assert list(resumable_checkpoints(store, made_before_run_ids=True)) == [4]
 
 
 def test_check_owner_refuses_another_run_and_another_epoch(tmp_path: Path) -> None:
