@@ -22,6 +22,15 @@ def human_size(n_bytes: float) -> str:
     return f"{n_bytes:.1f} GB"
 
 
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on escaped (``\\x1b``, ``\\n``,
+    an undecodable byte's ``\\udce9``): a class folder name can neither drive the terminal
+    nor make a strict UTF-8 stdout fail."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text
+    )
+
+
 def summarise_run(run: RunReader) -> str:
     """Classes, layers with shapes, committed epochs, size on disk, last epoch's metrics."""
     lines = [
@@ -45,4 +54,4 @@ def summarise_run(run: RunReader) -> str:
             f"{name} {value:.4f}" for name, value in last.items() if not math.isnan(value)
         )
         lines.append(f"last epoch {run.epochs - 1}: {shown}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)

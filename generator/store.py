@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import shutil
+import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -154,6 +155,7 @@ class StoreWriter:
             "probe_sources": list(probe_sources),
             "stat_fields": list(STAT_FIELDS),
             "epochs_committed": 0,
+            "run_id": uuid.uuid4().hex,  # binds the run's checkpoints to it
         }
         parse_root_attrs(path, attrs)  # never write what the reader would refuse
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
@@ -215,6 +217,17 @@ class StoreWriter:
     @property
     def epochs_committed(self) -> int:
         return int(self._group.attrs["epochs_committed"])
+
+    def update_training(self, training: Mapping[str, Any]) -> None:
+        """Replace the ``training`` attribute (``--resume`` records what it changed there),
+        in one atomic rewrite of the root metadata, like a commit."""
+        try:
+            self._group.attrs["training"] = dict(training)
+        except OSError as exc:
+            raise StoreError(
+                f"{self.path}: cannot record the resumed settings ({_reason(exc)}); the "
+                "epochs committed are intact"
+            ) from exc
 
     def trim(self) -> None:
         """Shrink every array to the committed epochs, so a finished store's shapes read E.

@@ -11,6 +11,8 @@ seed reproduces, so ``--resume`` records it again. ``docs/reliability.md`` has t
 from __future__ import annotations
 
 import logging
+import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,15 +23,25 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from generator.checkpoint import (
+    check_owner,
     checkpoint_dir,
-    list_checkpoints,
     load_checkpoint,
+    move_to_current_layout,
     remove_stale_temps,
+    resumable_checkpoints,
     save_checkpoint,
+    set_aside_orphans,
 )
 from generator.config import TrainConfig
-from generator.data import ImageFolderData, load_image_folder, make_demo_dataset, to_model_input
-from generator.errors import OptionError, StoreError
+from generator.data import (
+    ImageFolderData,
+    load_image_folder,
+    make_demo_dataset,
+    storable,
+    storable_text,
+    to_model_input,
+)
+from generator.errors import DataError, OptionError, StoreError
 from generator.faults import maybe_die
 from generator.model import LOGITS_LAYER, NetlapseCNN, check_architecture
 from generator.reader import open_run
@@ -63,12 +75,11 @@ class Session:
 
 def run_training(config: TrainConfig) -> Path:
     """Train (or resume) the run ``config.out`` and return the store's path."""
-    if config.resume and not Path(config.out).exists():
-        raise StoreError(f"{config.out}: no such store to resume; run without --resume to start it")
-    session = _start_session(config)
+    check_out(config)
     if config.resume:
-        writer, first = _resume(session)
+        session, writer, first = _reopen(config)
     else:
+        session = _start_session(config)
         writer, first = _create(session), 1
     try:
         probes = _probe_tensor(writer, session.device)
@@ -83,6 +94,41 @@ def run_training(config: TrainConfig) -> Path:
     return config.out
 
 
+def check_out(config: TrainConfig) -> None:
+    """Refuse an ``--out`` that cannot hold this run, before any data is loaded: one
+    inside ``--data`` (the store would be read as a class of its own dataset), and, for a
+    new run, anything already there (a run store: resume it; anything else: never
+    written into)."""
+    out = Path(config.out)
+    if config.data is not None and _inside(out, Path(config.data)):
+        raise OptionError(
+            f"--out {out} is inside --data {config.data}: the run and its checkpoints "
+            "would be read as a class of the dataset; choose an --out outside it"
+        )
+    if config.resume:
+        if not out.exists():
+            raise StoreError(f"{out}: no such store to resume; run without --resume to start it")
+        return
+    if (out / "zarr.json").is_file():
+        raise StoreError(
+            f"{out}: already exists; pass --resume to continue that run "
+            "or choose another --out (a run is never overwritten)"
+        )
+    if out.exists() or out.is_symlink():
+        kind = "folder" if out.is_dir() else "file"
+        raise StoreError(
+            f"{out}: an existing {kind} that is not a run store; choose a new path for "
+            "--out (netlapse never writes into an existing folder)"
+        )
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or below it, through links (``realpath`` never raises on a
+    link loop; the data loader reports that one)."""
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
+
+
 def _start_session(config: TrainConfig) -> Session:
     # The class count is checked once the data is loaded; the rest before any work.
     check_architecture(2, config.resolved_input_size, config.channels, config.kernel_size)
@@ -93,6 +139,7 @@ def _start_session(config: TrainConfig) -> Session:
         size=config.resolved_input_size,
     )
     dataset = load_image_folder(root, config.resolved_input_size)
+    check_two_images_per_class(dataset)
     train_idx, val_idx = split_indices(dataset_labels(dataset), config.val_fraction, config.seed)
     device = pick_device(config.device)
     torch.manual_seed(config.seed)
@@ -113,6 +160,18 @@ def _start_session(config: TrainConfig) -> Session:
 
 def dataset_labels(dataset: ImageFolderData) -> np.ndarray:
     return np.array([label for _, label in dataset.samples], dtype=np.int64)
+
+
+def check_two_images_per_class(dataset: ImageFolderData) -> None:
+    """A class of one image cannot be on both sides of the validation split: name its
+    folder (``split_indices`` only knows class numbers)."""
+    counts = np.bincount(dataset_labels(dataset), minlength=len(dataset.classes))
+    for index in np.flatnonzero(counts < 2):
+        folder = Path(dataset.root, dataset.classes[index])
+        raise DataError(
+            f"class folder {folder} has a single image; a validation split needs at least "
+            "2 per class, so add another image to it or remove the folder"
+        )
 
 
 def split_indices(
@@ -156,7 +215,7 @@ def choose_probes(session: Session) -> Probes:
             "only %d validation images: using %d probes, not %d", len(chosen), len(chosen), count
         )
     images = np.stack([dataset[i][0].numpy() for i in chosen])
-    sources = [_relative(dataset.samples[i][0], dataset.root) for i in chosen]
+    sources = [storable_text(_relative(dataset.samples[i][0], dataset.root)) for i in chosen]
     return Probes(images, dataset_labels(dataset)[chosen], sources)
 
 
@@ -167,7 +226,8 @@ def _probes_from_files(dataset: ImageFolderData, files: tuple[Path, ...]) -> Pro
         dataset.classes.index(Path(f).parent.name) if Path(f).parent.name in dataset.classes else -1
         for f in files
     ]
-    return Probes(images, np.array(labels, dtype=np.int64), [str(f) for f in files])
+    sources = [storable_text(str(f)) for f in files]
+    return Probes(images, np.array(labels, dtype=np.int64), sources)
 
 
 def _relative(path: str, root: Path) -> str:
@@ -178,15 +238,19 @@ def _relative(path: str, root: Path) -> str:
 
 
 def _create(session: Session) -> StoreWriter:
-    """A new store, with epoch 0 (the untrained network) recorded and checkpointed."""
+    """A new store, with epoch 0 (the untrained network) recorded and checkpointed.
+
+    A checkpoint folder already at its place belongs to a run whose store was deleted:
+    it is moved aside first, so this run never resumes from or prunes it."""
     config, model = session.config, session.model
     probes = choose_probes(session)
+    set_aside_orphans(config.out)
     writer = StoreWriter.create(
         config.out,
-        class_names=session.dataset.classes,
+        class_names=session.dataset.class_names,
         layers=model.layer_specs(),
         input_size=config.resolved_input_size,
-        training=config.to_json(),
+        training=storable(config.to_json()),
         probe_images=probes.images,
         probe_labels=probes.labels,
         probe_sources=probes.sources,
@@ -200,27 +264,53 @@ def _create(session: Session) -> StoreWriter:
     return writer
 
 
-def _resume(session: Session) -> tuple[StoreWriter, int]:
-    """Reopen the store, check it matches this model, load the newest usable checkpoint.
-
-    Returns the writer and the first epoch to train. A checkpoint is usable if its epoch
-    is committed in the store; everything after it is rewound and trained again.
-    """
-    config = session.config
+def _reopen(config: TrainConfig) -> tuple[Session, StoreWriter, int]:
+    """Open the store for ``--resume``: refuse settings that cannot change before the data
+    is loaded, then load the newest checkpoint and record what this resume changed."""
     writer = StoreWriter.open_for_resume(config.out)
     try:
+        stored = dict(writer.attrs.get("training", {}))
+        changes = resume_changes(config, stored, committed=writer.epochs_committed)
+        session = _start_session(config)
         _check_compatible(writer, session)
-        remove_stale_temps(config.out)
-        usable = [e for e in list_checkpoints(config.out) if e < writer.epochs_committed]
-        if not usable:
-            return writer, _restart(session, writer)
-        _load_state(session, list_checkpoints(config.out)[usable[-1]])
+        first = _resume(session, writer)
+        if changes:
+            writer.update_training(with_resume(stored, changes, first=first))
     except BaseException:
         writer.close()
         raise
-    writer.rewind(usable[-1] + 1)
-    log.info("resuming %s after epoch %d", config.out, usable[-1])
-    return writer, usable[-1] + 1
+    return session, writer, first
+
+
+def _resume(session: Session, writer: StoreWriter) -> int:
+    """Load the newest usable checkpoint and return the first epoch to train.
+
+    A checkpoint is usable if its epoch is committed in the store; everything after it is
+    rewound and trained again. One of a later epoch cannot be this run's (a checkpoint is
+    written after its epoch's commit, and a rewind never passes one): another run's.
+    """
+    config = session.config
+    remove_stale_temps(config.out)
+    checkpoints = resumable_checkpoints(
+        config.out, made_before_run_ids="run_id" not in writer.attrs
+    )
+    committed = writer.epochs_committed
+    later = [epoch for epoch in checkpoints if epoch >= committed]
+    if later:
+        path = checkpoints[later[0]]
+        raise StoreError(
+            f"{path}: a checkpoint of epoch {later[0]}, but {config.out} has only "
+            f"{committed} epochs committed: it belongs to another run; move "
+            f"{path.parent} aside and --resume again, or train into another --out"
+        )
+    if not checkpoints:
+        return _restart(session, writer)
+    epoch = max(checkpoints)
+    _load_state(session, writer, checkpoints[epoch], epoch)
+    move_to_current_layout(config.out, checkpoints[epoch])
+    writer.rewind(epoch + 1)
+    log.info("resuming %s after epoch %d", config.out, epoch)
+    return epoch + 1
 
 
 def _restart(session: Session, writer: StoreWriter) -> int:
@@ -239,18 +329,62 @@ def _restart(session: Session, writer: StoreWriter) -> int:
     return 1
 
 
-def _load_state(session: Session, path: Path) -> None:
-    """Model and optimizer state from a checkpoint, or a one-line error naming the file."""
+def _load_state(session: Session, writer: StoreWriter, path: Path, epoch: int) -> None:
+    """Model and optimizer state from this store's checkpoint of ``epoch``, or a one-line
+    error naming the file: of another run, of another network, or not loadable."""
     state = load_checkpoint(path)
+    check_owner(path, state, store=session.config.out, run_id=writer.attrs.get("run_id"))
+    problem = architecture_problem(session.model.state_dict(), state.get("model"))
+    if problem:
+        raise StoreError(
+            f"{path}: holds the weights of another network ({problem}), not this run's; "
+            f"move {path.parent} aside and --resume again, or train into another --out"
+        )
     try:
         session.model.load_state_dict(state["model"])
         session.optimizer.load_state_dict(state["optimizer"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StoreError(
-            f"{path}: the checkpoint does not fit this model ({first}); delete "
+            f"{path}: the checkpoint does not fit this model ({first[:200]}); delete "
             "it to resume from the one before"
         ) from exc
+    _check_recorded_kernels(session, path, epoch)
+
+
+def architecture_problem(ours: dict[str, torch.Tensor], theirs: object) -> str | None:
+    """The first way a checkpoint's model weights differ in shape from this network's."""
+    if not isinstance(theirs, dict):
+        return "it holds no model weights"
+    missing, extra = sorted(ours.keys() - theirs.keys()), sorted(theirs.keys() - ours.keys())
+    if missing or extra:
+        return f"{len(missing)} weights missing, {len(extra)} unknown, e.g. {(missing or extra)[0]}"
+    for key, tensor in ours.items():
+        other = theirs[key]
+        if not isinstance(other, torch.Tensor) or other.shape != tensor.shape:
+            shape = list(other.shape) if isinstance(other, torch.Tensor) else type(other).__name__
+            return f"{key} is {shape}, this network's is {list(tensor.shape)}"
+    return None
+
+
+def _check_recorded_kernels(session: Session, path: Path, epoch: int) -> None:
+    """The loaded weights must be the ones the store recorded at ``epoch``: binds a
+    checkpoint to its store by content too, also for stores made before ``run_id``."""
+    run = open_run(session.config.out)
+    for name, kernel in conv_kernels(session.model).items():
+        if not np.array_equal(run.kernels(name, epoch), kernel, equal_nan=True):
+            raise StoreError(
+                f"{path}: its {name} weights differ from those {session.config.out} recorded "
+                f"at epoch {epoch}: it belongs to another run; move {path.parent} aside and "
+                "--resume again, or train into another --out"
+            )
+
+
+def conv_kernels(model: NetlapseCNN) -> dict[str, np.ndarray]:
+    """(O, I, kh, kw) float32 weights of every conv block: what each epoch records."""
+    return {
+        name: block.conv.weight.detach().float().cpu().numpy() for name, block in model.blocks()
+    }
 
 
 COMPATIBLE = {
@@ -261,18 +395,18 @@ COMPATIBLE = {
 }
 
 
-# Settings that change the numbers but not the shapes: a resumed run with another value
-# would no longer be the run its ``training`` attribute describes.
-RESUMED_SETTINGS = ("seed", "lr", "batch_size", "val_fraction")
+# What a resumed run may change; the change is recorded in ``training.resumes``. Every
+# other setting in ``training`` shapes the numbers or the arrays, so a resumed run with
+# another value would no longer be the run the store describes: refused.
+CHANGEABLE_ON_RESUME = ("epochs",)
 
 
 def _check_compatible(writer: StoreWriter, session: Session) -> None:
     """Refuse to append epochs of another model or data to a store (one line, naming how
     the run was made)."""
     stored = writer.attrs
-    _check_settings(session.config, stored.get("training", {}))
     ours = {
-        "class_names": session.dataset.classes,
+        "class_names": session.dataset.class_names,
         "input_size": session.config.resolved_input_size,
         "layers": [layer.to_json() for layer in session.model.layer_specs()],
         "activation_dtype": session.config.activation_dtype,
@@ -288,17 +422,58 @@ def _check_compatible(writer: StoreWriter, session: Session) -> None:
             )
 
 
-def _check_settings(config: TrainConfig, stored: dict) -> None:
-    ours = config.to_json()
-    keys = RESUMED_SETTINGS + (("demo_per_class",) if stored.get("data") == "demo" else ())
-    for key in keys:
-        if key in stored and stored[key] != ours[key]:
-            option = "--" + key.replace("_", "-")
+def resume_changes(
+    config: TrainConfig, stored: dict[str, object], *, committed: int
+) -> dict[str, tuple[object, object]]:
+    """Check ``--resume``'s settings against the stored ones: refuse (one line naming the
+    option and the stored value) any that cannot change; return the changes to record."""
+    ours = storable(config.to_json())
+    changes = {}
+    for key, value in ours.items():
+        if key not in stored or _same_setting(key, stored[key], value, stored):
+            continue
+        option = "--" + key.replace("_", "-")
+        if key not in CHANGEABLE_ON_RESUME:
             raise StoreError(
-                f"{config.out}: --resume with a different {option} "
-                f"({ours[key]}) than the run was made with ({stored[key]}); "
-                "pass the same value"
+                f"{config.out}: --resume with a different {option} ({_shown(value)}) than "
+                f"the run was made with ({_shown(stored[key])}); pass the same value"
             )
+        changes[key] = (stored[key], value)
+    if config.epochs < committed - 1:
+        raise StoreError(
+            f"{config.out}: --resume with --epochs {config.epochs}, but the run has "
+            f"already trained {committed - 1}; pass --epochs {committed - 1} or more"
+        )
+    return changes
+
+
+def _same_setting(key: str, stored: object, ours: object, training: dict[str, object]) -> bool:
+    if key == "demo_per_class" and training.get("data") != "demo":
+        return True  # only the demo data is made from it
+    if key == "data" and stored != ours and "demo" not in (stored, ours):
+        return os.path.realpath(str(stored)) == os.path.realpath(str(ours))  # another spelling
+    return stored == ours
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, list):
+        return ",".join(map(str, value)) or "none"
+    return str(value)
+
+
+def with_resume(
+    training: dict[str, object], changes: dict[str, tuple[object, object]], *, first: int
+) -> dict[str, object]:
+    """``training`` with the new values, and the resume appended to ``training.resumes``
+    (the first epoch it trained and each change as {"from", "to"})."""
+    resumes = list(training.get("resumes", []))  # type: ignore[call-overload]
+    resumes.append(
+        {
+            "first_epoch": first,
+            "changed": {key: {"from": old, "to": new} for key, (old, new) in changes.items()},
+        }
+    )
+    return {**training, **{key: new for key, (_, new) in changes.items()}, "resumes": resumes}
 
 
 def _probe_tensor(writer: StoreWriter, device: torch.device) -> torch.Tensor:
@@ -336,15 +511,29 @@ def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
         optimizer.zero_grad(set_to_none=True)
         logits = model(inputs)
         loss = loss_fn(logits, labels)
+        value = loss.item()
+        if not math.isfinite(value):
+            raise _diverged(session, epoch, batch, value)
         loss.backward()
         maybe_die("train.batch", epoch, batch)
         optimizer.step()
-        total_loss += loss.item() * len(labels)
+        total_loss += value * len(labels)
         correct += int((logits.argmax(1) == labels).sum())
         seen += len(labels)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
     bar.close()
     return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+
+def _diverged(session: Session, epoch: int, batch: int, loss: float) -> OptionError:
+    """Stop at the first non-finite loss: every later epoch would record NaNs. Nothing of
+    this epoch is written yet, so the committed epochs stay as they are."""
+    config = session.config
+    return OptionError(
+        f"epoch {epoch}, batch {batch}: the training loss is {loss}, so training stopped "
+        f"with {epoch} committed epoch{'s' * (epoch != 1)} of {config.out} intact; --lr "
+        f"{config.lr} is probably too large: train again with a smaller --lr into a new --out"
+    )
 
 
 @torch.no_grad()
@@ -380,9 +569,7 @@ def _record_epoch(
     record = EpochRecord(
         activations=capture.activations,
         channel_stats=capture.channel_stats,
-        kernels={
-            name: block.conv.weight.detach().float().cpu().numpy() for name, block in model.blocks()
-        },
+        kernels=conv_kernels(model),
         weight_change=relative_change(weights, previous),
         probe_probs=capture.probs,
         confusion=confusion,
@@ -393,7 +580,12 @@ def _record_epoch(
     save_checkpoint(
         session.config.out,
         epoch,
-        {"epoch": epoch, "model": model.state_dict(), "optimizer": session.optimizer.state_dict()},
+        {
+            "epoch": epoch,
+            "run_id": writer.attrs.get("run_id"),
+            "model": model.state_dict(),
+            "optimizer": session.optimizer.state_dict(),
+        },
         session.config.keep_checkpoints,
     )
     maybe_die("train.epoch_end", epoch)

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from generator.__main__ import main
-from generator.checkpoint import checkpoint_dir, list_checkpoints
+from generator.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 from tests.test_faults import TINY_TRAIN, one_line_error
 
 pytestmark = pytest.mark.slow
@@ -66,11 +67,13 @@ class Ctx:
 
 @dataclass(frozen=True)
 class Row:
-    """One bad input: how to make it (returns argv), the exit code, what the line names."""
+    """One bad input: how to make it (returns argv), the exit code, what the line names
+    and what it must not say (a misleading hint)."""
 
     prepare: Callable[[Ctx], list[str]]
     code: int
     names: tuple[str, ...]
+    absent: tuple[str, ...] = ()
 
 
 def train_data(ctx: Ctx, *extra: str) -> list[str]:
@@ -132,6 +135,13 @@ def write_huge_png(path: Path) -> None:
     """A real 20000 x 20000 PNG, 400 megapixels (1.2 GB as RGB), a few KB on disk: from a
     1-bit image, so making it costs 50 MB; the guard must refuse it before decoding."""
     Image.new("1", (20000, 20000)).save(path, optimize=False)
+
+
+def single_image_class(root: Path) -> None:
+    one_class(root)
+    (root / "pair").mkdir()
+    for i in range(2):
+        Image.new("RGB", (20, 20), (i, 0, 0)).save(root / "pair" / f"{i}.png")
 
 
 def write_symlink_loops(path: Path) -> None:
@@ -219,7 +229,30 @@ DATA_ROWS = {
         with_file("huge.png", write_huge_png), 0, ("a/huge.png", "megapixel limit")
     ),
     "data: symlink loops (folder and file)": Row(
-        with_file("loop_a.png", write_symlink_loops), 0, ("a/loop_", "skipped 2")
+        with_file("loop_a.png", write_symlink_loops), 0, ("skipped 3 symbolic links", "a/loop_")
+    ),
+    "data: symlinks to the dataset and to itself": Row(
+        lambda ctx: (
+            (ctx.data / "zz_parent").symlink_to("."),
+            (ctx.data / "zy_loop").symlink_to(Path("..") / "data"),
+            train_data(ctx),
+        )[-1],
+        0,
+        ("skipped 2 symbolic links", "data/zy_loop", "not followed"),
+    ),
+    "data: a class of a single image": Row(
+        replace_data(single_image_class), 2, ("bad-data/only", "single image")
+    ),
+    "data: --out inside --data": Row(
+        lambda ctx: [*train_data(ctx), "--out", str(ctx.data / "run.zarr")],
+        2,
+        ("--out", "data/run.zarr", "inside --data"),
+    ),
+    "data: train --out the dataset folder": Row(
+        lambda ctx: (ctx.data, ["train", "--out", str(ctx.tmp / "data"), *TINY_TRAIN])[1],
+        2,
+        ("data", "not a run store"),
+        ("--resume",),
     ),
     "data: image passes the check, fails to decode (DataLoader)": Row(
         with_file(
@@ -247,6 +280,27 @@ DATA_ROWS = {
         lambda ctx: train_data(ctx, "--probe-images", str(ctx.tmp / "nope.png")),
         2,
         ("nope.png", "does not exist"),
+    ),
+    "probe image: a folder": Row(
+        lambda ctx: train_data(ctx, "--probe-images", str(ctx.data / "a")),
+        2,
+        ("data/a", "is a folder"),
+        ("does not exist",),
+    ),
+    "probe image: /dev/zero": Row(
+        lambda ctx: train_data(ctx, "--probe-images", "/dev/zero"),
+        2,
+        ("/dev/zero", "is a character device"),
+        ("does not exist",),
+    ),
+    "probe image: a FIFO (never opened, so never blocks)": Row(
+        lambda ctx: (
+            os.mkfifo(ctx.tmp / "fifo.png"),
+            train_data(ctx, "--probe-images", str(ctx.tmp / "fifo.png")),
+        )[1],
+        2,
+        ("fifo.png", "is a FIFO"),
+        ("does not exist",),
     ),
     "probe image: over the pixel limit": Row(
         lambda ctx: (
@@ -311,6 +365,28 @@ def flip_chunk_body(store: Path) -> None:
 def break_newest_checkpoint(store: Path) -> None:
     newest = list(list_checkpoints(store).values())[-1]
     newest.write_bytes(b"not a checkpoint" * 10)
+
+
+def edit_newest_checkpoint(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    def damage(store: Path) -> None:
+        newest = list(list_checkpoints(store).values())[-1]
+        state = load_checkpoint(newest)
+        edit(state)
+        torch.save(state, newest)
+
+    return damage
+
+
+def another_network(state: dict) -> None:
+    """The weights of a network with 8 channels in its first block, not 4."""
+    state["model"]["block1.conv.weight"] = torch.zeros(8, 3, 5, 5)
+
+
+def resume_with_other_data(ctx: Ctx) -> list[str]:
+    """A run on ``data``, then ``--resume`` on a copy with the same class names."""
+    assert main(["-q", *train_data(ctx)]) == 0
+    shutil.copytree(ctx.data, ctx.tmp / "data2")
+    return [*train_data(ctx, "--resume"), "--data", str(ctx.tmp / "data2")]
 
 
 STORE_ROWS = {
@@ -381,17 +457,47 @@ STORE_ROWS = {
     "store: --resume with another input size": Row(
         break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--input-size", "32"),
         2,
-        ("run.zarr", "--resume with a different input size"),
+        ("run.zarr", "--resume with a different --input-size (32)", "(16)"),
     ),
     "store: --resume with another model": Row(
         break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--channels", "8,8"),
         2,
-        ("run.zarr", "--resume with a different network (--channels"),
+        ("run.zarr", "--resume with a different --channels (8,8)", "(4,4)"),
     ),
     "store: --resume with another --seed": Row(
         break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--seed", "7"),
         2,
         ("run.zarr", "--resume with a different --seed (7)", "(0)"),
+    ),
+    "store: --resume with another --probes (fixed when the run was made)": Row(
+        break_store(lambda s: None, "train", "--resume", "--epochs", "3", "--probes", "7"),
+        2,
+        ("run.zarr", "--resume with a different --probes (7)", "(2)"),
+    ),
+    "store: --resume with another --data of the same class names": Row(
+        resume_with_other_data, 2, ("out.zarr", "different --data", "data2", "data)")
+    ),
+    "store: --resume with fewer --epochs than trained": Row(
+        break_store(lambda s: None, "train", "--resume", "--epochs", "1"),
+        2,
+        ("run.zarr", "--epochs 1", "already trained 2"),
+    ),
+    "store: --resume from a checkpoint of another run": Row(
+        break_store(
+            edit_newest_checkpoint(lambda state: state.update(run_id="0" * 32)),
+            "train",
+            "--resume",
+            "--epochs",
+            "3",
+        ),
+        2,
+        ("epoch-0002.pt", "belongs to another run", "aside"),
+    ),
+    "store: --resume from a checkpoint of another network": Row(
+        break_store(edit_newest_checkpoint(another_network), "train", "--resume", "--epochs", "3"),
+        2,
+        ("epoch-0002.pt", "another network", "block1.conv.weight is [8, 3, 5, 5]"),
+        ("Error(s) in loading",),
     ),
     "store: --out on an existing store without --resume": Row(
         break_store(lambda s: None, "train", "--epochs", "1"), 2, ("run.zarr", "already exists")
@@ -406,7 +512,7 @@ STORE_ROWS = {
             lambda s: shutil.rmtree(checkpoint_dir(s)), "train", "--resume", "--epochs", "3"
         ),
         2,
-        ("run.ckpt", "no checkpoint", "delete the store"),
+        ("run.zarr.ckpt", "no checkpoint", "delete the store"),
     ),
     "store: --resume from a damaged checkpoint": Row(
         break_store(break_newest_checkpoint, "train", "--resume", "--epochs", "3"),
@@ -446,6 +552,23 @@ OPTION_ROWS = {
         (("--input-size", "0"), "too small for 8 blocks"),
     ]
 } | {
+    **{
+        f"option: --lr {lr} (the loss is not finite)": Row(
+            lambda ctx, lr=lr: [
+                "train",
+                "--out",
+                str(ctx.tmp / "x.zarr"),
+                *TINY_TRAIN,
+                "--epochs",
+                "2",
+                "--lr",
+                lr,
+            ],
+            2,
+            ("epoch 1, batch", "training loss is nan", "x.zarr intact", "smaller --lr"),
+        )
+        for lr in ("1e30", "inf")
+    },
     "option: --colormap unknown": Row(build_opts("--colormap", "jet"), 2, ("--colormap", "'jet'")),
     "option: --formats unknown": Row(build_opts("--formats", "webm"), 2, ("--formats 'webm'",)),
     "option: --scale unknown": Row(build_opts("--scale", "global"), 2, ("'global'",)),
@@ -504,6 +627,19 @@ ENVIRONMENT_ROWS = {
         2,
         ("blocker/out", "Not a directory"),
     ),
+    "environment: ingest --out a file": Row(
+        lambda ctx: [
+            "ingest",
+            str(make_video(ctx)),
+            "--label",
+            "a",
+            "--out",
+            str(ctx.tmp / "clip.mp4"),
+        ],
+        2,
+        ("--out", "clip.mp4 is a file, not a folder"),
+        ("free some space",),
+    ),
     "environment: ingest --out under a regular file": Row(
         lambda ctx: [
             "ingest",
@@ -516,7 +652,8 @@ ENVIRONMENT_ROWS = {
             "16",
         ],
         2,
-        ("blocker/out", "Not a directory"),
+        ("blocker", "is a file, not a folder"),
+        ("free some space",),
     ),
 }
 
@@ -599,6 +736,8 @@ def test_bad_input(
     assert code == row.code, line
     for name in row.names:
         assert name in line, f"{name!r} not in {line!r}"
+    for misleading in row.absent:
+        assert misleading not in line, f"{misleading!r} in {line!r}"
     if not row.names:
         assert line == ""
 

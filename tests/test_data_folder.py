@@ -167,6 +167,45 @@ def test_symlink_loops_neither_hang_nor_duplicate(image_root: Path) -> None:
     assert len(dataset) == len(MODE_CASES) + 2
 
 
+def test_symlinks_inside_the_dataset_are_not_followed_and_counted_once(
+    image_root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 8.8: ``ln -s . data/zz_parent`` and ``ln -s ../data data/zy_loop`` made two
+    classes four, with the same images under contradictory labels."""
+    (image_root / "zz_parent").symlink_to(".")
+    (image_root / "zy_loop").symlink_to(Path("..") / image_root.name)
+    (image_root / "beta" / "linked.png").symlink_to(image_root / "beta" / "split.png")
+    with caplog.at_level(logging.WARNING, logger="generator.data.folder"):
+        dataset = load_image_folder(image_root, S)
+    assert dataset.classes == ["alpha", "beta"]
+    assert len(dataset) == len(MODE_CASES) + 2 and dataset.links_skipped == 3
+    linked = [r.getMessage() for r in caplog.records if "symbolic link" in r.getMessage()]
+    assert len(linked) == 1 and "skipped 3 symbolic links" in linked[0]
+
+
+def test_the_dataset_folder_itself_may_be_a_link(image_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "link").symlink_to(image_root)
+    dataset = load_image_folder(tmp_path / "link", S)
+    assert dataset.classes == ["alpha", "beta"] and dataset.links_skipped == 0
+
+
+def test_special_files_in_a_class_folder_are_skipped_without_opening(image_root: Path) -> None:
+    os.mkfifo(image_root / "beta" / "pipe.png")  # opening it would block the scan for ever
+    dataset = load_image_folder(image_root, S)
+    assert len(dataset) == len(MODE_CASES) + 2 and dataset.skipped == 5
+
+
+def test_class_names_that_are_not_utf8_are_stored_escaped(image_root: Path) -> None:
+    """Issue 8.7: a folder named with the bytes ``caf\\xe9`` (Latin-1), read as bytes."""
+    os.rename(os.fsencode(image_root / "beta"), os.fsencode(image_root) + b"/caf\xe9")
+    dataset = load_image_folder(image_root, S)
+    assert dataset.classes == ["alpha", "caf\udce9"]  # the real name, to open its files
+    assert dataset.class_names == ["alpha", "caf\\xe9"]  # what a store keeps
+    for name in dataset.class_names:
+        name.encode("utf-8", "strict")
+    assert len(dataset) == len(MODE_CASES) + 2
+
+
 def test_images_over_the_pixel_limit_are_skipped(
     image_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

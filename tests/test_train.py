@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import zarr
+from PIL import Image
 
 from generator.__main__ import main
 from generator.checkpoint import checkpoint_path, load_checkpoint
@@ -149,3 +154,64 @@ def test_split_is_stratified_and_seeded() -> None:
     again = split_indices(labels, 0.2, seed=1)
     np.testing.assert_array_equal(again[1], val_idx)
     assert not np.array_equal(split_indices(labels, 0.2, seed=2)[1], val_idx)
+
+
+@pytest.mark.slow
+def test_resume_with_more_epochs_records_the_change(
+    tmp_path: Path, demo_cache: Path, two_epoch_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8.3: ``--resume --epochs 2`` on a 1-epoch run left ``training.epochs`` at 1."""
+    out = tmp_path / "extended.zarr"
+    assert train(out, demo_cache, monkeypatch, "--epochs", "1") == 0
+    assert train(out, demo_cache, monkeypatch, "--epochs", "2", "--resume") == 0
+    training = open_run(out).training
+    assert training["epochs"] == 2
+    assert training["resumes"] == [{"first_epoch": 2, "changed": {"epochs": {"from": 1, "to": 2}}}]
+    straight = open_run(two_epoch_run)
+    assert {k: v for k, v in training.items() if k != "resumes"} == straight.training
+    for layer in straight.layers:  # and the numbers are the uninterrupted run's
+        np.testing.assert_array_equal(
+            open_run(out).layer_activations(layer.name), straight.layer_activations(layer.name)
+        )
+    assert train(out, demo_cache, monkeypatch, "--epochs", "2", "--resume") == 0
+    assert len(open_run(out).training["resumes"]) == 1  # a plain resume changes nothing
+
+
+def hostile_dataset(root: Path) -> Path:
+    """Two classes whose folder names are not valid UTF-8 / hold a terminal escape."""
+    rng = np.random.default_rng(0)
+    for name in (b"caf\xe9", b"red\x1b[31m\x07"):
+        folder = os.fsencode(root) + b"/" + name
+        os.makedirs(folder)
+        for i in range(4):
+            pixels = rng.integers(0, 256, (20, 20, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(os.fsdecode(folder + f"/{i}.png".encode()))
+    return root
+
+
+@pytest.mark.slow
+def test_hostile_class_names_are_stored_as_utf8_and_shown_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 8.7/8.10: a non-UTF-8 folder name made ``info`` fail under a strict UTF-8
+    stdout, and a class name's control characters reached the terminal raw."""
+    data, out = hostile_dataset(tmp_path / "data"), tmp_path / "run.zarr"
+    monkeypatch.setenv("NETLAPSE_CACHE", str(tmp_path / "cache"))
+    tiny = ["--input-size", "16", "--channels", "4,4", "--batch-size", "4", "--probes", "2"]
+    assert (
+        main(["-q", "train", "--out", str(out), "--data", str(data), *tiny, "--epochs", "1"]) == 0
+    )
+    attrs = json.loads((out / "zarr.json").read_bytes().decode("utf-8", "strict"))["attributes"]
+    assert attrs["class_names"] == ["caf\\xe9", "red\x1b[31m\x07"]
+    for text in (*attrs["class_names"], *attrs["probe_sources"]):
+        text.encode("utf-8", "strict")  # no lone surrogates anywhere
+    shown = subprocess.run(
+        [sys.executable, "-m", "generator", "info", str(out)],
+        env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"},
+        capture_output=True,
+        timeout=300,
+    )
+    assert shown.returncode == 0, shown.stderr.decode(errors="replace")
+    text = shown.stdout.decode("utf-8", "strict")
+    assert "caf\\xe9" in text and "red\\x1b[31m\\x07" in text
+    assert not any(c in text for c in "\x1b\x07")

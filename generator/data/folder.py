@@ -4,12 +4,18 @@ Screenshot folders are messy (thumbnails, notes, half-copied files, a stray 300-
 panorama), so every file is checked cheaply with PIL when the folder is loaded. What cannot
 be used is skipped and counted in one warning instead of crashing an epoch later; a
 folder that cannot make a classifier at all is a one-line ``DataError``.
+
+Symbolic links inside the dataset (class folders and files alike) are not followed: a link
+to ``.`` or to a parent would turn one folder into several classes with the same images
+under contradictory labels. They are skipped and counted in one warning. The dataset folder
+itself may be a link.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +27,7 @@ from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from generator.data.images import SUPPORTED_MODES, fit_square, to_chw, to_rgb
+from generator.data.names import storable_text
 from generator.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -37,8 +44,10 @@ class UnusableImage(Exception):
 class ImageFolderData(ImageFolder):
     """An ImageFolder of square uint8 images: ``dataset[i]`` is ``((3, S, S) uint8, label)``.
 
-    ``classes`` are the sorted class folder names, ``samples`` only the usable images and
-    ``skipped`` how many files were left out as unreadable, oversized or not images.
+    ``classes`` are the sorted class folder names (as the file system has them),
+    ``class_names`` the same as stored (``names.storable_text``), ``samples`` only the usable
+    images, ``skipped`` how many files were left out as unreadable, oversized or not images
+    and ``links_skipped`` how many symbolic links inside the dataset were not followed.
     """
 
     def __init__(self, root: Path, input_size: int) -> None:
@@ -46,13 +55,20 @@ class ImageFolderData(ImageFolder):
             raise DataError(f"input size {input_size} is too small; use at least 1 pixel")
         self.size = input_size
         self.skipped = 0
+        self.links_skipped = 0
+        self._links: list[Path] = []
         check_root(Path(root))
         super().__init__(Path(root))
         self.root = Path(root)
 
+    @property
+    def class_names(self) -> list[str]:
+        """The class names as a store keeps them: valid UTF-8, undecodable bytes escaped."""
+        return [storable_text(name) for name in self.classes]
+
     def find_classes(self, directory: str | Path) -> tuple[list[str], dict[str, int]]:
         """Non-hidden sub-folders are the classes; fewer than two cannot train a classifier."""
-        classes = list_class_folders(Path(directory))
+        classes = list_class_folders(Path(directory), links=self._links)
         return classes, {name: index for index, name in enumerate(classes)}
 
     def make_dataset(  # type: ignore[override]
@@ -67,10 +83,19 @@ class ImageFolderData(ImageFolder):
         samples: list[tuple[str, int]] = []
         rejected: list[tuple[Path, str]] = []
         for name, index in sorted(class_to_idx.items()):
-            usable, unusable = scan_class_folder(Path(directory, name))
+            usable, unusable = scan_class_folder(Path(directory, name), links=self._links)
             samples.extend((str(path), index) for path in usable)
             rejected.extend(unusable)
         self.skipped = len(rejected)
+        self.links_skipped = len(self._links)
+        if self._links:
+            log.warning(
+                "%s: skipped %d symbolic links (first: %s); links inside a dataset are not "
+                "followed, so copy the files in instead",
+                directory,
+                len(self._links),
+                self._links[0],
+            )
         if rejected:
             first, reason = rejected[0]
             log.warning(
@@ -112,12 +137,14 @@ def check_root(root: Path) -> None:
         )
 
 
-def list_class_folders(root: Path) -> list[str]:
-    """Sorted non-hidden sub-folder names of ``root`` (as torchvision sorts them)."""
+def list_class_folders(root: Path, *, links: list[Path] | None = None) -> list[str]:
+    """Sorted non-hidden sub-folder names of ``root`` (as torchvision sorts them); links
+    are not classes (appended to ``links`` when given)."""
     try:
-        names = sorted(
-            e.name for e in os.scandir(root) if not e.name.startswith(".") and e.is_dir()
-        )
+        entries = [e for e in os.scandir(root) if not e.name.startswith(".")]
+        if links is not None:
+            links.extend(sorted(Path(root, e.name) for e in entries if e.is_symlink()))
+        names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
     except OSError as exc:
         raise DataError(
             f"cannot list dataset folder {root} ({exc.strerror}); check its permissions"
@@ -132,11 +159,13 @@ def list_class_folders(root: Path) -> list[str]:
     return names
 
 
-def scan_class_folder(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+def scan_class_folder(
+    folder: Path, *, links: list[Path] | None = None
+) -> tuple[list[Path], list[tuple[Path, str]]]:
     """Split a class folder's files into usable images and (file, reason) rejects."""
     usable: list[Path] = []
     rejected: list[tuple[Path, str]] = []
-    for path in list_files(folder):
+    for path in list_files(folder, links=links):
         reason = unusable_reason(path)
         if reason is None:
             usable.append(path)
@@ -150,20 +179,31 @@ def scan_class_folder(folder: Path) -> tuple[list[Path], list[tuple[Path, str]]]
     return usable, rejected
 
 
-def list_files(folder: Path) -> list[Path]:
-    """Every non-hidden file below ``folder``, sorted. Symlinked folders are not entered,
-    so a link loop cannot hang the scan or list the same image many times."""
+def list_files(folder: Path, *, links: list[Path] | None = None) -> list[Path]:
+    """Every non-hidden file below ``folder``, sorted. Symbolic links (to folders or files)
+    are not followed but appended to ``links``, so a link loop cannot hang the scan and no
+    image is listed twice or under another class."""
     found: list[Path] = []
     for parent, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(parent, name) for name in sorted(files) if not name.startswith("."))
+        linked = {n for n in dirs + files if not n.startswith(".") and Path(parent, n).is_symlink()}
+        if links is not None:
+            links.extend(Path(parent, name) for name in sorted(linked))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in linked)
+        found.extend(
+            Path(parent, name)
+            for name in sorted(files)
+            if not name.startswith(".") and name not in linked
+        )
     return found
 
 
 def unusable_reason(path: Path) -> str | None:
     """Why ``path`` cannot be used (None if it can), reading headers and checksums only."""
     try:
-        if path.stat().st_size == 0:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            return f"not a regular file ({_kind(info.st_mode)})"  # never opened: a FIFO blocks
+        if info.st_size == 0:
             return "empty file"
         with open_image(path) as img:
             kind = img.format
@@ -216,11 +256,32 @@ def decode_uint8(path: Path, size: int) -> np.ndarray:
     return to_chw(fit_square(rgb, size))
 
 
+def _kind(mode: int) -> str:
+    """What a non-regular file is, in words."""
+    for test, word in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return word
+    return "a special file"
+
+
 def load_uint8(path: Path, size: int) -> np.ndarray:
-    """Check and decode a single file given by the user (a probe image): ``(3, size, size)``."""
+    """Check and decode a single file given by the user (a probe image): ``(3, size, size)``.
+    Only a regular file is ever opened (a FIFO would block the run, /dev/zero never end)."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image {path} does not exist; pass an existing image file")
+    try:
+        info = path.stat()
+    except OSError:
+        raise DataError(f"image {path} does not exist; pass an existing image file") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise DataError(
+            f"image {path} is {_kind(info.st_mode)}, not an image file; pass a PNG or JPEG file"
+        )
     reason = unusable_reason(path)
     if reason is not None:
         raise DataError(f"{path}: {reason}; pass a PNG or JPEG image")

@@ -8,6 +8,7 @@ content hash and the frame number, so re-running the same clip adds nothing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import re
@@ -55,6 +56,7 @@ def ingest_video(
     """Write every ``every``-th non-dark frame of ``video`` as a ``size`` px PNG in out/label."""
     video, out_dir = Path(video), Path(out) / label
     check_ingest_options(video, label, size, every)
+    check_out_folder(Path(out), out_dir)
     prefix = f"{safe_stem(video)}-{file_digest(video)[:8]}"
     tally: Counter[str] = Counter()
     with (
@@ -98,6 +100,17 @@ def check_ingest_options(video: Path, label: str, size: int, every: int) -> None
         raise DataError(f"--every {every}: must be 1 or more (1 keeps every frame)")
     if size < MIN_SIZE:
         raise DataError(f"--size {size}: too small; use at least {MIN_SIZE} pixels")
+
+
+def check_out_folder(out: Path, out_dir: Path) -> None:
+    """``--out`` (or the class folder in it) must be a folder or not exist yet; a file in
+    the way is named before any frame is decoded."""
+    for path in (out_dir, *out_dir.parents):
+        if path.is_dir():
+            return
+        if path.exists() or path.is_symlink():
+            what = f"--out {out}" if path == out else f"{path} (in --out {out})"
+            raise DataError(f"{what} is a file, not a folder; pass a folder for the frames")
 
 
 def check_label(label: str) -> None:
@@ -196,6 +209,6 @@ def write_png(image: Image.Image, target: Path) -> None:
         with atomic_path(target) as partial:
             image.save(partial, format="PNG")
     except OSError as exc:
-        raise DataError(
-            f"cannot write {target} ({exc.strerror or exc}); free some space or pick another --out"
-        ) from exc
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        advice = "free some space or pick another --out" if full else "pick another --out"
+        raise DataError(f"cannot write {target} ({exc.strerror or exc}); {advice}") from exc
