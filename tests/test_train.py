@@ -215,3 +215,23 @@ def test_hostile_class_names_are_stored_as_utf8_and_shown_escaped(
     text = shown.stdout.decode("utf-8", "strict")
     assert "caf\\xe9" in text and "red\\x1b[31m\\x07" in text
     assert not any(c in text for c in "\x1b\x07")
+
+
+class _NanLoss(torch.nn.Module):
+    """A loss that turns non-finite, as a diverging run's does (cannot be reached with a
+    legal --lr on a few demo images, so it is stood in for)."""
+
+    def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return logits.sum() * float("nan")
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_stops_training_and_keeps_the_committed_epochs(
+    tmp_path: Path, demo_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    out = tmp_path / "nan.zarr"
+    monkeypatch.setattr("generator.train.nn.CrossEntropyLoss", _NanLoss)
+    assert train(out, demo_cache, monkeypatch, "--epochs", "2") == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "epoch 1, batch 0" in line and "smaller --lr" in line and "Traceback" not in line
+    assert zarr.open_group(str(out), mode="r").attrs["epochs_committed"] == 1
