@@ -144,11 +144,19 @@ def chosen_layers(model: nn.Module, found: Trace, choices: Iterable[LayerChoice]
         if not matches:
             raise LayerChoiceError(
                 f"layers={choice!r} matches no module with a (C, H, W) or (N,) output; "
-                f"module names look like {', '.join(ran[:3])} "
+                f"module names look like {', '.join(_examples(ran))} "
                 "(see [name for name, _ in model.named_modules()])"
             )
         chosen.update(matches)
     return [path for path in ran if path in chosen]
+
+
+def _examples(paths: list[str]) -> list[str]:
+    """The first module name at each of the first three depths, to show what names look like."""
+    by_depth: dict[int, str] = {}
+    for path in paths:
+        by_depth.setdefault(path.count("."), path)
+    return [by_depth[depth] for depth in sorted(by_depth)[:3]]
 
 
 def _matches(choice: LayerChoice, ran: list[str], modules: dict[str, nn.Module]) -> list[str]:

@@ -57,7 +57,13 @@ def prepare_probes(
         return _from_tensor(torch.as_tensor(probes), labels, [], transform)
     if isinstance(probes, (list, tuple)) and probes and isinstance(probes[0], (str, Path)):
         return _from_paths(probes, labels, input_size, transform)
-    if hasattr(probes, "__getitem__") and hasattr(probes, "__len__") and len(probes):
+    is_text = isinstance(probes, (str, bytes, Path))
+    if (
+        not is_text
+        and hasattr(probes, "__getitem__")
+        and hasattr(probes, "__len__")
+        and len(probes)
+    ):
         return _from_dataset(probes, count, transform)
     raise ProbeError(
         f"probes= got {type(probes).__name__}: pass a (N, 3, S, S) tensor, a list of image "
