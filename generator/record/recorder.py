@@ -95,8 +95,7 @@ class Recorder:
             count=probe_count,
             transform=transform,
         )
-        self._inputs = model_input_like(self._probes.inputs, model)
-        found = trace(model, self._inputs[:1])
+        found = trace(model, model_input_like(self._probes.inputs[:1], model))
         self.class_names = _class_names(found.output_shape, class_names, self._probes)
         paths = (
             default_layers(model, found) if layers is None else chosen_layers(model, found, layers)
@@ -257,7 +256,7 @@ class Recorder:
 
     def _capture(self) -> tuple[Captured, torch.Tensor]:
         with untouched(self.model), capture_outputs(self._modules, dtype=self._dtype) as got:
-            logits = self.model(self._inputs)
+            logits = self.model(model_input_like(self._probes.inputs, self.model))
         return got, logits.detach()
 
     def _kernels(self) -> dict[str, np.ndarray]:
