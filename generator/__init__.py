@@ -1,28 +1,26 @@
 """netlapse: watch a convolutional network learn.
 
-Stages, in the order data flows (imports only go down this list): ``data`` -> ``model`` ->
-``train`` + ``record`` -> ``store`` -> ``reader`` -> ``render`` -> ``encode`` ->
-``artefacts``/``build`` -> ``site``. ``__main__`` is the only module that knows them all.
+Data flows ``data`` -> ``model`` -> ``train`` + ``record`` -> ``store`` -> ``reader`` ->
+``render`` -> ``encode`` -> ``artefacts``/``build`` -> ``site``. Which module may import
+which is written once, as stages, in ``tests/test_imports.py`` (and checked there);
+``__main__`` is the only module that knows them all.
 
-``from generator import Recorder`` is the API for a user's own training loop; it is
-imported on first use, so ``import generator`` (and the CLI's start) stays light.
+``from generator import Recorder`` is the API for a user's own training loop. It is
+imported on first use (``__getattr__``), so ``import generator`` and the CLI stay light.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from generator.record import Recorder
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["Recorder", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    """Lazy exports: torch is imported only when ``Recorder`` is asked for."""
+    """Lazy exports: torch and the writer are imported only when ``Recorder`` is used."""
     if name == "Recorder":
-        from generator.record import Recorder
+        from generator.record.recorder import Recorder
 
         return Recorder
     raise AttributeError(f"module 'generator' has no attribute {name!r}")

@@ -351,7 +351,7 @@ def layer_problem(item: Any, *, version: int) -> str | None:
     problem = _name_problem(name, version=version)
     if problem:
         return problem
-    if kind not in LAYER_KINDS:
+    if not isinstance(kind, str) or kind not in LAYER_KINDS:
         return f"its kind is not {' or '.join(LAYER_KINDS)}"
     if not _dims(item.get("shape"), LAYER_KINDS[kind]):
         return "its shape does not fit its kind"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from generator.errors import OptionError
-from generator.model import NetlapseCNN, map_sizes, min_input_size
+from generator.model import NetlapseCNN, describe_layer, map_sizes, min_input_size
 
 
 def test_reference_architecture_at_512() -> None:
@@ -83,3 +83,61 @@ def test_impossible_architectures_are_refused(kwargs, message) -> None:
 def test_min_input_size_grows_with_depth() -> None:
     assert min_input_size(8) == 64
     assert min_input_size(10) == 256
+
+
+# -- describing the layers of any model ------------------------------------------------------
+def test_a_depthwise_strided_conv_is_described_from_the_module() -> None:
+    conv = torch.nn.Conv2d(8, 8, (3, 5), stride=2, dilation=(1, 2), padding=(1, 4), groups=8)
+    spec = describe_layer("layer1.0.conv1", conv, output_shape=(8, 16, 16))
+    assert (spec.name, spec.kind, spec.parent, spec.module_type) == (
+        "layer1.0.conv1",
+        "conv",
+        "layer1.0",
+        "Conv2d",
+    )
+    assert spec.kernel_shape == (8, 1, 3, 5)  # depthwise: I = 1
+    assert (spec.groups, spec.stride, spec.dilation, spec.padding) == (8, (2, 2), (1, 2), (1, 4))
+    assert spec.weights == "layer1.0.conv1" and spec.params == 8 * 15 + 8
+
+
+def test_same_and_valid_padding_become_sizes() -> None:
+    same = torch.nn.Conv2d(3, 4, 5, padding="same", dilation=2)
+    valid = torch.nn.Conv2d(3, 4, 3, padding="valid")
+    assert describe_layer("a", same, output_shape=(4, 9, 9)).padding == (4, 4)
+    assert describe_layer("b", valid, output_shape=(4, 7, 7)).padding == (0, 0)
+
+
+def test_a_linear_layer_has_no_kernel_and_no_geometry() -> None:
+    spec = describe_layer("classifier", torch.nn.Linear(10, 3), output_shape=(3,))
+    assert (spec.kind, spec.kernel_shape, spec.stride, spec.parent) == ("linear", None, None, "")
+    assert spec.params == 33
+
+
+@pytest.mark.parametrize(
+    "module, shape, message",
+    [
+        (
+            torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3), torch.nn.Conv2d(3, 3, 3)),
+            (3, 4, 4),
+            "0, x.1",
+        ),
+        (torch.nn.ReLU(), (3, 4, 4), "holds none"),
+        (torch.nn.Linear(4, 2), (2, 5), "has 1 dimensions"),
+    ],
+)
+def test_layers_that_cannot_be_described_say_why(module, shape, message) -> None:
+    with pytest.raises(OptionError, match=message):
+        describe_layer("x", module, output_shape=shape)
+
+
+def test_the_reference_layers_say_where_they_sit() -> None:
+    model = NetlapseCNN(4, 64)
+    specs = {spec.name: spec for spec in model.layer_specs()}
+    assert (specs["block3"].module, specs["block3"].weights) == ("block3", "block3.conv")
+    assert (specs["block3"].parent, specs["block3"].module_type) == ("", "ConvBlock")
+    assert (specs["hidden"].module, specs["hidden"].parent) == ("head.hidden", "head")
+    assert specs["block2"].stride == (1, 1) and specs["block2"].padding == (2, 2)
+    modules = dict(model.named_modules())
+    for spec in specs.values():
+        assert model.recorded_modules()[spec.name] is modules[spec.module]
+        assert model.weights()[spec.name] is modules[spec.weights].weight

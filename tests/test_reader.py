@@ -10,6 +10,8 @@ import pytest
 
 from generator.errors import StoreError
 from generator.reader import open_run
+from generator.schema import LayerSpec
+from generator.store import StoreWriter
 from tests.conftest import make_store, synthetic_record
 
 
@@ -102,3 +104,79 @@ def test_epoch_and_group_reads_agree_with_whole_reads(tiny_store: Path) -> None:
     np.testing.assert_array_equal(run.kernels("block1", 1), run.kernels("block1")[1])
     with pytest.raises(StoreError, match="no conv kernels"):
         run.kernels("hidden")
+
+
+# -- schema version 1, as the previous release wrote it ---------------------------------------
+V1_FIXTURE = Path(__file__).parent / "fixtures" / "v1run.zarr"
+
+
+@pytest.fixture
+def v1_store(tmp_path: Path) -> Path:
+    """A private copy: the committed fixture is never opened in place."""
+    import shutil
+
+    return Path(shutil.copytree(V1_FIXTURE, tmp_path / "v1run.zarr"))
+
+
+def test_a_v1_store_of_the_previous_release_opens(v1_store: Path) -> None:
+    run = open_run(v1_store)
+    assert run.schema_version == 1 and run.epochs == 2
+    assert [layer.name for layer in run.layers] == ["block1", "block2", "hidden", "logits"]
+    block2 = run.layer("block2")
+    assert (block2.shape, block2.kernel_shape, block2.receptive_field) == (
+        (4, 8, 8),
+        (4, 4, 3, 3),
+        8,
+    )
+    assert (block2.module, block2.parent, block2.stride, block2.groups) == (None, None, None, 1)
+    assert run.layer_activations("block1").shape == (2, 2, 4, 16, 16)
+    assert run.kernels("block2").shape == (2, 4, 4, 3, 3)
+    assert run.channel_stats("hidden", "abs_max").shape == (2, 2, 256)
+    assert run.confusion().shape == (2, 6, 6) and run.probe_probs().shape == (2, 2, 6)
+    assert np.isnan(run.scalar_metric("train_loss")[0])
+    assert run.weight_change()["block1"].shape == (2,)
+
+
+@pytest.mark.slow
+def test_a_v1_store_builds_a_gallery(v1_store: Path, tmp_path: Path) -> None:
+    from generator.__main__ import main
+
+    site = tmp_path / "site"
+    assert main(["build", "--store", str(v1_store), "--out", str(site), "--jobs", "1"]) == 0
+    pages = [p.read_text() for p in site.glob("runs/*/layers/*.html")]
+    assert len(pages) == 4 and all("block" in p or "hidden" in p or "logits" in p for p in pages)
+    assert (site / "index.html").is_file()
+    assert list(site.glob("runs/*/media/**/*.png")) or list(site.glob("runs/*/media/**/*.mp4"))
+
+
+# -- schema version 2: layer names of any model ----------------------------------------------
+ODD_NAMES = ["layer1.0.conv1", "features.3", "a/b", "__init", "zarr.json", "dw conv", "é[0]"]
+
+
+def test_layer_names_of_any_model_round_trip(tmp_path: Path) -> None:
+    layers = [
+        LayerSpec(name, "conv", (2, 4, 4), (2, 1, 3, 3), 20, groups=2, module=name)
+        for name in ODD_NAMES
+    ]
+    writer = StoreWriter.create(
+        tmp_path / "run.zarr",
+        class_names=["alpha", "beta", "gamma"],
+        layers=layers,
+        input_size=8,
+        training={},
+        probe_sources=["a.png", "b.png"],
+        probe_images=np.zeros((2, 3, 8, 8), dtype=np.uint8),
+        probe_labels=np.arange(2),
+    )
+    for epoch in range(2):
+        writer.write_epoch(epoch, synthetic_record(epoch, layers=layers))
+    writer.close()
+    run = open_run(tmp_path / "run.zarr")
+    assert [layer.name for layer in run.layers] == ODD_NAMES
+    for layer in layers:
+        expected = synthetic_record(1, layers=layers).activations[layer.name]
+        np.testing.assert_array_equal(run.layer_at(layer.name, 1), expected.astype(np.float16))
+        assert run.kernels(layer.name).shape == (2, 2, 1, 3, 3)
+    folders = sorted(p.name for p in (tmp_path / "run.zarr" / "activations").iterdir())
+    assert "layer1.0.conv1" in folders and "features.3" in folders
+    assert "a%2Fb" in folders and "zarr%2Ejson" in folders and "%5F_init" in folders

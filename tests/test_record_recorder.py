@@ -14,7 +14,8 @@ from generator import Recorder
 from generator.errors import NetlapseError, OptionError, StoreError
 from generator.model import NetlapseCNN
 from generator.reader import open_run
-from generator.record import LayerChoiceError, RecorderClosedError
+from generator.record import LayerChoiceError
+from generator.record.recorder import RecorderClosedError
 from generator.schema import EXTRA_METRICS
 
 CLASSES = ["a", "b", "c"]

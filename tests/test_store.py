@@ -119,3 +119,52 @@ def test_resume_reopens_with_the_same_layers(tiny_store: Path) -> None:
     writer = StoreWriter.open_for_resume(tiny_store)
     assert writer.epochs_committed == 3
     assert writer.layers == TINY_LAYERS
+
+
+def test_the_root_attributes_describe_every_layer_in_v2(tiny_store: Path) -> None:
+    layers = zarr.open_group(str(tiny_store), mode="r").attrs["layers"]
+    assert layers[0]["key"] == "block1"
+    for field in ("module", "module_type", "parent", "weights", "groups", "stride", "padding"):
+        assert all(field in layer for layer in layers), field
+
+
+def test_a_v1_store_is_not_resumed(tmp_path: Path) -> None:
+    """One store never mixes versions: the previous release's store is read, not extended."""
+    import shutil
+
+    store = shutil.copytree(Path(__file__).parent / "fixtures" / "v1run.zarr", tmp_path / "v1")
+    before = (Path(store) / "zarr.json").read_bytes()
+    with pytest.raises(StoreError, match="older netlapse.*schema v1.*train a new run"):
+        StoreWriter.open_for_resume(Path(store))
+    assert (Path(store) / "zarr.json").read_bytes() == before
+
+
+def test_probe_images_of_another_size_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="probes/images must have shape"):
+        StoreWriter.create(
+            tmp_path / "run.zarr",
+            class_names=["a", "b", "c"],
+            layers=TINY_LAYERS,
+            input_size=16,
+            training={},
+            probe_sources=["a.png"],
+            probe_images=np.zeros((1, 3, 8, 8), dtype=np.uint8),
+            probe_labels=np.zeros(1),
+        )
+    assert not (tmp_path / "run.zarr").exists()
+
+
+def test_layers_the_reader_would_refuse_are_never_written(tmp_path: Path) -> None:
+    layers = [*TINY_LAYERS, TINY_LAYERS[0]]
+    with pytest.raises(StoreError, match="repeated layer name"):
+        StoreWriter.create(
+            tmp_path / "run.zarr",
+            class_names=["a", "b", "c"],
+            layers=layers,
+            input_size=8,
+            training={},
+            probe_sources=["a.png"],
+            probe_images=np.zeros((1, 3, 8, 8), dtype=np.uint8),
+            probe_labels=np.zeros(1),
+        )
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,250 @@
+"""The store's contract: layer names as store paths, layer entries of v1 and v2, the root
+attribute checks (one-line ``StoreError`` naming the store, whatever the JSON holds)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from generator.errors import StoreError
+from generator.schema import (
+    KEY_CHARACTERS,
+    MAX_KEY_LENGTH,
+    SCHEMA_VERSION,
+    LayerSpec,
+    array_key,
+    array_plan,
+    check_layers,
+    layer_name,
+    parse_root_attrs,
+)
+from tests.conftest import TINY_LAYERS
+
+STORE = Path("runs/some.zarr")
+MODULE_PATHS = ["layer1.0.conv1", "features.3", "block1", "head.hidden", "conv-1_a"]
+
+
+# -- layer names as array keys ---------------------------------------------------------------
+@pytest.mark.parametrize("name", MODULE_PATHS)
+def test_module_paths_are_their_own_keys(name: str) -> None:
+    assert array_key(name) == name
+
+
+@pytest.mark.parametrize(
+    "name, key",
+    [
+        ("a/b", "a%2Fb"),
+        ("__x", "%5F_x"),
+        (".hidden", "%2Ehidden"),
+        ("..", "%2E."),
+        ("zarr.json", "zarr%2Ejson"),
+        ("a[0]", "a%5B0%5D"),
+        ("50%", "50%25"),
+        ("é", "%C3%A9"),
+    ],
+)
+def test_names_zarr_cannot_hold_are_escaped(name: str, key: str) -> None:
+    assert array_key(name) == key
+    assert layer_name(key) == name
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_every_name_has_one_portable_key_that_decodes_back(name: str) -> None:
+    key = array_key(name)
+    assert layer_name(key) == name
+    assert set(key) <= KEY_CHARACTERS | {"%"}
+    assert "/" not in key and not key.startswith(("__", ".")) and key != "zarr.json"
+
+
+def test_zarr_itself_takes_dotted_and_bracketed_names(tmp_path: Path) -> None:
+    """Why dots stay as they are: zarr v3 keeps them (and brackets) as plain node names."""
+    group = zarr.open_group(str(tmp_path / "s.zarr"), mode="w-", zarr_format=3)
+    names = ["layer1.0.conv1", "features.3", "a[0]"]
+    for index, name in enumerate(names):
+        group.create_array(f"activations/{name}", shape=(2,), dtype="float32")[:] = index
+    reread = zarr.open_group(str(tmp_path / "s.zarr"), mode="r")
+    assert sorted(reread["activations"].keys()) == sorted(names)
+    assert [float(reread[f"activations/{n}"][0]) for n in names] == [0.0, 1.0, 2.0]
+
+
+def test_the_plan_puts_each_layer_under_its_key() -> None:
+    layer = LayerSpec("layer1.0/conv", "conv", (2, 4, 4), (2, 1, 3, 3), 20, groups=2)
+    plan = array_plan([layer], 3, 4, "float16")
+    assert plan["activations/layer1.0%2Fconv"].shape == (3, 2, 4, 4)
+    assert plan["kernels/layer1.0%2Fconv"].shape == (2, 1, 3, 3)
+    assert "metrics/channel_stats/layer1.0%2Fconv/abs_max" in plan
+
+
+# -- layer entries ---------------------------------------------------------------------------
+def test_a_v2_layer_round_trips_through_json() -> None:
+    layer = LayerSpec(
+        "layer1.0.conv1",
+        "conv",
+        (8, 16, 16),
+        (8, 1, 3, 3),
+        80,
+        7,
+        module="layer1.0.conv1",
+        module_type="Conv2d",
+        parent="layer1.0",
+        weights="layer1.0.conv1",
+        groups=8,
+        stride=(2, 2),
+        dilation=(1, 1),
+        padding=(1, 1),
+    )
+    entry = json.loads(json.dumps(layer.to_json()))
+    assert entry["key"] == "layer1.0.conv1" and entry["groups"] == 8
+    assert LayerSpec.from_json(entry) == layer
+
+
+def test_a_v1_layer_entry_reads_with_the_defaults() -> None:
+    entry = {
+        "name": "block1",
+        "kind": "conv",
+        "shape": [4, 16, 16],
+        "kernel_shape": [4, 3, 3, 3],
+        "params": 120,
+        "receptive_field": 3,
+    }
+    layer = LayerSpec.from_json(entry)
+    assert (layer.name, layer.shape, layer.kernel_shape) == ("block1", (4, 16, 16), (4, 3, 3, 3))
+    assert (layer.module, layer.parent, layer.stride, layer.groups) == (None, None, None, 1)
+
+
+def test_the_writer_refuses_layers_the_reader_would_refuse() -> None:
+    long_name = "x" * (MAX_KEY_LENGTH + 1)
+    cases = [
+        ([TINY_LAYERS[0], TINY_LAYERS[0]], "repeated layer name"),
+        ([LayerSpec(long_name, "linear", (3,))], "at most"),
+        ([LayerSpec("a\x1b[31m", "linear", (3,))], "printable"),
+        ([LayerSpec("é" * 40, "linear", (3,))], "once escaped"),
+        ([LayerSpec("c", "conv", (3, 4, 4), (3, 1, 3, 3), groups=2)], "groups"),
+        ([LayerSpec("c", "conv", (3, 4, 4))], "kernel_shape"),
+    ]
+    for layers, message in cases:
+        with pytest.raises(StoreError, match=message):
+            check_layers(STORE, layers)
+
+
+# -- the root attributes ---------------------------------------------------------------------
+def good_attrs() -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "class_names": ["a", "b"],
+        "input_size": 8,
+        "layers": [layer.to_json() for layer in TINY_LAYERS],
+        "training": {"seed": 0},
+        "activation_dtype": "float16",
+        "probe_sources": ["a.png"],
+        "stat_fields": ["min"],
+        "epochs_committed": 2,
+    }
+
+
+def test_good_attributes_parse_into_types() -> None:
+    root = parse_root_attrs(STORE, good_attrs())
+    assert root.layers == tuple(TINY_LAYERS)
+    assert (root.epochs_committed, root.input_size, root.class_names) == (2, 8, ("a", "b"))
+
+
+def test_a_newer_schema_asks_for_an_upgrade() -> None:
+    with pytest.raises(StoreError, match="newer than this netlapse reads"):
+        parse_root_attrs(STORE, {**good_attrs(), "schema_version": SCHEMA_VERSION + 1})
+
+
+def nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+GARBAGE = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([2**63, -(2**63), 10**30, 0, -1])
+    | st.floats()
+    | st.text(max_size=8)
+    | st.sampled_from(["conv", "linear", "float16", "../x", "a/b", "", "\udc80"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=8,
+) | st.builds(nested, st.sampled_from([200, 3000]))
+
+
+def json_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Key/index paths into a document, to a depth of 6 (garbage may nest thousands deep)."""
+    paths = [prefix]
+    if len(prefix) >= 6:
+        return paths
+    if isinstance(node, dict):
+        for key, value in node.items():
+            paths += json_paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            paths += json_paths(value, (*prefix, index))
+    return paths
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_damage_to_the_attributes_is_one_line_naming_the_store(data: st.DataObject) -> None:
+    attrs = copy.deepcopy(good_attrs())
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = json_paths(attrs)[1:]
+        target = data.draw(st.sampled_from(paths))
+        parent = attrs
+        for key in target[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()):
+            del parent[target[-1]]
+        else:
+            parent[target[-1]] = data.draw(GARBAGE)
+    try:
+        root = parse_root_attrs(STORE, attrs)
+    except StoreError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(f"{STORE}: ")
+        assert len(str(exc)) < 400
+    else:
+        check_layers(STORE, root.layers)  # what was accepted is writable again as it is
+        assert all(isinstance(n, str) for n in root.class_names)
+
+
+@given(attrs=GARBAGE)
+def test_attributes_of_any_shape_are_one_line(attrs: Any) -> None:
+    with pytest.raises(StoreError) as info:
+        parse_root_attrs(STORE, attrs)
+    assert "\n" not in str(info.value) and str(info.value).startswith(f"{STORE}: ")
+
+
+def test_numbers_out_of_range_are_refused() -> None:
+    for key, value in [("input_size", 2**64), ("epochs_committed", -1), ("input_size", 1e400)]:
+        with pytest.raises(StoreError, match=key):
+            parse_root_attrs(STORE, {**good_attrs(), key: value})
+    layers = good_attrs()["layers"]
+    layers[0]["shape"] = [4, 2**40, 8]
+    with pytest.raises(StoreError, match="shape"):
+        parse_root_attrs(STORE, {**good_attrs(), "layers": layers})
+    assert np.isfinite(parse_root_attrs(STORE, good_attrs()).input_size)
+
+
+def test_the_schema_is_pure_description() -> None:
+    """Anything may import the schema: it loads neither torch nor zarr."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, generator.schema; "
+        "print(sorted(m for m in ('torch', 'zarr', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
