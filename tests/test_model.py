@@ -152,7 +152,6 @@ def test_build_model_builds_untrained_torchvision_classifiers():
     model = build_model("resnet18", num_classes=5)
     assert isinstance(model, nn.Module) and model.fc.out_features == 5
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
-    assert not any(p.requires_grad is False for p in model.parameters())
 
 
 @pytest.mark.parametrize(
