@@ -229,6 +229,22 @@ def test_a_model_that_returns_no_logits_is_refused(tmp_path):
         Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr")
 
 
+class TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.conv(x).mean(dim=(2, 3))
+        return pooled, pooled
+
+
+def test_a_model_that_returns_a_tuple_is_refused(tmp_path):
+    with pytest.raises(NetlapseError, match="returns no tensor; netlapse records classifiers"):
+        Recorder(TwoHeads(), probes=probe_images(), out=tmp_path / "r.zarr")
+    assert not (tmp_path / "r.zarr").exists()
+
+
 def test_class_names_must_match_the_logits(tmp_path):
     with pytest.raises(NetlapseError, match="class_names has 2 names but the model returns 3"):
         Recorder(

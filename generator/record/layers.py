@@ -46,7 +46,7 @@ class Trace:
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     fields: dict[str, int | None] = field(default_factory=dict)
     logits: str | None = None
-    output_shape: tuple[int, ...] = ()
+    output_shape: tuple[int, ...] | None = None  # one probe's logits; None: not a tensor
 
 
 def trace(model: nn.Module, example: torch.Tensor) -> Trace:

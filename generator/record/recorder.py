@@ -235,6 +235,12 @@ class Recorder:
     def _record(self, metrics: EpochRecordInputs) -> int:
         writer = self._open_writer()
         captured, logits = self._capture()
+        missing = [spec.name for spec in self.layers if spec.name not in captured.activations]
+        if missing:
+            raise ModelOutputError(
+                f"layer {missing[0]} gave no tensor output on the probes this time; pass "
+                "layers= without it"
+            )
         epoch = writer.epochs_committed
         weights = self._weights()
         record = EpochRecord(
@@ -323,12 +329,13 @@ def _number(name: str, value: Any) -> float:
 
 
 def _class_names(
-    output_shape: tuple[int, ...], given: Sequence[str] | None, probes: ProbeSet
+    output_shape: tuple[int, ...] | None, given: Sequence[str] | None, probes: ProbeSet
 ) -> list[str]:
     """The class names, checked against the model's logits (N, K)."""
-    if len(output_shape) != 1 or output_shape[0] < 2:
+    if output_shape is None or len(output_shape) != 1 or output_shape[0] < 2:
+        shown = "no tensor" if output_shape is None else f"{tuple(output_shape)} per probe"
         raise ModelOutputError(
-            f"the model returns {tuple(output_shape)} per probe; netlapse records "
+            f"the model returns {shown}; netlapse records "
             "classifiers that return logits (N, classes) with at least 2 classes"
         )
     k = output_shape[0]
