@@ -102,6 +102,7 @@ class Recorder:
         )
         self.layers: list[LayerSpec] = [describe(model, path, found) for path in paths]
         self._modules = {spec.name: model.get_submodule(spec.module) for spec in self.layers}
+        self._followed = self._layer_weights()
         self._previous: dict[str, torch.Tensor] | None = None
         store_settings = {
             "model": type(model).__name__,
@@ -272,30 +273,39 @@ class Recorder:
             if spec.kernel_shape is not None and spec.weights
         }
 
-    def _weights(self) -> dict[str, list[torch.Tensor]]:
-        """CPU float32 copies of each layer's weights: its kernel, or all of a block's."""
-        copies = {}
+    def _layer_weights(self) -> dict[str, list[str]]:
+        """Layer name -> the parameters its weight change follows: its kernel (or matrix),
+        or every parameter of a block."""
+        found = {}
         for spec in self.layers:
-            if not spec.params:
-                continue
-            owner = self.model.get_submodule(spec.weights or spec.module)
-            tensors = [owner.weight] if spec.weights else list(owner.parameters())
-            copies[spec.name] = [t.detach().float().cpu().clone() for t in tensors]
-        return copies
+            if spec.weights:
+                found[spec.name] = [f"{spec.weights}.weight"]
+            elif spec.params:
+                owner = self.model.get_submodule(spec.module)
+                found[spec.name] = [f"{spec.module}.{n}" for n, _ in owner.named_parameters()]
+        return found
 
-    def _weight_change(self, weights: Mapping[str, list[torch.Tensor]]) -> dict[str, float]:
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """CPU float32 copies of every parameter a layer follows, each copied once (a block
+        shares its convs' kernels)."""
+        wanted = {name for names in self._followed.values() for name in names}
+        return {
+            name: p.detach().float().cpu().clone()
+            for name, p in self.model.named_parameters(remove_duplicate=False)
+            if name in wanted
+        }
+
+    def _weight_change(self, weights: Mapping[str, torch.Tensor]) -> dict[str, float]:
         """||W - W_prev|| / ||W_prev|| per layer; NaN at the first record of this process."""
+        if self._previous is None:
+            return {name: math.nan for name in self._followed}
+        previous = self._previous
+        moved = {n: float(torch.dist(weights[n], previous[n])) ** 2 for n in weights}
+        size = {n: float(torch.linalg.vector_norm(previous[n])) ** 2 for n in weights}
         change = {}
-        for name, now in weights.items():
-            before = None if self._previous is None else self._previous[name]
-            if before is None:
-                change[name] = math.nan
-                continue
-            norm = math.sqrt(sum(float(b.square().sum()) for b in before))
-            moved = math.sqrt(
-                sum(float((n - b).square().sum()) for n, b in zip(now, before, strict=True))
-            )
-            change[name] = moved / norm if norm > 0 else math.nan
+        for layer, names in self._followed.items():
+            norm = math.sqrt(sum(size[n] for n in names))
+            change[layer] = math.sqrt(sum(moved[n] for n in names)) / norm if norm else math.nan
         return change
 
     def _confusion(self, confusion: Any) -> np.ndarray:
