@@ -288,3 +288,33 @@ def test_cuda_model_records_and_stays_on_its_device(tmp_path):
         rec.epoch()
     assert next(model.parameters()).is_cuda
     assert open_run(tmp_path / "r.zarr").epochs == 2
+
+
+def test_mobilenet_depthwise_kernels_and_chosen_layers(tmp_path):
+    model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=len(CLASSES))
+    layers = ["features.1.block.?", "classifier.3"]  # fnmatch: "*" would cross dots too
+    with Recorder(model, probes=probe_images(), out=tmp_path / "m.zarr", layers=layers) as rec:
+        rec.epoch(val_accuracy=0.5)
+    run = open_run(tmp_path / "m.zarr")
+    names = [layer.name for layer in run.layers]
+    assert names == [
+        "features.1.block.0",
+        "features.1.block.1",
+        "features.1.block.2",
+        "classifier.3",
+    ]
+    depthwise = run.layer("features.1.block.0")
+    assert depthwise.groups == 16 and run.kernels(depthwise.name).shape == (2, 16, 1, 3, 3)
+    assert run.layer("features.1.block.1").kind == "block"  # squeeze-and-excitation
+    assert run.layer_activations("features.1.block.1").shape == (2, 2, 16, 8, 8)
+
+
+@pytest.mark.slow
+def test_mobilenet_with_every_default_layer(tmp_path):
+    model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=len(CLASSES))
+    with Recorder(model, probes=probe_images(), out=tmp_path / "m.zarr") as rec:
+        rec.epoch()
+    run = open_run(tmp_path / "m.zarr")
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert {layer.name for layer in run.layers} >= set(convs)
+    assert run.epochs == 2 and run.layers[-1].name == "classifier.3"

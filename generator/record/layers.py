@@ -11,7 +11,8 @@ The default choice works for any architecture without knowing names:
   addition), a MobileNet ``InvertedResidual`` or ``SqueezeExcitation``;
 * the logits; and when a model has no such blocks, every ``Linear`` too.
 
-``layers=`` replaces that choice with module names, glob patterns or module types.
+``layers=`` replaces that choice with module names, glob patterns (``fnmatch``: ``*`` also
+crosses dots, ``?`` is one character) or module types.
 """
 
 from __future__ import annotations
