@@ -53,7 +53,7 @@ from generator.schema import (
     probe_plan,
     weight_change_path,
 )
-from generator.storefiles import open_group_checked, read_root
+from generator.storefiles import open_group_checked
 
 try:  # advisory locks: POSIX only; elsewhere two writers are not detected
     import fcntl
@@ -191,14 +191,15 @@ class StoreWriter:
         this version says, and one store never mixes versions.
         """
         path = Path(path)
-        version = read_root(path).schema_version
+        group = open_group_checked(path, mode="r+")
+        version = group.attrs["schema_version"]
         if version != SCHEMA_VERSION:
             raise StoreError(
                 f"{path}: made by an older netlapse (store schema v{version}); this version "
                 f"appends only to v{SCHEMA_VERSION} stores. It still reads and builds it: "
                 "train a new run instead of --resume"
             )
-        writer = cls(open_group_checked(path, mode="r+"), path)
+        writer = cls(group, path)
         removed = remove_partial_files(path)
         if removed:
             log.info("%s: removed %d temp files of an interrupted write", path, removed)

@@ -95,23 +95,23 @@ def _identity(entry: os.DirEntry) -> tuple[int, int]:
     return info.st_dev, info.st_ino
 
 
-def read_json_document(store: Path, file: Path) -> Any:
-    """A metadata document of the store, parsed; a one-line ``StoreError`` if it is not a
-    regular file of at most ``MAX_METADATA_BYTES`` holding UTF-8 JSON.
+def read_json_document(store: Path, file: Path, *, array: str | None = None) -> Any:
+    """A metadata document of the store (of ``array``, if given), parsed; a one-line
+    ``StoreError`` if it is not a regular file of at most ``MAX_METADATA_BYTES`` holding
+    UTF-8 JSON.
 
     ``stat`` first, then ``open`` without blocking: a FIFO put in its place after the check
     still cannot hang the reader.
     """
     where = file.relative_to(store) if file.is_relative_to(store) else file
+    what = f"array {array} has unreadable metadata" if array else f"{where} is unreadable"
     try:
         kind = special_kind(os.stat(file).st_mode)
         if kind:
             raise StoreError(f"{store}: {where} is {kind}, not a file; the store is damaged")
         raw = _read_regular(file)
     except OSError as exc:
-        raise StoreError(
-            f"{store}: {where} is unreadable ({exc.strerror or exc}); the store is damaged"
-        ) from exc
+        raise StoreError(f"{store}: {what} ({exc.strerror or exc}); the store is damaged") from exc
     if raw is None:
         raise StoreError(
             f"{store}: {where} is larger than {MAX_METADATA_BYTES // 2**20} MB or not a "
@@ -120,9 +120,7 @@ def read_json_document(store: Path, file: Path) -> Any:
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise StoreError(
-            f"{store}: {where} is unreadable ({one_line(exc)}); the store is damaged"
-        ) from exc
+        raise StoreError(f"{store}: {what} ({one_line(exc)}); the store is damaged") from exc
 
 
 def _read_regular(file: Path) -> bytes | None:
@@ -169,7 +167,7 @@ def open_group_checked(path: Path, mode: str = "r") -> zarr.Group:
 
 def check_array_metadata(store: Path, name: str) -> None:
     """The ``zarr.json`` of array ``name`` is a readable JSON object (zarr parses it next)."""
-    node = read_json_document(store, store / name / METADATA)
+    node = read_json_document(store, store / name / METADATA, array=name)
     if not isinstance(node, dict) or node.get("node_type") != "array":
         raise StoreError(f"{store}: {name} is not an array; the store is damaged")
 
