@@ -104,22 +104,27 @@ class Recorder:
         self._modules = {spec.name: model.get_submodule(spec.module) for spec in self.layers}
         self._followed = self._layer_weights()
         self._previous: dict[str, torch.Tensor] | None = None
-        store_settings = {
-            "model": type(model).__name__,
-            "recorded_by": "generator.Recorder",
-            **(training or {}),
-        }
+        settings = {"model": type(model).__name__, "recorded_by": "generator.Recorder"}
+        self._writer = self._open_store(
+            resume=resume, settings={**settings, **(training or {})}, dtype=activation_dtype
+        )
+
+    def _open_store(self, *, resume: bool, settings: Mapping[str, Any], dtype: str) -> StoreWriter:
+        """The store to append to, with epoch 0 recorded; on any failure the lock is released
+        and what was committed before stays."""
         if resume and self.out.exists():
-            self._writer = self._reopen(activation_dtype)
+            writer = self._reopen(dtype)
         else:
-            self._writer = self._create(store_settings, activation_dtype)
+            writer = self._create(settings, dtype)
+        self._writer = writer
         try:
-            if self._writer.epochs_committed == 0:
+            if writer.epochs_committed == 0:
                 self._record(EpochRecordInputs())
         except BaseException:
-            self._writer.close()
+            writer.close()
             self._writer = None
             raise
+        return writer
 
     # -- public API ---------------------------------------------------------------------
     @property
