@@ -318,3 +318,29 @@ def test_mobilenet_with_every_default_layer(tmp_path):
     convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     assert {layer.name for layer in run.layers} >= set(convs)
     assert run.epochs == 2 and run.layers[-1].name == "classifier.3"
+
+
+def test_import_generator_stays_light_and_recorder_is_exported():
+    """``import generator`` (every CLI start) does not load torch; ``Recorder`` does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, generator; assert 'torch' not in sys.modules; "
+        "from generator import Recorder; assert 'torch' in sys.modules; print(Recorder.__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Recorder"
+
+
+def test_extra_metrics_continue_across_a_resume(tmp_path):
+    out = tmp_path / "r.zarr"
+    with Recorder(reference_cnn(), probes=probe_images(), out=out) as rec:
+        rec.epoch(lr=0.1)
+    with Recorder(reference_cnn(), probes=probe_images(), out=out, resume=True) as rec:
+        rec.epoch(momentum=0.9)
+    assert open_run(out).attrs[EXTRA_METRICS] == {
+        "lr": [None, 0.1, None],
+        "momentum": [None, None, 0.9],
+    }
