@@ -1,6 +1,12 @@
 """Recording overhead at the reference config: what capture + store write cost per epoch.
 
     python bench/record.py [--probes 8] [--input-size 512] [--repeats 3] [--layouts]
+    python bench/record.py --model resnet18 --input-size 224 [--repeats 5]
+
+With ``--model`` (any torchvision classifier, untrained) the Recorder's default layers are
+measured instead: a bare no-grad forward, the capture alone and a whole ``Recorder.epoch()``
+(capture + store write) are timed in turn, ``--repeats`` times alternating, and the
+medians are printed with the ratio (capture + write) / bare forward (target <= 1.5).
 
 Everything is measured in this one run on this machine and printed as a table:
 a bare no-grad forward pass of the probes (the baseline), the same pass with the recorder's
@@ -96,6 +102,54 @@ def measure_recording(args: argparse.Namespace, folder: Path) -> list[tuple[str,
     ]
 
 
+def measure_model(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]]:
+    """Bare forward, capture and ``Recorder.epoch()`` of a torchvision model, alternating."""
+    from generator.data import to_model_input
+    from generator.model import build_model
+    from generator.record.hooks import capture_outputs, untouched
+    from generator.record.recorder import Recorder
+
+    torch.manual_seed(0)
+    model = build_model(args.model, num_classes=6).eval()
+    size = args.input_size
+    images = torch.randint(0, 256, (args.probes, 3, size, size), dtype=torch.uint8)
+    inputs = to_model_input(images)
+    rec = Recorder(model, probes=images, out=folder / "bench.zarr")  # epoch 0: the warm-up
+    modules = {spec.name: model.get_submodule(spec.module) for spec in rec.layers}
+
+    def bare() -> None:
+        with torch.no_grad():
+            model(inputs)
+
+    def capture() -> None:
+        with untouched(model), capture_outputs(modules, dtype=torch.float16) as got:
+            model(inputs)
+        {name: value.numpy() for name, value in got.activations.items()}
+
+    times: dict[str, list[float]] = {"bare": [], "capture": [], "record": []}
+    for _ in range(args.repeats):
+        for name, fn in (("bare", bare), ("capture", capture), ("record", rec.epoch)):
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    rec.close()
+    megabytes = sum(args.probes * 2 * int(np.prod(spec.shape)) for spec in rec.layers) / 2**20
+    median = {name: statistics.median(values) for name, values in times.items()}
+    ratios = [r / b for r, b in zip(times["record"], times["bare"], strict=True)]
+    return [
+        ("recorded layers (default choice)", f"{len(rec.layers)}"),
+        ("activations per epoch, float16 MB", f"{megabytes:.1f}"),
+        ("bare no-grad forward of the probes (baseline)", f"{median['bare']:.3f}"),
+        ("capture with hooks + channel statistics", f"{median['capture']:.3f}"),
+        ("Recorder.epoch(): capture + store write", f"{median['record']:.3f}"),
+        (
+            "ratio (capture + write) / bare forward, medians",
+            f"{median['record'] / median['bare']:.2f}",
+        ),
+        ("ratio, median of the paired repetitions", f"{statistics.median(ratios):.2f}"),
+    ]
+
+
 def measure_layouts(args: argparse.Namespace, folder: Path) -> list[tuple[str, ...]]:
     """Write 3 epochs of block1-block8 activations under each layout; read one probe back."""
     model = NetlapseCNN(6, args.input_size).eval()
@@ -164,9 +218,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--probes", type=int, default=8)
     parser.add_argument("--input-size", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, help="3, or 5 alternating ones with --model")
     parser.add_argument("--layouts", action="store_true", help="also compare chunk layouts")
+    parser.add_argument("--model", help="a torchvision classifier, recorded by the Recorder")
     args = parser.parse_args()
+    args.repeats = args.repeats or (5 if args.model else 3)
+    if args.model:
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.model}, "
+            f"{args.probes} probes at {args.input_size}x{args.input_size}, "
+            f"{args.repeats} alternating repetitions\n"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            print_table(("measurement", "seconds / ratio"), measure_model(args, Path(tmp)))
+        return
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"{args.probes} probes at {args.input_size}x{args.input_size}\n"

@@ -266,3 +266,72 @@ def check_architecture(
             f"--input-size {input_size} is too small for {len(channels)} "
             f"blocks; use at least {smallest}"
         )
+
+
+# -- any classifier by name ----------------------------------------------------------------
+MODEL_LIST_HINT = (
+    'list the names with: python -c "import torchvision.models as m; '
+    'print(m.list_models(module=m))"'
+)
+
+
+def build_model(name: str, *, num_classes: int) -> nn.Module:
+    """A fresh, untrained classifier: a torchvision name (``resnet18``), always built with
+    ``weights=None`` so nothing is downloaded, or a user factory ``pkg.module:function``
+    called as ``function(num_classes=...)``."""
+    if ":" in name:
+        return _user_model(name, num_classes)
+    return _torchvision_model(name, num_classes)
+
+
+def torchvision_classifiers() -> list[str]:
+    """Every classification model torchvision builds (no detection or segmentation)."""
+    import torchvision.models  # imported when asked: a second or more to load
+
+    return list(torchvision.models.list_models(module=torchvision.models))
+
+
+def _torchvision_model(name: str, num_classes: int) -> nn.Module:
+    import torchvision.models
+
+    if name not in torchvision_classifiers():
+        raise OptionError(
+            f"--model {name}: not a torchvision classifier; {MODEL_LIST_HINT}, "
+            "or pass your own as my_pkg.my_module:make_model"
+        )
+    return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+
+
+def _user_model(spec: str, num_classes: int) -> nn.Module:
+    """``pkg.module:function`` imported and called; every way it can fail is one line."""
+    import importlib
+    import inspect
+
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise OptionError(
+            f"--model {spec}: cannot import {module_name} ({exc}); pass "
+            "package.module:function with the package on PYTHONPATH, or a torchvision name"
+        ) from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise OptionError(
+            f"--model {spec}: {module_name} has no function {attribute!r}; pass "
+            "package.module:function"
+        )
+    try:
+        inspect.signature(factory).bind(num_classes=num_classes)
+    except (TypeError, ValueError):
+        raise OptionError(
+            f"--model {spec}: {attribute} must accept num_classes= (the number of classes "
+            "in the data)"
+        ) from None
+    model = factory(num_classes=num_classes)
+    if not isinstance(model, nn.Module):
+        raise OptionError(
+            f"--model {spec}: {attribute}(num_classes={num_classes}) returned "
+            f"{type(model).__name__}, not a torch.nn.Module classifier"
+        )
+    return model

@@ -32,12 +32,16 @@ GROUPS = (PROBES, ACTIVATIONS, KERNELS, METRICS)
 SCALAR_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 CONFUSION, PROBE_PROBS = "confusion", "probe_probs"
 WEIGHT_CHANGE, CHANNEL_STATS = "weight_change", "channel_stats"
+# Root attribute: any other scalar a user's loop passed, name -> one value per committed
+# epoch (null where not passed); written in the same metadata write as epochs_committed.
+EXTRA_METRICS = "extra_metrics"
 # min/max give each frame's negative and positive colour scale; abs_max fixes a scale over
 # epochs; mean and abs_mean feed the statistics pages. All per (epoch, probe, channel).
 STAT_FIELDS = ("min", "max", "mean", "abs_mean", "abs_max")
 ACTIVATION_DTYPES = ("float16", "float32")
-# conv: output (C, H, W) and kernels (O, I / groups, kh, kw); linear: output (N,), no kernels.
-LAYER_KINDS = {"conv": 3, "linear": 1}
+# conv: output (C, H, W) and kernels (O, I / groups, kh, kw); linear: output (N,), no kernels;
+# block: output (C, H, W) of a module holding several convs (a residual block), no kernels.
+LAYER_KINDS = {"conv": 3, "linear": 1, "block": 3}
 
 REQUIRED_ATTRS = (
     "schema_version",
@@ -221,7 +225,7 @@ def array_plan(
     plan: dict[str, ArraySpec] = {}
     for layer in layers:
         per_epoch = (n_probes, *layer.shape)
-        chunk = (1, *layer.shape) if layer.is_conv else per_epoch
+        chunk = (1, *layer.shape) if len(layer.shape) == 3 else per_epoch
         plan[activation_path(layer.name)] = ArraySpec(per_epoch, chunk, activation_dtype)
         for stat in STAT_FIELDS:
             shape = (n_probes, layer.channels)

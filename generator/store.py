@@ -36,6 +36,7 @@ from generator.faults import maybe_die
 from generator.schema import (
     ACTIVATION_DTYPES,
     CONFUSION,
+    EXTRA_METRICS,
     PROBE_PROBS,
     SCALAR_METRICS,
     SCHEMA_VERSION,
@@ -68,15 +69,20 @@ GROW_EPOCHS = 16
 
 @dataclass
 class EpochRecord:
-    """Everything recorded for one epoch, as numpy arrays keyed by layer name."""
+    """Everything recorded for one epoch, as numpy arrays keyed by layer name.
+
+    A metric the loop did not measure is left out: a missing scalar is stored as NaN, a
+    missing confusion matrix as zeros (no images counted), ``extra`` scalars by name.
+    """
 
     activations: dict[str, np.ndarray]
     channel_stats: dict[str, dict[str, np.ndarray]]
     kernels: dict[str, np.ndarray]
     weight_change: dict[str, float]
     probe_probs: np.ndarray
-    confusion: np.ndarray
+    confusion: np.ndarray | None = None
     scalars: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
 
 
 def _compressors() -> tuple[zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]:
@@ -214,6 +220,10 @@ class StoreWriter:
     def attrs(self) -> Mapping[str, Any]:
         return self._group.attrs.asdict()
 
+    def probe_images(self) -> np.ndarray:
+        """The stored probe images (P, 3, S, S) uint8, to check a resumed run uses them."""
+        return np.asarray(self._group[probe_path("images")][...])
+
     @property
     def epochs_committed(self) -> int:
         return int(self._group.attrs["epochs_committed"])
@@ -257,7 +267,10 @@ class StoreWriter:
         for name, value in slots.items():  # check every shape before touching the disk
             if name not in self._plan:
                 raise StoreError(f"{self.path}: {name} is not an array of this store")
-            _check_shape(self.path, name, value, self._plan[name].shape)
+            if value is None:
+                shape, _, dtype = self._plan[name]
+                slots[name] = np.zeros(shape, dtype) if "int" in dtype else np.full(shape, np.nan)
+            _check_shape(self.path, name, slots[name], self._plan[name].shape)
         # Arrays are independent files: writing them from a few threads overlaps blosc
         # (which releases the GIL) with file I/O. Iterating re-raises the first error.
         try:
@@ -273,12 +286,17 @@ class StoreWriter:
                 f"({_reason(exc)}); the {epoch} epochs committed before "
                 "it are intact"
             ) from exc
-        self._set_committed(epoch + 1)
+        self._set_committed(epoch + 1, extra=record.extra)
 
-    def _set_committed(self, epochs: int) -> None:
-        """Rewrite the root metadata with a new ``epochs_committed`` (one atomic rename)."""
+    def _set_committed(self, epochs: int, *, extra: Mapping[str, float] | None = None) -> None:
+        """Rewrite the root metadata with a new ``epochs_committed`` (one atomic rename) and,
+        when committing an epoch, its ``extra`` scalars."""
+        update: dict[str, Any] = {"epochs_committed": int(epochs)}
+        if extra is not None:
+            stored = self._group.attrs.get(EXTRA_METRICS, {})
+            update[EXTRA_METRICS] = _extra_metrics(stored, epochs - 1, extra)
         try:
-            self._group.attrs["epochs_committed"] = int(epochs)
+            self._group.attrs.update(update)
         except OSError as exc:
             raise StoreError(
                 f"{self.path}: cannot mark {epochs} epochs committed "
@@ -293,6 +311,19 @@ class StoreWriter:
         if array.shape[0] <= epoch:
             array.resize((grown_length(epoch), *shape))
         array[epoch] = data
+
+
+def _extra_metrics(
+    stored: Mapping[str, list], epoch: int, values: Mapping[str, float]
+) -> dict[str, list]:
+    """name -> per-epoch values up to ``epoch`` (values of rewound epochs dropped)."""
+    merged = {}
+    for name in dict.fromkeys([*stored, *values]):
+        kept = list(stored.get(name, []))[:epoch]
+        value = values.get(name)
+        finite = value is not None and math.isfinite(value)
+        merged[name] = kept + [None] * (epoch - len(kept)) + [float(value) if finite else None]
+    return merged
 
 
 def grown_length(epoch: int) -> int:
@@ -379,9 +410,9 @@ def _write_probes(
         group.create_array(name, data=value, chunks=spec.chunk, compressors=_compressors())
 
 
-def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float]:
+def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float | None]:
     """An epoch record as store paths -> values, matching ``array_plan``."""
-    out: dict[str, np.ndarray | float] = {}
+    out: dict[str, np.ndarray | float | None] = {}
     for layer, value in record.activations.items():
         out[activation_path(layer)] = value
     for layer, stats in record.channel_stats.items():

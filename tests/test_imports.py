@@ -36,7 +36,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("render", ("render",)),
     ("encode", ("encode",)),
     ("config", ("config",)),
-    ("train", ("checkpoint", "train", "integrations")),
+    ("train", ("checkpoint", "train", "record.recorder", "integrations")),
     ("artefacts", ("artefacts", "manifest", "plan")),
     ("site", ("site", "serve")),
     ("info", ("info",)),
@@ -75,7 +75,10 @@ def imported_modules(name: str, file: Path, modules: Mapping[str, Path]) -> set[
     """
     package = name if file.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    if name == "generator":  # the root's lazy exports (``from generator import Recorder``)
+        tree.body = [node for node in tree.body if getattr(node, "name", "") != "__getattr__"]
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):

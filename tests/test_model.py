@@ -141,3 +141,49 @@ def test_the_reference_layers_say_where_they_sit() -> None:
     for spec in specs.values():
         assert model.recorded_modules()[spec.name] is modules[spec.module]
         assert model.weights()[spec.name] is modules[spec.weights].weight
+
+
+# -- any classifier by name (build_model) ----------------------------------------------------
+def test_build_model_builds_untrained_torchvision_classifiers():
+    from torch import nn
+
+    from generator.model import build_model
+
+    model = build_model("resnet18", num_classes=5)
+    assert isinstance(model, nn.Module) and model.fc.out_features == 5
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 5)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("resnet1800", "not a torchvision classifier; list the names with"),
+        ("fasterrcnn_resnet50_fpn", "not a torchvision classifier"),  # a detector
+        ("no_such_pkg.models:make", "cannot import no_such_pkg.models"),
+        ("generator.model:no_such_factory", "has no function 'no_such_factory'"),
+        ("generator.model:min_input_size", "must accept num_classes="),
+        ("generator.model:map_sizes", "must accept num_classes="),
+    ],
+)
+def test_build_model_bad_names_are_one_line(name, message):
+    from generator.model import build_model
+
+    with pytest.raises(OptionError, match=message) as error:
+        build_model(name, num_classes=3)
+    assert "\n" not in str(error.value)
+
+
+def test_build_model_calls_a_user_factory(tmp_path, monkeypatch):
+    from generator.model import build_model
+
+    (tmp_path / "my_models.py").write_text(
+        "from torch import nn\n"
+        "def make(num_classes):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(num_classes))\n"
+        "def not_a_model(num_classes):\n"
+        "    return 'model'\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert build_model("my_models:make", num_classes=4)[2].out_features == 4
+    with pytest.raises(OptionError, match="returned str, not a torch.nn.Module"):
+        build_model("my_models:not_a_model", num_classes=4)

@@ -1,0 +1,1 @@
+"""Optional integrations with training frameworks; each is imported only when asked for."""

@@ -1,0 +1,191 @@
+"""Which layers of any ``nn.Module`` to record, and how each looks in the store.
+
+One dry forward pass of one probe (``trace``) finds, for every module that ran, its output
+shape, the order it finished in (the model order the gallery shows), its receptive field
+where sliding windows allow one, and the module whose output is the model's (the logits).
+The default choice works for any architecture without knowing names:
+
+* every ``Conv2d`` (so every kernel is recorded);
+* every *block*: a module with a ``forward`` of its own (not a ``Sequential``) that holds
+  a conv and outputs a feature map, e.g. a ResNet ``BasicBlock`` (after the residual
+  addition), a MobileNet ``InvertedResidual`` or ``SqueezeExcitation``;
+* the logits; and when a model has no such blocks, every ``Linear`` too.
+
+``layers=`` replaces that choice with module names, glob patterns (``fnmatch``: ``*`` also
+crosses dots, ``?`` is one character) or module types.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from generator.errors import OptionError
+from generator.model import describe_layer, grow_receptive_field
+from generator.record.hooks import untouched
+from generator.schema import LayerSpec
+
+LayerChoice = str | type[nn.Module]
+WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
+# Modules whose forward only chains or holds children: never a block of their own.
+CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+class LayerChoiceError(OptionError, ValueError):
+    """``layers=`` names no module, or the model has nothing netlapse can record."""
+
+
+@dataclass
+class Trace:
+    """One dry forward pass: per module path that ran, one probe's output shape (in the
+    order modules finished), its receptive field, and the module giving the logits."""
+
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    fields: dict[str, int | None] = field(default_factory=dict)
+    logits: str | None = None
+    output_shape: tuple[int, ...] | None = None  # one probe's logits; None: not a tensor
+
+
+def trace(model: nn.Module, example: torch.Tensor) -> Trace:
+    """Run ``example`` (one probe, model input) once, recording nothing, changing nothing."""
+    found = Trace()
+    windows: dict[int, tuple[int, int] | None] = {id(example): (1, 1)}
+    alive: list[torch.Tensor] = [example]  # ids stay unique while the pass is traced
+    outputs: dict[str, torch.Tensor] = {}
+    inputs: dict[str, tuple[int, int] | None] = {}
+
+    def before(path: str, args: tuple) -> None:
+        first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        inputs[path] = windows.get(id(first)) if first is not None else None
+
+    def after(path: str, module: nn.Module, output: object) -> None:
+        if not isinstance(output, torch.Tensor):
+            return
+        # A block's output usually is its last leaf's (known); else it sees what its input saw.
+        if id(output) not in windows or not list(module.children()):
+            windows[id(output)] = _window_after(module, inputs.get(path))
+        alive.append(output)
+        if path not in found.shapes:  # a module run twice (a shared ReLU) keeps its first
+            window = windows[id(output)]
+            found.shapes[path] = tuple(output.shape[1:])
+            found.fields[path] = None if window is None else window[0]
+            outputs[path] = output
+
+    handles = []
+    for path, module in model.named_modules():
+        if path:
+            handles.append(module.register_forward_pre_hook(lambda _m, a, p=path: before(p, a)))
+            handles.append(module.register_forward_hook(lambda m, _a, o, p=path: after(p, m, o)))
+    try:
+        with untouched(model):
+            result = model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if isinstance(result, torch.Tensor):
+        found.output_shape = tuple(result.shape[1:])
+        found.logits = next((p for p, out in outputs.items() if out is result), None)
+    return found
+
+
+def _window_after(module: nn.Module, window: tuple[int, int] | None) -> tuple[int, int] | None:
+    """(receptive field, jump) of a leaf's output from its input's; None when unknown."""
+    if window is None or isinstance(module, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return None
+    if not isinstance(module, WINDOWS):
+        return window
+    kernel, stride = _first(module.kernel_size), _first(module.stride or module.kernel_size)
+    dilation = _first(getattr(module, "dilation", 1))
+    return grow_receptive_field(*window, kernel=kernel, stride=stride, dilation=dilation)
+
+
+def _first(value: int | Sequence[int]) -> int:
+    return int(value) if isinstance(value, int) else int(value[0])
+
+
+def default_layers(model: nn.Module, found: Trace) -> list[str]:
+    """Every conv, every block output and the logits; every Linear when there are no blocks."""
+    modules = dict(model.named_modules())
+    ran = [path for path in found.shapes if path]
+    convs = [p for p in ran if isinstance(modules[p], nn.Conv2d) and len(found.shapes[p]) == 3]
+    if not convs:
+        raise LayerChoiceError(
+            f"{type(model).__name__} ran no Conv2d layer on the probes; netlapse records "
+            "convolutional networks (pass a model with at least one nn.Conv2d)"
+        )
+    blocks = [p for p in ran if _is_block(modules[p], found.shapes[p])]
+    chosen = set(convs) | set(blocks)
+    if not blocks:
+        chosen |= {
+            p for p in ran if isinstance(modules[p], nn.Linear) and len(found.shapes[p]) == 1
+        }
+    if found.logits:
+        chosen.add(found.logits)
+    return [path for path in ran if path in chosen]
+
+
+def _is_block(module: nn.Module, shape: tuple[int, ...]) -> bool:
+    """A module with its own forward that holds a conv and outputs a (C, H, W) map."""
+    if isinstance(module, (nn.Conv2d, *CONTAINERS)) or len(shape) != 3:
+        return False
+    return any(isinstance(sub, nn.Conv2d) for sub in module.modules())
+
+
+def chosen_layers(model: nn.Module, found: Trace, choices: Iterable[LayerChoice]) -> list[str]:
+    """The modules ``choices`` names (exact names, glob patterns or types), in model order."""
+    modules = dict(model.named_modules())
+    ran = [p for p in found.shapes if p and len(found.shapes[p]) in (1, 3)]
+    chosen: set[str] = set()
+    for choice in choices:
+        matches = _matches(choice, ran, modules)
+        if not matches:
+            raise LayerChoiceError(
+                f"layers={choice!r} matches no module with a (C, H, W) or (N,) output; "
+                f"module names look like {', '.join(_examples(ran))} "
+                "(see [name for name, _ in model.named_modules()])"
+            )
+        chosen.update(matches)
+    return [path for path in ran if path in chosen]
+
+
+def _examples(paths: list[str]) -> list[str]:
+    """The first module name at each of the first three depths, to show what names look like."""
+    by_depth: dict[int, str] = {}
+    for path in paths:
+        by_depth.setdefault(path.count("."), path)
+    return [by_depth[depth] for depth in sorted(by_depth)[:3]]
+
+
+def _matches(choice: LayerChoice, ran: list[str], modules: dict[str, nn.Module]) -> list[str]:
+    if isinstance(choice, type) and issubclass(choice, nn.Module):
+        return [p for p in ran if isinstance(modules[p], choice)]
+    if not isinstance(choice, str):
+        raise LayerChoiceError(
+            f"layers= takes module names, glob patterns or nn.Module types, got {choice!r}"
+        )
+    return [p for p in ran if p == choice or fnmatch.fnmatchcase(p, choice)]
+
+
+def describe(model: nn.Module, path: str, found: Trace) -> LayerSpec:
+    """The store's description of the module at ``path`` (its output as ``found`` saw it)."""
+    module, shape = model.get_submodule(path), found.shapes[path]
+    field_ = found.fields.get(path) if len(shape) == 3 else None
+    convs = sum(isinstance(sub, nn.Conv2d) for sub in module.modules())
+    linears = sum(isinstance(sub, nn.Linear) for sub in module.modules())
+    if (convs, linears) == ((1, 0) if len(shape) == 3 else (0, 1)):  # its one weight layer
+        return describe_layer(path, module, output_shape=shape, receptive_field=field_)
+    return LayerSpec(
+        path,
+        "block" if len(shape) == 3 else "linear",
+        shape,
+        None,
+        sum(p.numel() for p in module.parameters()),
+        field_,
+        module=path,
+        module_type=type(module).__name__,
+        parent=path.rpartition(".")[0],
+    )

@@ -1,0 +1,364 @@
+"""``Recorder``: record any PyTorch classifier from the user's own training loop.
+
+    rec = Recorder(model, probes=images, out="runs/mine.zarr", class_names=names)  # epoch 0
+    for epoch in range(n):
+        ...train...
+        rec.epoch(train_loss=..., val_loss=..., val_accuracy=..., confusion=...)  # epoch k
+    rec.close()
+
+Each record is one forward pass of the probes in eval mode under ``no_grad`` with hooks on
+the chosen layers (``layers``), then one epoch appended to the store through the one
+writer; training is left exactly as it was (``hooks.untouched``). Metrics are optional:
+what is not passed is stored as absent. Any scalar passed by another name is kept as an
+extra metric.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from generator.data import to_model_input
+from generator.errors import NetlapseError, OptionError, StoreError
+from generator.record.hooks import Captured, capture_outputs, untouched
+from generator.record.layers import (
+    LayerChoice,
+    chosen_layers,
+    default_layers,
+    describe,
+    trace,
+)
+from generator.record.probes import (
+    DEFAULT_COUNT,
+    ProbeSet,
+    Transform,
+    model_input_like,
+    prepare_probes,
+)
+from generator.schema import ACTIVATION_DTYPES, LayerSpec
+from generator.store import EpochRecord, StoreWriter
+
+NAMED_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+
+
+class RecorderClosedError(NetlapseError, RuntimeError):
+    """The Recorder was used after ``close()``."""
+
+
+class ModelOutputError(OptionError, ValueError):
+    """The model does not return logits (N, classes) for the probes."""
+
+
+class Recorder:
+    """Records ``model`` on fixed probe images into the run store ``out``, one epoch a call.
+
+    Creating it records epoch 0 (the model as it is now); each ``epoch()`` appends the
+    next. ``resume=True`` continues the store ``out`` (created when missing). Usable as a
+    context manager; ``close()`` releases the store's write lock.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        probes: Any,
+        out: str | Path,
+        class_names: Sequence[str] | None = None,
+        layers: Iterable[LayerChoice] | None = None,
+        probe_labels: Sequence[int] | None = None,
+        probe_count: int = DEFAULT_COUNT,
+        input_size: int | None = None,
+        transform: Transform = to_model_input,
+        activation_dtype: str = "float16",
+        resume: bool = False,
+        training: Mapping[str, Any] | None = None,
+    ) -> None:
+        if activation_dtype not in ACTIVATION_DTYPES:
+            raise OptionError(
+                f"activation_dtype={activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
+            )
+        self.model, self.out = model, Path(out)
+        self._dtype = getattr(torch, activation_dtype)
+        self._writer: StoreWriter | None = None
+        self._probes = prepare_probes(
+            probes,
+            labels=probe_labels,
+            input_size=input_size,
+            count=probe_count,
+            transform=transform,
+        )
+        found = trace(model, model_input_like(self._probes.inputs[:1], model))
+        self.class_names = _class_names(found.output_shape, class_names, self._probes)
+        paths = (
+            default_layers(model, found) if layers is None else chosen_layers(model, found, layers)
+        )
+        self.layers: list[LayerSpec] = [describe(model, path, found) for path in paths]
+        self._modules = {spec.name: model.get_submodule(spec.module) for spec in self.layers}
+        self._followed = self._layer_weights()
+        self._previous: dict[str, torch.Tensor] | None = None
+        settings = {"model": type(model).__name__, "recorded_by": "generator.Recorder"}
+        self._writer = self._open_store(
+            resume=resume, settings={**settings, **(training or {})}, dtype=activation_dtype
+        )
+
+    def _open_store(self, *, resume: bool, settings: Mapping[str, Any], dtype: str) -> StoreWriter:
+        """The store to append to, with epoch 0 recorded; on any failure the lock is released
+        and what was committed before stays."""
+        if resume and self.out.exists():
+            writer = self._reopen(dtype)
+        else:
+            writer = self._create(settings, dtype)
+        self._writer = writer
+        try:
+            if writer.epochs_committed == 0:
+                self._record(EpochRecordInputs())
+        except BaseException:
+            writer.close()
+            self._writer = None
+            raise
+        return writer
+
+    # -- public API ---------------------------------------------------------------------
+    @property
+    def epochs_committed(self) -> int:
+        """Epochs in the store so far (epoch 0 included)."""
+        return self._open_writer().epochs_committed
+
+    def epoch(
+        self,
+        *,
+        train_loss: float | None = None,
+        train_accuracy: float | None = None,
+        val_loss: float | None = None,
+        val_accuracy: float | None = None,
+        confusion: Any = None,
+        **extra: float,
+    ) -> int:
+        """Record the model now as the next epoch, with whatever metrics the loop has;
+        returns that epoch's number."""
+        self._open_writer()
+        named = dict(
+            train_loss=train_loss,
+            train_accuracy=train_accuracy,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+        )
+        metrics = EpochRecordInputs(
+            scalars={k: _number(k, v) for k, v in named.items() if v is not None},
+            extra={k: _number(k, v) for k, v in extra.items() if v is not None},
+            confusion=None if confusion is None else self._confusion(confusion),
+        )
+        return self._record(metrics)
+
+    def close(self) -> None:
+        """Shrink the arrays to the committed epochs and release the store (idempotent)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            try:
+                writer.trim()
+            finally:
+                writer.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        writer = getattr(self, "_writer", None)
+        if writer is not None:
+            writer.close()
+
+    # -- store ----------------------------------------------------------------------------
+    def _create(self, settings: Mapping[str, Any], activation_dtype: str) -> StoreWriter:
+        if self.out.exists():
+            raise StoreError(
+                f"{self.out}: already exists; pass resume=True to continue that run or "
+                "choose another out= (a run is never overwritten)"
+            )
+        probes = self._probes
+        return StoreWriter.create(
+            self.out,
+            class_names=self.class_names,
+            layers=self.layers,
+            input_size=probes.size,
+            training=settings,
+            probe_images=probes.images,
+            probe_labels=probes.labels,
+            probe_sources=probes.sources,
+            activation_dtype=activation_dtype,
+        )
+
+    def _reopen(self, activation_dtype: str) -> StoreWriter:
+        """The existing store, if it records this model on these probes; else one line."""
+        writer = StoreWriter.open_for_resume(self.out)
+        attrs = writer.attrs
+        ours = {
+            "layers": [spec.to_json() for spec in self.layers],
+            "class_names": list(self.class_names),
+            "activation_dtype": activation_dtype,
+            "input_size": self._probes.size,
+        }
+        for key, value in ours.items():
+            if attrs.get(key) != value:
+                writer.close()
+                raise StoreError(
+                    f"{self.out}: resume=True with a different {key.replace('_', ' ')} than "
+                    "the store was recorded with; pass the same model, probes and "
+                    "class_names, or another out="
+                )
+        if not np.array_equal(writer.probe_images(), self._probes.images):
+            writer.close()
+            raise StoreError(
+                f"{self.out}: resume=True with other probe images than the store's; "
+                "pass the same probes"
+            )
+        return writer
+
+    def _open_writer(self) -> StoreWriter:
+        if self._writer is None:
+            raise RecorderClosedError(
+                f"{self.out}: this Recorder is closed; create Recorder(..., resume=True) "
+                "to record more epochs"
+            )
+        return self._writer
+
+    # -- one record -----------------------------------------------------------------------
+    def _record(self, metrics: EpochRecordInputs) -> int:
+        writer = self._open_writer()
+        captured, logits = self._capture()
+        missing = [spec.name for spec in self.layers if spec.name not in captured.activations]
+        if missing:
+            raise ModelOutputError(
+                f"layer {missing[0]} gave no tensor output on the probes this time; pass "
+                "layers= without it"
+            )
+        epoch = writer.epochs_committed
+        weights = self._weights()
+        record = EpochRecord(
+            activations={k: v.cpu().numpy() for k, v in captured.activations.items()},
+            channel_stats={
+                name: {stat: v.cpu().numpy() for stat, v in stats.items()}
+                for name, stats in captured.channel_stats.items()
+            },
+            kernels=self._kernels(),
+            weight_change=self._weight_change(weights),
+            probe_probs=torch.softmax(logits.float(), dim=1).cpu().numpy(),
+            confusion=metrics.confusion,
+            scalars=metrics.scalars,
+            extra=metrics.extra,
+        )
+        writer.write_epoch(epoch, record)
+        self._previous = weights
+        return epoch
+
+    def _capture(self) -> tuple[Captured, torch.Tensor]:
+        with untouched(self.model), capture_outputs(self._modules, dtype=self._dtype) as got:
+            logits = self.model(model_input_like(self._probes.inputs, self.model))
+        return got, logits.detach()
+
+    def _kernels(self) -> dict[str, np.ndarray]:
+        return {
+            spec.name: self.model.get_submodule(spec.weights).weight.detach().float().cpu().numpy()
+            for spec in self.layers
+            if spec.kernel_shape is not None and spec.weights
+        }
+
+    def _layer_weights(self) -> dict[str, list[str]]:
+        """Layer name -> the parameters its weight change follows: its kernel (or matrix),
+        or every parameter of a block."""
+        found = {}
+        for spec in self.layers:
+            if spec.weights:
+                found[spec.name] = [f"{spec.weights}.weight"]
+            elif spec.params:
+                owner = self.model.get_submodule(spec.module)
+                found[spec.name] = [f"{spec.module}.{n}" for n, _ in owner.named_parameters()]
+        return found
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        """CPU float32 copies of every parameter a layer follows, each copied once (a block
+        shares its convs' kernels)."""
+        wanted = {name for names in self._followed.values() for name in names}
+        return {
+            name: p.detach().float().cpu().clone()
+            for name, p in self.model.named_parameters(remove_duplicate=False)
+            if name in wanted
+        }
+
+    def _weight_change(self, weights: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """||W - W_prev|| / ||W_prev|| per layer; NaN at the first record of this process."""
+        if self._previous is None:
+            return {name: math.nan for name in self._followed}
+        previous = self._previous
+        moved = {n: float(torch.dist(weights[n], previous[n])) ** 2 for n in weights}
+        size = {n: float(torch.linalg.vector_norm(previous[n])) ** 2 for n in weights}
+        change = {}
+        for layer, names in self._followed.items():
+            norm = math.sqrt(sum(size[n] for n in names))
+            change[layer] = math.sqrt(sum(moved[n] for n in names)) / norm if norm else math.nan
+        return change
+
+    def _confusion(self, confusion: Any) -> np.ndarray:
+        matrix = np.asarray(
+            confusion.detach().cpu() if isinstance(confusion, torch.Tensor) else confusion
+        )
+        k = len(self.class_names)
+        if matrix.shape != (k, k) or not np.issubdtype(matrix.dtype, np.integer):
+            raise OptionError(
+                f"confusion= has shape {matrix.shape} and dtype {matrix.dtype}; pass a "
+                f"({k}, {k}) integer matrix of counts, rows = true class"
+            )
+        return matrix.astype(np.int64)
+
+
+@dataclass
+class EpochRecordInputs:
+    """The metrics one record stores besides what the recorder measures itself."""
+
+    scalars: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+    confusion: np.ndarray | None = None
+
+
+def _number(name: str, value: Any) -> float:
+    """A metric as a float (Python, numpy or one-element torch number), or one line."""
+    try:
+        return float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError, RuntimeError):
+        raise OptionError(f"metric {name}={value!r} is not a number; pass a float") from None
+
+
+def _class_names(
+    output_shape: tuple[int, ...] | None, given: Sequence[str] | None, probes: ProbeSet
+) -> list[str]:
+    """The class names, checked against the model's logits (N, K)."""
+    if output_shape is None or len(output_shape) != 1 or output_shape[0] < 2:
+        shown = "no tensor" if output_shape is None else f"{tuple(output_shape)} per probe"
+        raise ModelOutputError(
+            f"the model returns {shown}; netlapse records "
+            "classifiers that return logits (N, classes) with at least 2 classes"
+        )
+    k = output_shape[0]
+    names = list(given) if given is not None else probes.class_names
+    if names is None:
+        return [f"class {i}" for i in range(k)]
+    if len(names) != k:
+        raise ModelOutputError(
+            f"class_names has {len(names)} names but the model returns {k} logits; pass {k} names"
+        )
+    return [str(name) for name in names]

@@ -1,0 +1,72 @@
+"""The runnable examples, at their --small size: they train, record and build a gallery."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.reader import open_run
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    """One demo dataset for both examples."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def run_example(name: str, folder: Path, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NETLAPSE_CACHE": str(cache)}
+    return subprocess.run(
+        [sys.executable, str(EXAMPLES / name), "--small"],
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def check_run_and_site(folder: Path, store: str) -> None:
+    run = open_run(folder / "runs" / store)
+    assert run.epochs == 3  # untrained + 2 epochs
+    assert np.isnan(run.scalar_metric("val_loss")[0])
+    for metric in ("train_loss", "val_loss", "val_accuracy"):
+        assert np.isfinite(run.scalar_metric(metric)[1:]).all(), metric
+    assert any(layer.kind == "block" for layer in run.layers)  # residual blocks recorded
+    assert (folder / "site" / "index.html").is_file()
+    assert (folder / "site" / "runs").is_dir()
+
+
+@pytest.mark.slow
+def test_own_loop_example_records_and_builds(tmp_path, cache):
+    result = run_example("own_loop.py", tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    check_run_and_site(tmp_path, "own_loop.zarr")
+    confusion = open_run(tmp_path / "runs" / "own_loop.zarr").confusion()
+    assert confusion[1:].sum(axis=(1, 2)).min() > 0  # passed from epoch 1 on
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("lightning") is None, reason="needs the lightning extra"
+)
+def test_lightning_example_records_and_builds(tmp_path, cache):
+    result = run_example("lightning_loop.py", tmp_path, cache)
+    assert result.returncode == 0, result.stderr[-2000:]
+    check_run_and_site(tmp_path, "lightning_loop.zarr")
+
+
+@pytest.mark.slow
+def test_an_existing_store_is_one_line_not_a_traceback(tmp_path, cache):
+    (tmp_path / "runs" / "own_loop.zarr").mkdir(parents=True)
+    result = run_example("own_loop.py", tmp_path, cache)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "resume=True" in result.stderr

@@ -1,0 +1,346 @@
+"""The Recorder API in a user's own loop: what it stores, and that it changes nothing."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from generator import Recorder
+from generator.errors import NetlapseError, OptionError, StoreError
+from generator.model import NetlapseCNN
+from generator.reader import open_run
+from generator.record import LayerChoiceError
+from generator.record.recorder import RecorderClosedError
+from generator.schema import EXTRA_METRICS
+
+CLASSES = ["a", "b", "c"]
+SIZE = 32
+
+
+def probe_images(count: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randint(
+        0,
+        256,
+        (count, 3, SIZE, SIZE),
+        generator=torch.Generator().manual_seed(seed),
+        dtype=torch.uint8,
+    )
+
+
+def reference_cnn() -> nn.Module:
+    return NetlapseCNN(len(CLASSES), SIZE, channels=(4, 8, 8), hidden=8)
+
+
+class NoisyCNN(NetlapseCNN):
+    """The reference CNN with input noise in every mode: its forward draws from torch's
+    global generator even in eval mode, as some users' models do."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x + 1e-3 * torch.randn_like(x))
+
+
+def noisy_cnn() -> nn.Module:
+    return NoisyCNN(len(CLASSES), SIZE, channels=(4, 8, 8), hidden=8)
+
+
+def small_resnet() -> nn.Module:
+    return torchvision.models.resnet18(weights=None, num_classes=len(CLASSES))
+
+
+def train_run(make_model, tmp_path, *, record: bool, steps: int = 3) -> dict[str, torch.Tensor]:
+    """A few SGD steps whose batches and noise come from the global generators (torch,
+    numpy, random), recording after every backward pass (before the step) when asked."""
+    torch.manual_seed(0)
+    np.random.seed(0)
+    random.seed(0)
+    model = make_model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    data = torch.rand(16, 3, SIZE, SIZE) * 2 - 1
+    labels = torch.arange(16) % len(CLASSES)
+    rec = (
+        Recorder(model, probes=probe_images(), out=tmp_path / "run.zarr", class_names=CLASSES)
+        if record
+        else None
+    )
+    model.train()
+    for _ in range(steps):
+        batch = torch.randperm(16)[:8]
+        noise = float(np.random.rand()) * 0.01 + random.random() * 0.01
+        loss = nn.functional.cross_entropy(model(data[batch] + noise), labels[batch])
+        optimizer.zero_grad()
+        loss.backward()
+        if rec is not None:
+            rec.epoch(train_loss=loss)
+        optimizer.step()
+    if rec is not None:
+        rec.close()
+    state = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}
+    state["training"] = torch.tensor(model.training)
+    state["rng"] = torch.get_rng_state()
+    state["numpy"] = torch.tensor(np.random.rand())
+    state["random"] = torch.tensor(random.random())
+    return state
+
+
+@pytest.mark.parametrize(
+    "make_model",
+    [reference_cnn, noisy_cnn, pytest.param(small_resnet, marks=pytest.mark.slow)],
+    ids=["reference", "noisy", "resnet18"],
+)
+def test_recording_changes_nothing(make_model, tmp_path):
+    """Same seed, with and without the recorder: bit-identical weights, BatchNorm running
+    statistics, mode and random generators (the recorder runs between backward and step,
+    so the gradients must be untouched too)."""
+    bare = train_run(make_model, tmp_path / "bare", record=False)
+    recorded = train_run(make_model, tmp_path / "rec", record=True)
+    assert bare.keys() == recorded.keys()
+    for key in bare:
+        assert torch.equal(bare[key], recorded[key]), key
+    assert open_run(tmp_path / "rec" / "run.zarr").epochs == 4
+
+
+def test_mixed_modes_are_restored(tmp_path):
+    """A loop that keeps a frozen BatchNorm in eval mode while training gets it back so."""
+    model = reference_cnn()
+    model.train()
+    model.block2.norm.eval()
+    with Recorder(
+        model, probes=probe_images(), out=tmp_path / "r.zarr", class_names=CLASSES
+    ) as rec:
+        rec.epoch()
+    assert model.training and model.block1.norm.training
+    assert not model.block2.norm.training
+
+
+def test_store_holds_what_train_stores(tmp_path):
+    """Activations, statistics, kernels, weight change and probe probabilities per epoch;
+    the metrics passed and nothing else."""
+    model = reference_cnn()
+    images = probe_images()
+    rec = Recorder(
+        model, probes=images, out=tmp_path / "r.zarr", class_names=CLASSES, probe_labels=[0, 2]
+    )
+    with torch.no_grad():
+        model.block1.conv.weight.add_(0.5)
+    confusion = np.array([[2, 0, 0], [1, 1, 0], [0, 0, 3]])
+    assert (
+        rec.epoch(val_loss=0.5, val_accuracy=torch.tensor(0.75), confusion=confusion, lr=0.01) == 1
+    )
+    rec.close()
+    run = open_run(tmp_path / "r.zarr")
+    assert run.epochs == 2 and run.class_names == CLASSES
+    assert np.array_equal(run.probe_images, images.numpy())
+    assert run.probe_labels.tolist() == [0, 2]
+    assert [layer.name for layer in run.layers] == [
+        "block1.conv",
+        "block2.conv",
+        "block3.conv",
+        "head.hidden.0",
+        "head.logits",
+    ]
+    assert np.array_equal(run.kernels("block1.conv", 1), model.block1.conv.weight.detach().numpy())
+    assert run.layer_activations("block1.conv").shape == (2, 2, 4, SIZE, SIZE)
+    change = run.weight_change()["block1.conv"]
+    assert np.isnan(change[0]) and change[1] > 0 and run.weight_change()["block2.conv"][1] == 0
+    assert np.allclose(run.probe_probs().sum(axis=2), 1, atol=1e-5)
+    assert np.isnan(run.scalar_metric("train_loss")).all()
+    assert run.scalar_metric("val_accuracy")[1] == pytest.approx(0.75)
+    assert np.array_equal(run.confusion()[1], confusion)
+    assert not run.confusion()[0].any()  # not passed at epoch 0: no images counted
+    assert run.attrs[EXTRA_METRICS] == {"lr": [None, 0.01]}
+    stats = run.channel_stats("block1.conv", "max")[1]
+    assert np.allclose(stats, run.layer_at("block1.conv", 1).reshape(2, 4, -1).max(2), atol=1e-2)
+
+
+def test_resume_continues_the_store(tmp_path):
+    model = reference_cnn()
+    out = tmp_path / "r.zarr"
+    with Recorder(model, probes=probe_images(), out=out, class_names=CLASSES) as rec:
+        rec.epoch(train_loss=1.0)
+    with Recorder(model, probes=probe_images(), out=out, class_names=CLASSES, resume=True) as rec:
+        assert rec.epochs_committed == 2
+        rec.epoch(train_loss=0.5)
+    assert open_run(out).scalar_metric("train_loss")[1:].tolist() == [1.0, 0.5]
+
+
+def test_resume_refuses_other_probes_and_keeps_the_store(tmp_path):
+    out = tmp_path / "r.zarr"
+    Recorder(reference_cnn(), probes=probe_images(), out=out, class_names=CLASSES).close()
+    with pytest.raises(StoreError, match="other probe images"):
+        Recorder(
+            reference_cnn(), probes=probe_images(seed=1), out=out, class_names=CLASSES, resume=True
+        )
+    assert open_run(out).epochs == 1
+
+
+def test_an_existing_store_is_never_overwritten(tmp_path):
+    out = tmp_path / "r.zarr"
+    Recorder(reference_cnn(), probes=probe_images(), out=out, class_names=CLASSES).close()
+    with pytest.raises(StoreError, match="resume=True"):
+        Recorder(reference_cnn(), probes=probe_images(), out=out, class_names=CLASSES)
+    assert open_run(out).epochs == 1
+
+
+def test_epoch_after_close_is_one_line(tmp_path):
+    rec = Recorder(reference_cnn(), probes=probe_images(), out=tmp_path / "r.zarr")
+    rec.close()
+    with pytest.raises(RecorderClosedError, match="closed; create Recorder") as error:
+        rec.epoch(train_loss=1.0)
+    assert "\n" not in str(error.value)
+    assert open_run(tmp_path / "r.zarr").epochs == 1
+
+
+def test_two_recorders_on_one_store_are_refused(tmp_path):
+    out = tmp_path / "r.zarr"
+    first = Recorder(reference_cnn(), probes=probe_images(), out=out, class_names=CLASSES)
+    with pytest.raises(StoreError, match="another process is writing"):
+        Recorder(reference_cnn(), probes=probe_images(), out=out, class_names=CLASSES, resume=True)
+    first.epoch(train_loss=1.0)  # the first one still records
+    first.close()
+    assert open_run(out).epochs == 2
+
+
+def test_bad_metrics_are_one_line_and_lose_nothing(tmp_path):
+    rec = Recorder(reference_cnn(), probes=probe_images(), out=tmp_path / "r.zarr")
+    with pytest.raises(OptionError, match=r"confusion= has shape \(2, 2\)"):
+        rec.epoch(confusion=np.zeros((2, 2), np.int64))
+    with pytest.raises(OptionError, match="metric lr='fast' is not a number"):
+        rec.epoch(lr="fast")
+    rec.epoch(train_loss=1.0)
+    rec.close()
+    assert open_run(tmp_path / "r.zarr").epochs == 2
+
+
+def test_a_model_without_conv_layers_is_refused_before_any_store(tmp_path):
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * SIZE * SIZE, 3))
+    with pytest.raises(LayerChoiceError, match="no Conv2d layer"):
+        Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr")
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_a_model_that_returns_no_logits_is_refused(tmp_path):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3))
+    with pytest.raises(NetlapseError, match="logits"):
+        Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr")
+
+
+class TwoHeads(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        pooled = self.conv(x).mean(dim=(2, 3))
+        return pooled, pooled
+
+
+def test_a_model_that_returns_a_tuple_is_refused(tmp_path):
+    with pytest.raises(NetlapseError, match="returns no tensor; netlapse records classifiers"):
+        Recorder(TwoHeads(), probes=probe_images(), out=tmp_path / "r.zarr")
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_class_names_must_match_the_logits(tmp_path):
+    with pytest.raises(NetlapseError, match="class_names has 2 names but the model returns 3"):
+        Recorder(
+            reference_cnn(), probes=probe_images(), out=tmp_path / "r.zarr", class_names=["x", "y"]
+        )
+
+
+def test_autocast_activations_are_stored_in_the_store_dtype(tmp_path):
+    model = reference_cnn()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        rec = Recorder(
+            model, probes=probe_images(), out=tmp_path / "r.zarr", activation_dtype="float32"
+        )
+        rec.epoch()
+    rec.close()
+    run = open_run(tmp_path / "r.zarr")
+    assert run.layer_activations("block2.conv").dtype == np.float32
+    assert np.isfinite(run.layer_activations("block2.conv")).all()
+
+
+def test_channels_last_model_records_the_same_activations(tmp_path):
+    images = probe_images()
+    torch.manual_seed(0)
+    plain = reference_cnn()
+    wide = reference_cnn()
+    wide.load_state_dict(plain.state_dict())
+    wide = wide.to(memory_format=torch.channels_last)
+    Recorder(plain, probes=images, out=tmp_path / "a.zarr", activation_dtype="float32").close()
+    Recorder(wide, probes=images, out=tmp_path / "b.zarr", activation_dtype="float32").close()
+    a, b = open_run(tmp_path / "a.zarr"), open_run(tmp_path / "b.zarr")
+    for layer in a.layers:
+        assert np.allclose(
+            a.layer_activations(layer.name), b.layer_activations(layer.name), atol=1e-4
+        )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_model_records_and_stays_on_its_device(tmp_path):
+    model = small_resnet().cuda()
+    with Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr") as rec:
+        rec.epoch()
+    assert next(model.parameters()).is_cuda
+    assert open_run(tmp_path / "r.zarr").epochs == 2
+
+
+def test_mobilenet_depthwise_kernels_and_chosen_layers(tmp_path):
+    model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=len(CLASSES))
+    layers = ["features.1.block.?", "classifier.3"]  # fnmatch: "*" would cross dots too
+    with Recorder(model, probes=probe_images(), out=tmp_path / "m.zarr", layers=layers) as rec:
+        rec.epoch(val_accuracy=0.5)
+    run = open_run(tmp_path / "m.zarr")
+    names = [layer.name for layer in run.layers]
+    assert names == [
+        "features.1.block.0",
+        "features.1.block.1",
+        "features.1.block.2",
+        "classifier.3",
+    ]
+    depthwise = run.layer("features.1.block.0")
+    assert depthwise.groups == 16 and run.kernels(depthwise.name).shape == (2, 16, 1, 3, 3)
+    assert run.layer("features.1.block.1").kind == "block"  # squeeze-and-excitation
+    assert run.layer_activations("features.1.block.1").shape == (2, 2, 16, 8, 8)
+
+
+@pytest.mark.slow
+def test_mobilenet_with_every_default_layer(tmp_path):
+    model = torchvision.models.mobilenet_v3_small(weights=None, num_classes=len(CLASSES))
+    with Recorder(model, probes=probe_images(), out=tmp_path / "m.zarr") as rec:
+        rec.epoch()
+    run = open_run(tmp_path / "m.zarr")
+    convs = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    assert {layer.name for layer in run.layers} >= set(convs)
+    assert run.epochs == 2 and run.layers[-1].name == "classifier.3"
+
+
+def test_import_generator_stays_light_and_recorder_is_exported():
+    """``import generator`` (every CLI start) does not load torch; ``Recorder`` does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, generator; assert 'torch' not in sys.modules; "
+        "from generator import Recorder; assert 'torch' in sys.modules; print(Recorder.__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Recorder"
+
+
+def test_extra_metrics_continue_across_a_resume(tmp_path):
+    out = tmp_path / "r.zarr"
+    with Recorder(reference_cnn(), probes=probe_images(), out=out) as rec:
+        rec.epoch(lr=0.1)
+    with Recorder(reference_cnn(), probes=probe_images(), out=out, resume=True) as rec:
+        rec.epoch(momentum=0.9)
+    assert open_run(out).attrs[EXTRA_METRICS] == {
+        "lr": [None, 0.1, None],
+        "momentum": [None, None, 0.9],
+    }
