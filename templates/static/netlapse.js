@@ -29,6 +29,15 @@
     if (video.networkState !== video.NETWORK_LOADING) video.load();
   }
 
+  function playFrom(video, seconds) {
+    // Seek first, play once the seek is done. Chrome can leave a video seeking forever
+    // (readyState 1, no frame, network idle) when it is sought while a play() is starting
+    // and the video is off screen, which happens to every lazy video the reader scrolls
+    // past while the page plays; a seek of a paused video always completes.
+    video.addEventListener("seeked", function () { if (clock.playing) quietly(video.play()); }, { once: true });
+    seek(video, seconds);
+  }
+
   function stopAutoplay(video) {
     video.autoplay = false;
     video.removeAttribute("autoplay");
@@ -43,9 +52,9 @@
     if (clock.epoch !== null) {
       seek(video, (clock.epoch + 0.5) / clock.fps);
     } else if (clock.playing) {
-      if (clock.shown !== null) seek(video, clock.shown / clock.fps); // join in step
       video.preload = "auto";
-      quietly(video.play());
+      if (clock.shown === null) quietly(video.play());
+      else playFrom(video, clock.shown / clock.fps); // join in step
     }
   }
 
@@ -166,7 +175,7 @@
       clock.epoch = null;
       state.clockStart = performance.now();
       state.clockEpoch = start;
-      active.forEach(function (v) { seek(v, start / fps); quietly(v.play()); });
+      active.forEach(function (v) { playFrom(v, start / fps); });
       history.replaceState(null, "", location.pathname + location.search);
       window.requestAnimationFrame(tick);
     }
