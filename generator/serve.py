@@ -1,12 +1,15 @@
 """``serve``: a local static server for a built site, so videos and links work as deployed.
 
 Pages work from ``file://`` too; the server is for checking the site the way GitHub Pages
-serves it. ``SimpleHTTPRequestHandler`` with ``directory=site`` maps every URL inside
-that folder (``..`` segments are dropped), and ``ThreadingHTTPServer`` keeps one slow
-video download from blocking the page's other requests. The handler adds HTTP range
-requests, which the standard one lacks: without them Chrome treats an MP4 as unseekable
-until it is fully buffered and clamps every seek to 0, so the epoch scrubber would not
-move the videos (GitHub Pages and ``file://`` both allow seeking).
+serves it, and it serves nothing else: only regular files whose real path (symlinks
+resolved) lies inside the real site folder, a folder only through its ``index.html``, and
+every other path gets the site's own ``404.html``. No directory listings, no special files
+(opening a FIFO would block the thread), nothing reached through a link out of the site.
+``ThreadingHTTPServer`` keeps one slow video download from blocking the page's other
+requests. The handler adds HTTP range requests, which the standard one lacks: without them
+Chrome treats an MP4 as unseekable until it is fully buffered and clamps every seek to 0,
+so the epoch scrubber would not move the videos (GitHub Pages and ``file://`` both allow
+seeking). A request the handler cannot answer is one log line, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import email.utils
 import functools
 import os
 import re
+import stat
 import sys
+import urllib.parse
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,12 +28,21 @@ from typing import BinaryIO
 
 from generator.errors import OptionError
 
-RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 CHUNK = 64 * 1024
+# Byte offsets longer than this are beyond any file (and int() refuses > 4300 digits).
+MAX_DIGITS = 18
+NOT_FOUND_PAGE = "404.html"
+READ_ONLY = "GET, HEAD"
+
+
+class Redirect(str):
+    """The URL a folder request without its trailing slash is sent to (so the folder's
+    ``index.html`` resolves its relative links against the folder)."""
 
 
 class RangeHandler(SimpleHTTPRequestHandler):
-    """``SimpleHTTPRequestHandler`` plus single byte ranges (``Range: bytes=a-b``)."""
+    """Serves the site's regular files (whole, or one byte range ``Range: bytes=a-b``)."""
 
     _remaining: int | None = None
 
@@ -36,37 +50,102 @@ class RangeHandler(SimpleHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         super().end_headers()
 
+    # -- which file a request names ------------------------------------------------------
+    def site_root(self) -> Path:
+        return Path(self.directory).resolve()
+
+    def site_file(self, url_path: str) -> Path | Redirect | None:
+        """The regular file inside the site that ``url_path`` names, a redirect for a
+        folder URL without its slash, or None (answered with the site's 404)."""
+        try:
+            relative = urllib.parse.unquote(url_path, errors="strict")
+        except UnicodeDecodeError:  # %-escapes that are not UTF-8 name no file of ours
+            return None
+        if "\x00" in relative:
+            return None
+        parts = [part for part in relative.split("/") if part not in ("", ".", "..")]
+        root = self.site_root()
+        target = inside_regular(root, root.joinpath(*parts))
+        if target is None or not target.is_dir():
+            return None if url_path.endswith("/") else target
+        index = inside_regular(root, target / "index.html")
+        if index is None or index.is_dir():
+            return None
+        return index if url_path.endswith("/") else Redirect("/" + url_path.lstrip("/") + "/")
+
+    # -- answers --------------------------------------------------------------------------
     def send_head(self) -> BinaryIO | None:  # type: ignore[override]
         self._remaining = None
-        match = RANGE.fullmatch(self.headers.get("Range", "").strip())
-        path = self.translate_path(self.path)
-        if not match or not any(match.groups()) or not os.path.isfile(path):
-            return super().send_head()
-        try:
-            source = open(path, "rb")  # noqa: SIM115 - returned to the caller, as the base does
-        except OSError:
+        url_path, query = self.path.split("#", 1)[0].partition("?")[::2]
+        found = self.site_file(url_path)
+        if isinstance(found, Redirect):
+            self.send_response(HTTPStatus.MOVED_PERMANENTLY)
+            self.send_header("Location", found + ("?" + query if query else ""))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        source = open_regular(found) if found is not None else None
+        if source is None:
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return None
-        size = os.fstat(source.fileno()).st_size
-        start, end = byte_range(match, size)
+        info = os.fstat(source.fileno())
+        match = RANGE.fullmatch(self.headers.get("Range", "").strip())
+        if not match or not any(match.groups()):
+            self.send_response(HTTPStatus.OK)
+            self.send_file_headers(found, info, str(info.st_size))
+            return source
+        start, end = byte_range(match, info.st_size)
         if start is None:
             source.close()
             self.send_response(HTTPStatus.REQUESTED_RANGE_NOT_SATISFIABLE)
-            self.send_header("Content-Range", f"bytes */{size}")
+            self.send_header("Content-Range", f"bytes */{info.st_size}")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return None
         self.send_response(HTTPStatus.PARTIAL_CONTENT)
-        self.send_header("Content-Type", self.guess_type(path))
-        self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header(
-            "Last-Modified", email.utils.formatdate(os.fstat(source.fileno()).st_mtime, usegmt=True)
-        )
-        self.end_headers()
+        self.send_header("Content-Range", f"bytes {start}-{end}/{info.st_size}")
+        self.send_file_headers(found, info, str(end - start + 1))
         source.seek(start)
         self._remaining = end - start + 1
         return source
+
+    def send_file_headers(self, path: Path, info: os.stat_result, length: str) -> None:
+        self.send_header("Content-Type", self.guess_type(str(path)))
+        self.send_header("Content-Length", length)
+        self.send_header("Last-Modified", email.utils.formatdate(info.st_mtime, usegmt=True))
+        self.end_headers()
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A 404 is the site's own ``404.html`` (as GitHub Pages answers); other errors
+        are the standard short page."""
+        page = None
+        if code == HTTPStatus.NOT_FOUND:
+            found = inside_regular(self.site_root(), self.site_root() / NOT_FOUND_PAGE)
+            page = open_regular(found) if found is not None else None
+        if page is None:
+            super().send_error(code, message, explain)
+            return
+        with page:
+            body = page.read()
+        self.log_error("code %d, message %s", code, message)
+        self.send_response(code, message)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def refuse_method(self) -> None:
+        """Writing methods on a read-only site: 405 with the methods that do work."""
+        self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+        self.send_header("Allow", READ_ONLY)
+        self.send_header("Connection", "close")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        self.close_connection = True
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = refuse_method
 
     def copyfile(self, source: BinaryIO, outputfile: BinaryIO) -> None:  # type: ignore[override]
         if self._remaining is None:
@@ -81,14 +160,46 @@ class RangeHandler(SimpleHTTPRequestHandler):
             remaining -= len(chunk)
 
 
+def inside_regular(root: Path, candidate: Path) -> Path | None:
+    """``candidate`` with its symlinks resolved, if it exists, lies inside ``root`` (itself
+    resolved) and is a regular file or a folder; else None."""
+    try:
+        resolved = candidate.resolve(strict=True)
+        mode = resolved.stat().st_mode
+    except (OSError, RuntimeError, ValueError):  # missing, a loop, too long, a NUL
+        return None
+    if resolved != root and root not in resolved.parents:
+        return None
+    return resolved if stat.S_ISREG(mode) or stat.S_ISDIR(mode) else None
+
+
+def open_regular(path: Path) -> BinaryIO | None:
+    """``path`` opened for reading if it is (still) a regular file; non-blocking, so a file
+    swapped for a FIFO after the check cannot hang the server."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
+def byte_offset(digits: str) -> int:
+    """A range offset; absurdly long numbers count as beyond any file."""
+    return int(digits) if len(digits) <= MAX_DIGITS else 10**MAX_DIGITS
+
+
 def byte_range(match: re.Match[str], size: int) -> tuple[int | None, int]:
     """(first, last) byte of a ``bytes=a-b`` / ``bytes=a-`` / ``bytes=-n`` range, or
     (None, 0) when it is not satisfiable for a file of ``size`` bytes."""
     first, last = match.groups()
     if not first:
-        start, end = max(0, size - int(last)), size - 1
+        start, end = max(0, size - byte_offset(last)), size - 1
     else:
-        start, end = int(first), min(int(last), size - 1) if last else size - 1
+        start = byte_offset(first)
+        end = min(byte_offset(last), size - 1) if last else size - 1
     if start >= size or start > end:
         return None, 0
     return start, end
@@ -102,7 +213,8 @@ class QuietHandler(RangeHandler):
 
 
 class SiteServer(ThreadingHTTPServer):
-    """A threading server that treats a browser hanging up mid-file as normal.
+    """A threading server that treats a browser hanging up mid-file as normal and turns
+    any other failure to answer a request into one log line, never a traceback.
 
     Browsers abort video downloads they no longer need (seeking, leaving the page); the
     stock server prints a traceback for each such reset pipe.
@@ -111,9 +223,14 @@ class SiteServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: object, client_address: tuple) -> None:
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+        error = sys.exc_info()[1]
+        if isinstance(error, (ConnectionResetError, BrokenPipeError)):
             return
-        super().handle_error(request, client_address)
+        print(
+            f"serve: could not answer {client_address[0]}: {type(error).__name__}: {error}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def make_server(

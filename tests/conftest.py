@@ -1,7 +1,9 @@
-"""Shared fixtures: small synthetic run stores written through the real StoreWriter."""
+"""Shared fixtures: small synthetic run stores written through the real StoreWriter, and
+one small real training run shared by every end-to-end test that needs *a* trained run."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -87,3 +89,41 @@ def make_store(
 def tiny_store(tmp_path: Path) -> Path:
     make_store(tmp_path / "run.zarr")
     return tmp_path / "run.zarr"
+
+
+# The shared run: the demo at 64 px, 10 images per class, 2 epochs (E = 3), 4 probes.
+TRAINED_RUN_ARGS = ("--input-size", "64", "--demo-per-class", "10", "--batch-size", "8")
+TRAINED_RUN_ARGS += ("--probes", "4")
+TRAINED_RUN_EPOCHS = 2
+
+
+@pytest.fixture(scope="session")
+def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The generated demo images, made once per session (``NETLAPSE_CACHE``)."""
+    return tmp_path_factory.mktemp("demo-cache")
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> Path:
+    """One real run trained once per session through the CLI, with its checkpoints.
+
+    Read-only for the tests that share it: a test that writes to a run uses
+    ``copy_trained_run`` instead, so no test sees another test's changes.
+    """
+    from generator.__main__ import main
+
+    out = tmp_path_factory.mktemp("trained") / "demo.zarr"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NETLAPSE_CACHE", str(demo_cache))
+        argv = ["-q", "train", "--out", str(out), *TRAINED_RUN_ARGS]
+        assert main([*argv, "--epochs", str(TRAINED_RUN_EPOCHS)]) == 0
+    return out
+
+
+def copy_trained_run(trained_run: Path, folder: Path) -> Path:
+    """A private copy of the shared run (store and every sibling it owns, such as its
+    checkpoint folder) in ``folder``, for a test that changes it."""
+    for sibling in trained_run.parent.iterdir():
+        if sibling.name.startswith(trained_run.stem):
+            shutil.copytree(sibling, folder / sibling.name, symlinks=True)
+    return folder / trained_run.name

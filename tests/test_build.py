@@ -22,31 +22,9 @@ from tests.conftest import make_store
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The demo trained for 3 epochs (E = 4), small enough for CI."""
-    root = tmp_path_factory.mktemp("build")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("NETLAPSE_CACHE", str(root / "cache"))
-        assert (
-            main(
-                [
-                    "-q",
-                    "train",
-                    "--out",
-                    str(root / "demo.zarr"),
-                    "--epochs",
-                    "3",
-                    "--input-size",
-                    "64",
-                    "--demo-per-class",
-                    "8",
-                    "--probes",
-                    "3",
-                ]
-            )
-            == 0
-        )
-    return root / "demo.zarr"
+def demo_run(trained_run: Path) -> Path:
+    """The session's shared demo run (tests/conftest.py): E = 3 epochs, 4 probes."""
+    return trained_run
 
 
 @pytest.fixture(scope="module")
@@ -79,12 +57,12 @@ def test_every_layer_and_probe_has_a_grid_mp4_and_gif_with_one_frame_per_epoch(
     run = open_run(demo_run)
     records = manifest(site)["artefacts"]
     grids = [r for r in records.values() if r["kind"] == "grid"]
-    assert len(grids) == len(run.layers) * run.n_probes == 30
+    assert len(grids) == len(run.layers) * run.n_probes == 40
     for record in grids:
         gif = Image.open(site / record["files"]["gif"])
-        assert gif.n_frames == 4 and gif.info["loop"] == 0
+        assert gif.n_frames == 3 and gif.info["loop"] == 0
         frames, stream = mp4_frames(site / record["files"]["mp4"])
-        assert frames == 4 and "h264" in stream and "yuv420p" in stream
+        assert frames == 3 and "h264" in stream and "yuv420p" in stream
         assert (site / record["files"]["poster"]).is_file()
 
 
@@ -104,7 +82,7 @@ def test_per_channel_kernel_contact_and_probe_artefacts(site: Path, demo_run: Pa
     assert kernels == {layer.name for layer in run.conv_layers}
     contacts = [r for r in records if r["kind"] == "contact"]
     assert len(contacts) == len(run.layers) * run.n_probes
-    assert all(r["epochs"] == [0, 1, 2, 3] for r in contacts)
+    assert all(r["epochs"] == [0, 1, 2] for r in contacts)
     assert sum(r["kind"] == "probe" for r in records) == run.n_probes
     for record in records:
         assert all((site / path).is_file() for path in record["files"].values())
@@ -164,7 +142,7 @@ def test_a_store_being_written_is_built_from_committed_epochs(
     "kwargs, error, message",
     [
         ({"layers": ("block9",)}, StoreError, "no layer 'block9'"),
-        ({"probes": (9,)}, OptionError, "has probes 1..3"),
+        ({"probes": (9,)}, OptionError, "has probes 1..4"),
         ({"jobs": 0}, OptionError, "--jobs must be at least 1"),
         ({"colormap": "viridis"}, OptionError, "viridis"),
         ({"scale": "global"}, OptionError, "global"),

@@ -20,13 +20,9 @@ from generator.data import to_model_input
 from generator.model import NetlapseCNN
 from generator.reader import open_run
 from generator.train import split_indices
+from tests.conftest import TRAINED_RUN_ARGS, TRAINED_RUN_EPOCHS, copy_trained_run
 
-SMALL = ["--input-size", "64", "--demo-per-class", "10", "--batch-size", "8", "--probes", "4"]
-
-
-@pytest.fixture(scope="module")
-def demo_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("cache")
+SMALL = list(TRAINED_RUN_ARGS)
 
 
 def train(out: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) -> int:
@@ -35,11 +31,10 @@ def train(out: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, *extra: str) 
 
 
 @pytest.fixture(scope="module")
-def two_epoch_run(tmp_path_factory: pytest.TempPathFactory, demo_cache: Path) -> Path:
-    out = tmp_path_factory.mktemp("run") / "demo.zarr"
-    with pytest.MonkeyPatch.context() as mp:
-        assert train(out, demo_cache, mp, "--epochs", "2") == 0
-    return out
+def two_epoch_run(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's shared run (SMALL, 2 epochs), copied: tests here train at it."""
+    assert TRAINED_RUN_EPOCHS == 2
+    return copy_trained_run(trained_run, tmp_path_factory.mktemp("run"))
 
 
 @pytest.mark.slow

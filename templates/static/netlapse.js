@@ -1,6 +1,7 @@
-/* netlapse gallery: lazy videos, the epoch scrubber, reduced motion, the confusion matrix
- * per epoch. Small and dependency-free. Without it every page still works: videos
- * autoplay and loop (their <noscript> copies), and the scrubber stays hidden. */
+/* netlapse gallery: lazy videos that play only near the viewport, the epoch scrubber,
+ * reduced motion, the confusion matrix per epoch. Small and dependency-free. Without it
+ * every page still works: videos autoplay and loop (their <noscript> copies), and the
+ * scrubber stays hidden. */
 (function () {
   "use strict";
 
@@ -29,40 +30,61 @@
     if (video.networkState !== video.NETWORK_LOADING) video.load();
   }
 
+  function playFrom(video, seconds) {
+    // Seek first, play once the seek is done. Chrome can leave a video seeking forever
+    // (readyState 1, no frame, network idle) when it is sought while a play() is starting
+    // and the video is off screen, which happens to every lazy video the reader scrolls
+    // past while the page plays; a seek of a paused video always completes.
+    video.addEventListener("seeked", function () { if (clock.playing) quietly(video.play()); }, { once: true });
+    seek(video, seconds);
+  }
+
   function stopAutoplay(video) {
     video.autoplay = false;
     video.removeAttribute("autoplay");
     video.pause();
   }
 
+  function inView(video) {
+    return video.netlapseInView !== false; // unknown (no IntersectionObserver) counts as in view
+  }
+
   function activate(video) {
-    if (active.indexOf(video) >= 0) return;
-    active.push(video);
-    var poster = video.getAttribute("data-poster");
-    if (poster && !video.poster) video.poster = poster;
+    // A video near the viewport: load a lazy one, and play it in step if the page plays.
+    var fresh = active.indexOf(video) < 0;
+    if (fresh) {
+      active.push(video);
+      var poster = video.getAttribute("data-poster");
+      if (poster && !video.poster) video.poster = poster;
+    }
     if (clock.epoch !== null) {
-      seek(video, (clock.epoch + 0.5) / clock.fps);
-    } else if (clock.playing) {
-      if (clock.shown !== null) seek(video, clock.shown / clock.fps); // join in step
+      if (fresh) seek(video, (clock.epoch + 0.5) / clock.fps);
+    } else if (clock.playing && video.paused) {
       video.preload = "auto";
-      quietly(video.play());
+      if (clock.shown === null) quietly(video.play());
+      else playFrom(video, clock.shown / clock.fps); // join in step
     }
   }
 
-  function setupLazy() {
-    var lazy = videos.filter(function (v) { return v.hasAttribute("data-lazy"); });
+  function rest(video) {
+    // Off screen a playing video costs CPU for nothing, and Chrome can leave a playing
+    // video seeking forever when it loops (or is sought) off screen; it pauses there and
+    // rejoins in step when it comes back.
+    if (clock.playing && active.indexOf(video) >= 0) video.pause();
+  }
+
+  function setupVisibility() {
     if (!("IntersectionObserver" in window)) {
-      lazy.forEach(activate);
+      videos.forEach(function (v) { if (v.hasAttribute("data-lazy")) activate(v); });
       return;
     }
     var observer = new IntersectionObserver(function (entries) {
       entries.forEach(function (entry) {
-        if (!entry.isIntersecting) return;
-        observer.unobserve(entry.target);
-        activate(entry.target);
+        entry.target.netlapseInView = entry.isIntersecting;
+        if (entry.isIntersecting) activate(entry.target); else rest(entry.target);
       });
     }, { rootMargin: "200px 0px" });
-    lazy.forEach(function (v) { observer.observe(v); });
+    videos.forEach(function (v) { observer.observe(v); });
   }
 
   function setupPlayButton(video) {
@@ -166,7 +188,7 @@
       clock.epoch = null;
       state.clockStart = performance.now();
       state.clockEpoch = start;
-      active.forEach(function (v) { seek(v, start / fps); quietly(v.play()); });
+      active.filter(inView).forEach(function (v) { playFrom(v, start / fps); });
       history.replaceState(null, "", location.pathname + location.search);
       window.requestAnimationFrame(tick);
     }
@@ -228,5 +250,5 @@
     setupMarkers();
     setupScrubber(bar);
   }
-  setupLazy();
+  setupVisibility();
 })();
