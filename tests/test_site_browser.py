@@ -145,7 +145,7 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
     thread.start()
     screens = tmp_path_factory.mktemp("screens")
     host, port = server.server_address[:2]
-    slug = result.manifest["runs"][0]["slug"]
+    slug = result.manifest.runs[0].slug
     yield {
         "base": f"http://{host}:{port}/repo/",
         "manifest": result.manifest,
@@ -239,7 +239,7 @@ def page_urls(gallery: dict[str, Any]) -> dict[str, str]:
 
 
 def fps_of(gallery: dict[str, Any]) -> float:
-    return float(gallery["manifest"]["options"]["fps"])
+    return float(gallery["manifest"].options["fps"])
 
 
 def label(page: Any) -> str:
@@ -281,9 +281,9 @@ def test_page_loads_cleanly_with_working_videos(
     if kind != "404":
         assert states, f"{kind} page shows no video"
         wait_videos_ready(page)
-    records = gallery["manifest"]["artefacts"]
+    records = gallery["manifest"].artefacts
     for state in video_states(page):
-        frames = records[state["id"]]["frames"]
+        frames = records[state["id"]].frames
         assert state["duration"] == pytest.approx(
             frames / fps_of(gallery), abs=0.5 / fps_of(gallery)
         ), state
