@@ -103,12 +103,18 @@ def write_bytes(path: Path, data: memoryview) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A checkpoint's state dicts, loaded without unpickling arbitrary objects."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged file
         why = _why_unloadable(exc) if zipfile.is_zipfile(path) else "truncated or not a checkpoint"
         raise StoreError(
             f"{path}: unreadable checkpoint ({why}); delete it to resume from the one before"
         ) from exc
+    if not isinstance(state, dict):  # a tensor or list saved under a checkpoint's name
+        raise StoreError(
+            f"{path}: not a checkpoint (it holds a {type(state).__name__}, not state dicts); "
+            "delete it to resume from the one before"
+        )
+    return state
 
 
 def _why_unloadable(exc: Exception) -> str:
@@ -202,6 +208,11 @@ def set_aside_orphans(store: Path) -> Path | None:
     if Path(store).exists() or not folder.exists():
         return None  # a store owns its folder; only a new store's place is cleared
     _refuse_a_neighbours_folder(store, folder)
+    if (folder / "zarr.json").exists():  # `train --out runs/a.ckpt` made a store there
+        raise StoreError(
+            f"{folder}: is a run store, not checkpoints, but {store}'s checkpoints would go "
+            "there; choose another --out (or move that store)"
+        )
     with contextlib.suppress(OSError):
         folder.rmdir()  # empty: nothing to keep
         return None

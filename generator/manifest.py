@@ -205,9 +205,34 @@ def load_manifest(site: Path) -> Manifest:
         return Manifest(files=_owned_files(data))
 
 
+def is_netlapse_manifest(data: Any) -> bool:
+    """Whether parsed JSON is a manifest some netlapse build wrote (any version): a
+    ``manifest.json`` of another tool must never hand its files over to be deleted."""
+    return (
+        isinstance(data, Mapping)
+        and isinstance(data.get("version"), int)
+        and isinstance(data.get("runs"), list)
+        and isinstance(data.get("artefacts"), Mapping)
+    )
+
+
+def has_netlapse_manifest(site: Path) -> bool:
+    """Whether ``site`` holds a manifest of an earlier netlapse build, even a damaged one
+    (a versioned document with runs or artefacts): such a folder is rebuilt cleanly."""
+    try:
+        data = json.loads((Path(site) / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(data, Mapping)
+        and isinstance(data.get("version"), int)
+        and ("runs" in data or "artefacts" in data)
+    )
+
+
 def _owned_files(data: Any) -> tuple[str, ...]:
-    """The ``files`` list of a manifest of any version, if it is a list of strings."""
-    files = data.get("files") if isinstance(data, Mapping) else None
+    """The ``files`` list of a netlapse manifest of any version, if it is a list of strings."""
+    files = data.get("files") if is_netlapse_manifest(data) else None
     if isinstance(files, list) and all(isinstance(f, str) for f in files):
         return tuple(files)
     return ()

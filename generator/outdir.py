@@ -5,7 +5,8 @@ Refused (all resolved through symlinks): ``/``, the home folder, the current fol
 its parents, the project (the folder holding the package) and its parents, the templates
 and the package folders and anything inside them, a checkpoint folder (``*.ckpt`` or one
 holding checkpoint files), a run store or anything inside or around one, and a folder that
-holds a store or a dataset (class folders with images) directly below it.
+holds a store or a dataset (class folders with images) directly below it, and a
+non-empty folder that no earlier build made (it has no netlapse ``manifest.json``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from generator.errors import OptionError
+from generator.manifest import has_netlapse_manifest
 from generator.resources import templates_path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -80,7 +82,20 @@ def _holds_something(target: Path) -> str | None:
             return f"it holds the run store {child.name}"
         if child.is_dir() and not child.name.startswith(".") and _holds_images(child):
             return f"it holds a dataset (class folder {child.name} has images)"
-    return None
+    return _holds_foreign_files(target)
+
+
+def _holds_foreign_files(target: Path) -> str | None:
+    """A folder with visible files but no manifest of an earlier build holds someone
+    else's files (a website, a dataset's class folder, documents): a build would overwrite
+    its ``index.html`` and mix its pages in, so it is refused. Hidden files (``.gitkeep``)
+    do not count."""
+    if has_netlapse_manifest(target):
+        return None
+    visible = next((c for c in _entries(target) if not c.name.startswith(".")), None)
+    if visible is None:
+        return None
+    return f"it holds {visible.name}, which no netlapse build made; use an empty folder"
 
 
 def _overlaps(a: Path, b: Path) -> bool:

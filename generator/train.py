@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from generator.checkpoint import (
+    SUFFIX,
     check_owner,
     checkpoint_dir,
     load_checkpoint,
@@ -104,6 +105,11 @@ def check_out(config: TrainConfig) -> None:
         raise OptionError(
             f"--out {out} is inside --data {config.data}: the run and its checkpoints "
             "would be read as a class of the dataset; choose an --out outside it"
+        )
+    if out.name.endswith(SUFFIX) or f"{SUFFIX}.orphan-" in out.name:
+        raise OptionError(
+            f"--out {out}: names ending in {SUFFIX} are where runs keep their checkpoints; "
+            "choose another name such as runs/mine.zarr"
         )
     if config.resume:
         if not out.exists():

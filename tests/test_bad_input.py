@@ -254,6 +254,11 @@ DATA_ROWS = {
         ("data", "not a run store"),
         ("--resume",),
     ),
+    "option: train --out a checkpoint folder's name": Row(
+        lambda ctx: ["train", "--out", str(ctx.tmp / "runs" / "a.ckpt"), *TINY_TRAIN],
+        2,
+        ("--out", "a.ckpt", "checkpoints"),
+    ),
     "data: image passes the check, fails to decode (DataLoader)": Row(
         with_file(
             "undecodable.png", lambda p: p.write_bytes(crafted_png(32, 32, 8, 2, b"\0" * 50))

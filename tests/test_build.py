@@ -273,6 +273,23 @@ def templates(_: Path) -> Path:
     return templates_path()
 
 
+def website_with_a_foreign_manifest(tmp_path: Path) -> Path:
+    """Another tool's site: its own ``manifest.json`` lists files a build must not take."""
+    site = tmp_path / "web"
+    site.mkdir()
+    (site / "keep.txt").write_text("mine")
+    (site / "index.html").write_text("<p>my site</p>")
+    (site / "manifest.json").write_text('{"name": "my app", "files": ["keep.txt"]}')
+    return site
+
+
+def class_folder_of_nested_images(tmp_path: Path) -> Path:
+    """A dataset's class folder whose images sit one level deeper (the loader walks down)."""
+    (tmp_path / "data" / "cats" / "a").mkdir(parents=True)
+    Image.new("RGB", (4, 4)).save(tmp_path / "data" / "cats" / "a" / "0.png")
+    return tmp_path / "data" / "cats"
+
+
 # Folders a build must refuse to write into (issue 8.2), each made on the spot.
 OUT_FOLDERS = {
     "templates": templates,
@@ -285,6 +302,9 @@ OUT_FOLDERS = {
     "a folder of checkpoints": folder_of_checkpoints,
     "a folder holding a store": folder_with_a_store,
     "a dataset": dataset,
+    "a dataset of nested class folders": lambda t: class_folder_of_nested_images(t).parent,
+    "a class folder": class_folder_of_nested_images,
+    "another tool's site with a manifest.json": website_with_a_foreign_manifest,
 }
 
 

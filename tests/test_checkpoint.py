@@ -216,3 +216,11 @@ def test_a_store_of_the_old_checkpoint_layout_still_resumes(
     reference = tmp_path / "ref.zarr"
     assert train_cli(reference, "--seed", "0", "--epochs", "3") == 0
     assert_same_epochs(store, reference)
+
+
+def test_a_file_that_is_not_state_dicts_is_one_line(tmp_path: Path) -> None:
+    """``torch.load(weights_only=True)`` also returns lists and tensors: not a checkpoint."""
+    path = tmp_path / "epoch-0001.pt"
+    torch.save([1, 2], path)
+    with pytest.raises(StoreError, match="not a checkpoint"):
+        load_checkpoint(path)

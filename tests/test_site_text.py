@@ -30,3 +30,10 @@ def test_footer_settings_hide_paths_in_lists_and_keep_numbers() -> None:
         "probe_images": "1.png, 2.png",
     }
     assert format_setting(None) == "—" and format_setting([]) == "—"
+
+
+def test_paths_nested_in_a_users_training_settings_are_hidden_too() -> None:
+    """A ``Recorder(training={...})`` dict may nest paths at any depth."""
+    nested = {"data": {"root": "/home/me/secret/cats", "files": ["/home/me/secret/1.png"]}}
+    text = format_setting(nested)
+    assert "secret" not in text and "cats" in text and "1.png" in text

@@ -33,7 +33,11 @@ def public_name(text: str) -> str:
 
 
 def format_setting(value: Any) -> str:
-    """One setting for the footer: lists joined, floats short, paths by their last part."""
+    """One setting for the footer: lists joined, floats short, paths by their last part,
+    at any depth (a user's ``training=`` dict may nest paths)."""
+    if isinstance(value, Mapping):
+        items = (f"{shown(str(k))}: {format_setting(v)}" for k, v in sorted(value.items()))
+        return "; ".join(items) or "—"
     if isinstance(value, (list, tuple)):
         return ", ".join(format_setting(v) for v in value) or "—"
     if isinstance(value, float):
