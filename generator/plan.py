@@ -27,6 +27,7 @@ from generator.config import BuildConfig
 from generator.errors import OptionError
 from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.reader import RunReader
+from generator.schema import file_stem
 
 log = logging.getLogger(__name__)
 
@@ -154,14 +155,15 @@ class _Planner:
         probe: int | None = None,
         channel: int | None = None,
     ) -> ArtefactRecord:
+        stem = file_stem(layer) if layer is not None else None
         parts = [
             kind.value,
-            layer,
+            stem,
             f"c{channel}" if channel is not None else None,
             f"p{probe}" if probe is not None else None,
         ]
         name = "-".join(p for p in parts if p)
-        folder = f"runs/{self.slug}/media/{layer or kind.value}"
+        folder = f"runs/{self.slug}/media/{stem or kind.value}"
         files = {fmt: f"{folder}/{name}.{fmt}" for fmt in self.formats(kind)}
         if kind.is_animation:
             files["poster"] = f"{folder}/{name}.poster.png"

@@ -12,6 +12,7 @@ only) are still read: their layer entries lack the new fields and get the defaul
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import string
@@ -85,6 +86,18 @@ def array_key(name: str) -> str:
 def layer_name(key: str) -> str:
     """The layer name an array key stands for (the inverse of ``array_key``)."""
     return unquote(key, errors="surrogatepass")
+
+
+def file_stem(name: str) -> str:
+    """A layer name as a file-name stem for the site (media folders, pages): the name
+    itself when it is already a plain file name (``block1``, ``layer1.0.conv1``), else its
+    safe characters plus a short hash of the whole name, so ``a/b`` and ``a-b`` never share
+    a file and no name makes a sub-folder."""
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-")
+    if stem == name:
+        return name
+    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:6]
+    return f"{stem or 'layer'}-{digest}"
 
 
 def activation_path(name: str) -> str:

@@ -18,10 +18,11 @@ from generator.config import BuildConfig
 from generator.errors import StoreError
 from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.reader import RunReader, open_run
+from generator.schema import file_stem
 from generator.site.analysis import dead_share, kernel_change
 from generator.site.gather import build_site_context
 from generator.site.pages import ChannelPage, HomePage, LayerPage, NotFoundPage, RunPage
-from generator.site.paths import root_of, safe_name, url
+from generator.site.paths import RunPaths, root_of, url
 from tests.conftest import TINY_LAYERS, make_store
 
 
@@ -96,10 +97,12 @@ def test_url_is_the_shortest_relative_path_percent_encoded() -> None:
     assert url("runs/a/index.html", "index.html") == "../../index.html"
 
 
-def test_safe_name_keeps_pages_inside_their_folder() -> None:
-    assert safe_name("block1") == "block1"
-    assert "/" not in safe_name("../../etc/passwd")
-    assert safe_name("..") == "layer"
+def test_layer_file_names_stay_inside_their_folder_and_never_collide() -> None:
+    assert file_stem("block1") == "block1" and file_stem("layer1.0.conv1") == "layer1.0.conv1"
+    assert "/" not in file_stem("../../etc/passwd") and not file_stem("..").startswith(".")
+    names = ["a/b", "a-b", "a b", "é[0]", "0"]
+    stems = set(RunPaths.of("run", names).files.values())
+    assert len(stems) == len(names)
 
 
 def test_every_page_kind_is_there(context, tiny_run: RunReader) -> None:

@@ -10,10 +10,11 @@ works from ``file://``, from ``serve`` and under a GitHub Pages sub-path alike.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
+
+from generator.schema import file_stem
 
 HOME = "index.html"
 NOT_FOUND = "404.html"
@@ -38,11 +39,6 @@ def quote_path(path: str) -> str:
     return quote(path, safe="/", errors="surrogateescape")
 
 
-def safe_name(name: str) -> str:
-    """A layer name as a file name: anything but letters, digits, ``_.-`` becomes ``-``."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip(".-") or "layer"
-
-
 @dataclass(frozen=True)
 class RunPaths:
     """The site paths of one run's pages and figures, from its slug and layer names."""
@@ -52,7 +48,7 @@ class RunPaths:
 
     @classmethod
     def of(cls, slug: str, layers: Iterable[str]) -> RunPaths:
-        return cls(slug, {name: safe_name(name) for name in layers})
+        return cls(slug, {name: file_stem(name) for name in layers})
 
     @property
     def base(self) -> str:
