@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from generator.site import analysis, heatmap
+import generator.site.analysis as analysis
+import generator.site.heatmap as heatmap
 from generator.site.linechart import Band, Series, line_chart
 from generator.site.pages import Chart, ConfusedPair, Confusion, Image
 from generator.site.paths import url

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
+import generator.site.analysis as analysis
+import generator.site.figures as figures
 from generator.manifest import ArtefactKind
 from generator.schema import LayerSpec
-from generator.site import analysis, figures
 from generator.site.context import RunContext, first_eager
 from generator.site.pages import (
     ChannelPage,

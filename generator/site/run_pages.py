@@ -3,9 +3,9 @@ probes, the table of layers)."""
 
 from __future__ import annotations
 
+import generator.site.figures as figures
 from generator.manifest import ArtefactKind, RunEntry
 from generator.reader import RunReader
-from generator.site import figures
 from generator.site.context import RunContext
 from generator.site.pages import LayerRow, Media, Metric, ProbeView, RunCard, RunPage
 from generator.site.paths import HOME, url
