@@ -11,13 +11,11 @@ the metrics the module logs (``val_loss``, ``val_acc``, ``train_loss``) after ev
 
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
-from pathlib import Path
 
 import lightning as L
 import torch
+from demo_options import build_gallery, parse_args  # examples/demo_options.py
 from torch import nn
 from torch.utils.data import DataLoader, random_split
 
@@ -55,7 +53,7 @@ class Classifier(L.LightningModule):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, description=__doc__.splitlines()[0], out="runs/lightning_loop.zarr")
     L.seed_everything(0, verbose=False)
     root = make_demo_dataset(default_cache_dir(), size=args.input_size, per_class=args.per_class)
     data = load_image_folder(root, args.input_size)
@@ -78,29 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         DataLoader(val, batch_size=64),
     )
 
-    build = [sys.executable, "-m", "generator", "build", "--store", str(args.out)]
-    return subprocess.run(
-        [*build, "--out", str(args.site), *args.build_args], check=False
-    ).returncode
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18", help="a torchvision classifier name")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--input-size", type=int, default=64)
-    parser.add_argument("--per-class", type=int, default=60, help="demo images per class")
-    parser.add_argument("--probes", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=Path("runs/lightning_loop.zarr"))
-    parser.add_argument("--site", type=Path, default=Path("site"))
-    parser.add_argument("--small", action="store_true", help="tiny sizes, for CI")
-    args = parser.parse_args(argv)
-    args.build_args = []
-    if args.small:
-        args.epochs, args.input_size, args.per_class, args.probes, args.batch_size = 2, 32, 8, 2, 8
-        args.build_args = ["--channel-probes", "0"]
-    return args
+    return build_gallery(args)
 
 
 if __name__ == "__main__":

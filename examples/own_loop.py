@@ -11,12 +11,10 @@ Everything else is an ordinary training loop.
 
 from __future__ import annotations
 
-import argparse
-import subprocess
 import sys
-from pathlib import Path
 
 import torch
+from demo_options import build_gallery, parse_args  # examples/demo_options.py
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, random_split
 
@@ -28,7 +26,7 @@ from generator.model import build_model
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_args(argv, description=__doc__.splitlines()[0], out="runs/own_loop.zarr")
     torch.manual_seed(0)
     root = make_demo_dataset(default_cache_dir(), size=args.input_size, per_class=args.per_class)
     data = load_image_folder(root, args.input_size)  # (uint8 image (3, S, S), label) pairs
@@ -47,10 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     rec.close()
 
-    build = [sys.executable, "-m", "generator", "build", "--store", str(args.out)]
-    return subprocess.run(
-        [*build, "--out", str(args.site), *args.build_args], check=False
-    ).returncode
+    return build_gallery(args)
 
 
 def train_one_epoch(
@@ -80,25 +75,6 @@ def evaluate(model: nn.Module, data: Dataset, classes: int) -> tuple[float, floa
         )
     count = int(confusion.sum())
     return loss / count, float(confusion.trace()) / count, confusion
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="resnet18", help="a torchvision classifier name")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--input-size", type=int, default=64)
-    parser.add_argument("--per-class", type=int, default=60, help="demo images per class")
-    parser.add_argument("--probes", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--out", type=Path, default=Path("runs/own_loop.zarr"))
-    parser.add_argument("--site", type=Path, default=Path("site"))
-    parser.add_argument("--small", action="store_true", help="tiny sizes, for CI")
-    args = parser.parse_args(argv)
-    args.build_args = []
-    if args.small:
-        args.epochs, args.input_size, args.per_class, args.probes, args.batch_size = 2, 32, 8, 2, 8
-        args.build_args = ["--channel-probes", "0"]
-    return args
 
 
 if __name__ == "__main__":

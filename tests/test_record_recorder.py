@@ -164,8 +164,13 @@ def test_resume_continues_the_store(tmp_path):
         rec.epoch(train_loss=1.0)
     with Recorder(model, probes=probe_images(), out=out, class_names=CLASSES, resume=True) as rec:
         assert rec.epochs_committed == 2
+        with torch.no_grad():
+            model.get_submodule("block1.conv").weight.mul_(1.5)  # "training" after the resume
         rec.epoch(train_loss=0.5)
-    assert open_run(out).scalar_metric("train_loss")[1:].tolist() == [1.0, 0.5]
+    run = open_run(out)
+    assert run.scalar_metric("train_loss")[1:].tolist() == [1.0, 0.5]
+    # the first epoch after a resume measures its change from the reopened model, not NaN
+    assert run.weight_change()["block1.conv"][2] == pytest.approx(0.5, rel=1e-4)
 
 
 def test_resume_refuses_other_probes_and_keeps_the_store(tmp_path):

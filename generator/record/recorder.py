@@ -120,6 +120,8 @@ class Recorder:
         try:
             if writer.epochs_committed == 0:
                 self._record(EpochRecordInputs())
+            else:  # resumed: the model is at the last committed epoch, the change's base
+                self._previous = self._weights()
         except BaseException:
             writer.close()
             self._writer = None
@@ -301,7 +303,8 @@ class Recorder:
         }
 
     def _weight_change(self, weights: Mapping[str, torch.Tensor]) -> dict[str, float]:
-        """||W - W_prev|| / ||W_prev|| per layer; NaN at the first record of this process."""
+        """||W - W_prev|| / ||W_prev|| per layer; NaN only at epoch 0 (a resumed recorder
+        starts from the model as it is when the store is reopened)."""
         if self._previous is None:
             return {name: math.nan for name in self._followed}
         previous = self._previous
