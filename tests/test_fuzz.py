@@ -193,6 +193,7 @@ def read_everything(path: Path) -> None:
     summarise_run(run)
 
 
+@pytest.mark.slow  # 150 damaged stores take a minute: CI runs it, the fast subset does not
 @settings(FUZZ, max_examples=EXAMPLES["store"])
 @given(data=st.data())
 def test_a_damaged_store_reads_or_raises_store_error(pristine: Path, data: st.DataObject) -> None:
