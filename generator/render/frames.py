@@ -76,6 +76,22 @@ def grid_shape(n: int) -> tuple[int, int]:
     return math.ceil(n / cols), cols
 
 
+def captioned_tile_size(
+    h: int,
+    w: int,
+    rows: int,
+    cols: int,
+    *,
+    min_tile: int,
+    max_side: int,
+    captions: Sequence[str] | str | None,
+    sep: int,
+) -> tuple[int, int]:
+    """``tile_size`` for a grid that fits ``max_side`` px square with its caption strip."""
+    max_h = max_side - caption_room(captions)
+    return tile_size(h, w, rows, cols, min_tile=min_tile, max_w=max_side, max_h=max_h, sep=sep)
+
+
 def tile_size(
     h: int, w: int, rows: int, cols: int, *, min_tile: int, max_w: int, max_h: int, sep: int = 1
 ) -> tuple[int, int]:
@@ -204,15 +220,8 @@ def grid_frames(
         raise ValueError(f"grid indices must be (E, C, h, w), got {indices.shape}")
     e, c, h, w = indices.shape
     rows, cols = grid_shape(c)
-    th, tw = tile_size(
-        h,
-        w,
-        rows,
-        cols,
-        min_tile=min_tile,
-        max_w=max_side,
-        max_h=max_side - caption_room(captions),
-        sep=sep,
+    th, tw = captioned_tile_size(
+        h, w, rows, cols, min_tile=min_tile, max_side=max_side, captions=captions, sep=sep
     )
     tiles = resize_nearest(indices, th, tw)
     grid = tile(tiles, cols, sep=sep, sep_fill=SEPARATOR_INDEX, empty_fill=BACKGROUND_INDEX)
@@ -252,15 +261,8 @@ def _shrink_first(
     before ``map_values`` gives the same frame and maps 4x fewer values for a 2x shrink.
     """
     h, w = maps.shape[-2:]
-    th, tw = tile_size(
-        h,
-        w,
-        rows,
-        cols,
-        min_tile=min_tile,
-        max_w=max_side,
-        max_h=max_side - caption_room(captions),
-        sep=sep,
+    th, tw = captioned_tile_size(
+        h, w, rows, cols, min_tile=min_tile, max_side=max_side, captions=captions, sep=sep
     )
     return resize_nearest(maps, th, tw) if th < h or tw < w else maps
 

@@ -37,12 +37,11 @@ from generator.render.colormaps import (
 )
 from generator.render.frames import (
     Frames,
-    caption_room,
+    captioned_tile_size,
     finish,
     grid_shape,
     resize_nearest,
     tile,
-    tile_size,
 )
 
 RGB_TEXT, RGB_BACKGROUND, RGB_NAN = (rgb_of(i) for i in (TEXT_INDEX, BACKGROUND_INDEX, NAN_INDEX))
@@ -89,15 +88,8 @@ def _rgb_kernel_frames(
     patches, nonfinite = rgb_patches(weights, scale)
     e, o, kh, kw, _ = patches.shape
     rows, cols = grid_shape(o)
-    th, tw = tile_size(
-        kh,
-        kw,
-        rows,
-        cols,
-        min_tile=min_tile,
-        max_w=max_side,
-        max_h=max_side - caption_room(captions),
-        sep=sep,
+    th, tw = captioned_tile_size(
+        kh, kw, rows, cols, min_tile=min_tile, max_side=max_side, captions=captions, sep=sep
     )
     grid = tile(
         resize_nearest(patches, th, tw, axes=(2, 3)),
@@ -134,15 +126,8 @@ def _index_kernel_frames(
     s = scale[:, :so, None, None, None]
     mapped = map_values(weights[:, :so, :si], s, s)  # (E, so, si, kh, kw)
     rows, cols = (so, si) if si > 1 else grid_shape(so)
-    th, tw = tile_size(
-        kh,
-        kw,
-        rows,
-        cols,
-        min_tile=min_tile,
-        max_w=max_side,
-        max_h=max_side - caption_room(captions),
-        sep=sep,
+    th, tw = captioned_tile_size(
+        kh, kw, rows, cols, min_tile=min_tile, max_side=max_side, captions=captions, sep=sep
     )
     cells = resize_nearest(mapped.indices.reshape(e, so * si, kh, kw), th, tw)
     grid = tile(cells, cols, sep=sep, sep_fill=SEPARATOR_INDEX, empty_fill=BACKGROUND_INDEX)
