@@ -32,6 +32,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("record", ("recorder", "record")),
     ("store", ("store",)),
     ("reader", ("reader",)),
+    ("analysis", ("analysis",)),
     ("render", ("render",)),
     ("encode", ("encode",)),
     ("config", ("config",)),
