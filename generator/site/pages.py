@@ -157,6 +157,28 @@ class ProbeView:
     chart: Chart
 
 
+@dataclass(frozen=True)
+class SettleRow:
+    """One layer's line of the settle table: when it settled, on how many samples."""
+
+    layer: str
+    epoch: str
+    samples: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """The run page's "when each layer settles" section: CKA of each layer at each epoch
+    to the last epoch, between layers at the last epoch, and each layer's settle epoch."""
+
+    to_final: Chart
+    between: Chart
+    threshold: str
+    settle: tuple[SettleRow, ...]
+    data_href: str  # the numbers as JSON, relative to the page
+
+
 @dataclass(frozen=True, kw_only=True)
 class RunPage(Page):
     name: str
@@ -167,6 +189,7 @@ class RunPage(Page):
     change: Chart
     confusion: Confusion
     probes: tuple[ProbeView, ...]
+    similarity: Similarity | None = None
 
 
 @dataclass(frozen=True)

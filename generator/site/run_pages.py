@@ -9,6 +9,7 @@ from generator.reader import RunReader
 from generator.site.context import RunContext
 from generator.site.pages import LayerRow, Media, Metric, ProbeView, RunCard, RunPage
 from generator.site.paths import HOME, url
+from generator.site.similarity import similarity_section
 from generator.site.svg import format_number
 from generator.site.text import format_percent, public_name, shown
 
@@ -73,6 +74,7 @@ def run_page(ctx: RunContext) -> tuple[RunPage, dict[str, bytes]]:
     confusion, files = figures.confusion(
         run.confusion(), ctx.class_names, image_path=ctx.paths.confusion_image, here=here
     )
+    similarity, data = similarity_section(ctx, here)
     page = RunPage(
         **args,
         name=ctx.name,
@@ -83,8 +85,9 @@ def run_page(ctx: RunContext) -> tuple[RunPage, dict[str, bytes]]:
         change=figures.change_chart(run.weight_change()),
         confusion=confusion,
         probes=tuple(probe_view(ctx, p, here) for p in range(ctx.n_probes)),
+        similarity=similarity,
     )
-    return page, files
+    return page, {**files, **data}
 
 
 def run_metrics(ctx: RunContext) -> tuple[Metric, ...]:
