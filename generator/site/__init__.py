@@ -5,7 +5,7 @@ typed manifest and a reader per run slug), ``write_rendered`` (put it in place) 
 ``write_bytes_atomic`` (one file, e.g. the manifest). Modules, in the order they build
 on each other: ``text`` and ``paths`` (how names and links are shown), ``pages`` (the
 dataclasses templates receive), ``analysis`` (numbers from a store), ``svg``,
-``linechart``, ``heatmap`` and ``figures`` (charts), ``context``, ``run_pages``,
+``linechart``, ``heatmap`` and ``figures`` (charts), ``context``, ``similarity``, ``run_pages``,
 ``layer_pages`` and ``gather`` (the pages of a site), ``render`` and ``write``.
 """
 
