@@ -24,6 +24,7 @@ from generator.site.text import shown
 DATA_FILE = "similarity.json"
 MAX_EPOCH_COLUMNS = 40  # more epochs are shown as this many evenly spaced ones
 NOT_SETTLED = "not before the last epoch"
+MAX_TIPS = 2500  # cells with a tooltip; a larger heatmap leaves them out to stay light
 
 
 def similarity_section(ctx: RunContext, here: str) -> tuple[Similarity, dict[str, bytes]]:
@@ -73,7 +74,7 @@ def to_final_chart(numbers: RunSimilarity, names: list[str]) -> Chart:
         title=title,
         label=f"{title}: linear CKA of each layer at each epoch to the same layer at the last",
         axes=("layer", "epoch →"),
-        tips=tips,
+        tips=tips if values.size <= MAX_TIPS else None,
     )
     skipped = len(epochs) < numbers.to_final.shape[1]
     caption = "linear CKA of each layer's probe activations to the same layer at the last epoch"
@@ -98,7 +99,7 @@ def between_chart(numbers: RunSimilarity, names: list[str]) -> Chart:
         title=title,
         label=f"{title}: linear CKA of every pair of layers",
         axes=("layer", "layer →"),
-        tips=tips,
+        tips=tips if numbers.between.size <= MAX_TIPS else None,
     )
     grid = numbers.grid
     caption = (
