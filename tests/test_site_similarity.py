@@ -71,7 +71,7 @@ def test_the_numbers_are_a_site_file_the_manifest_owns(built: Path, trained_run:
     assert relative in load_manifest(built).files
     run = open_run(trained_run)
     assert data["layers"] == [layer.name for layer in run.layers]
-    assert data["threshold"] == SETTLE_THRESHOLD
+    assert data["threshold"] == SETTLE_THRESHOLD and data["epochs"] == run.epochs
     assert np.array(data["to_final"], dtype=float).shape == (len(run.layers), run.epochs)
     assert 'href="similarity.json"' in (folder / "index.html").read_text(encoding="utf-8")
 

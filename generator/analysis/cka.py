@@ -198,6 +198,7 @@ class RunSimilarity:
             "sample_budget": SAMPLE_BUDGET,
             "sample_seed": SAMPLE_SEED,
             "layers": list(self.layers),
+            "epochs": int(self.to_final.shape[1]),
             "samples": list(self.samples),
             "to_final": plain(self.to_final),
             "settle_epoch": list(self.settle),
