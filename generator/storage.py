@@ -17,6 +17,7 @@ root metadata is written last) and locks with an object created by a conditional
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import socket
@@ -29,6 +30,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from generator.errors import OptionError, StoreError
+
+log = logging.getLogger(__name__)
 
 OPTIONS_ENV = "NETLAPSE_STORAGE_OPTIONS"  # JSON; carries --storage-option to build workers
 LOCK_SUFFIX = ".lock"
@@ -346,9 +349,17 @@ class RemoteLock:
         )
 
     def release(self) -> None:
-        if self._held:
-            self._held = False
+        """Delete the lock object. Best effort: a closing writer whose server has gone away
+        only warns, naming the object that a later run will find (and how to clear it)."""
+        if not self._held:
+            return
+        self._held = False
+        try:
             self._delete()
+        except StoreError as exc:
+            log.warning(
+                "%s; the lock object %s stays: delete it if no run writes there", exc, self.location
+            )
 
     def _try_create(self) -> bool:
         import obstore
