@@ -194,6 +194,20 @@ def test_info_names_the_url_and_the_size_of_its_objects(bucket: str, shared_stor
     assert " KB on disk" in out
 
 
+@pytest.mark.slow  # writes a store to moto: seconds
+def test_the_recorder_api_records_into_a_url_and_resumes_there(bucket: str) -> None:
+    from generator import Recorder
+    from tests.test_record_recorder import CLASSES, probe_images, reference_cnn
+
+    model, url = reference_cnn(), f"s3://{bucket}/runs/mine.zarr"
+    with Recorder(model, probes=probe_images(), out=url, class_names=CLASSES) as rec:
+        rec.epoch(train_loss=1.0)
+    with Recorder(model, probes=probe_images(), out=url, class_names=CLASSES, resume=True) as rec:
+        assert rec.epochs_committed == 2
+        rec.epoch(train_loss=0.5)
+    assert open_run(url).scalar_metric("train_loss")[1:].tolist() == [1.0, 0.5]
+
+
 # -- the lock object ---------------------------------------------------------------------------
 def test_one_store_on_s3_has_one_writer(bucket: str) -> None:
     url = store_location(f"s3://{bucket}/runs/locked.zarr")
