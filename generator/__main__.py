@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   python -m generator train --out runs/demo.zarr --epochs 2 --input-size 128
   python -m generator train --data screenshots/ --out runs/bf4.zarr --epochs 30
   python -m generator info runs/demo.zarr
+  python -m generator train --out s3://bucket/runs/demo.zarr --epochs 2   # AWS_* variables set
   python -m generator ingest clip.mp4 --label floodzone --out screenshots/ --every 15
 """
 

@@ -37,7 +37,7 @@ from generator.schema import (
     probe_plan,
     weight_change_path,
 )
-from generator.storage import StoreLocation, store_location
+from generator.storage import StoreLocation, remote_error, remote_errors, store_location
 from generator.storefiles import (
     check_array_metadata,
     open_group_checked,
@@ -286,6 +286,8 @@ class RunReader:
             raise StoreError(
                 f"{self.path}: {path} has no element {index} ({one_line(exc)})"
             ) from exc
+        except remote_errors() as exc:  # the object store, not the chunk, failed
+            raise remote_error(self.path, exc) from exc
         except Exception as exc:  # zarr and its codecs raise many kinds for a bad chunk
             why = "a checksum does not match" if "checksum" in str(exc) else one_line(exc)
             raise StoreError(

@@ -314,6 +314,16 @@ def test_an_unknown_scheme_is_one_line_naming_the_option(capsys) -> None:
     assert "--out / --store" in error
 
 
+def test_a_storage_option_overrides_the_environment(
+    bucket: str, shared_store, monkeypatch, capsys
+) -> None:
+    url, _ = shared_store
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    assert main(["info", url, "--storage-option", f"endpoint={endpoint}"]) == 0
+    assert "3 committed" in capsys.readouterr().out
+
+
 def test_a_bad_storage_option_is_one_line(capsys) -> None:
     assert main(["info", "s3://b/x.zarr", "--storage-option", "novalue"]) == 2
     assert "expected KEY=VALUE" in one_line_error(capsys)
@@ -403,9 +413,12 @@ def test_train_kill_resume_read_and_build_on_s3(
     )
     for name, expected in reference_arrays(reference).items():
         assert np.asarray(group[name][()]).tobytes() == expected.tobytes(), name
+    # Two build workers (new processes) reach the endpoint through --storage-option alone.
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     site = tmp_path / "site"
-    build = ["-q", "build", "--store", url, "--out", str(site), "--formats", "gif", "--jobs", "1"]
-    assert main(build) == 0
+    build = ["-q", "build", "--store", url, "--out", str(site), "--formats", "gif", "--jobs", "2"]
+    assert main([*build, "--storage-option", f"endpoint={endpoint}"]) == 0
     assert (site / "index.html").is_file()
     manifest = json.loads((site / "manifest.json").read_text())
     assert "tiny" in json.dumps(manifest)
