@@ -203,8 +203,8 @@ def head(url: StoreURL, key: str) -> dict[str, Any] | None:
 
 
 def get_bytes(url: StoreURL, key: str, *, limit: int) -> bytes | None:
-    """The bytes of object ``key`` under ``url`` (None if absent; ``b""``-free), refusing
-    more than ``limit`` bytes before reading them."""
+    """The bytes of object ``key`` under ``url`` (None if absent), refusing more than
+    ``limit`` bytes before reading them."""
     import obstore
 
     meta = head(url, key)
@@ -300,7 +300,7 @@ def remote_error(url: StoreURL, exc: BaseException) -> StoreError:
 
 def _credentials_refused(text: str) -> bool:
     codes = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden")
-    return any(code in text for code in codes) or "403" in text or "401" in text
+    return any(code in text for code in codes) or bool(re.search(r"status code: 40[13]\b", text))
 
 
 def _unreachable(text: str) -> bool:
