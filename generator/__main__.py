@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   python -m generator train --out runs/demo.zarr --epochs 2 --input-size 128
   python -m generator train --data screenshots/ --out runs/bf4.zarr --epochs 30
   python -m generator info runs/demo.zarr
+  python -m generator train --out s3://bucket/runs/demo.zarr --epochs 2   # AWS_* variables set
   python -m generator ingest clip.mp4 --label floodzone --out screenshots/ --every 15
 """
 
@@ -107,8 +108,19 @@ def _run_train(args: argparse.Namespace) -> int:
     from generator.config import TrainConfig
     from generator.train import run_training
 
-    run_training(TrainConfig(**given(args, TrainConfig)))
+    config = TrainConfig(**given(args, TrainConfig))
+    _use_storage_options(config.storage_option)
+    run_training(config)
     return 0
+
+
+def _use_storage_options(options: Sequence[tuple[str, str]]) -> None:
+    """``--storage-option KEY=VALUE`` for every object store this command (and its build
+    workers) opens."""
+    from generator.storage import use_storage_options
+
+    if options:
+        use_storage_options(dict(options))
 
 
 def add_ingest(sub: argparse._SubParsersAction) -> None:
@@ -158,7 +170,21 @@ def add_info(sub: argparse._SubParsersAction) -> None:
         description="Print a run store's classes, layers with shapes, "
         "committed epochs, size on disk and the last epoch's metrics.",
     )
-    p.add_argument("store", type=Path, help="a run store made by `train`")
+    from generator.storage import parse_storage_option, store_location
+
+    p.add_argument(
+        "store",
+        type=store_location,
+        help="a run store made by `train`: a folder or a URL such as s3://bucket/runs/x.zarr",
+    )
+    p.add_argument(
+        "--storage-option",
+        type=parse_storage_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an object-storage client option for a URL store (repeatable)",
+    )
     p.set_defaults(handler=_run_info)
 
 
@@ -166,6 +192,7 @@ def _run_info(args: argparse.Namespace) -> int:
     from generator.info import summarise_run
     from generator.reader import open_run
 
+    _use_storage_options(args.storage_option)
     print(summarise_run(open_run(args.store)))
     return 0
 
@@ -186,13 +213,16 @@ def add_build(sub: argparse._SubParsersAction) -> None:
         "--scale layer --layers block1,block2 --probes 1,2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from generator.storage import store_location
+
     p.add_argument(
         "--store",
-        type=Path,
+        type=store_location,
         action="append",
         default=[],
         metavar="STORE",
-        help="a run store (repeat for several); default: every runs/*.zarr",
+        help="a run store, a folder or a URL such as s3://bucket/runs/x.zarr (repeat for "
+        "several); default: every runs/*.zarr",
     )
     p.add_argument(
         "--runs",
@@ -209,7 +239,8 @@ def _run_build(args: argparse.Namespace) -> int:
     from generator.config import BuildConfig
 
     options = given(args, BuildConfig)
-    BuildConfig(stores=(), **options)  # refuse bad options before training a demo run
+    config = BuildConfig(stores=(), **options)  # refuse bad options before training a demo run
+    _use_storage_options(config.storage_option)
     stores = tuple(args.store) or discover_stores(args.runs) or (_train_demo(args.runs),)
     build(BuildConfig(stores=stores, **options))
     return 0

@@ -6,6 +6,10 @@ written to a temp file and renamed, so a kill leaves either the old set or the n
 never half of one (the hidden temp of a killed write is ignored and removed by the next save
 or resume), and they are loaded with ``weights_only=True``: a checkpoint can never run code.
 
+A store in object storage (``s3://.../x.zarr``) keeps its checkpoints on local disk: in
+``<--checkpoints DIR>/x.zarr.ckpt``, by default under the current folder (``./x.zarr.ckpt``);
+a checkpoint is a few hundred MB of state that only the training machine needs.
+
 A checkpoint is bound to its store: it carries the store's ``run_id`` and its epoch, and
 ``--resume`` refuses one whose identity does not match (:func:`check_owner`). A new store
 never adopts the checkpoint folder of a run whose store was deleted: it moves it aside
@@ -28,6 +32,7 @@ import torch
 from generator.atomic import atomic_path
 from generator.errors import StoreError
 from generator.faults import maybe_die
+from generator.storage import StoreLocation, StoreURL, store_location
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +40,23 @@ _NAME = re.compile(r"^epoch-(\d{4,})\.pt$")
 SUFFIX = ".ckpt"
 
 
-def checkpoint_dir(store: Path) -> Path:
+def checkpoint_dir(store: StoreLocation) -> Path:
     """``runs/demo.zarr`` -> ``runs/demo.zarr.ckpt``: one folder per store name, so
-    ``col`` and ``col.zarr`` never share one."""
-    store = Path(store)
+    ``col`` and ``col.zarr`` never share one. ``s3://b/runs/demo.zarr`` ->
+    ``<its checkpoints folder, else the current one>/demo.zarr.ckpt``, on local disk."""
+    store = store_location(store)
+    if isinstance(store, StoreURL):
+        return (store.checkpoints or Path.cwd()) / (store.name + SUFFIX)
     return store.with_name(store.name + SUFFIX)
 
 
-def legacy_checkpoint_dir(store: Path) -> Path | None:
+def legacy_checkpoint_dir(store: StoreLocation) -> Path | None:
     """Where netlapse kept them before the full-name layout (``runs/demo.ckpt``); None
-    where that is the current folder anyway (a store name without ``.zarr``)."""
-    store = Path(store)
+    where that is the current folder anyway (a store name without ``.zarr``) and for a
+    store in object storage (never kept there)."""
+    store = store_location(store)
+    if isinstance(store, StoreURL):
+        return None
     legacy = store.with_name(store.name.removesuffix(".zarr") + SUFFIX)
     return None if legacy == checkpoint_dir(store) else legacy
 
@@ -205,7 +216,7 @@ def set_aside_orphans(store: Path) -> Path | None:
     belongs to a run whose store is gone. Move it aside (never delete it), so the new run
     neither resumes from nor prunes another run's checkpoints. Returns where it went."""
     folder = checkpoint_dir(store)
-    if Path(store).exists() or not folder.exists():
+    if store_location(store).exists() or not folder.exists():
         return None  # a store owns its folder; only a new store's place is cleared
     _refuse_a_neighbours_folder(store, folder)
     if (folder / "zarr.json").exists():  # `train --out runs/a.ckpt` made a store there
@@ -236,6 +247,8 @@ def set_aside_orphans(store: Path) -> Path | None:
 def _refuse_a_neighbours_folder(store: Path, folder: Path) -> None:
     """``runs/col.ckpt`` is also the old-layout folder of ``runs/col.zarr``: while that
     store exists and has not moved its checkpoints, they are not orphans."""
+    if isinstance(store, StoreURL):
+        return  # no old layout in object storage
     neighbour = store.with_name(store.name + ".zarr")
     moved = bool(list_checkpoints(neighbour))
     if neighbour.exists() and legacy_checkpoint_dir(neighbour) == folder and not moved:

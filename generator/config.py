@@ -21,6 +21,7 @@ from generator.errors import OptionError
 from generator.render.captions import MAX_FONT, strip_height
 from generator.render.colormaps import COLORMAPS, SCALE_MODES
 from generator.schema import ACTIVATION_DTYPES
+from generator.storage import StoreLocation, StoreURL, parse_storage_option, store_location
 
 DEMO_INPUT_SIZE = 128
 DATA_INPUT_SIZE = 512
@@ -131,11 +132,30 @@ def default_cache_dir() -> Path:
 class TrainConfig:
     """Everything a training run depends on; stored in the run's ``training`` attribute."""
 
-    out: Path = option(
-        help="the run store to create, e.g. runs/demo.zarr (refused if it exists, unless --resume)",
-        parse=Path,
+    out: StoreLocation = option(
+        help="the run store to create, e.g. runs/demo.zarr or s3://bucket/runs/demo.zarr "
+        "(refused if it exists, unless --resume)",
+        parse=store_location,
         local=True,
         cli={"required": True},
+    )
+    checkpoints: Path | None = option(
+        None,
+        help="local folder for the checkpoints of an --out in object storage "
+        "(they go to DIR/<store name>.ckpt)",
+        parse=Path,
+        shown="the current folder",
+        local=True,
+        cli={"metavar": "DIR"},
+    )
+    storage_option: tuple[tuple[str, str], ...] = option(
+        (),
+        help="an object-storage client option for an --out URL, e.g. endpoint=http://HOST:9000 "
+        "(repeatable; overrides the AWS_*/GOOGLE_*/AZURE_* environment variables)",
+        parse=parse_storage_option,
+        shown="none",
+        local=True,
+        cli={"action": "append", "metavar": "KEY=VALUE"},
     )
     data: Path | None = option(
         None, help="ImageFolder root; omit to use the demo data", parse=Path, shown="demo data"
@@ -211,6 +231,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "probe_images", tuple(self.probe_images))
+        object.__setattr__(self, "storage_option", tuple(map(tuple, self.storage_option)))
+        self._place_checkpoints()
         check_ranges(self)
         checks = [
             (
@@ -227,6 +249,20 @@ class TrainConfig:
             if not ok:
                 raise OptionError(message)
 
+    def _place_checkpoints(self) -> None:
+        """A URL ``--out`` carries the local folder of its checkpoints (``--checkpoints``,
+        else the current folder); a local store keeps them beside itself."""
+        out = store_location(self.out)
+        if isinstance(out, StoreURL):
+            folder = Path(self.checkpoints) if self.checkpoints else Path.cwd()
+            out = StoreURL(out.url, checkpoints=folder.absolute())
+        elif self.checkpoints is not None:
+            raise OptionError(
+                f"--checkpoints {self.checkpoints}: only for an --out in object storage; a "
+                "local store keeps its checkpoints beside it"
+            )
+        object.__setattr__(self, "out", out)
+
     @property
     def resolved_input_size(self) -> int:
         """The input size: as given, else 128 px for the demo data and 512 px for user data."""
@@ -237,7 +273,15 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         """The settings that shape the recorded run (paths and resume flags left out)."""
         data = asdict(self)
-        for key in ("out", "resume", "cache_dir", "keep_checkpoints", "device"):
+        for key in (
+            "out",
+            "resume",
+            "cache_dir",
+            "keep_checkpoints",
+            "device",
+            "checkpoints",
+            "storage_option",
+        ):
             data.pop(key)
         data["data"] = str(self.data) if self.data else "demo"
         data["input_size"] = self.resolved_input_size
@@ -265,7 +309,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
 class BuildConfig:
     """What ``build`` renders and where. ``probes`` are 1-based, as captions show them."""
 
-    stores: tuple[Path, ...] = field(metadata={"local": True})
+    stores: tuple[StoreLocation, ...] = field(metadata={"local": True})
     out: Path = option(Path("site"), help="site folder", parse=Path, local=True)
     formats: tuple[str, ...] = option(
         ("auto",),
@@ -335,6 +379,16 @@ class BuildConfig:
         parse=int,
         low=MIN_FRAME_SIDE,
         high=MAX_FRAME_SIDE,
+    )
+
+    storage_option: tuple[tuple[str, str], ...] = option(
+        (),
+        help="an object-storage client option for --store URLs, e.g. "
+        "endpoint=http://HOST:9000 (repeatable)",
+        parse=parse_storage_option,
+        shown="none",
+        local=True,
+        cli={"action": "append", "metavar": "KEY=VALUE"},
     )
 
     def __post_init__(self) -> None:

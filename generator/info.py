@@ -7,10 +7,14 @@ from pathlib import Path
 
 from generator.reader import RunReader
 from generator.schema import SCALAR_METRICS
+from generator.storage import StoreLocation, StoreURL, total_size
 
 
-def directory_size(path: Path) -> int:
-    """Bytes of every file under ``path`` (a store is a folder of chunk files)."""
+def directory_size(path: StoreLocation) -> int:
+    """Bytes of every file under ``path`` (a store is a folder of chunk files), or of
+    every object under a store's URL."""
+    if isinstance(path, StoreURL):
+        return total_size(path)
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from generator.errors import OptionError
 from generator.manifest import has_netlapse_manifest
 from generator.resources import templates_path
+from generator.storage import is_url
 
 PACKAGE = Path(__file__).resolve().parent
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -30,7 +31,7 @@ SCAN_LIMIT = 2000  # entries looked at per folder: enough to tell, never a long 
 def check_out_folder(out: Path, stores: Iterable[Path]) -> Path:
     """Create and return ``out`` resolved, or raise a one-line ``OptionError`` naming it."""
     target = Path(out).expanduser().resolve()
-    why = refusal(target, [Path(s).resolve() for s in stores])
+    why = refusal(target, [Path(s).resolve() for s in stores if not is_url(s)])
     if why:
         raise OptionError(
             f"--out {out}: refusing to build into {target} ({why}); "

@@ -28,6 +28,7 @@ from generator.errors import OptionError
 from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.reader import RunReader
 from generator.schema import file_stem
+from generator.storage import StoreLocation, is_url
 
 log = logging.getLogger(__name__)
 
@@ -56,19 +57,20 @@ class BuildPlan:
         return {**self.carried, **self.kept, **made}
 
 
-def run_slug(path: Path) -> str:
+def run_slug(path: StoreLocation) -> str:
     """A folder name for a run: its readable stem plus a hash of its absolute path, so two
     runs called ``demo`` in different folders never collide and nothing escapes ``runs/``."""
-    stem = Path(path).name.removesuffix(".zarr")
+    stem = path.name.removesuffix(".zarr")
     readable = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")[:40] or "run"
-    digest = hashlib.sha1(os.fsencode(Path(path).resolve())).hexdigest()[:6]
+    where = str(path) if is_url(path) else Path(path).resolve()
+    digest = hashlib.sha1(os.fsencode(where)).hexdigest()[:6]
     return f"{readable}-{digest}"
 
 
-def display_name(path: Path) -> str:
+def display_name(path: StoreLocation) -> str:
     """The run's name as shown: the store folder's stem, with bytes that are not UTF-8
     escaped (``\\xff``), so a page or the manifest can always be written as UTF-8."""
-    stem = Path(path).name.removesuffix(".zarr")
+    stem = path.name.removesuffix(".zarr")
     return os.fsencode(stem).decode("utf-8", "backslashreplace")
 
 

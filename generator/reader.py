@@ -37,6 +37,7 @@ from generator.schema import (
     probe_plan,
     weight_change_path,
 )
+from generator.storage import StoreLocation, remote_error, remote_errors, store_location
 from generator.storefiles import (
     check_array_metadata,
     open_group_checked,
@@ -56,8 +57,8 @@ class RunReader:
     header. Chunk contents are checksummed and verified when they are read.
     """
 
-    def __init__(self, path: Path | str, *, verify: bool = True) -> None:
-        self.path = Path(path)
+    def __init__(self, path: StoreLocation | str, *, verify: bool = True) -> None:
+        self.path = store_location(path)
         self._group = open_group_checked(self.path)
         self._attrs: dict[str, Any] = self._group.attrs.asdict()
         # parsed again from zarr's copy: a writer may have committed since the check
@@ -111,7 +112,7 @@ class RunReader:
         """The array at ``name`` (cached), or a one-line ``StoreError`` saying what is wrong."""
         if name in self._arrays:
             return self._arrays[name]
-        if not (self.path / name / "zarr.json").exists():
+        if isinstance(self.path, Path) and not (self.path / name / "zarr.json").exists():
             raise StoreError(
                 f"{self.path}: array {name} is missing; the store is incomplete or damaged"
             )
@@ -285,6 +286,8 @@ class RunReader:
             raise StoreError(
                 f"{self.path}: {path} has no element {index} ({one_line(exc)})"
             ) from exc
+        except remote_errors() as exc:  # the object store, not the chunk, failed
+            raise remote_error(self.path, exc) from exc
         except Exception as exc:  # zarr and its codecs raise many kinds for a bad chunk
             why = "a checksum does not match" if "checksum" in str(exc) else one_line(exc)
             raise StoreError(
@@ -299,10 +302,12 @@ def _show(index: tuple) -> str:
     return f"[{', '.join(parts)}]" if parts else ""
 
 
-def open_run(path: Path | str, *, verify: bool = True) -> RunReader:
+def open_run(path: StoreLocation | str, *, verify: bool = True) -> RunReader:
     """Open a run store for reading (raises ``StoreError`` with a one-line reason).
 
-    ``verify=False`` skips the chunk-size check (one small read per chunk file) for callers
-    that open the same store many times; reads still verify each chunk's checksum.
+    ``path`` may be an object-storage URL (``s3://bucket/runs/x.zarr``, see
+    ``generator.storage``). ``verify=False`` skips the chunk-size check (one small read per
+    chunk file) for callers that open the same store many times; reads still verify each
+    chunk's checksum.
     """
     return RunReader(path, verify=verify)

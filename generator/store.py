@@ -11,7 +11,9 @@ Arrays grow before their data is written, so a reader must use ``epochs_committe
 Crash safety (``docs/reliability.md``): a new store is built in a hidden staging folder and
 renamed into place; a writer holds a lock on the store folder; every chunk carries a
 CRC-32C after its blosc frame; reopening for ``--resume`` removes the ``*.partial`` temp
-files of zarr writes a kill interrupted.
+files of zarr writes a kill interrupted. In object storage (a ``StoreURL``; no rename, no
+``flock``) a new store is created in place with its root attributes written last, and the
+lock is an object created by a conditional put (``generator.storage.RemoteLock``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,17 @@ from generator.schema import (
     probe_plan,
     weight_change_path,
 )
-from generator.storefiles import open_group_checked
+from generator.storage import (
+    RemoteLock,
+    StoreLocation,
+    StoreURL,
+    delete_prefix,
+    remote_error,
+    remote_errors,
+    store_location,
+    zarr_store,
+)
+from generator.storefiles import CREATING, open_group_checked, remote_state
 
 try:  # advisory locks: POSIX only; elsewhere two writers are not detected
     import fcntl
@@ -108,8 +120,10 @@ class StoreWriter:
     process ends, even by SIGKILL), so two training runs can never write one store.
     """
 
-    def __init__(self, group: zarr.Group, path: Path) -> None:
-        self._lock = _lock_store(path)
+    def __init__(
+        self, group: zarr.Group, path: StoreLocation, *, lock: RemoteLock | None = None
+    ) -> None:
+        self._lock: int | RemoteLock | None = lock or _lock_store(path)
         self._group = group
         self.path = path
         root = parse_root_attrs(path, group.attrs.asdict())
@@ -124,7 +138,7 @@ class StoreWriter:
     @classmethod
     def create(
         cls,
-        path: Path,
+        path: StoreLocation,
         *,
         class_names: Sequence[str],
         layers: Sequence[LayerSpec],
@@ -139,9 +153,11 @@ class StoreWriter:
 
         The store is built in a hidden staging folder beside ``path`` and renamed into place
         when complete, so a run killed while creating it leaves no half-made store behind.
+        In object storage it is made in place, marked ``CREATING`` until its root attributes
+        are written last (:meth:`_create_at_url`).
         """
-        path = Path(path)
-        if path.exists():
+        path = store_location(path)
+        if isinstance(path, Path) and path.exists():
             raise StoreError(
                 f"{path}: already exists; pass --resume to continue that run "
                 "or choose another --out (a run is never overwritten)"
@@ -164,16 +180,16 @@ class StoreWriter:
             "run_id": uuid.uuid4().hex,  # binds the run's checkpoints to it
         }
         parse_root_attrs(path, attrs)  # never write what the reader would refuse
+        probes = (probe_plan(len(probe_labels), int(input_size)), probe_images, probe_labels)
+        plan = array_plan(layers, len(probe_labels), len(class_names), activation_dtype)
+        if isinstance(path, StoreURL):
+            return cls._create_at_url(path, attrs, probes, plan)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         _remove_stale_staging(path)
         try:
             group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
-            _write_probes(
-                group, probe_plan(len(probe_labels), int(input_size)), probe_images, probe_labels
-            )
-            _create_arrays(
-                group, array_plan(layers, len(probe_labels), len(class_names), activation_dtype)
-            )
+            _write_probes(group, *probes)
+            _create_arrays(group, plan)
             group.attrs.update(attrs)
             maybe_die("store.create", 0)
             _publish(staging, path)
@@ -184,7 +200,42 @@ class StoreWriter:
         return cls.open_for_resume(path)
 
     @classmethod
-    def open_for_resume(cls, path: Path) -> StoreWriter:
+    def _create_at_url(
+        cls, url: StoreURL, attrs: Mapping[str, Any], probes: tuple, plan: Mapping[str, tuple]
+    ) -> StoreWriter:
+        """Object storage has no rename: take the lock, clear what a killed creation left,
+        write the root marked ``CREATING`` (readers treat it as not there yet), the probes
+        and the empty arrays, then replace the root attributes in one PUT — the commit."""
+        lock = RemoteLock(url).acquire()
+        try:
+            state = remote_state(url)
+            if state != "absent" and state != CREATING:
+                raise StoreError(
+                    f"{url}: already exists ({state}); pass --resume to continue a run there "
+                    "or choose another --out (a run is never overwritten)"
+                )
+            if state == CREATING:  # we hold the lock: its creator is gone
+                log.info("%s: removing a store whose creation was interrupted", url)
+                delete_prefix(url)
+            group = zarr.open_group(
+                zarr_store(url, read_only=False),
+                mode="w-",
+                zarr_format=3,
+                attributes={CREATING: attrs["run_id"]},
+            )
+            _write_probes(group, *probes)
+            _create_arrays(group, plan)
+            maybe_die("store.create", 0)
+            group.attrs.put(dict(attrs))
+            return cls(group, url, lock=lock)
+        except BaseException as exc:
+            lock.release()
+            if isinstance(exc, remote_errors()):
+                raise remote_error(url, exc) from exc
+            raise
+
+    @classmethod
+    def open_for_resume(cls, path: StoreLocation) -> StoreWriter:
         """An existing store of this schema, opened to append (see ``reader.open_run``).
 
         Temp files a killed writer left inside (zarr's ``*.partial``) are removed: they are
@@ -192,7 +243,7 @@ class StoreWriter:
         A store of an older schema is refused: its layer entries cannot say what a layer of
         this version says, and one store never mixes versions.
         """
-        path = Path(path)
+        path = store_location(path)
         group = open_group_checked(path, mode="r+")
         version = group.attrs["schema_version"]
         if version != SCHEMA_VERSION:
@@ -202,7 +253,7 @@ class StoreWriter:
                 "train a new run instead of --resume"
             )
         writer = cls(group, path)
-        removed = remove_partial_files(path)
+        removed = remove_partial_files(path) if isinstance(path, Path) else 0
         if removed:
             log.info("%s: removed %d temp files of an interrupted write", path, removed)
         return writer
@@ -210,7 +261,9 @@ class StoreWriter:
     def close(self) -> None:
         """Release the store's write lock (also released when the process ends)."""
         lock, self._lock = getattr(self, "_lock", None), None
-        if lock is not None:
+        if isinstance(lock, RemoteLock):
+            lock.release()
+        elif lock is not None:
             os.close(lock)
 
     def __del__(self) -> None:
@@ -233,7 +286,7 @@ class StoreWriter:
         in one atomic rewrite of the root metadata, like a commit."""
         try:
             self._group.attrs["training"] = dict(training)
-        except OSError as exc:
+        except (OSError, *remote_errors()) as exc:
             raise StoreError(
                 f"{self.path}: cannot record the resumed settings ({_reason(exc)}); the "
                 "epochs committed are intact"
@@ -280,7 +333,7 @@ class StoreWriter:
                 )
                 for index, _ in enumerate(done, start=1):
                     maybe_die("store.array", epoch, index)
-        except OSError as exc:
+        except (OSError, *remote_errors()) as exc:
             raise StoreError(
                 f"{self.path}: writing epoch {epoch} failed "
                 f"({_reason(exc)}); the {epoch} epochs committed before "
@@ -297,7 +350,7 @@ class StoreWriter:
             update[EXTRA_METRICS] = _extra_metrics(stored, epochs - 1, extra)
         try:
             self._group.attrs.update(update)
-        except OSError as exc:
+        except (OSError, *remote_errors()) as exc:
             raise StoreError(
                 f"{self.path}: cannot mark {epochs} epochs committed "
                 f"({_reason(exc)}); the epochs committed before are "
@@ -332,14 +385,20 @@ def grown_length(epoch: int) -> int:
     return (epoch // GROW_EPOCHS + 1) * GROW_EPOCHS
 
 
-def _reason(exc: OSError) -> str:
-    """An OSError as its plain words, e.g. "No space left on device"."""
-    return exc.strerror or str(exc) or type(exc).__name__
+def _reason(exc: BaseException) -> str:
+    """An OSError as its plain words, e.g. "No space left on device"; an object store's
+    error as its first line."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc).split("\n", 1)[0][:200] or type(exc).__name__
 
 
-def _lock_store(path: Path) -> int | None:
+def _lock_store(path: StoreLocation) -> int | RemoteLock | None:
     """An exclusive, non-blocking lock on the store folder; the kernel drops it when the
-    holder dies, so a killed run never leaves a stale lock behind."""
+    holder dies, so a killed run never leaves a stale lock behind. In object storage, the
+    lock object of ``storage.RemoteLock``."""
+    if isinstance(path, StoreURL):
+        return RemoteLock(path).acquire()
     if fcntl is None:
         return None
     fd = os.open(path, os.O_RDONLY)

@@ -25,8 +25,19 @@ from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 
 from generator.errors import StoreError
 from generator.schema import RootAttrs, one_line, parse_root_attrs
+from generator.storage import (
+    StoreLocation,
+    StoreURL,
+    get_bytes,
+    has_objects,
+    store_location,
+    zarr_store,
+)
 
 METADATA = "zarr.json"
+# Root attribute of a store in object storage while it is being created (no rename there):
+# replaced by the full attributes in the one write that makes it a store.
+CREATING = "netlapse_creating"
 MAX_METADATA_BYTES = 16 * 2**20  # a root with 100,000 classes and layers is ~10 MB
 BLOSC_HEADER = 16  # bytes: version, versionlz, flags, typesize, nbytes, blocksize, cbytes
 SPECIAL_KINDS = (
@@ -134,9 +145,11 @@ def _read_regular(file: Path) -> bytes | None:
     return None if len(raw) > MAX_METADATA_BYTES else raw
 
 
-def read_root(path: Path) -> RootAttrs:
+def read_root(path: StoreLocation) -> RootAttrs:
     """The checked root attributes of the store at ``path`` (before zarr opens it)."""
-    path = Path(path)
+    path = store_location(path)
+    if isinstance(path, StoreURL):
+        return parse_root_attrs(path, _remote_root_attributes(path))
     if not path.exists():
         raise StoreError(
             f"{path}: no such store; train one with `python -m generator train --out PATH`"
@@ -155,28 +168,97 @@ def read_root(path: Path) -> RootAttrs:
     return parse_root_attrs(path, node.get("attributes", {}))
 
 
-def open_group_checked(path: Path, mode: str = "r") -> zarr.Group:
+def open_group_checked(path: StoreLocation, mode: str = "r") -> zarr.Group:
     """Open a run store's root group, or raise a one-line ``StoreError`` saying why not."""
-    path = Path(path)
+    path = store_location(path)
     read_root(path)
+    where: Any = str(path)
+    if isinstance(path, StoreURL):
+        where = zarr_store(path, read_only=mode == "r")
     try:
-        return zarr.open_group(str(path), mode=mode, zarr_format=3)
+        return zarr.open_group(where, mode=mode, zarr_format=3)
     except Exception as exc:  # zarr raises many kinds for a damaged store
         raise StoreError(f"{path}: cannot open the store ({one_line(exc)})") from exc
 
 
-def check_array_metadata(store: Path, name: str) -> None:
+def check_array_metadata(store: StoreLocation, name: str) -> None:
     """The ``zarr.json`` of array ``name`` is a readable JSON object (zarr parses it next)."""
-    node = read_json_document(store, store / name / METADATA, array=name)
+    if isinstance(store, StoreURL):
+        node = _remote_json(store, f"{name}/{METADATA}", array=name)
+    else:
+        node = read_json_document(store, store / name / METADATA, array=name)
     if not isinstance(node, dict) or node.get("node_type") != "array":
         raise StoreError(f"{store}: {name} is not an array; the store is damaged")
 
 
+def _remote_json(url: StoreURL, key: str, *, array: str | None = None) -> Any:
+    """A metadata document of a store in object storage, parsed (limits as for files)."""
+    raw = get_bytes(url, key, limit=MAX_METADATA_BYTES)
+    if raw is None:
+        if array is None:
+            return None
+        raise StoreError(f"{url}: array {array} is missing; the store is incomplete or damaged")
+    try:
+        return json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise StoreError(
+            f"{url}: {key} is unreadable ({one_line(exc)}); the store is damaged"
+        ) from exc
+
+
+def remote_state(url: StoreURL) -> str:
+    """What is at ``url``: ``"absent"``, ``CREATING`` (a creation that has not finished),
+    ``"a run store"`` or ``"objects that are not a run store"``."""
+    node = _remote_json(url, METADATA)
+    if node is None:
+        return "objects that are not a run store" if has_objects(url) else "absent"
+    attributes = node.get("attributes") if isinstance(node, dict) else None
+    if isinstance(attributes, dict) and CREATING in attributes:
+        return CREATING
+    return "a run store"
+
+
+def check_remote_out(url: StoreURL, *, resume: bool) -> None:
+    """``train --out URL`` before any data is loaded (and the endpoint, bucket and
+    credentials with it): a new run needs nothing there but a killed creation, ``--resume``
+    needs a run store."""
+    state = remote_state(url)
+    if resume and state != "a run store":
+        raise StoreError(f"{url}: no run store to resume there; run without --resume to start it")
+    if not resume and state not in ("absent", CREATING):
+        raise StoreError(
+            f"{url}: already holds {state}; pass --resume to continue a run there or choose "
+            "another --out (a run is never overwritten)"
+        )
+
+
+def _remote_root_attributes(url: StoreURL) -> dict[str, Any]:
+    """The root attributes of a store in object storage; a store whose creation has not
+    finished (``CREATING`` still set: its root attributes are written last) is not there yet."""
+    node = _remote_json(url, METADATA)
+    if node is None:
+        raise StoreError(
+            f"{url}: no such store; train one with `python -m generator train --out {url}`"
+        )
+    if not isinstance(node, dict):
+        raise StoreError(f"{url}/zarr.json: not a JSON object; the store is damaged")
+    attributes = node.get("attributes", {})
+    if isinstance(attributes, dict) and CREATING in attributes:
+        raise StoreError(
+            f"{url}: is still being created (or its creation was killed); wait for its first "
+            "epoch, or train it again with the same --out"
+        )
+    return attributes
+
+
 # -- chunk files -----------------------------------------------------------------------------
-def verify_chunks(store: Path, name: str, array: zarr.Array, epochs: int | None) -> None:
+def verify_chunks(store: StoreLocation, name: str, array: zarr.Array, epochs: int | None) -> None:
     """Compare every stored chunk file of the first ``epochs`` (all if None) with the size
     its blosc header promises: a truncated or overwritten chunk fails here, cheaply (16
-    bytes read per chunk), instead of in the middle of a build."""
+    bytes read per chunk), instead of in the middle of a build. Objects in object storage
+    are written whole (no torn writes), so there only the checksum on read checks them."""
+    if isinstance(store, StoreURL):
+        return
     tail = _checksum_tail(array)
     if tail is None:
         return  # not our codec chain: left to the read to find problems

@@ -47,7 +47,9 @@ from generator.faults import maybe_die
 from generator.model import LOGITS_LAYER, NetlapseCNN, check_architecture
 from generator.reader import open_run
 from generator.recorder import record_probes, relative_change, snapshot_weights
+from generator.storage import StoreURL
 from generator.store import EpochRecord, StoreWriter
+from generator.storefiles import check_remote_out
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +102,9 @@ def check_out(config: TrainConfig) -> None:
     inside ``--data`` (the store would be read as a class of its own dataset), and, for a
     new run, anything already there (a run store: resume it; anything else: never
     written into)."""
+    if isinstance(config.out, StoreURL):
+        check_remote_out(config.out, resume=config.resume)
+        return
     out = Path(config.out)
     if config.data is not None and _inside(out, Path(config.data)):
         raise OptionError(

@@ -24,7 +24,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "generator"
 ROOT = "__init__"  # the package itself (``from generator import __version__``)
 
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", (ROOT, "errors", "atomic", "faults", "resources", "architecture")),
+    ("foundation", (ROOT, "errors", "atomic", "faults", "resources", "architecture", "storage")),
     ("schema", ("schema",)),
     ("store files", ("storefiles",)),
     ("data", ("data",)),

@@ -44,6 +44,7 @@ from generator.record.probes import (
     prepare_probes,
 )
 from generator.schema import ACTIVATION_DTYPES, LayerSpec
+from generator.storage import StoreURL, store_location
 from generator.store import EpochRecord, StoreWriter
 
 NAMED_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
@@ -70,7 +71,7 @@ class Recorder:
         model: nn.Module,
         *,
         probes: Any,
-        out: str | Path,
+        out: str | Path | StoreURL,
         class_names: Sequence[str] | None = None,
         layers: Iterable[LayerChoice] | None = None,
         probe_labels: Sequence[int] | None = None,
@@ -85,7 +86,7 @@ class Recorder:
             raise OptionError(
                 f"activation_dtype={activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
             )
-        self.model, self.out = model, Path(out)
+        self.model, self.out = model, store_location(out)  # a path or an s3://... URL
         self._dtype = getattr(torch, activation_dtype)
         self._writer: StoreWriter | None = None
         self._probes = prepare_probes(

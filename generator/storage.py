@@ -1,0 +1,417 @@
+"""Where a run store lives: a local folder or an object-storage URL (``s3://``, ``gs://``,
+``az://``, ...), and the one place that opens a URL.
+
+A store location is a ``Path`` or a :class:`StoreURL`. URLs are opened with ``obstore``
+(``obstore.store.from_url``) behind zarr's own ``zarr.storage.ObjectStore``; credentials and
+the endpoint come from the standard environment variables of each cloud (for S3:
+``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``,
+``AWS_ALLOW_HTTP``), plus ``--storage-option KEY=VALUE`` (:func:`use_storage_options`).
+Every failure of the object store becomes a one-line ``StoreError`` naming what to fix
+(:func:`remote_error`); retries are few and short, so a wrong endpoint fails in seconds.
+
+Object storage has no rename and no ``flock``; ``store.py`` commits in place instead (the
+root metadata is written last) and locks with an object created by a conditional put
+(:class:`RemoteLock`). ``docs/store.md`` describes that protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from generator.errors import OptionError, StoreError
+
+log = logging.getLogger(__name__)
+
+OPTIONS_ENV = "NETLAPSE_STORAGE_OPTIONS"  # JSON; carries --storage-option to build workers
+LOCK_SUFFIX = ".lock"
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# What a user sets to reach each kind of storage (named in error messages).
+CREDENTIALS = {
+    "s3": "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS (or GOOGLE_SERVICE_ACCOUNT)",
+    "az": "AZURE_STORAGE_ACCOUNT_NAME / AZURE_STORAGE_ACCOUNT_KEY",
+}
+ENDPOINTS = {"s3": "AWS_ENDPOINT_URL", "gs": "GOOGLE_CLOUD_STORAGE_URL", "az": "AZURE_ENDPOINT"}
+FAMILY = {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az", "azure": "az", "adl": "az"}
+# Fail within seconds on an unreachable endpoint instead of object_store's 3-minute retries
+# (its client keeps its defaults: 5 s to connect, 30 s a request; passing client options
+# would also drop those read from the environment, such as AWS_ALLOW_HTTP).
+RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
+
+
+@dataclass(frozen=True)
+class StoreURL:
+    """A run store in object storage, e.g. ``s3://bucket/runs/demo.zarr``.
+
+    Offers the few ``Path`` members the stages use on a store location (``name``,
+    ``with_name``, ``/``, ``resolve``, ``exists``), so a URL travels where a path does.
+    """
+
+    url: str
+    # Local folder for the run's checkpoints (``train --checkpoints``; None: the current one).
+    checkpoints: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "url", self.url.rstrip("/"))
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __fspath__(self) -> str:  # pragma: no cover - a URL is never a local file
+        raise TypeError(f"{self.url} is an object-storage URL, not a local path")
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme.lower()
+
+    @property
+    def family(self) -> str:
+        """``s3``, ``gs``, ``az`` or the scheme itself: which credentials apply."""
+        return FAMILY.get(self.scheme, self.scheme)
+
+    @property
+    def name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def parent(self) -> StoreURL:
+        return StoreURL(self.url.rsplit("/", 1)[0])
+
+    def with_name(self, name: str) -> StoreURL:
+        return StoreURL(f"{self.parent.url}/{name}")
+
+    def __truediv__(self, part: str) -> StoreURL:
+        return StoreURL(f"{self.url}/{part}")
+
+    def resolve(self) -> StoreURL:
+        return self
+
+    def exists(self) -> bool:
+        """Whether a run store's root metadata is there (what ``Path.exists`` tells of a
+        local store); a failure to ask is a one-line ``StoreError``."""
+        return head(self, "zarr.json") is not None
+
+
+StoreLocation = Path | StoreURL
+
+
+def is_url(location: object) -> bool:
+    """``s3://b/x.zarr`` (or a ``StoreURL``) is a URL; ``runs/x.zarr`` and ``C:\\x`` are not."""
+    return isinstance(location, StoreURL) or bool(_URL.match(str(location)))
+
+
+def store_location(text: str | os.PathLike | StoreURL) -> StoreLocation:
+    """A ``--out``/``--store`` value as a location: ``file://`` URLs and paths are local."""
+    if isinstance(text, StoreURL | Path):
+        return text
+    text = os.fspath(text) if not isinstance(text, str) else text
+    if not is_url(text):
+        return Path(text)
+    if urlsplit(text).scheme.lower() == "file":
+        return Path(urlsplit(text).path)
+    url = StoreURL(text)
+    if "/" not in url.url.split("://", 1)[1]:
+        raise OptionError(
+            f"{text}: name a store inside the bucket, e.g. {url.url}/runs/demo.zarr "
+            "(--out / --store)"
+        )
+    return url
+
+
+# -- options -----------------------------------------------------------------------------------
+def parse_storage_option(text: str) -> tuple[str, str]:
+    """``KEY=VALUE`` -> (key, value), for ``--storage-option``."""
+    import argparse
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
+
+def use_storage_options(options: Mapping[str, str]) -> None:
+    """Options for every object store opened from now on, in this process and in the build
+    workers it starts (they inherit ``NETLAPSE_STORAGE_OPTIONS``); they override the
+    environment variables, e.g. ``endpoint=http://127.0.0.1:9000``."""
+    merged = {**storage_options(), **dict(options)}
+    os.environ[OPTIONS_ENV] = json.dumps(merged)
+
+
+def storage_options() -> dict[str, str]:
+    raw = os.environ.get(OPTIONS_ENV)
+    if not raw:
+        return {}
+    try:
+        options = json.loads(raw)
+    except ValueError:
+        raise OptionError(f"{OPTIONS_ENV}: not a JSON object of storage options") from None
+    if not isinstance(options, dict):
+        raise OptionError(f"{OPTIONS_ENV}: not a JSON object of storage options")
+    return {str(k): str(v) for k, v in options.items()}
+
+
+# -- opening -----------------------------------------------------------------------------------
+def object_store(url: StoreURL) -> Any:
+    """An ``obstore`` store rooted at ``url`` (the store's own prefix)."""
+    try:
+        from obstore.store import from_url
+    except ImportError:
+        raise StoreError(
+            f"{url}: object-storage URLs need the obstore package; pip install 'netlapse[cloud]'"
+        ) from None
+    try:
+        return from_url(url.url, retry_config=RETRY, **storage_options())
+    except Exception as exc:  # obstore raises its own kinds for a bad URL or option
+        raise remote_error(url, exc) from exc
+
+
+def zarr_store(url: StoreURL, *, read_only: bool) -> Any:
+    """zarr's ``ObjectStore`` over :func:`object_store`."""
+    import zarr.storage
+
+    return zarr.storage.ObjectStore(object_store(url), read_only=read_only)
+
+
+def head(url: StoreURL, key: str) -> dict[str, Any] | None:
+    """The metadata of object ``key`` under ``url``, or None if it is not there.
+
+    A missing bucket also answers a HEAD with a plain 404, so a missing object is
+    confirmed by a listing, which names the missing bucket ("no bucket", not "no store").
+    """
+    import obstore
+    from obstore.exceptions import NotFoundError
+
+    store = object_store(url)
+    try:
+        return dict(obstore.head(store, key))
+    except (NotFoundError, FileNotFoundError):
+        has_objects(url)  # raises for a missing bucket
+        return None
+    except Exception as exc:
+        raise remote_error(url, exc) from exc
+
+
+def get_bytes(url: StoreURL, key: str, *, limit: int) -> bytes | None:
+    """The bytes of object ``key`` under ``url`` (None if absent), refusing more than
+    ``limit`` bytes before reading them."""
+    import obstore
+
+    meta = head(url, key)
+    if meta is None:
+        return None
+    if meta["size"] > limit:
+        raise StoreError(f"{url}/{key}: larger than {limit // 2**20} MB; the store is damaged")
+    try:
+        return bytes(obstore.get(object_store(url), key).bytes())
+    except Exception as exc:
+        raise remote_error(url, exc) from exc
+
+
+def has_objects(url: StoreURL) -> bool:
+    """Anything at all under ``url/`` (a store, or something else in the way)."""
+    import obstore
+
+    try:
+        for batch in obstore.list(object_store(url), chunk_size=1):
+            return bool(batch)
+    except Exception as exc:
+        raise remote_error(url, exc) from exc
+    return False
+
+
+def delete_prefix(url: StoreURL) -> int:
+    """Delete every object under ``url/``; returns how many."""
+    import obstore
+
+    store = object_store(url)
+    try:
+        paths = [meta["path"] for batch in obstore.list(store) for meta in batch]
+        if paths:
+            obstore.delete(store, paths)
+    except Exception as exc:
+        raise remote_error(url, exc) from exc
+    return len(paths)
+
+
+def total_size(url: StoreURL) -> int:
+    """Bytes of every object under ``url/`` (``info``'s "on disk")."""
+    import obstore
+
+    try:
+        return sum(meta["size"] for batch in obstore.list(object_store(url)) for meta in batch)
+    except Exception as exc:
+        raise remote_error(url, exc) from exc
+
+
+# -- errors ------------------------------------------------------------------------------------
+def remote_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes an object store raises (empty without obstore)."""
+    try:
+        from obstore.exceptions import BaseError
+    except ImportError:
+        return ()
+    return (BaseError,)
+
+
+def remote_error(url: StoreURL, exc: BaseException) -> StoreError:
+    """An obstore failure as one line: what went wrong and which setting fixes it."""
+    text = str(exc)
+    first = text.split("\n", 1)[0]
+    endpoint = ENDPOINTS.get(url.family, "the endpoint")
+    options = "(or --storage-option KEY=VALUE)"
+    bucket = urlsplit(url.url).netloc
+    if "Unable to recognise URL" in text or "Unknown url scheme" in text:
+        why = (
+            f"no object store for {url.scheme}:// URLs; use s3://, gs://, az:// or https:// "
+            "in --out / --store, or a local path"
+        )
+    elif "NoSuchBucket" in text or "ContainerNotFound" in text or "bucket does not exist" in text:
+        why = (
+            f"the bucket {bucket!r} does not exist; create it or fix the bucket in --out / --store"
+        )
+    elif _credentials_refused(text):
+        code = _error_code(text)
+        detail = f" ({code})" if code else ""
+        why = (
+            f"the server refused the credentials{detail}; check "
+            f"{CREDENTIALS.get(url.family, 'the credentials')} {options}"
+        )
+    elif "allow_http" in text.lower() or "URL scheme is not allowed" in text:
+        why = f"the endpoint is plain http; set AWS_ALLOW_HTTP=true {options}"
+    elif _unreachable(text):
+        why = f"cannot reach the endpoint; check {endpoint} and that the server runs {options}"
+    elif "Missing bucket" in text or "missing region" in text.lower():
+        why = f"{first[:160]}; check --out / --store and {endpoint} {options}"
+    else:
+        why = f"{first[:200]}; check --out / --store, {endpoint} {options}"
+    return StoreError(f"{url}: {why}")
+
+
+def _credentials_refused(text: str) -> bool:
+    codes = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden")
+    return any(code in text for code in codes) or bool(re.search(r"status code: 40[13]\b", text))
+
+
+def _unreachable(text: str) -> bool:
+    signs = ("error sending request", "Connection refused", "connect", "timed out", "dns")
+    return any(sign in text for sign in signs) or "builder error" in text
+
+
+def _error_code(text: str) -> str | None:
+    match = re.search(r"<Code>([A-Za-z]+)</Code>", text)
+    return match.group(1) if match else None
+
+
+# -- lock --------------------------------------------------------------------------------------
+class RemoteLock:
+    """The write lock of a store in object storage: the object ``<store>.lock`` beside it,
+    created only if absent (a conditional put, ``If-None-Match: *`` on S3) and deleted on
+    :meth:`release`.
+
+    Unlike ``flock`` nothing removes it when the holder dies. A lock left by a process of
+    this host that is gone is taken over; any other is reported with the object to delete.
+    """
+
+    def __init__(self, url: StoreURL) -> None:
+        self.url = url
+        self._parent = url.parent
+        self._key = url.name + LOCK_SUFFIX
+        self._held = False
+
+    @property
+    def location(self) -> str:
+        return f"{self._parent}/{self._key}"
+
+    def acquire(self) -> RemoteLock:
+        if self._try_create():
+            return self
+        holder = self._holder()
+        if holder is not None and _dead_here(holder):
+            self._delete()
+            if self._try_create():
+                return self
+            holder = self._holder()
+        raise StoreError(
+            f"{self.url}: another process is writing to this store ({_describe(holder)}); wait "
+            f"for it to finish, or if it is no longer running delete the lock object "
+            f"{self.location} and try again"
+        )
+
+    def release(self) -> None:
+        """Delete the lock object. Best effort: a closing writer whose server has gone away
+        only warns, naming the object that a later run will find (and how to clear it)."""
+        if not self._held:
+            return
+        self._held = False
+        try:
+            self._delete()
+        except StoreError as exc:
+            log.warning(
+                "%s; the lock object %s stays: delete it if no run writes there", exc, self.location
+            )
+
+    def _try_create(self) -> bool:
+        import obstore
+        from obstore.exceptions import AlreadyExistsError
+
+        body = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
+        try:
+            obstore.put(
+                object_store(self._parent), self._key, json.dumps(body).encode(), mode="create"
+            )
+        except AlreadyExistsError:
+            return False
+        except Exception as exc:
+            raise remote_error(self.url, exc) from exc
+        self._held = True
+        return True
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            raw = get_bytes(self._parent, self._key, limit=2**16)
+            holder = json.loads(raw) if raw else None
+        except (ValueError, StoreError):
+            return None
+        return holder if isinstance(holder, dict) else None
+
+    def _delete(self) -> None:
+        import obstore
+
+        try:
+            obstore.delete(object_store(self._parent), self._key)
+        except Exception as exc:
+            raise remote_error(self.url, exc) from exc
+
+
+def _dead_here(holder: Mapping[str, Any]) -> bool:
+    """The lock's process ran on this host and is gone (killed: its lock stayed)."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _describe(holder: Mapping[str, Any] | None) -> str:
+    if not holder:
+        return "its lock object is there"
+    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(holder.get("since", 0))))
+    return f"pid {holder.get('pid')} on {holder.get('host')}, since {since}"
