@@ -137,7 +137,7 @@ def test_stale_files_are_exactly_those_no_longer_owned(run: RunReader, tmp_path:
     current = fake_build(run, tmp_path, formats=("mp4",)).with_files(["index.html"])
     stale = stale_files(previous, current)
     assert "runs/old/index.html" in stale and "index.html" not in stale
-    assert stale and all(p.endswith((".gif", ".html")) for p in stale)
+    assert stale and all(p.endswith((".gif", ".webm", ".html")) for p in stale)
     assert not set(stale) & set(current.files)
 
 
