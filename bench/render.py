@@ -1,19 +1,28 @@
-"""Rendering and build figures on a reference-sized store, all measured in one run.
+"""Rendering and build figures, new pipeline against today's, all measured in one run.
 
-    python bench/render.py [--epochs 30] [--probes 8] [--input-size 512] [--skip-memory]
+    python bench/render.py [--epochs 30] [--probes 8] [--input-size 512] [--repeats 3]
+                           [--demo-store runs/demo.zarr] [--baseline REV] [--skip-memory]
 
-1. Makes a store with the project's own recorder and writer: the reference CNN at 512 px,
-   8 probes, ``--epochs`` epochs, and 60 for the memory figure. Training at 512 px on
-   CPU would take hours, so the weights are the random init plus a drift that grows each
-   epoch (every layer moves, as in training); rendering cost does not depend on why the
-   numbers changed.
-2. Per-animation render + encode time against a baseline written as a typical user would
-   (matplotlib ``FuncAnimation`` + ``PillowWriter``, one ``imshow`` per channel) on the
-   same frames; target >= 15x.
-3. A full default build, then the no-change rebuild as a share of it (target <= 5 %).
-4. Peak memory (RSS of the build and its workers together) of a full build at 15 and at
-   60 epochs (target: 60-epoch peak <= 1.2x the 15-epoch peak).
-5. The total size of the default build's artefacts per format.
+"Today's pipeline" is the code at ``--baseline`` (default: the last commit that encoded
+through one ffmpeg process per file), unpacked with ``git archive`` into the work folder
+and run by the same Python on the same stores, so both sides differ only in their code.
+
+1. Build throughput: full default builds of the demo run (``--demo-store``, else the
+   demo is trained first), baseline and new alternating ``--repeats`` times; medians of
+   artefacts per second. Target: new >= 3x.
+2. Per animation, every channel grid of the reference store (probe 1): render + encode
+   against a baseline written as a typical user would (matplotlib ``FuncAnimation`` +
+   ``PillowWriter``, one ``imshow`` per channel) on the same frames; medians of alternating
+   repeats, per format. Target >= 15x.
+3. Bytes of the default build of the reference store, baseline vs new, per format, and
+   the PSNR of decoded video frames against the lossless frames.
+4. The no-change rebuild as a share of a full build (target <= 5 %), and peak memory
+   (RSS of the build and its workers) at 15 and 60 epochs (target: ratio <= 1.2).
+
+The reference store is made with the project's own recorder and writer: the reference
+CNN, ``--probes`` probes at ``--input-size`` px, with random-init weights plus a drift
+that grows each epoch (training at 512 px on a CPU takes hours; rendering cost and bytes
+do not depend on why the numbers changed, though trained maps compress better).
 """
 
 from __future__ import annotations
@@ -21,11 +30,14 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +48,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.record import make_record, print_table  # noqa: E402
+from generator import encode  # noqa: E402
 from generator.artefacts import layer_scales  # noqa: E402
-from generator.encode import write_gif, write_mp4  # noqa: E402
 from generator.model import NetlapseCNN  # noqa: E402
 from generator.reader import open_run  # noqa: E402
-from generator.render.frames import layer_frames  # noqa: E402
+from generator.render.frames import layer_frames, pad_frames  # noqa: E402
 from generator.store import StoreWriter  # noqa: E402
+
+BASELINE = "6c594f3"  # the last commit with one ffmpeg process per file (imageio-ffmpeg)
+CLASSES = ["dawnbreaker", "floodzone", "silk_road", "siege_of_shanghai", "lost_islands", "x"]
 
 
 def make_store(path: Path, epochs: int, probes: int, size: int) -> Path:
@@ -53,14 +68,7 @@ def make_store(path: Path, epochs: int, probes: int, size: int) -> Path:
     images = torch.rand(probes, 3, size, size)
     writer = StoreWriter.create(
         path,
-        class_names=[
-            "dawnbreaker",
-            "floodzone",
-            "silk_road",
-            "siege_of_shanghai",
-            "lost_islands",
-            "zavod_311",
-        ],
+        class_names=CLASSES,
         layers=model.layer_specs(),
         input_size=size,
         training={"bench": True},
@@ -87,20 +95,101 @@ def set_committed(path: Path, epochs: int) -> None:
     meta.write_text(json.dumps(node))
 
 
-def ours(values: np.ndarray, scales: tuple[np.ndarray, np.ndarray], out: Path, fmt: str) -> float:
-    """Render the grid frames epoch by epoch (as the build does) and encode them."""
+def baseline_code(work: Path, rev: str) -> Path:
+    """Today's pipeline: ``generator/`` and ``templates/`` of ``rev``, unpacked under ``work``."""
+    folder = work / f"baseline-{rev}"
+    if not (folder / "generator").is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, "generator", "templates"],
+            check=True,
+            capture_output=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    return folder
+
+
+def timed_build(store: Path, site: Path, code: Path = ROOT) -> tuple[float, float, int]:
+    """Wall time, peak summed RSS (build + workers + encoders) and artefacts of one clean
+    default CLI build, with the ``generator`` package found in ``code``."""
+    shutil.rmtree(site, ignore_errors=True)
+    command = [sys.executable, "-m", "generator", "-q", "build", "--store", str(store)]
     start = time.perf_counter()
+    process = psutil.Popen([*command, "--out", str(site)], cwd=code)
+    peak = 0
+    done = threading.Event()
+
+    def watch() -> None:
+        nonlocal peak
+        while not done.is_set():
+            try:
+                procs = [process, *process.children(recursive=True)]
+                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
+            except psutil.Error:
+                pass
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    code_ = process.wait()
+    done.set()
+    watcher.join()
+    if code_:
+        raise SystemExit(f"build in {code} failed with exit code {code_}")
+    seconds = time.perf_counter() - start
+    artefacts = len(json.loads((site / "manifest.json").read_text())["artefacts"])
+    return seconds, peak / 2**20, artefacts
+
+
+def alternate(runs: dict[str, Callable[[], float]], repeats: int) -> dict[str, float]:
+    """Median seconds of each callable, called in turn ``repeats`` times (so a busier
+    minute slows both sides alike)."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(run())
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+# -- 1. build throughput ------------------------------------------------------------------
+def build_throughput(demo: Path, work: Path, old: Path, repeats: int) -> None:
+    counts: dict[str, int] = {}
+
+    def run(name: str, code: Path) -> Callable[[], float]:
+        def once() -> float:
+            seconds, _, counts[name] = timed_build(demo, work / f"demo-site-{name}", code)
+            print(f"  {name} build of the demo: {seconds:.1f} s", file=sys.stderr)
+            return seconds
+
+        return once
+
+    medians = alternate({"today": run("today", old), "new": run("new", ROOT)}, repeats)
+    rate = {name: counts[name] / medians[name] for name in medians}
+    print_table(
+        (f"full default build of {demo.name}", "median s", "artefacts", "artefacts/s"),
+        [(n, f"{medians[n]:.1f}", str(counts[n]), f"{rate[n]:.1f}") for n in medians],
+    )
+    print(f"throughput new / today: {rate['new'] / rate['today']:.2f}x (target >= 3x)\n")
+
+
+# -- 2. per animation ---------------------------------------------------------------------
+def render_grid(values: np.ndarray, neg: np.ndarray, pos: np.ndarray):
+    """The grid frames epoch by epoch, as the build renders them."""
     parts = [
-        layer_frames(
-            values[e][None], scales[0][e : e + 1], scales[1][e : e + 1], captions=f"epoch {e}"
-        )
+        layer_frames(values[e][None], neg[e : e + 1], pos[e : e + 1], captions=f"epoch {e}")
         for e in range(len(values))
     ]
-    frames = np.concatenate([part.frames for part in parts])
+    return np.concatenate([part.frames for part in parts]), parts[0].palette
+
+
+def ours(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, out: Path, fmt: str) -> float:
+    """Render + encode one grid animation in ``fmt`` (gif, webm or mp4)."""
+    start = time.perf_counter()
+    frames, palette = render_grid(values, neg, pos)
     if fmt == "gif":
-        write_gif(out / "ours.gif", frames, parts[0].palette, duration_ms=250)
+        encode.write_gif(out / "ours.gif", frames, palette, duration_ms=250)
     else:
-        write_mp4(out / "ours.mp4", frames, parts[0].palette, fps=4)
+        encode.write_video(out / f"ours.{fmt}", frames, palette, codec=encode.VIDEO_CODECS[fmt])
     return time.perf_counter() - start
 
 
@@ -118,7 +207,7 @@ def matplotlib_baseline(values: np.ndarray, scale: np.ndarray, out: Path) -> flo
     rows = int(np.ceil(channels / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(10.24, 10.24), dpi=100)
     images = []
-    for c, ax in enumerate(axes.flat):
+    for c, ax in enumerate(np.ravel(axes)):
         ax.axis("off")
         if c < channels:
             limit = float(scale[c]) or 1.0
@@ -141,98 +230,150 @@ def matplotlib_baseline(values: np.ndarray, scale: np.ndarray, out: Path) -> flo
     return time.perf_counter() - start
 
 
-def per_animation(store: Path, out: Path, layers: list[str]) -> list[tuple[str, ...]]:
+def per_animation(store: Path, out: Path, repeats: int) -> None:
     run = open_run(store)
-    rows = []
-    for layer in layers:
+    rows, worst = [], np.inf
+    for layer in [spec.name for spec in run.layers if spec.is_conv]:
         values = run.layer_activations(layer, probe=0)
         scales = layer_scales(run, layer, "channel")
         neg, pos = scales.neg[:, 0], scales.pos[:, 0]
-        base = matplotlib_baseline(values, np.maximum(neg, pos).max(axis=0), out)
-        ours_gif = ours(values, (neg, pos), out, "gif")
-        mp4 = ours(values, (neg, pos), out, "mp4")
+        scale = np.maximum(neg, pos).max(axis=0)
+        medians = alternate(
+            {
+                "matplotlib": lambda v=values, s=scale: matplotlib_baseline(v, s, out),
+                **{
+                    fmt: lambda f=fmt, v=values, n=neg, p=pos: ours(v, n, p, out, f)
+                    for fmt in ("gif", "webm", "mp4")
+                },
+            },
+            repeats,
+        )
+        base = medians.pop("matplotlib")
+        worst = min(worst, *(base / s for s in medians.values()))
         rows.append(
             (
                 f"{layer} grid, {values.shape[1]} ch, {len(values)} frames",
                 f"{base:.2f}",
-                f"{ours_gif:.2f}",
-                f"{base / ours_gif:.1f}x",
-                f"{mp4:.2f}",
-                f"{base / mp4:.1f}x",
+                *(f"{medians[f]:.2f} ({base / medians[f]:.1f}x)" for f in ("gif", "webm", "mp4")),
             )
         )
-    return rows
+    print_table(
+        ("animation (probe 1)", "matplotlib GIF s", "ours GIF s", "ours WebM s", "ours MP4 s"),
+        rows,
+    )
+    print(f"slowest speed-up over matplotlib: {worst:.1f}x (target >= 15x)\n")
 
 
-def timed_build(store: Path, site: Path, extra: list[str] = ()) -> tuple[float, float]:
-    """Wall time and peak summed RSS (build + workers + ffmpeg) of one CLI build."""
-    command = [
-        sys.executable,
-        "-m",
-        "generator",
-        "-q",
-        "build",
-        "--store",
-        str(store),
-        "--out",
-        str(site),
-        *extra,
-    ]
-    start = time.perf_counter()
-    process = psutil.Popen(command, cwd=ROOT)
-    peak = 0
-    done = threading.Event()
-
-    def watch() -> None:
-        nonlocal peak
-        while not done.is_set():
-            try:
-                procs = [process, *process.children(recursive=True)]
-                peak = max(peak, sum(p.memory_info().rss for p in procs if p.is_running()))
-            except psutil.Error:
-                pass
-            time.sleep(0.05)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    code = process.wait()
-    done.set()
-    watcher.join()
-    if code:
-        raise SystemExit(f"build failed with exit code {code}")
-    return time.perf_counter() - start, peak / 2**20
-
-
-def sizes_by_format(site: Path) -> dict[str, float]:
+# -- 3. bytes and quality -----------------------------------------------------------------
+def sizes_by_format(site: Path) -> Counter[str]:
     totals: Counter[str] = Counter()
     for path in site.rglob("*"):
         if path.is_file():
             key = "poster png" if path.name.endswith(".poster.png") else path.suffix[1:]
-            totals[key] += path.stat().st_size
-    return {k: v / 2**20 for k, v in sorted(totals.items())}
+            totals[{"png": "contact png"}.get(key, key)] += path.stat().st_size
+    return totals
 
 
-def report_speed_and_size(store: Path, work: Path) -> None:
+def video_psnr(store: Path, out: Path) -> list[tuple[str, ...]]:
+    """PSNR (dB, RGB) of decoded frames against the lossless frames, over every conv
+    layer's grid (probe 1), for today's MP4 settings and each new format."""
+    import av
+
+    today = encode.VideoCodec("mp4", "libx264", {"crf": "20", "preset": "veryfast"})
+    codecs = {"today: H.264 CRF 20 veryfast": today, **encode.VIDEO_CODECS}
+    run, errors = open_run(store), {name: [] for name in codecs}
+    sizes = dict.fromkeys(codecs, 0)
+    for layer in [spec.name for spec in run.layers if spec.is_conv]:
+        scales = layer_scales(run, layer, "channel")
+        values = run.layer_activations(layer, probe=0)
+        frames, palette = render_grid(values, scales.neg[:, 0], scales.pos[:, 0])
+        even = pad_frames(frames, 2, 253)
+        for name, codec in codecs.items():
+            path = encode.write_video(out / f"q.{codec.container}", frames, palette, codec=codec)
+            sizes[name] += path.stat().st_size
+            with av.open(str(path)) as container:
+                decoded = np.stack(
+                    [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+                )
+            diff = decoded.astype(np.float64) - palette[even]
+            errors[name].append(float(np.mean(diff**2)))
+    return [
+        (
+            name,
+            " ".join(f"{k}={v}" for k, v in codecs[name].options.items()),
+            f"{10 * np.log10(255**2 / np.mean(errors[name])):.2f}",
+            f"{sizes[name] / 2**20:.2f}",
+        )
+        for name in codecs
+    ]
+
+
+def bytes_and_quality(store: Path, work: Path, old: Path) -> tuple[float, float]:
+    """Print bytes per format of both pipelines and the PSNR table; returns the new full
+    build's seconds and peak RSS MB."""
+    builds, new = {}, (0.0, 0.0)
+    for name, code in (("today", old), ("new", ROOT)):
+        seconds, peak, _ = timed_build(store, work / f"ref-site-{name}", code)
+        new = (seconds, peak)
+        builds[name] = sizes_by_format(work / f"ref-site-{name}")
+        print(f"  {name} build of the reference store: {seconds:.1f} s", file=sys.stderr)
+    formats = sorted(set(builds["today"]) | set(builds["new"]))
+    mb = {name: {f: builds[name][f] / 2**20 for f in formats} for name in builds}
+    total = {name: sum(mb[name].values()) for name in mb}
     print_table(
-        ("animation (probe 1)", "matplotlib s", "ours GIF s", "speed-up", "ours MP4 s", "speed-up"),
-        per_animation(store, work, ["block1", "block2", "block5"]),
-    )
-    site = work / "site"
-    full, full_peak = timed_build(store, site)
-    again, _ = timed_build(store, site)
-    sizes = sizes_by_format(site)
-    print()
-    print_table(
-        ("build (default options, all cores)", "value"),
+        (f"default build of {store.name}", "today MB", "new MB"),
         [
-            ("full build s", f"{full:.1f}"),
-            ("no-change rebuild s", f"{again:.2f}"),
-            ("rebuild / full", f"{100 * again / full:.1f} %"),
-            ("full build peak RSS MB", f"{full_peak:.0f}"),
-            *((f"size {fmt} MB", f"{mb:.1f}") for fmt, mb in sizes.items()),
-            ("total size MB", f"{sum(sizes.values()):.1f}"),
+            *((f, f"{mb['today'][f]:.1f}", f"{mb['new'][f]:.1f}") for f in formats),
+            ("total", f"{total['today']:.1f}", f"{total['new']:.1f}"),
         ],
     )
+    print(f"bytes new / today: {total['new'] / total['today']:.2f} (target <= 0.5)\n")
+    print_table(
+        ("video settings", "options", "PSNR dB vs lossless", "MB (conv grids)"),
+        video_psnr(store, work),
+    )
+    print()
+    return new
+
+
+# -- 4. rebuild and memory ----------------------------------------------------------------
+def rebuild_and_memory(
+    store: Path, work: Path, full: tuple[float, float], epochs: int, *, memory: bool
+) -> None:
+    """The no-change rebuild of the new site just built in ``full`` (seconds, peak MB)."""
+    site, (full, peak) = work / "ref-site-new", full
+    start = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "generator",
+            "-q",
+            "build",
+            "--store",
+            str(store),
+            "--out",
+            str(site),
+        ],
+        cwd=ROOT,
+        check=True,
+    )
+    again = time.perf_counter() - start
+    rows = [
+        ("full build s", f"{full:.1f}"),
+        ("no-change rebuild s", f"{again:.2f}"),
+        ("rebuild / full (target <= 5 %)", f"{100 * again / full:.1f} %"),
+        ("full build peak RSS MB", f"{peak:.0f}"),
+    ]
+    if memory:
+        peaks = {}
+        for shown in (15, 60):
+            set_committed(store, shown + 1)
+            peaks[shown] = timed_build(store, work / f"site-{shown}")[1]
+            rows.append((f"full build at {shown} epochs, peak RSS MB", f"{peaks[shown]:.0f}"))
+        rows.append(("peak ratio 60 / 15 epochs (target <= 1.2)", f"{peaks[60] / peaks[15]:.2f}"))
+        set_committed(store, epochs + 1)
+    print_table(("build (new, default options, all cores)", "value"), rows)
 
 
 def main() -> None:
@@ -240,40 +381,34 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--probes", type=int, default=8)
     parser.add_argument("--input-size", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=3, help="alternating runs per median")
+    parser.add_argument("--demo-store", type=Path, help="a demo run (default: train one)")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of today's pipeline")
     parser.add_argument("--skip-memory", action="store_true")
-    parser.add_argument(
-        "--only-memory", action="store_true", help="only the 15- vs 60-epoch peak memory builds"
-    )
-    parser.add_argument("--workdir", type=Path, help="keep the store and sites here")
+    parser.add_argument("--workdir", type=Path, help="keep the stores and sites here")
     args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="netlapse-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    longest = max(args.epochs, 0 if args.skip_memory else 60)
+    work = (args.workdir or Path(tempfile.mkdtemp(prefix="netlapse-bench-"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)  # absolute: builds run from two code folders
+    old = baseline_code(work, args.baseline)
+    demo = (args.demo_store or work / "demo.zarr").resolve()
+    if not demo.exists():
+        command = [sys.executable, "-m", "generator", "-q", "train", "--out", str(demo)]
+        subprocess.run(command, cwd=ROOT, check=True)
     store = work / "reference.zarr"
     if not store.exists():
-        make_store(store, longest, args.probes, args.input_size)
-    set_committed(store, args.epochs + 1)
-
-    print(
-        f"store: {args.epochs + 1} epochs x {args.probes} probes at {args.input_size} px, "
-        f"{psutil.cpu_count()} cores\n"
-    )
-    if not args.only_memory:
-        report_speed_and_size(store, work)
-    if not args.skip_memory:
-        rows = []
-        for epochs in (15, 60):
-            set_committed(store, epochs + 1)
-            shutil.rmtree(work / f"site-{epochs}", ignore_errors=True)
-            seconds, peak = timed_build(store, work / f"site-{epochs}")
-            rows.append((epochs, seconds, peak))
-        print()
-        print_table(
-            ("full build at", "seconds", "peak RSS MB"),
-            [(f"{e} epochs", f"{s:.1f}", f"{p:.0f}") for e, s, p in rows],
+        make_store(
+            store, max(args.epochs, 0 if args.skip_memory else 60), args.probes, args.input_size
         )
-        print(f"peak ratio 60 / 15 epochs: {rows[1][2] / rows[0][2]:.2f}")
-        set_committed(store, args.epochs + 1)
+    set_committed(store, args.epochs + 1)
+    print(
+        f"reference store: {args.epochs + 1} epochs x {args.probes} probes at "
+        f"{args.input_size} px; today = {args.baseline}; {psutil.cpu_count()} cores; "
+        f"medians of {args.repeats} alternating runs\n"
+    )
+    build_throughput(demo, work, old, args.repeats)
+    per_animation(store, work, args.repeats)
+    full = bytes_and_quality(store, work, old)
+    rebuild_and_memory(store, work, full, args.epochs, memory=not args.skip_memory)
 
 
 if __name__ == "__main__":

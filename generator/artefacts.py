@@ -37,7 +37,7 @@ from generator.render.probs import probe_frames
 log = logging.getLogger(__name__)
 
 # Bump when a change to rendering or encoding changes the files: every artefact is re-made.
-RENDER_VERSION = 1
+RENDER_VERSION = 2  # 2: in-process PyAV encoding, BT.709-tagged video, WebM (AV1)
 READ_BUDGET = 48 * 2**20  # bytes of activations one job holds for per-channel animations
 KERNELS_SHOWN = 32  # out (and in) channels a kernel animation draws; the gallery says so
 KERNEL_TILE = 40  # px per kernel patch: 5x5 kernels are read as colour, not noise
@@ -333,8 +333,9 @@ def _write_animation(
     for fmt, relative in artefact.files.items():
         target = site / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        if fmt == "mp4":
-            encode.write_mp4(target, frames.frames, frames.palette, fps=options.fps)
+        if fmt in encode.VIDEO_CODECS:
+            codec = encode.VIDEO_CODECS[fmt]
+            encode.write_video(target, frames.frames, frames.palette, codec=codec, fps=options.fps)
         elif fmt == "gif":
             small = options.gif_max_side
             gif = render(small) if small and max(height, width) > small else frames

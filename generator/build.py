@@ -47,7 +47,7 @@ WARN_BYTES = 2**30
 WARN_FILE_BYTES = 50 * 10**6  # GitHub warns above 50 MB per file and refuses 100 MB
 # Rough bytes per pixel per frame, measured on the reference run (bench/README.md); only
 # used to warn before a build that would outgrow GitHub Pages.
-BYTES_PER_PIXEL_FRAME = {"gif": 0.45, "mp4": 0.03, "png": 0.6, "poster": 0.6}
+BYTES_PER_PIXEL_FRAME = {"gif": 0.45, "mp4": 0.03, "webm": 0.01, "png": 0.6, "poster": 0.6}
 LAYER_KINDS = (ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.CONTACT)
 
 __all__ = ["BuildResult", "build", "check_out_folder", "discover_stores", "plan_run"]

@@ -313,8 +313,9 @@ class BuildConfig:
     out: Path = option(Path("site"), help="site folder", parse=Path, local=True)
     formats: tuple[str, ...] = option(
         ("auto",),
-        help="auto | gif | mp4 | gif,mp4. auto: MP4 at --max-side plus a GIF at most "
-        "--gif-max-side px for grids, kernels and probes; per-channel animations MP4 only",
+        help="auto | gif | mp4 | gif,mp4. auto: WebM (AV1) and an MP4 fallback at --max-side "
+        "plus a GIF at most --gif-max-side px for grids, kernels and probes; per-channel "
+        "animations WebM and MP4 only",
         parse=parse_formats,
         shown="auto",
     )

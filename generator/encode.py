@@ -1,52 +1,94 @@
-"""GIF, MP4 and PNG writers; the only module that talks to ffmpeg.
+"""GIF, MP4, WebM and PNG writers; the only module that talks to an encoder.
+
+Encoding runs in this process through PyAV (FFmpeg's libraries, shipped in the ``av``
+wheel): no ffmpeg process per file, which was most of a build's time for small files.
 
 Frames come in two forms, as ``generator.render`` makes them: ``(T, H, W)`` uint8 palette
 indices with a ``(256, 3)`` uint8 palette, or ``(T, H, W, 3)`` uint8 RGB (palette None).
 
-* GIF: index frames are written as they are, the colormap as the palette (no quantisation,
-  exact colours); RGB frames are quantised once to one adaptive palette for the whole
-  sequence so colours do not flicker. Loops forever.
-* MP4: H.264 (libx264) in yuv420p at a constant frame rate through imageio-ffmpeg's bundled
-  ffmpeg, ``+faststart`` (the ``moov`` atom before ``mdat``, so a browser starts playing at
-  once); sizes are padded to multiples of 16, never rescaled.
+* GIF: index frames are written as they are, the colormap as the palette (exact colours,
+  no quantisation); RGB frames are mapped once, for the whole sequence, to one palette
+  (``quantise``) so colours do not flicker. FFmpeg's GIF encoder stores only the changed
+  rectangle of each frame. Loops forever.
+* Video (``VIDEO_CODECS``): yuv420p, limited-range BT.709, tagged so browsers show the
+  colours meant; the planes are computed in numpy (for index frames one lookup per plane
+  in the palette's ``yuv_of`` table). Odd sizes are padded by one pixel (yuv420p needs
+  even sides), never rescaled. ``mp4``: H.264 with ``+faststart`` (the ``moov`` atom first,
+  so a browser starts at once), which every browser plays; ``webm``: AV1 (SVT-AV1), about
+  a third of the MP4's bytes at the same quality, which the gallery offers first.
 
 Every file is written under a temporary name in its folder and moved into place with
 ``os.replace``, so a killed build never leaves a half file under the final name. Failures
-(ffmpeg missing or failing, disk full) raise a one-line ``EncodeError`` naming the file.
+(encoder missing or failing, disk full) raise a one-line ``EncodeError`` naming the file.
 """
 
 from __future__ import annotations
 
 import io
 import logging
-import subprocess
-import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
+# SVT-AV1 prints a banner and its settings to stderr for every file unless told otherwise
+# (1 = errors only); read when the encoder starts, so set before any file is written.
+os.environ.setdefault("SVT_LOG", "1")
 
-from generator.atomic import atomic_path
-from generator.errors import EncodeError
-from generator.render.colormaps import BACKGROUND_INDEX, rgb_of
-from generator.render.frames import pad_frames
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from generator.atomic import atomic_path  # noqa: E402
+from generator.errors import EncodeError  # noqa: E402
+from generator.render.colormaps import (  # noqa: E402
+    BACKGROUND_INDEX,
+    indices_of,
+    nearest_index_table,
+    rgb_of,
+    yuv_of,
+)
+from generator.render.frames import pad_frames  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-MACRO_BLOCK = 16
 QUANTISE_SAMPLE_FRAMES, QUANTISE_SAMPLE_PIXELS = 8, 1 << 21
+BT709 = 1  # the AVCOL_PRI / TRC / SPC value of BT.709 in FFmpeg's enums
+LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: Y in 16..235, the range browsers assume
+
+
+@dataclass(frozen=True)
+class VideoCodec:
+    """One browser video format: container, FFmpeg encoder and its settings."""
+
+    container: str
+    encoder: str
+    options: Mapping[str, str]
+    container_options: Mapping[str, str] = field(default_factory=dict)
+
+
+# Settings chosen on frames of a 512 px bench store (bench/README.md, "Formats and sizes"):
+# PSNR against the lossless frames within about 1 dB of the old CRF 20 MP4 (whose own
+# loss is mostly yuv420p's half-resolution colour), at half (MP4) and a third (AV1) of
+# its bytes. The MP4 is the fallback for browsers without AV1, so its preset stays fast.
+H264 = VideoCodec("mp4", "libx264", {"crf": "24", "preset": "veryfast"}, {"movflags": "+faststart"})
+AV1 = VideoCodec("webm", "libsvtav1", {"crf": "32", "preset": "10"})
+VIDEO_CODECS: Mapping[str, VideoCodec] = {"webm": AV1, "mp4": H264}
 
 
 # -- shared plumbing ---------------------------------------------------------------------
 @contextmanager
-def _atomic(path: Path | str) -> Iterator[Path]:
-    """A temp path beside ``path`` that replaces it on success; ``OSError`` -> ``EncodeError``."""
+def _atomic(path: Path | str, what: str) -> Iterator[Path]:
+    """A temp path beside ``path`` that replaces it on success; an encoder or file-system
+    failure becomes one ``EncodeError`` line naming ``path`` (the temp file is removed)."""
     try:
         with atomic_path(path) as tmp:
             yield tmp
+    except av.FFmpegError as exc:
+        why = " ".join(str(exc.strerror or exc).split())
+        raise EncodeError(f"{path}: {what} encoding failed ({why})") from exc
     except OSError as exc:
         raise EncodeError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
@@ -66,6 +108,16 @@ def _check(frames: np.ndarray, palette: np.ndarray | None, ndim: int = 3) -> np.
     return frames
 
 
+def _encoder(path: Path | str, name: str) -> None:
+    """Raise a one-line ``EncodeError`` when this PyAV build lacks encoder ``name``."""
+    try:
+        av.codec.Codec(name, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError) as exc:
+        raise EncodeError(
+            f"{path}: this PyAV build has no {name} encoder; pip install -U 'av>=17'"
+        ) from exc
+
+
 def to_rgb(frames: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
     """RGB ``(..., 3)`` uint8: ``palette[frames]`` for index frames, else ``frames``."""
     if palette is None:
@@ -74,12 +126,12 @@ def to_rgb(frames: np.ndarray, palette: np.ndarray | None = None) -> np.ndarray:
 
 
 def quantise(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """RGB ``(T, H, W, 3)`` -> ``(T, H, W)`` indices and one ``(256, 3)`` adaptive palette.
+    """RGB ``(T, H, W, 3)`` -> ``(T, H, W)`` indices and one ``(256, 3)`` palette.
 
-    The palette is built once (Pillow's fast octree: quicker than median cut and with a
-    lower worst-case error on kernel patches) from a sample of the frames (up to 8 frames,
-    about 2 M pixels), then every frame is mapped to its nearest colours without
-    dithering, so a colour keeps its index over the whole sequence.
+    The palette is built once (Pillow's fast octree) from a sample of the frames (up to 8
+    frames, about 2 M pixels); then all frames are mapped in one gather through a table of
+    each colour's nearest palette entry (``nearest_index_table``), so a colour keeps its
+    index over the whole sequence and no frame goes through a quantiser.
     """
     pick = np.unique(np.linspace(0, len(frames) - 1, QUANTISE_SAMPLE_FRAMES).astype(int))
     pixels = frames[pick].reshape(-1, 3)
@@ -87,19 +139,25 @@ def quantise(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     reference = Image.fromarray(np.ascontiguousarray(pixels[None])).quantize(
         256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE
     )
-    indices = np.stack(
-        [
-            np.asarray(Image.fromarray(f).quantize(palette=reference, dither=Image.Dither.NONE))
-            for f in frames
-        ]
-    )
     colours = np.zeros((256, 3), dtype=np.uint8)
     found = np.asarray(reference.getpalette() or [], dtype=np.uint8).reshape(-1, 3)[:256]
     colours[: len(found)] = found
-    return indices, colours
+    table = nearest_index_table(colours[: max(len(found), 1)])
+    return indices_of(frames, table), colours
 
 
 # -- GIF ---------------------------------------------------------------------------------
+def _gif_durations(duration_ms: int | Sequence[int], count: int) -> list[int]:
+    """Per-frame durations in GIF units (1/100 s, at least 1), one per frame."""
+    if np.ndim(duration_ms) == 0:
+        durations = [int(duration_ms)] * count
+    else:
+        durations = [int(d) for d in duration_ms]
+        if len(durations) != count:
+            raise ValueError(f"{len(durations)} durations for {count} frames")
+    return [max(1, round(d / 10)) for d in durations]
+
+
 def write_gif(
     path: Path | str,
     frames: np.ndarray,
@@ -110,113 +168,97 @@ def write_gif(
 ) -> Path:
     """Write an animated GIF that loops forever (``loop=0``); returns ``path``.
 
-    ``duration_ms`` is one value or one per frame. Index frames keep their indices and
-    palette exactly (one global colour table, no per-frame tables, no palette
-    "optimisation" that would renumber colours); RGB frames are ``quantise``d first.
-    Pillow merges identical consecutive frames into one longer frame (same timing,
-    fewer frames in the file).
+    ``duration_ms`` is one value or one per frame (stored in 1/100 s). Index frames keep
+    their palette exactly (every frame decodes to palette colours only); RGB frames are
+    ``quantise``d first.
     """
     frames = _check(frames, palette)
     if palette is None:
         frames, palette = quantise(frames)
-    flat = np.ascontiguousarray(palette, dtype=np.uint8).tobytes()
-    images = []
-    for frame in frames:
-        image = Image.fromarray(np.ascontiguousarray(frame), mode="P")
-        image.putpalette(flat)
-        images.append(image)
-    durations = int(duration_ms) if np.ndim(duration_ms) == 0 else [int(d) for d in duration_ms]
-    if isinstance(durations, list) and len(durations) != len(frames):
-        raise ValueError(f"{len(durations)} durations for {len(frames)} frames")
-    with _atomic(path) as tmp:
-        images[0].save(
-            tmp,
-            format="GIF",
-            save_all=True,
-            append_images=images[1:],
-            duration=durations,
-            loop=loop,
-            optimize=False,
-            palette=flat,
-        )
+    centis = _gif_durations(duration_ms, len(frames))
+    argb = np.empty((256, 4), dtype=np.uint8)
+    argb[:, 0], argb[:, 1:] = 255, palette
+    height, width = frames.shape[1:3]
+    with (
+        _atomic(path, "GIF") as tmp,
+        av.open(str(tmp), "w", format="gif", options={"loop": str(loop)}) as container,
+    ):
+        stream = container.add_stream("gif", rate=100)
+        stream.width, stream.height, stream.pix_fmt = width, height, "pal8"
+        stream.time_base = Fraction(1, 100)
+        starts = np.concatenate([[0], np.cumsum(centis)[:-1]]).tolist()
+        length = dict(
+            zip(starts, centis, strict=True)
+        )  # the muxer reads each delay from its packet
+
+        def timed(packets: list[av.Packet]) -> list[av.Packet]:
+            for packet in packets:
+                packet.duration = length[packet.pts]
+            return packets
+
+        for frame, start in zip(frames, starts, strict=True):
+            image = av.VideoFrame.from_ndarray((np.ascontiguousarray(frame), argb), format="pal8")
+            image.pts, image.time_base = start, Fraction(1, 100)
+            container.mux(timed(stream.encode(image)))
+        container.mux(timed(stream.encode(None)))
     return Path(path)
 
 
-# -- MP4 ---------------------------------------------------------------------------------
-def ffmpeg_exe() -> str:
-    """Path of imageio-ffmpeg's bundled ffmpeg (or ``IMAGEIO_FFMPEG_EXE``)."""
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError) as exc:
-        raise EncodeError(f"ffmpeg not found ({exc}); install imageio-ffmpeg") from exc
-
-
-def _ffmpeg_command(
-    out: Path, width: int, height: int, fps: float, crf: int, preset: str
-) -> list[str]:
-    """ffmpeg reading raw RGB frames on stdin, writing H.264 yuv420p MP4 with faststart."""
-    rate = str(Fraction(fps).limit_denominator(1001))
-    return [
-        ffmpeg_exe(),
-        "-y",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-f",
-        "rawvideo",
-        "-pix_fmt",
-        "rgb24",
-        "-s",
-        f"{width}x{height}",
-        "-r",
-        rate,
-        "-i",
-        "-",
-        "-an",
-        "-c:v",
-        "libx264",
-        "-preset",
-        preset,
-        "-crf",
-        str(crf),
-        "-pix_fmt",
-        "yuv420p",
-        "-r",
-        rate,
-        "-movflags",
-        "+faststart",
-        "-f",
-        "mp4",
-        str(out),
-    ]
+# -- video -------------------------------------------------------------------------------
+def yuv420_planes(frame: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+    """One even-sized frame as a ``(H * 3 // 2, W)`` uint8 yuv420p image (Y, then Cb and
+    Cr at half resolution, each the mean of its 2x2 block), BT.709 limited range. For
+    index frames ``table`` is the palette's ``yuv_of``: one lookup per pixel, no matrix."""
+    yuv = table[frame] if table is not None else yuv_of(frame)
+    height, width = frame.shape[:2]
+    luma = np.rint(yuv[..., 0]).astype(np.uint8)
+    chroma = yuv[..., 1:].reshape(height // 2, 2, width // 2, 2, 2).mean(axis=(1, 3))
+    chroma = np.rint(chroma).astype(np.uint8)
+    return np.concatenate([luma.ravel(), chroma[..., 0].ravel(), chroma[..., 1].ravel()]).reshape(
+        height * 3 // 2, width
+    )
 
 
-def _run_ffmpeg(cmd: list[str], frames: Iterator[np.ndarray], path: Path) -> None:
-    """Feed ``frames`` to ffmpeg's stdin; a non-zero exit raises ``EncodeError``."""
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors
-        )
-        try:
-            for frame in frames:
-                proc.stdin.write(memoryview(np.ascontiguousarray(frame)))
-        except BrokenPipeError:
-            pass  # ffmpeg quit early; its exit code says why
-        except BaseException:
-            proc.kill()  # interrupted: never leave ffmpeg waiting on stdin
-            proc.wait()
-            raise
-        finally:
-            with suppress(BrokenPipeError):
-                proc.stdin.close()
-        rc = proc.wait()
-        errors.seek(0)
-        lines = errors.read().decode("utf-8", "replace").strip().splitlines()
-    if rc != 0:
-        why = lines[-1] if lines else f"exit status {rc}"
-        raise EncodeError(f"{path}: ffmpeg failed ({why})")
+def write_video(
+    path: Path | str,
+    frames: np.ndarray,
+    palette: np.ndarray | None = None,
+    *,
+    codec: VideoCodec,
+    fps: float = 4.0,
+    pad: int | tuple[int, int, int] | None = None,
+) -> Path:
+    """Write ``frames`` as a browser video in ``codec`` at a constant ``fps``; returns
+    ``path``. Odd sizes get one row/column of ``pad`` right/bottom (a palette index for
+    index frames, an RGB triple for RGB ones; by default the renderer's background, so it
+    reads as margin, not as zero activations).
+    """
+    frames = _check(frames, palette)
+    _encoder(path, codec.encoder)
+    if pad is None:
+        pad = BACKGROUND_INDEX if palette is not None else rgb_of(BACKGROUND_INDEX)
+    height, width = (side + side % 2 for side in frames.shape[1:3])
+    rate = Fraction(fps).limit_denominator(1001)
+    table = yuv_of(palette) if palette is not None else None
+    with (
+        _atomic(path, codec.encoder) as tmp,
+        av.open(
+            str(tmp), "w", format=codec.container, options=dict(codec.container_options)
+        ) as container,
+    ):
+        stream = container.add_stream(codec.encoder, rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = dict(codec.options)
+        context = stream.codec_context
+        context.color_primaries = context.color_trc = context.colorspace = BT709
+        context.color_range = LIMITED_RANGE
+        for number, frame in enumerate(frames):  # one frame at a time: memory stays flat
+            even = pad_frames(frame[None], 2, pad)[0]
+            image = av.VideoFrame.from_ndarray(yuv420_planes(even, table), format="yuv420p")
+            image.pts, image.time_base = number, 1 / rate
+            container.mux(stream.encode(image))
+        container.mux(stream.encode(None))
+    return Path(path)
 
 
 def write_mp4(
@@ -224,33 +266,23 @@ def write_mp4(
     frames: np.ndarray,
     palette: np.ndarray | None = None,
     *,
-    fps: float = 5.0,
-    crf: int = 20,
-    preset: str = "veryfast",
+    fps: float = 4.0,
     pad: int | tuple[int, int, int] | None = None,
 ) -> Path:
-    """Write an H.264 MP4 (yuv420p, constant ``fps``, faststart); returns ``path``.
+    """Write an H.264 MP4 (yuv420p, constant ``fps``, faststart); see ``write_video``."""
+    return write_video(path, frames, palette, codec=H264, fps=fps, pad=pad)
 
-    Index frames are converted per frame with ``palette[indices]``. Sizes that are not
-    multiples of 16 are padded right/bottom, never rescaled, with ``pad``: a palette index
-    for index frames, an RGB triple for RGB ones; by default the renderer's background
-    colour (``BACKGROUND_INDEX``, or its colour in the seed palette), so the padding reads
-    as margin, not as zero activations.
-    """
-    frames = _check(frames, palette)
-    if pad is None:
-        pad = BACKGROUND_INDEX if palette is not None else rgb_of(BACKGROUND_INDEX)
-    height, width = frames.shape[1:3]
-    height += -height % MACRO_BLOCK
-    width += -width % MACRO_BLOCK
 
-    def rgb_frames() -> Iterator[np.ndarray]:
-        for frame in frames:  # one frame at a time: memory stays one frame
-            yield to_rgb(pad_frames(frame[None], MACRO_BLOCK, pad)[0], palette)
-
-    with _atomic(path) as tmp:
-        _run_ffmpeg(_ffmpeg_command(tmp, width, height, fps, crf, preset), rgb_frames(), Path(path))
-    return Path(path)
+def write_webm(
+    path: Path | str,
+    frames: np.ndarray,
+    palette: np.ndarray | None = None,
+    *,
+    fps: float = 4.0,
+    pad: int | tuple[int, int, int] | None = None,
+) -> Path:
+    """Write an AV1 WebM (yuv420p, constant ``fps``); see ``write_video``."""
+    return write_video(path, frames, palette, codec=AV1, fps=fps, pad=pad)
 
 
 # -- stills ------------------------------------------------------------------------------
@@ -260,7 +292,7 @@ def write_png(path: Path | str, image: np.ndarray, palette: np.ndarray | None = 
     still = Image.fromarray(np.ascontiguousarray(image), mode="P" if palette is not None else "RGB")
     if palette is not None:
         still.putpalette(np.ascontiguousarray(palette, dtype=np.uint8).tobytes())
-    with _atomic(path) as tmp:
+    with _atomic(path, "PNG") as tmp:
         still.save(tmp, format="PNG")
     return Path(path)
 

@@ -36,7 +36,8 @@ class ArtefactKind(str, enum.Enum):
 
     @property
     def is_animation(self) -> bool:
-        """Animations have video/GIF files and a poster; stills are one PNG."""
+        """Animations have video files (WebM, MP4), maybe a GIF, and a poster; stills are
+        one PNG. Every file of a record is listed in ``files``, so the manifest owns it."""
         return self is not ArtefactKind.CONTACT
 
 

@@ -195,8 +195,8 @@ class _Planner:
     def formats(self, kind: ArtefactKind) -> list[str]:
         if not kind.is_animation:
             return ["png"]
-        if self.config.auto_formats:
-            return ["mp4"] if kind is ArtefactKind.CHANNEL else ["mp4", "gif"]
+        if self.config.auto_formats:  # WebM (AV1) first, H.264 MP4 for browsers without AV1
+            return ["webm", "mp4"] if kind is ArtefactKind.CHANNEL else ["webm", "mp4", "gif"]
         return list(self.config.formats)
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from imageio_ffmpeg import get_ffmpeg_exe as ffmpeg_exe
 from PIL import Image
 
 from generator.__main__ import main
 from generator.build import build
 from generator.config import BuildConfig
-from generator.encode import ffmpeg_exe
 from generator.errors import OptionError, StoreError
 from generator.reader import open_run
 from generator.store import StoreWriter

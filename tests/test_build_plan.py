@@ -137,7 +137,7 @@ def test_stale_files_are_exactly_those_no_longer_owned(run: RunReader, tmp_path:
     current = fake_build(run, tmp_path, formats=("mp4",)).with_files(["index.html"])
     stale = stale_files(previous, current)
     assert "runs/old/index.html" in stale and "index.html" not in stale
-    assert stale and all(p.endswith((".gif", ".html")) for p in stale)
+    assert stale and all(p.endswith((".gif", ".webm", ".html")) for p in stale)
     assert not set(stale) & set(current.files)
 
 
@@ -155,3 +155,16 @@ def test_published_options_hold_no_paths(run: RunReader, tmp_path: Path) -> None
     options = published_options(config_for(run, tmp_path / "secret", layers=("block1",)))
     assert not any(isinstance(v, Path) for v in options.values())
     assert {"out", "stores", "jobs"}.isdisjoint(options) and options["layers"] == ["block1"]
+
+
+def test_auto_builds_own_a_webm_before_the_mp4_and_remake_a_lost_one(
+    run: RunReader, tmp_path: Path
+) -> None:
+    previous = fake_build(run, tmp_path)
+    animations = [r for r in previous.artefacts.values() if r.kind.is_animation]
+    assert animations and all(list(r.files)[:2] == ["webm", "mp4"] for r in animations)
+    assert all(r.files["webm"] in previous.files for r in animations)  # the manifest owns it
+    lost = animations[0]
+    (tmp_path / lost.files["webm"]).unlink()
+    again = plan(run, previous, tmp_path)
+    assert [r.id for r in again.todo] == [lost.id]  # only the artefact missing its WebM

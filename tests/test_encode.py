@@ -1,26 +1,76 @@
-"""Encoders: GIF palette frames exact and looping, MP4 H.264/yuv420p/faststart, atomic."""
+"""Encoders: GIF palette frames exact and looping; MP4 (H.264) and WebM (AV1) decode close
+to their source, yuv420p, BT.709-tagged, faststart; failures are one line; atomic."""
 
 from __future__ import annotations
 
-import re
-import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
+from fractions import Fraction
 from pathlib import Path
 
-import imageio.v2 as iio
+import av
 import numpy as np
 import pytest
 from PIL import GifImagePlugin, Image
 
-from generator.encode import ffmpeg_exe, write_gif, write_mp4, write_png, write_poster
+from generator.encode import (
+    AV1,
+    H264,
+    VIDEO_CODECS,
+    write_gif,
+    write_mp4,
+    write_png,
+    write_poster,
+    write_video,
+    write_webm,
+)
 from generator.errors import EncodeError
-from generator.render.colormaps import BACKGROUND_INDEX, palette
+from generator.render.colormaps import palette
+
+# Lowest PSNR (dB) of decoded frames against the lossless frames, for frames of 8x8
+# palette-colour blocks (measured 42.5 for MP4 and 34.5 for WebM with the shipped settings;
+# yuv420p halves the colour resolution, so no setting gets near lossless on such frames).
+MIN_PSNR = {"mp4": 38.0, "webm": 31.0}
 
 
 def _index_frames(t: int = 5, h: int = 20, w: int = 30) -> np.ndarray:
     """``(t, h, w)`` frames that differ from each other and use many indices."""
     base = (np.arange(h * w).reshape(h, w) * 7 % 256).astype(np.uint8)
     return np.stack([np.roll(base, 3 * i, axis=1) for i in range(t)])
+
+
+def _block_frames(t: int = 6, h: int = 10, w: int = 14) -> np.ndarray:
+    """``(t, 8h, 8w)`` index frames of 8x8 blocks of ramp colours, moving each frame: the
+    kind of content a grid of small activation maps shows."""
+    blocks = np.random.default_rng(0).integers(0, 251, (h, w), dtype=np.uint8)
+    base = blocks.repeat(8, axis=0).repeat(8, axis=1)
+    return np.stack([np.roll(base, 8 * i, axis=1) for i in range(t)])
+
+
+def _psnr(decoded: np.ndarray, reference: np.ndarray) -> float:
+    mse = np.mean((decoded.astype(np.float64) - reference.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255**2 / max(mse, 1e-12)))
+
+
+def _decode(path: Path) -> tuple[np.ndarray, dict[str, object]]:
+    """All frames of ``path`` as RGB (PyAV converts with the file's colour tags), and what
+    the file says about its stream."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        context = stream.codec_context
+        info = {
+            "container": container.format.name,
+            "decoder": context.name,
+            "pix_fmt": context.pix_fmt,
+            "colour": (context.colorspace, context.color_range),
+            "fps": stream.average_rate,
+        }
+        frames = np.stack([f.to_ndarray(format="rgb24") for f in container.decode(stream)])
+    return frames, info
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
 @pytest.fixture
@@ -33,39 +83,7 @@ def keep_palette_frames() -> Iterator[None]:
     GifImagePlugin.LOADING_STRATEGY = before
 
 
-def _leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
-
-
-@pytest.mark.usefixtures("keep_palette_frames")
-def test_gif_keeps_indices_and_palette_exactly(tmp_path: Path) -> None:
-    frames, pal = _index_frames(), palette("diverging")
-    out = write_gif(tmp_path / "a.gif", frames, pal, duration_ms=[100, 200, 300, 400, 500])
-    with Image.open(out) as gif:
-        assert gif.n_frames == len(frames) and gif.info["loop"] == 0
-        got_pal = np.asarray(gif.getpalette(), dtype=np.uint8).reshape(-1, 3)
-        np.testing.assert_array_equal(got_pal[:256], pal)
-        durations = []
-        for i in range(gif.n_frames):
-            gif.seek(i)
-            assert gif.mode == "P"
-            np.testing.assert_array_equal(np.asarray(gif), frames[i])
-            durations.append(gif.info["duration"])
-    assert durations == [100, 200, 300, 400, 500]
-    assert _leftovers(tmp_path) == []
-
-
-def test_gif_from_rgb_uses_one_palette_without_flicker(tmp_path: Path) -> None:
-    colours = np.array([[255, 0, 0], [0, 128, 255], [20, 20, 20], [250, 250, 250]], np.uint8)
-    idx = _index_frames(4, 16, 24) % 4
-    rgb = colours[idx]
-    out = write_gif(tmp_path / "rgb.gif", rgb, duration_ms=50)
-    decoded = np.stack([f.convert("RGB") for f in _frames(out)]).astype(int)
-    assert decoded.shape == rgb.shape
-    assert np.abs(decoded - rgb).max() <= 8  # few colours come back (nearly) exact
-
-
-def _frames(path: Path) -> list[Image.Image]:
+def _gif_frames(path: Path) -> list[Image.Image]:
     with Image.open(path) as gif:
         out = []
         for i in range(gif.n_frames):
@@ -74,63 +92,134 @@ def _frames(path: Path) -> list[Image.Image]:
         return out
 
 
-def _ffmpeg_info(path: Path) -> str:
-    """ffmpeg's stream description (``-i`` alone prints it to stderr, then fails)."""
-    run = subprocess.run(
-        [ffmpeg_exe(), "-hide_banner", "-i", str(path)], capture_output=True, text=True, check=False
-    )
-    return run.stderr
-
-
-def test_mp4_is_h264_yuv420p_faststart_and_padded(tmp_path: Path) -> None:
-    frames = np.zeros((7, 37, 53), dtype=np.uint8)  # odd sizes; index 0 = full red (seed)
-    frames[:, :, 26:] = 250  # right half: full blue
-    out = write_mp4(tmp_path / "a.mp4", frames, palette("seed"), fps=5)
-    decoded = iio.mimread(out, format="FFMPEG", memtest=False)
-    assert len(decoded) == 7
-    assert decoded[0].shape == (48, 64, 3)  # padded to multiples of 16
-    left, right = (
-        decoded[3][10:30, 5:20].mean(axis=(0, 1)),
-        decoded[3][10:30, 30:50].mean(axis=(0, 1)),
-    )
-    assert left[0] > 200 > left[2] and right[2] > 200 > right[0]
-    margin = decoded[3][42:, 58:].astype(int)  # padding: the background colour
-    assert np.abs(margin - palette("seed")[BACKGROUND_INDEX]).max() < 12
-    info = _ffmpeg_info(out)
-    assert re.search(r"Video: h264\b", info) and "yuv420p" in info and "48" in info
-    data = out.read_bytes()
-    assert 0 <= data.find(b"moov") < data.find(b"mdat")
+# -- GIF ---------------------------------------------------------------------------------
+@pytest.mark.usefixtures("keep_palette_frames")
+def test_gif_frames_decode_to_exactly_the_palette_colours(tmp_path: Path) -> None:
+    frames, pal = _index_frames(), palette("diverging")
+    out = write_gif(tmp_path / "a.gif", frames, pal, duration_ms=[100, 200, 300, 400, 500])
+    with Image.open(out) as gif:
+        assert gif.n_frames == len(frames) and gif.info["loop"] == 0
+        durations = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            durations.append(gif.info["duration"])
+            np.testing.assert_array_equal(np.asarray(gif.convert("RGB")), pal[frames[i]])
+    assert durations == [100, 200, 300, 400, 500]
+    decoded, info = _decode(out)  # FFmpeg's own decoder agrees
+    np.testing.assert_array_equal(decoded, pal[frames])
+    assert info["decoder"] == "gif"
     assert _leftovers(tmp_path) == []
 
 
-def test_mp4_from_rgb(tmp_path: Path) -> None:
-    frames = np.full((3, 32, 32, 3), 128, dtype=np.uint8)
-    out = write_mp4(tmp_path / "rgb.mp4", frames, fps=10)
-    assert len(iio.mimread(out, format="FFMPEG")) == 3
+def test_gif_from_rgb_uses_one_palette_without_flicker(tmp_path: Path) -> None:
+    colours = np.array([[255, 0, 0], [0, 128, 255], [20, 20, 20], [250, 250, 250]], np.uint8)
+    idx = _index_frames(4, 16, 24) % 4
+    rgb = colours[idx]
+    out = write_gif(tmp_path / "rgb.gif", rgb, duration_ms=50)
+    decoded = np.stack([f.convert("RGB") for f in _gif_frames(out)]).astype(int)
+    assert decoded.shape == rgb.shape
+    assert np.abs(decoded - rgb).max() <= 8  # few colours come back (nearly) exact
+    # one colour, one decoded colour, in every frame: the palette is shared, never per frame
+    for colour in range(4):
+        assert len(np.unique(decoded[idx == colour], axis=0)) == 1
 
 
-def test_ffmpeg_failure_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
-    frames = np.zeros((2, 16, 16), dtype=np.uint8)
-    with pytest.raises(EncodeError, match=r"bad\.mp4: ffmpeg failed") as err:
-        write_mp4(tmp_path / "bad.mp4", frames, palette("seed"), preset="no-such-preset")
+def test_durations_must_match_frames(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="2 durations for 3 frames"):
+        write_gif(tmp_path / "a.gif", _index_frames(3), palette("seed"), duration_ms=[1, 2])
+
+
+# -- video -------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["webm", "mp4"])
+def test_video_decodes_close_to_its_source(tmp_path: Path, fmt: str) -> None:
+    frames, pal = _block_frames(), palette("seed")
+    out = write_video(tmp_path / f"a.{fmt}", frames, pal, codec=VIDEO_CODECS[fmt], fps=5)
+    decoded, info = _decode(out)
+    assert decoded.shape == (*frames.shape, 3)
+    assert _psnr(decoded, pal[frames]) >= MIN_PSNR[fmt]
+    assert info["fps"] == Fraction(5)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "container", "decoders"),
+    [("webm", "matroska,webm", {"libdav1d", "libaom-av1", "av1"}), ("mp4", "mov", {"h264"})],
+)
+def test_video_is_yuv420p_bt709_and_padded_to_even_sides(
+    tmp_path: Path, fmt: str, container: str, decoders: set[str]
+) -> None:
+    frames = np.zeros((7, 37, 53), dtype=np.uint8)  # odd sizes; index 0 = full red (seed)
+    frames[:, :, 26:] = 250  # right half: full blue
+    out = write_video(tmp_path / f"a.{fmt}", frames, palette("seed"), codec=VIDEO_CODECS[fmt])
+    decoded, info = _decode(out)
+    assert info["decoder"] in decoders and str(info["container"]).startswith(container)
+    assert info["pix_fmt"] == "yuv420p" and decoded.shape == (7, 38, 54, 3)
+    assert info["colour"] == (1, 1)  # BT.709, limited range
+    left, right = decoded[3, 10:30, 5:20].mean(axis=(0, 1)), decoded[3, 10:30, 32:50].mean((0, 1))
+    assert left[0] > 200 > left[2] and right[2] > 200 > right[0]
+
+
+def test_mp4_is_h264_with_the_index_before_the_data(tmp_path: Path) -> None:
+    out = write_mp4(tmp_path / "a.mp4", _block_frames(3), palette("seed"))
+    data = out.read_bytes()
+    assert 0 <= data.find(b"moov") < data.find(b"mdat")  # faststart: plays while loading
+    assert _decode(out)[1]["decoder"] == "h264"
+
+
+@pytest.mark.parametrize("writer", [write_mp4, write_webm])
+def test_video_from_rgb(tmp_path: Path, writer) -> None:
+    frames = np.full((3, 32, 32, 3), (200, 40, 90), dtype=np.uint8)
+    decoded, _ = _decode(writer(tmp_path / "rgb.video", frames, fps=10))
+    assert len(decoded) == 3 and np.abs(decoded.astype(int) - (200, 40, 90)).max() <= 6
+
+
+# -- failures ----------------------------------------------------------------------------
+def test_a_failing_encoder_is_one_line_naming_the_file_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    broken = replace(H264, options={"preset": "no-such-preset"})
+    with pytest.raises(EncodeError, match=r"bad\.mp4: libx264 encoding failed") as err:
+        write_video(tmp_path / "bad.mp4", _block_frames(2), palette("seed"), codec=broken)
     assert "\n" not in str(err.value)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_folder_raises_encode_error(tmp_path: Path) -> None:
+def test_a_missing_encoder_says_what_to_install(tmp_path: Path) -> None:
+    missing = replace(AV1, encoder="no-such-encoder")
+    with pytest.raises(EncodeError, match=r"a\.webm: .*no no-such-encoder encoder; pip") as err:
+        write_video(tmp_path / "a.webm", _block_frames(2), palette("seed"), codec=missing)
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("writer", [write_gif, write_mp4, write_webm])
+def test_unwritable_folder_raises_encode_error(tmp_path: Path, writer) -> None:
     (tmp_path / "missing").write_text("a file where a folder should be")
-    target = tmp_path / "missing" / "a.gif"
-    with pytest.raises(EncodeError, match=r"missing/a\.gif: cannot write"):
-        write_gif(target, _index_frames(2), palette("seed"))
+    target = tmp_path / "missing" / "a.out"
+    with pytest.raises(EncodeError, match=r"missing/a\.out: cannot write") as err:
+        writer(target, _index_frames(2), palette("seed"))
+    assert "\n" not in str(err.value)
 
 
-def test_existing_file_is_replaced_whole(tmp_path: Path) -> None:
-    target = tmp_path / "a.gif"
+@pytest.mark.parametrize("writer", [write_gif, write_mp4, write_webm])
+def test_existing_file_is_replaced_whole_and_no_temp_file_stays(tmp_path: Path, writer) -> None:
+    target = tmp_path / "a.out"
     target.write_bytes(b"old")
-    write_gif(target, _index_frames(2), palette("seed"))
-    assert target.read_bytes()[:6] == b"GIF89a"
+    writer(target, _block_frames(2), palette("seed"))
+    assert target.stat().st_size > 100 and len(_decode(target)[0]) == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["a.out"]
 
 
+def test_bad_frames_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        write_gif(tmp_path / "a.gif", np.zeros((2, 4, 4)), palette("seed"))
+    with pytest.raises(ValueError, match="3 channels"):
+        write_mp4(tmp_path / "a.mp4", np.zeros((2, 4, 4), dtype=np.uint8))
+    with pytest.raises(ValueError, match="no frames"):
+        write_webm(tmp_path / "a.webm", np.zeros((0, 4, 4), dtype=np.uint8), palette("seed"))
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- stills ------------------------------------------------------------------------------
 def test_poster_is_the_chosen_frame(tmp_path: Path) -> None:
     frames, pal = _index_frames(3), palette("seed")
     last = write_poster(tmp_path / "last.png", frames, pal)
@@ -143,15 +232,3 @@ def test_poster_is_the_chosen_frame(tmp_path: Path) -> None:
     rgb = write_png(tmp_path / "rgb.png", pal[frames[0]])
     with Image.open(rgb) as im:
         np.testing.assert_array_equal(np.asarray(im), pal[frames[0]])
-
-
-def test_bad_frames_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="uint8"):
-        write_gif(tmp_path / "a.gif", np.zeros((2, 4, 4)), palette("seed"))
-    with pytest.raises(ValueError, match="3 channels"):
-        write_mp4(tmp_path / "a.mp4", np.zeros((2, 4, 4), dtype=np.uint8))
-
-
-def test_durations_must_match_frames(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="2 durations for 3 frames"):
-        write_gif(tmp_path / "a.gif", _index_frames(3), palette("seed"), duration_ms=[1, 2])

@@ -446,3 +446,24 @@ def test_first_screen_weighs_under_3_mb(
     )
     assert 0 < total < WEIGHT_LIMIT
     page.close()
+
+
+def test_chromium_plays_the_first_source_the_webm(
+    watched: Watched, gallery: dict[str, Any]
+) -> None:
+    """Every video offers WebM (AV1) first; Debian's chromium must pick it and decode it
+    (a real frame, the right duration), the MP4 staying the fallback for other browsers."""
+    page = watched.open(page_urls(gallery)["layer"])
+    wait_videos_ready(page)
+    played = page.evaluate("""Array.from(document.querySelectorAll('video')).map(v => ({
+        id: v.dataset.artefact, first: v.querySelector('source').getAttribute('type'),
+        current: v.currentSrc, width: v.videoWidth, duration: v.duration}))""")
+    assert played
+    records = gallery["manifest"].artefacts
+    for video in played:
+        assert video["first"].startswith("video/webm") and video["current"].endswith(".webm")
+        assert video["width"] > 0
+        assert video["duration"] == pytest.approx(
+            records[video["id"]].frames / fps_of(gallery), abs=0.5 / fps_of(gallery)
+        )
+    assert watched.problems == []

@@ -227,3 +227,43 @@ def symmetric(scales: Scales) -> Scales:
     """Both halves set to the larger magnitude, so equal |value| gives equal strength."""
     both = np.maximum(scales.neg, scales.pos)
     return Scales(both, both)
+
+
+# -- palette helpers for the encoders ------------------------------------------------------
+LUT_BITS = 5  # bits per channel of the RGB -> palette-index lookup table (32 768 cells)
+# BT.709 luma weights: browsers show untagged and tagged HD video with this matrix.
+KR, KB = 0.2126, 0.0722
+
+
+def nearest_index_table(colours: np.ndarray) -> np.ndarray:
+    """A ``(2**15,)`` uint8 table: for each RGB cell (5 bits per channel) the index of
+    the nearest of ``colours`` ``(N <= 256, 3)``, so mapping a whole sequence to a fixed
+    palette is one gather (``indices_of``), never a per-frame quantiser call."""
+    levels = (np.arange(1 << LUT_BITS, dtype=np.float32) + 0.5) * (256 >> LUT_BITS)
+    r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
+    cells = np.stack([r.ravel(), g.ravel(), b.ravel()], axis=1)  # (32768, 3)
+    pal = np.asarray(colours, dtype=np.float32)
+    # |c - p|^2 = |c|^2 - 2 c.p + |p|^2; |c|^2 is the same for every p, so it drops out.
+    distance = (pal * pal).sum(axis=1)[None, :] - 2 * cells @ pal.T
+    return distance.argmin(axis=1).astype(np.uint8)
+
+
+def indices_of(rgb: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``(..., 3)`` uint8 RGB -> ``(...)`` uint8 palette indices through a
+    ``nearest_index_table`` (vectorised over every frame at once)."""
+    shift = 8 - LUT_BITS
+    r, g, b = (rgb[..., c] >> shift for c in range(3))
+    cell = (r.astype(np.intp) << (2 * LUT_BITS)) | (g.astype(np.intp) << LUT_BITS) | b
+    return table[cell]
+
+
+def yuv_of(rgb: ArrayLike) -> np.ndarray:
+    """RGB ``(..., 3)`` (0..255) -> limited-range BT.709 Y, Cb, Cr ``(..., 3)`` float32,
+    the colours a browser shows for a yuv420p video tagged BT.709. For a palette it is a
+    ``(256, 3)`` table, so an index frame's planes are lookups, never a colour conversion."""
+    c = np.asarray(rgb, dtype=np.float32) / 255
+    r, g, b = c[..., 0], c[..., 1], c[..., 2]
+    y = KR * r + (1 - KR - KB) * g + KB * b
+    cb = (b - y) / (2 * (1 - KB))
+    cr = (r - y) / (2 * (1 - KR))
+    return np.stack([16 + 219 * y, 128 + 224 * cb, 128 + 224 * cr], axis=-1).astype(np.float32)

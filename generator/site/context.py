@@ -46,6 +46,7 @@ def make_media(record: ArtefactRecord, here: str, caption: str, *, eager: bool) 
         record.height,
         record.frames,
         eager,
+        webm=link("webm"),
     )
 
 

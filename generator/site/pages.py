@@ -35,6 +35,7 @@ class Media:
     height: int
     frames: int
     eager: bool  # in the first screen: preload it; else preload="none" / loading="lazy"
+    webm: str | None = None  # the first <source> when present (AV1); ``mp4`` is the fallback
 
 
 @dataclass(frozen=True)
