@@ -5,6 +5,9 @@
 Trains the demo run's model on the demo data exactly as ``train`` does at its defaults
 (128 px, the reference CNN, batch 16) and, after each epoch, times the training epoch and
 the feature visualizations of the chosen layers (default: what ``train`` picks) separately.
+Times are this process's CPU seconds (``time.process_time``) on one torch thread: the
+shared 2-core machine made wall-clock times swing by 10x while other work ran, and CPU
+time of one thread is what a quiet core would take.
 Printed per epoch: training seconds, visualization seconds and their ratio, and the mean
 activation each image reaches on its own channel (higher = a stronger visualization).
 With ``--compare-steps`` the last epoch is also visualised with 4x the steps from the same
@@ -64,6 +67,7 @@ def main() -> None:
     parser.add_argument("--compare-steps", action="store_true")
     parser.add_argument("--save", type=Path, default=None)
     args = parser.parse_args()
+    torch.set_num_threads(1)
     layers = tuple(args.layers.split(",")) if args.layers else None
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(
@@ -79,17 +83,17 @@ def main() -> None:
             + ", ".join(f"{n} ({c} ch)" for n, c in spec.channels.items())
             + f"; {spec.size} px; {spec.first_steps} steps at epoch 0, {spec.steps} after"
         )
-        print("| epoch | train s | featviz s | featviz / train | activation reached |")
+        print("| epoch | train CPU s | featviz CPU s | featviz / train | activation reached |")
         print("|---|---|---|---|---|")
         for epoch in range(args.epochs + 1):
-            start = time.perf_counter()
+            start = time.process_time()
             if epoch:
                 _train_one_epoch(session, epoch)
-            trained = time.perf_counter() - start
+            trained = time.process_time() - start
             before = copy.deepcopy(session.featviz) if args.compare_steps else None
-            start = time.perf_counter()
+            start = time.process_time()
             images = session.featviz.visualize(epoch)
-            spent = time.perf_counter() - start
+            spent = time.process_time() - start
             ratio = f"{spent / trained:.1%}" if epoch else "(untrained)"
             shown = f"{trained:.1f}" if epoch else "-"
             print(f"| {epoch} | {shown} | {spent:.2f} | {ratio} | {reached(session, images):.3f} |")
