@@ -220,7 +220,7 @@ class TrainConfig:
         shown="the first 2 conv layers",
     )
     featviz_steps: int = option(
-        16,
+        8,  # record.featviz.DEFAULT_STEPS (not imported: config stays torch-free; tested)
         help="optimisation steps per epoch of each feature visualization (4x at epoch 0)",
         parse=int,
         low=1,

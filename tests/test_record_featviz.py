@@ -12,11 +12,13 @@ from torch import nn
 
 from generator import Recorder
 from generator.__main__ import main
+from generator.config import TrainConfig
 from generator.data import to_model_input
 from generator.errors import OptionError
 from generator.model import NetlapseCNN
 from generator.reader import open_run
 from generator.record.featviz import (
+    DEFAULT_STEPS,
     FeatureVisualizer,
     FeatvizLayerError,
     FeatvizSettings,
@@ -174,6 +176,10 @@ def test_a_layer_that_is_missing_or_not_conv_is_one_line_naming_the_option(name,
     assert "\n" not in message
 
 
+def test_train_and_the_recorder_share_one_default_step_count():
+    assert TrainConfig.__dataclass_fields__["featviz_steps"].default == DEFAULT_STEPS
+
+
 def test_settings_refuse_zero_steps():
     with pytest.raises(OptionError, match="featviz_steps=0"):
         FeatvizSettings(steps=0)
@@ -197,7 +203,7 @@ def test_the_recorder_stores_a_visualization_per_channel_and_epoch(tmp_path):
     run = open_run(out)
     assert list(run.featviz_spec.channels) == ["block1.conv", "block2.conv"]
     images = run.featviz("block2.conv")
-    assert images.shape == (2, 8, 64, 64, 3) and images.dtype == np.uint8
+    assert images.shape == (2, 8, 48, 48, 3) and images.dtype == np.uint8
     assert images.std() > 0  # real pictures, not the fill value
 
 

@@ -42,17 +42,17 @@ from generator.errors import OptionError
 from generator.record.hooks import untouched
 from generator.schema import FEATVIZ_KINDS, FeatvizSpec, LayerSpec
 
-DEFAULT_STEPS = 16  # warm-started steps per epoch (measured: bench/featviz.py)
-FIRST_STEPS_FACTOR = 4  # steps from noise at the first record: 4 x 16 = 64
-DEFAULT_SIZE = 64  # side of each image in px
+DEFAULT_STEPS = 8  # warm-started steps per epoch (measured: bench/featviz.py)
+FIRST_STEPS_FACTOR = 4  # steps from noise at the first record: 4 x 8 = 32
+DEFAULT_SIZE = 48  # side of each image in px (64 px cost 1.8x as much; bench/README.md)
 DEFAULT_CHANNELS = 64  # channels visualised per layer: the first N (cost grows with N)
 DEFAULT_LAYER_COUNT = 2  # default layers: the first two conv layers recorded
 LEARNING_RATE = 0.1  # Adam on the spectrum; 2x Lucid's 0.05: few steps per epoch
 DECAY_POWER = 1.0  # spectrum scale 1 / frequency ** DECAY_POWER
 INIT_SD = 0.01  # the first spectrum's noise: a near-grey start
 MAGIC = 4.0  # Lucid's divisor of the spatial image before the sigmoid
-PAD = 8  # px of grey around the image before the transforms (fraction of 64 px)
-JITTER = 4  # px of random shift, each way
+PAD = 1 / 8  # grey border added before the transforms, as a share of the side
+JITTER = 1 / 16  # random shift each way, as a share of the side
 SCALE = 0.1  # random scale in [1 - SCALE, 1 + SCALE]
 ROTATION = 10.0  # random rotation in degrees, each way
 # sqrt of the ImageNet colour covariance (Lucid): maps decorrelated colour to RGB
@@ -195,12 +195,14 @@ def random_views(image: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     """Each image padded with grey, then shifted, scaled and rotated at random (its own
     draw), resampled bilinearly in one ``grid_sample``; same size as the padded image."""
     batch = image.shape[0]
-    padded = nn.functional.pad(image, (PAD,) * 4, value=0.5)
+    pad = round(image.shape[-1] * PAD)
+    padded = nn.functional.pad(image, (pad,) * 4, value=0.5)
     side = padded.shape[-1]
+    jitter = image.shape[-1] * JITTER
     draws = torch.rand(batch, 4, generator=generator).to(image.device)
     angle = (draws[:, 0] * 2 - 1) * math.radians(ROTATION)
     zoom = 1 + (draws[:, 1] * 2 - 1) * SCALE
-    shift = (draws[:, 2:] * 2 - 1) * (2 * JITTER / side)  # grid units: 2 = the whole side
+    shift = (draws[:, 2:] * 2 - 1) * (2 * jitter / side)  # grid units: 2 = the whole side
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
     theta = torch.stack(
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
