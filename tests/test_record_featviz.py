@@ -240,3 +240,20 @@ def test_train_names_a_bad_featviz_layer_in_one_line(tmp_path, capsys, monkeypat
     assert code != 0
     assert last.startswith("netlapse train: error: --featviz-layers 'hidden': a linear layer")
     assert not (tmp_path / "r.zarr").exists()
+
+
+@pytest.mark.slow
+def test_train_resumed_makes_the_same_images_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("NETLAPSE_CACHE", str(tmp_path / "cache"))
+    small = ["--demo-per-class", "4", "--input-size", "32", "--channels", "4,4"]
+
+    def train(out: str, *extra: str) -> None:
+        assert main(["-q", "train", "--out", str(tmp_path / out), *small, *extra]) == 0
+
+    train("straight.zarr", "--epochs", "2", "--featviz-steps", "2")
+    train("split.zarr", "--epochs", "1", "--featviz-steps", "2")
+    train("split.zarr", "--epochs", "2", "--featviz-steps", "2", "--resume")
+    straight, split = open_run(tmp_path / "straight.zarr"), open_run(tmp_path / "split.zarr")
+    assert split.epochs == 3
+    for name in straight.featviz_spec.channels:
+        assert np.array_equal(straight.featviz(name), split.featviz(name))
