@@ -23,6 +23,8 @@ from generator.manifest import ArtefactKind, ArtefactRecord
 from generator.reader import RunReader, open_run
 from generator.render.colormaps import Scales, compute_scales
 from generator.render.contact import choose_epochs, contact_sheet
+from generator.render.featviz_sheet import channel_frames as featviz_channel_frames
+from generator.render.featviz_sheet import sheet_frames as featviz_sheet_frames
 from generator.render.frames import (
     Frames,
     caption_font_size,
@@ -66,7 +68,10 @@ OPTIONS_USED: Mapping[ArtefactKind, tuple[str, ...]] = {
     ArtefactKind.CONTACT: ("colormap", "scale", "max_side", "contact_columns"),
     ArtefactKind.KERNELS: ("max_side", "fps", "gif_max_side"),
     ArtefactKind.PROBE: ("fps",),
+    ArtefactKind.FEATVIZ: ("channel_side", "fps", "gif_max_side"),
+    ArtefactKind.FEATVIZ_SHEET: ("max_side", "fps", "gif_max_side"),
 }
+FEATVIZ_KINDS = (ArtefactKind.FEATVIZ, ArtefactKind.FEATVIZ_SHEET)
 
 
 def options_used(
@@ -119,6 +124,8 @@ def run_job(job: Job, site: Path) -> list[ArtefactRecord]:
         return [_kernels(run, job.artefacts[0], job.options, site)]
     if kind is ArtefactKind.PROBE:
         return [_probe(run, job.artefacts[0], job.options, site)]
+    if kind in FEATVIZ_KINDS:
+        return _featviz(run, job, site)
     return _layer_job(run, job, site)
 
 
@@ -298,6 +305,35 @@ def _kernels(
 
     made = _write_animation(artefact, render, options, site)
     return replace(made, kernels_shown=int(weights.shape[1]))
+
+
+def _featviz(run: RunReader, job: Job, site: Path) -> list[ArtefactRecord]:
+    """A layer's feature-visualization sheet or its channels' animations: one read."""
+    images = run.featviz(job.layer)
+    options, made = job.options, []
+    for artefact in job.artefacts:
+        if artefact.kind is ArtefactKind.FEATVIZ_SHEET:
+            captions = [
+                f"{job.layer} feature visualizations · epoch {e}" for e in range(run.epochs)
+            ]
+            render = partial(featviz_sheet_frames, images, captions=captions)
+            made.append(
+                _write_animation(artefact, lambda side, r=render: r(max_side=side), options, site)
+            )
+        else:
+            c = artefact.channel
+            captions = [f"{job.layer} ch {c + 1} · epoch {e}" for e in range(run.epochs)]
+            render = partial(featviz_channel_frames, images[:, c], captions=captions)
+            made.append(
+                _write_animation(
+                    artefact,
+                    lambda side, r=render: r(side=side),
+                    options,
+                    site,
+                    max_side=options.channel_side,
+                )
+            )
+    return made
 
 
 def _probe(

@@ -120,6 +120,11 @@ def name_list(text: str) -> tuple[str, ...] | None:
     return tuple(part.strip() for part in text.split(",") if part.strip()) or None
 
 
+def featviz_layer_list(text: str) -> tuple[str, ...]:
+    """``--featviz-layers``: comma-separated layer names; ``none`` turns it off (())."""
+    return () if text.strip().lower() == "none" else name_list(text) or ()
+
+
 def default_cache_dir() -> Path:
     """Where generated demo data lives: $NETLAPSE_CACHE, else the XDG cache folder."""
     if os.environ.get("NETLAPSE_CACHE"):
@@ -227,6 +232,20 @@ class TrainConfig:
     demo_per_class: int = option(
         120, help="demo images generated per class", parse=int, low=4, high=100_000
     )
+    featviz_layers: tuple[str, ...] | None = option(
+        None,
+        help="conv layers whose channels (the first 64) get a feature visualization each "
+        "epoch, e.g. block1,block2; none turns it off",
+        parse=featviz_layer_list,
+        shown="the first 2 conv layers",
+    )
+    featviz_steps: int = option(
+        8,  # record.featviz.DEFAULT_STEPS (not imported: config stays torch-free; tested)
+        help="optimisation steps per epoch of each feature visualization (4x at epoch 0)",
+        parse=int,
+        low=1,
+        high=100_000,
+    )
     cache_dir: Path = field(default_factory=default_cache_dir)
 
     def __post_init__(self) -> None:
@@ -287,6 +306,8 @@ class TrainConfig:
         data["input_size"] = self.resolved_input_size
         data["probe_images"] = [str(p) for p in self.probe_images]
         data["channels"] = list(self.channels)
+        if self.featviz_layers is not None:
+            data["featviz_layers"] = list(self.featviz_layers)
         return data
 
 

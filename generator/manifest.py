@@ -30,6 +30,8 @@ class ArtefactKind(str, enum.Enum):
     CONTACT = "contact"  # a still: a layer's grid at a few log-spaced epochs
     KERNELS = "kernels"  # a conv layer's kernels over epochs
     PROBE = "probe"  # a probe image with its class probabilities over epochs
+    FEATVIZ = "featviz"  # one channel's feature visualization over epochs
+    FEATVIZ_SHEET = "featviz-sheet"  # every visualised channel of a layer over epochs
 
     def __str__(self) -> str:  # as ``enum.StrEnum`` (3.11+) does: the plain name
         return self.value

@@ -99,8 +99,20 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
                 ]
         if spec.is_conv:
             artefacts.append(planner.record(ArtefactKind.KERNELS, layer=layer))
+        artefacts += _featviz_records(planner, run, layer)
     artefacts += [planner.record(ArtefactKind.PROBE, probe=probe) for probe in probes]
     return RunPlan(run, slug, tuple(artefacts))
+
+
+def _featviz_records(planner: _Planner, run: RunReader, layer: str) -> list[ArtefactRecord]:
+    """A layer's feature-visualization sheet and per-channel animations, if recorded."""
+    spec = run.featviz_spec
+    if spec is None or layer not in spec.channels:
+        return []
+    channels = range(spec.channels[layer])
+    return [planner.record(ArtefactKind.FEATVIZ_SHEET, layer=layer)] + [
+        planner.record(ArtefactKind.FEATVIZ, layer=layer, channel=c) for c in channels
+    ]
 
 
 def _selected_layers(run: RunReader, names: tuple[str, ...] | None) -> list[str]:
@@ -196,7 +208,8 @@ class _Planner:
         if not kind.is_animation:
             return ["png"]
         if self.config.auto_formats:  # WebM (AV1) first, H.264 MP4 for browsers without AV1
-            return ["webm", "mp4"] if kind is ArtefactKind.CHANNEL else ["webm", "mp4", "gif"]
+            per_channel = kind in (ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ)
+            return ["webm", "mp4"] if per_channel else ["webm", "mp4", "gif"]
         return list(self.config.formats)
 
 
@@ -208,6 +221,8 @@ def _title(kind: ArtefactKind, layer: str | None, probe: int | None, channel: in
         ArtefactKind.CONTACT: f"{layer} contact sheet, {shown}",
         ArtefactKind.KERNELS: f"{layer} kernels over epochs",
         ArtefactKind.PROBE: f"{shown}: class probabilities over epochs",
+        ArtefactKind.FEATVIZ: f"{layer}, channel {(channel or 0) + 1}, feature visualization",
+        ArtefactKind.FEATVIZ_SHEET: f"{layer} feature visualizations over epochs",
     }[kind]
 
 

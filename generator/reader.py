@@ -25,11 +25,13 @@ from generator.schema import (
     SCALAR_METRICS,
     STAT_FIELDS,
     ArraySpec,
+    FeatvizSpec,
     LayerSpec,
     RootAttrs,
     activation_path,
     array_plan,
     channel_stat_path,
+    featviz_path,
     kernel_path,
     metric_path,
     one_line,
@@ -81,7 +83,13 @@ class RunReader:
                 f"{self.path}: {PROBES}/labels has shape {labels.shape}; the store is damaged"
             )
         n = labels.shape[0]
-        plan = array_plan(self.layers, n, len(self.class_names), self._root.activation_dtype)
+        plan = array_plan(
+            self.layers,
+            n,
+            len(self.class_names),
+            self._root.activation_dtype,
+            featviz=self._root.featviz,
+        )
         return {**probe_plan(n, self.input_size), **plan}
 
     def _check_arrays(self) -> None:
@@ -238,6 +246,26 @@ class RunReader:
             return self._read(kernel_path(name))
         self._check_epoch(epoch)
         return self._read(kernel_path(name), index=(epoch,))
+
+    # -- feature visualizations (optional) -------------------------------------------
+    @property
+    def featviz_spec(self) -> FeatvizSpec | None:
+        """Which channels have feature visualizations (None: the run recorded none)."""
+        return self._root.featviz
+
+    def featviz(self, name: str, epoch: int | None = None) -> np.ndarray:
+        """(E, C, S, S, 3) uint8 images maximising each visualised channel of ``name``;
+        with ``epoch``, (C, S, S, 3). C is the layer's first ``featviz_spec`` channels."""
+        spec = self._root.featviz
+        if spec is None or name not in spec.channels:
+            have = ", ".join(spec.channels) if spec else "none"
+            raise StoreError(
+                f"{self.path}: no feature visualizations of layer {name!r} (layers: {have})"
+            )
+        if epoch is None:
+            return self._read(featviz_path(name))
+        self._check_epoch(epoch)
+        return self._read(featviz_path(name), index=(epoch,))
 
     # -- metrics ---------------------------------------------------------------------
     def scalar_metric(self, name: str) -> np.ndarray:

@@ -43,6 +43,10 @@ ACTIVATION_DTYPES = ("float16", "float32")
 # conv: output (C, H, W) and kernels (O, I / groups, kh, kw); linear: output (N,), no kernels;
 # block: output (C, H, W) of a module holding several convs (a residual block), no kernels.
 LAYER_KINDS = {"conv": 3, "linear": 1, "block": 3}
+# Optional (schema v2): feature visualizations of some conv layers, described by the root
+# attribute ``featviz`` (``FeatvizSpec``); stores without it have no ``featviz/`` arrays.
+FEATVIZ = "featviz"
+FEATVIZ_KINDS = ("conv", "block")  # layers with a (C, H, W) output a channel can drive
 
 REQUIRED_ATTRS = (
     "schema_version",
@@ -114,6 +118,11 @@ def weight_change_path(name: str) -> str:
 
 def channel_stat_path(name: str, stat: str) -> str:
     return f"{METRICS}/{CHANNEL_STATS}/{array_key(name)}/{stat}"
+
+
+def featviz_path(name: str) -> str:
+    """(E, C, S, S, 3) uint8: each visualised channel's image at each epoch."""
+    return f"{FEATVIZ}/{array_key(name)}"
 
 
 def metric_path(metric: str) -> str:
@@ -217,6 +226,63 @@ class LayerSpec:
         )
 
 
+# -- feature visualizations (optional) --------------------------------------------------------
+@dataclass(frozen=True)
+class FeatvizSpec:
+    """Which channels have a feature visualization and how it was made: ``channels`` is
+    layer name -> how many (the first N of the layer), in model order; images are
+    ``size`` px square; ``first_steps`` from noise, then ``steps`` per epoch."""
+
+    size: int
+    channels: dict[str, int]
+    steps: int
+    first_steps: int
+    seed: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "size": int(self.size),
+            "layers": [{"name": n, "channels": int(c)} for n, c in self.channels.items()],
+            "steps": int(self.steps),
+            "first_steps": int(self.first_steps),
+            "seed": int(self.seed),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> FeatvizSpec:
+        """A ``featviz`` attribute checked first with ``featviz_problem``."""
+        return cls(
+            size=int(data["size"]),
+            channels={str(item["name"]): int(item["channels"]) for item in data["layers"]},
+            steps=int(data.get("steps", 0)),
+            first_steps=int(data.get("first_steps", 0)),
+            seed=int(data.get("seed", 0)),
+        )
+
+
+def featviz_problem(data: Any, layers: Any) -> str | None:
+    """What is wrong with a ``featviz`` attribute given the stored ``layers``, or None."""
+    if not isinstance(data, dict) or not _is_count(data.get("size"), 1):
+        return "featviz is not an object with a size in pixels"
+    items = data.get("layers")
+    if not isinstance(items, list) or not items:
+        return "featviz has no list of layers"
+    kinds = {item.get("name"): item for item in layers if isinstance(item, dict)}
+    for item in items:
+        named = isinstance(item, dict) and isinstance(item.get("name"), str)
+        entry = kinds.get(item["name"]) if named else None
+        if entry is None or entry.get("kind") not in FEATVIZ_KINDS:
+            return f"featviz names {short(item)}, not a recorded conv layer"
+        if not _is_count(item.get("channels"), 1) or item["channels"] > entry["shape"][0]:
+            return f"featviz has {short(item)}: channels is not a count up to the layer's"
+    if len({item["name"] for item in items}) != len(items):
+        return "featviz names a layer twice"
+    for key in ("steps", "first_steps", "seed"):
+        if not _is_count(data.get(key, 0), 0):
+            return f"featviz {key} is not a count"
+    return None
+
+
 # -- the arrays -------------------------------------------------------------------------------
 class ArraySpec(NamedTuple):
     """One array of the store: the shape of one epoch (or the whole array for the probes),
@@ -228,12 +294,18 @@ class ArraySpec(NamedTuple):
 
 
 def array_plan(
-    layers: Sequence[LayerSpec], n_probes: int, n_classes: int, activation_dtype: str
+    layers: Sequence[LayerSpec],
+    n_probes: int,
+    n_classes: int,
+    activation_dtype: str,
+    *,
+    featviz: FeatvizSpec | None = None,
 ) -> dict[str, ArraySpec]:
     """Every epoch-indexed array: path -> one epoch's shape, chunk and dtype.
 
     Activation chunks are one probe x all channels of a layer: one file per probe and
-    layer per epoch, and a whole layer of one probe across epochs is E reads.
+    layer per epoch, and a whole layer of one probe across epochs is E reads. A feature
+    visualization is one chunk per layer and epoch (a layer's sheet is one read).
     """
     plan: dict[str, ArraySpec] = {}
     for layer in layers:
@@ -254,6 +326,9 @@ def array_plan(
     plan[metric_path(CONFUSION)] = ArraySpec(square, square, "int64")
     probs = (n_probes, n_classes)
     plan[metric_path(PROBE_PROBS)] = ArraySpec(probs, probs, "float32")
+    for name, channels in (featviz.channels if featviz else {}).items():
+        image = (channels, featviz.size, featviz.size, 3)
+        plan[featviz_path(name)] = ArraySpec(image, image, "uint8")
     return plan
 
 
@@ -280,6 +355,7 @@ class RootAttrs:
     training: dict[str, Any]
     probe_sources: tuple[str, ...]
     stat_fields: tuple[str, ...]
+    featviz: FeatvizSpec | None = None  # optional: feature visualizations recorded
 
 
 def parse_root_attrs(store: Path | str, attrs: Any) -> RootAttrs:
@@ -314,6 +390,7 @@ def parse_root_attrs(store: Path | str, attrs: Any) -> RootAttrs:
         training=dict(attrs.get("training", {})),
         probe_sources=tuple(attrs.get("probe_sources", [])),
         stat_fields=tuple(attrs.get("stat_fields", STAT_FIELDS)),
+        featviz=FeatvizSpec.from_json(attrs[FEATVIZ]) if attrs.get(FEATVIZ) else None,
     )
 
 
@@ -339,7 +416,10 @@ def root_attrs_problem(attrs: Mapping[str, Any]) -> str | None:
     for key, ok, expected in checks:
         if not ok:
             return f"{key} is {short(attrs.get(key))}, not {expected}"
-    return layers_problem(attrs["layers"], version=attrs["schema_version"])
+    problem = layers_problem(attrs["layers"], version=attrs["schema_version"])
+    if problem is None and attrs.get(FEATVIZ) is not None:
+        problem = featviz_problem(attrs[FEATVIZ], attrs["layers"])
+    return problem
 
 
 def layers_problem(layers: Any, *, version: int) -> str | None:

@@ -39,16 +39,19 @@ from generator.schema import (
     ACTIVATION_DTYPES,
     CONFUSION,
     EXTRA_METRICS,
+    FEATVIZ,
     PROBE_PROBS,
     SCALAR_METRICS,
     SCHEMA_VERSION,
     STAT_FIELDS,
     ArraySpec,
+    FeatvizSpec,
     LayerSpec,
     activation_path,
     array_plan,
     channel_stat_path,
     check_layers,
+    featviz_path,
     kernel_path,
     metric_path,
     parse_root_attrs,
@@ -95,6 +98,7 @@ class EpochRecord:
     confusion: np.ndarray | None = None
     scalars: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
+    featviz: dict[str, np.ndarray] = field(default_factory=dict)  # (C, S, S, 3) uint8
 
 
 def _compressors() -> tuple[zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]:
@@ -133,6 +137,7 @@ class StoreWriter:
             int(group[probe_path("labels")].shape[0]),
             len(root.class_names),
             root.activation_dtype,
+            featviz=root.featviz,
         )
 
     @classmethod
@@ -148,8 +153,10 @@ class StoreWriter:
         probe_labels: np.ndarray,
         probe_sources: Sequence[str],
         activation_dtype: str = "float16",
+        featviz: FeatvizSpec | None = None,
     ) -> StoreWriter:
-        """A new, empty store (no epochs committed) with the probes written once.
+        """A new, empty store (no epochs committed) with the probes written once;
+        ``featviz`` adds the optional feature-visualization arrays.
 
         The store is built in a hidden staging folder beside ``path`` and renamed into place
         when complete, so a run killed while creating it leaves no half-made store behind.
@@ -179,9 +186,13 @@ class StoreWriter:
             "epochs_committed": 0,
             "run_id": uuid.uuid4().hex,  # binds the run's checkpoints to it
         }
+        if featviz is not None:
+            attrs[FEATVIZ] = featviz.to_json()
         parse_root_attrs(path, attrs)  # never write what the reader would refuse
         probes = (probe_plan(len(probe_labels), int(input_size)), probe_images, probe_labels)
-        plan = array_plan(layers, len(probe_labels), len(class_names), activation_dtype)
+        plan = array_plan(
+            layers, len(probe_labels), len(class_names), activation_dtype, featviz=featviz
+        )
         if isinstance(path, StoreURL):
             return cls._create_at_url(path, attrs, probes, plan)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
@@ -317,6 +328,9 @@ class StoreWriter:
                 f"{self.epochs_committed} epochs committed"
             )
         slots = _flatten_record(record)
+        for name in self._plan:  # a record without its visualizations stores blanks
+            if name.startswith(f"{FEATVIZ}/"):
+                slots.setdefault(name, None)
         for name, value in slots.items():  # check every shape before touching the disk
             if name not in self._plan:
                 raise StoreError(f"{self.path}: {name} is not an array of this store")
@@ -485,4 +499,6 @@ def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float | None]
         out[metric_path(name)] = record.scalars.get(name, math.nan)
     out[metric_path(CONFUSION)] = record.confusion
     out[metric_path(PROBE_PROBS)] = record.probe_probs
+    for layer, value in record.featviz.items():
+        out[featviz_path(layer)] = value
     return out

@@ -46,6 +46,12 @@ from generator.errors import DataError, OptionError, StoreError
 from generator.faults import maybe_die
 from generator.model import LOGITS_LAYER, NetlapseCNN, check_architecture
 from generator.reader import open_run
+from generator.record.featviz import (
+    FeatureVisualizer,
+    FeatvizSettings,
+    follow_store,
+    visualizer_for,
+)
 from generator.recorder import record_probes, relative_change, snapshot_weights
 from generator.storage import StoreURL
 from generator.store import EpochRecord, StoreWriter
@@ -74,6 +80,7 @@ class Session:
     model: NetlapseCNN
     optimizer: torch.optim.Optimizer
     device: torch.device
+    featviz: FeatureVisualizer | None = None
 
 
 def run_training(config: TrainConfig) -> Path:
@@ -158,6 +165,13 @@ def _start_session(config: TrainConfig) -> Session:
         len(dataset.classes), config.resolved_input_size, config.channels, config.kernel_size
     ).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    featviz = visualizer_for(
+        model,
+        model.layer_specs(),
+        FeatvizSettings(config.featviz_layers, config.featviz_steps, seed=config.seed),
+        transform=to_model_input,
+        option="--featviz-layers",
+    )
     log.info(
         "data %s: %d classes, %d train / %d validation images (%d skipped)",
         root,
@@ -166,7 +180,7 @@ def _start_session(config: TrainConfig) -> Session:
         len(val_idx),
         dataset.skipped,
     )
-    return Session(config, dataset, train_idx, val_idx, model, optimizer, device)
+    return Session(config, dataset, train_idx, val_idx, model, optimizer, device, featviz)
 
 
 def dataset_labels(dataset: ImageFolderData) -> np.ndarray:
@@ -266,6 +280,7 @@ def _create(session: Session) -> StoreWriter:
         probe_labels=probes.labels,
         probe_sources=probes.sources,
         activation_dtype=config.activation_dtype,
+        featviz=session.featviz.spec if session.featviz else None,
     )
     try:
         _record_epoch(session, writer, _probe_tensor(writer, session.device), 0, {}, None)
@@ -284,7 +299,12 @@ def _reopen(config: TrainConfig) -> tuple[Session, StoreWriter, int]:
         changes = resume_changes(config, stored, committed=writer.epochs_committed)
         session = _start_session(config)
         _check_compatible(writer, session)
+        session.featviz = follow_store(session.featviz, writer.attrs.get("featviz"))
         first = _resume(session, writer)
+        if session.featviz is not None:  # continue from the images of the epoch before
+            run = open_run(config.out, verify=False)
+            spec = session.featviz.spec
+            session.featviz.warm_start({n: run.featviz(n, first - 1) for n in spec.channels})
         if changes:
             writer.update_training(with_resume(stored, changes, first=first))
     except BaseException:
@@ -585,6 +605,7 @@ def _record_epoch(
         probe_probs=capture.probs,
         confusion=confusion,
         scalars={**scalars, **val_scalars},
+        featviz=session.featviz.visualize(epoch) if session.featviz else {},
     )
     writer.write_epoch(epoch, record)
     maybe_die("train.committed", epoch)

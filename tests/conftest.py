@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from generator.schema import STAT_FIELDS, LayerSpec
+from generator.schema import STAT_FIELDS, FeatvizSpec, LayerSpec
 from generator.store import EpochRecord, StoreWriter
 
 # Property tests draw the same examples on every run (CI must not turn red by chance): a
@@ -67,11 +67,21 @@ def synthetic_record(
     )
 
 
+TINY_FEATVIZ = FeatvizSpec(size=8, channels={"block1": 2}, steps=2, first_steps=8)
+
+
 def make_store(
-    path: Path, epochs: int = 3, n_probes: int = 2, trim: bool = True, n_classes: int = 3
+    path: Path,
+    epochs: int = 3,
+    n_probes: int = 2,
+    trim: bool = True,
+    n_classes: int = 3,
+    *,
+    featviz: bool = False,
 ) -> StoreWriter:
     """A committed store of ``epochs`` entries written by the real writer; ``trim`` as a
-    finished training run leaves it (arrays exactly ``epochs`` long)."""
+    finished training run leaves it (arrays exactly ``epochs`` long); ``featviz`` adds
+    feature visualizations of ``TINY_FEATVIZ``."""
     writer = StoreWriter.create(
         path,
         class_names=["alpha", "beta", "gamma", *(f"class {k}" for k in range(3, n_classes))][
@@ -83,9 +93,13 @@ def make_store(
         probe_sources=["a.png", "b.png"][:n_probes],
         probe_images=np.arange(n_probes * 3 * 8 * 8, dtype=np.uint8).reshape(n_probes, 3, 8, 8),
         probe_labels=np.arange(n_probes),
+        featviz=TINY_FEATVIZ if featviz else None,
     )
     for epoch in range(epochs):
-        writer.write_epoch(epoch, synthetic_record(epoch, n_probes, n_classes))
+        record = synthetic_record(epoch, n_probes, n_classes)
+        if featviz:
+            record.featviz = {"block1": np.full((2, 8, 8, 3), epoch, np.uint8)}
+        writer.write_epoch(epoch, record)
     if trim:
         writer.trim()
     return writer

@@ -26,7 +26,7 @@ from tests.conftest import make_store, synthetic_record
 
 @pytest.fixture
 def run(tmp_path: Path) -> RunReader:
-    make_store(tmp_path / "run.zarr", trim=False)
+    make_store(tmp_path / "run.zarr", trim=False, featviz=True)
     return open_run(tmp_path / "run.zarr")
 
 
@@ -90,13 +90,23 @@ def test_a_new_epoch_makes_everything_stale(run: RunReader, tmp_path: Path) -> N
         (
             "fps",
             8.0,
-            {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.KERNELS, ArtefactKind.PROBE},
+            {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.KERNELS, ArtefactKind.PROBE}
+            | {ArtefactKind.FEATVIZ, ArtefactKind.FEATVIZ_SHEET},
         ),
         # --max-side re-makes grids, contact sheets and kernels: not the probe animation,
         # whose frames have a fixed size, nor per-channel ones (they use --channel-side)
-        ("max_side", 512, {ArtefactKind.GRID, ArtefactKind.CONTACT, ArtefactKind.KERNELS}),
-        ("channel_side", 128, {ArtefactKind.CHANNEL}),
-        ("gif_max_side", 128, {ArtefactKind.GRID, ArtefactKind.KERNELS}),
+        (
+            "max_side",
+            512,
+            {ArtefactKind.GRID, ArtefactKind.CONTACT, ArtefactKind.KERNELS}
+            | {ArtefactKind.FEATVIZ_SHEET},
+        ),
+        ("channel_side", 128, {ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ}),
+        (
+            "gif_max_side",
+            128,
+            {ArtefactKind.GRID, ArtefactKind.KERNELS, ArtefactKind.FEATVIZ_SHEET},
+        ),
         ("colormap", "diverging", {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.CONTACT}),
         ("scale", "layer", {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.CONTACT}),
     ],

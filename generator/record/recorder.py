@@ -28,6 +28,13 @@ from torch import nn
 
 from generator.data import to_model_input
 from generator.errors import NetlapseError, OptionError, StoreError
+from generator.reader import open_run
+from generator.record.featviz import (
+    DEFAULT_STEPS,
+    FeatvizSettings,
+    follow_store,
+    visualizer_for,
+)
 from generator.record.hooks import Captured, capture_outputs, untouched
 from generator.record.layers import (
     LayerChoice,
@@ -81,6 +88,8 @@ class Recorder:
         activation_dtype: str = "float16",
         resume: bool = False,
         training: Mapping[str, Any] | None = None,
+        featviz_layers: Sequence[str] | None = None,
+        featviz_steps: int = DEFAULT_STEPS,
     ) -> None:
         if activation_dtype not in ACTIVATION_DTYPES:
             raise OptionError(
@@ -104,6 +113,16 @@ class Recorder:
         self.layers: list[LayerSpec] = [describe(model, path, found) for path in paths]
         self._modules = {spec.name: model.get_submodule(spec.module) for spec in self.layers}
         self._followed = self._layer_weights()
+        self._featviz = visualizer_for(  # None: featviz_layers=[] or no conv layer recorded
+            model,
+            self.layers,
+            FeatvizSettings(
+                layers=None if featviz_layers is None else tuple(featviz_layers),
+                steps=featviz_steps,
+            ),
+            transform=transform,
+        )
+        self._featviz_chosen = featviz_layers is not None
         self._previous: dict[str, torch.Tensor] | None = None
         settings = {"model": type(model).__name__, "recorded_by": "generator.Recorder"}
         self._writer = self._open_store(
@@ -123,6 +142,7 @@ class Recorder:
                 self._record(EpochRecordInputs())
             else:  # resumed: the model is at the last committed epoch, the change's base
                 self._previous = self._weights()
+                self._warm_start_featviz(writer.epochs_committed - 1)
         except BaseException:
             writer.close()
             self._writer = None
@@ -204,17 +224,29 @@ class Recorder:
             probe_labels=probes.labels,
             probe_sources=probes.sources,
             activation_dtype=activation_dtype,
+            featviz=self._featviz.spec if self._featviz else None,
         )
+
+    def _warm_start_featviz(self, epoch: int) -> None:
+        """Continue the feature visualizations from the store's images of ``epoch``."""
+        if self._featviz is not None:
+            run = open_run(self.out, verify=False)
+            self._featviz.warm_start(
+                {n: run.featviz(n, epoch) for n in self._featviz.spec.channels}
+            )
 
     def _reopen(self, activation_dtype: str) -> StoreWriter:
         """The existing store, if it records this model on these probes; else one line."""
         writer = StoreWriter.open_for_resume(self.out)
         attrs = writer.attrs
+        if not self._featviz_chosen:  # featviz_layers not given: continue as the store did
+            self._featviz = follow_store(self._featviz, attrs.get("featviz"))
         ours = {
             "layers": [spec.to_json() for spec in self.layers],
             "class_names": list(self.class_names),
             "activation_dtype": activation_dtype,
             "input_size": self._probes.size,
+            "featviz": self._featviz.spec.to_json() if self._featviz else None,
         }
         for key, value in ours.items():
             if attrs.get(key) != value:
@@ -264,6 +296,7 @@ class Recorder:
             confusion=metrics.confusion,
             scalars=metrics.scalars,
             extra=metrics.extra,
+            featviz=self._featviz.visualize(epoch) if self._featviz else {},
         )
         writer.write_epoch(epoch, record)
         self._previous = weights

@@ -71,6 +71,12 @@ def layer_page(
         charts=layer_charts(ctx, layer),
         previous=layer_link(ctx, path, previous),
         next=layer_link(ctx, path, following),
+        featviz=ctx.media(
+            ArtefactKind.FEATVIZ_SHEET,
+            layer=name,
+            here=path,
+            caption="each channel's feature visualization; the poster is the last epoch",
+        ),
     )
 
 
@@ -151,6 +157,13 @@ def channel_page(
         stats=channel_stats_charts(ctx, stats, c),
         previous=neighbour(c - 1),
         next=neighbour(c + 1),
+        featviz=ctx.media(
+            ArtefactKind.FEATVIZ,
+            layer=name,
+            channel=c,
+            here=here,
+            caption="the image that drives this channel most, optimised at each epoch",
+        ),
     )
 
 

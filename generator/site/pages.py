@@ -210,6 +210,7 @@ class LayerPage(Page):
     charts: tuple[Chart, ...]
     previous: Link | None
     next: Link | None
+    featviz: Media | None = None  # every visualised channel's image over epochs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,6 +225,7 @@ class ChannelPage(Page):
     stats: tuple[Chart, ...]
     previous: Link | None
     next: Link | None
+    featviz: Media | None = None  # the image this channel responds to most, over epochs
 
 
 @dataclass(frozen=True, kw_only=True)

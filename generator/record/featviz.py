@@ -1,0 +1,364 @@
+"""Feature visualization per channel, per epoch: the input image each channel responds to.
+
+Lucid-style (Olah et al., 2017): an image is optimised by gradient ascent to maximise one
+channel's mean activation. Three choices make the result an image rather than noise:
+
+* a **decorrelated Fourier parametrization**: the optimised tensor is an RFFT spectrum per
+  colour, scaled by 1 / frequency (so every frequency gets a comparable step and low ones
+  are not drowned by high ones), in a colour space decorrelated by the square root of the
+  ImageNet colour covariance, squashed to [0, 1] by a sigmoid;
+* **robustness transforms**: every step sees the image padded, then jittered, scaled and
+  rotated at random (one ``grid_sample`` per step, independent per image), so only
+  patterns that survive small shifts are reinforced;
+* **all channels of a layer in one batch**: image ``c`` of the batch is scored by channel
+  ``c`` only, so a layer costs one forward/backward per step however many channels it has.
+  The forward stops at the layer (a hook raises), so later layers cost nothing.
+
+Each epoch starts from the previous epoch's stored images (the parametrization is
+inverted exactly, up to the uint8 rounding), so a few steps follow the channel as it
+changes: ``FIRST_STEPS_FACTOR`` x ``steps`` from noise at the first record, ``steps``
+afterwards. Because the warm start goes through the stored uint8 images only, a resumed
+run produces the same images as one that never stopped.
+
+The model is used as it is at record time and left exactly so: eval mode inside
+``hooks.untouched`` (modes and every global generator restored), gradients taken with
+``torch.autograd.grad`` with respect to the spectrum only (no parameter's ``.grad`` is
+written), and the random transforms drawn from a private, seeded ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from generator.errors import OptionError
+from generator.record.hooks import untouched
+from generator.schema import FEATVIZ_KINDS, FeatvizSpec, LayerSpec
+
+DEFAULT_STEPS = 8  # warm-started steps per epoch (measured: bench/featviz.py)
+FIRST_STEPS_FACTOR = 4  # steps from noise at the first record: 4 x 8 = 32
+DEFAULT_SIZE = 48  # side of each image in px (64 px cost 1.8x as much; bench/README.md)
+DEFAULT_CHANNELS = 64  # channels visualised per layer: the first N (cost grows with N)
+DEFAULT_LAYER_COUNT = 2  # default layers: the first two conv layers recorded
+LEARNING_RATE = 0.1  # Adam on the spectrum; 2x Lucid's 0.05: few steps per epoch
+DECAY_POWER = 1.0  # spectrum scale 1 / frequency ** DECAY_POWER
+INIT_SD = 0.01  # the first spectrum's noise: a near-grey start
+MAGIC = 4.0  # Lucid's divisor of the spatial image before the sigmoid
+PAD = 1 / 8  # grey border added before the transforms, as a share of the side
+JITTER = 1 / 16  # random shift each way, as a share of the side
+SCALE = 0.1  # random scale in [1 - SCALE, 1 + SCALE]
+ROTATION = 10.0  # random rotation in degrees, each way
+# sqrt of the ImageNet colour covariance (Lucid): maps decorrelated colour to RGB
+COLOR_SQRT = np.array(
+    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float64
+)
+COLOR = COLOR_SQRT / np.linalg.norm(COLOR_SQRT, axis=0).max()
+
+ToInput = Callable[[torch.Tensor], torch.Tensor]
+
+
+class FeatvizLayerError(OptionError, ValueError):
+    """``featviz_layers`` names a layer that is not recorded or not a conv layer."""
+
+
+@dataclass(frozen=True)
+class FeatvizSettings:
+    """What to visualise and how hard: ``layers`` None = the first ``DEFAULT_LAYER_COUNT``
+    conv layers, () = off; ``steps`` per warm-started epoch; ``size`` px; ``channels`` the
+    cap per layer (the first N); ``seed`` of the random transforms and the first noise."""
+
+    layers: tuple[str, ...] | None = None
+    steps: int = DEFAULT_STEPS
+    size: int = DEFAULT_SIZE
+    channels: int = DEFAULT_CHANNELS
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name, value, low in (("steps", self.steps, 1), ("size", self.size, 16)):
+            if not isinstance(value, int) or value < low:
+                raise OptionError(f"featviz_{name}={value!r}: pass an integer >= {low}")
+        if not isinstance(self.channels, int) or self.channels < 1:
+            raise OptionError(f"featviz_channels={self.channels!r}: pass an integer >= 1")
+
+    @property
+    def first_steps(self) -> int:
+        return self.steps * FIRST_STEPS_FACTOR
+
+
+def choose_layers(
+    layers: Sequence[LayerSpec], wanted: Sequence[str] | None, *, option: str = "featviz_layers"
+) -> list[LayerSpec]:
+    """The recorded layers to visualise, in model order (default: the first two conv
+    layers or blocks, a block counted once with its convs); one line naming ``option``
+    for a name that is not a recorded layer or whose output is not a (C, H, W) map."""
+    maps = [layer for layer in layers if layer.kind in FEATVIZ_KINDS]
+    if wanted is None:
+        return _outermost(maps)[:DEFAULT_LAYER_COUNT]
+    by_name = {layer.name: layer for layer in layers}
+    for name in wanted:
+        if name not in by_name:
+            shown = ", ".join(layer.name for layer in maps[:4]) or "none"
+            raise FeatvizLayerError(
+                f"{option} {name!r}: no such recorded layer; conv layers are named like {shown}"
+            )
+        if by_name[name].kind not in FEATVIZ_KINDS:
+            raise FeatvizLayerError(
+                f"{option} {name!r}: a {by_name[name].kind} layer; feature visualization "
+                "needs a conv layer's (C, H, W) output"
+            )
+    return [layer for layer in maps if layer.name in set(wanted)]
+
+
+def _outermost(layers: Sequence[LayerSpec]) -> list[LayerSpec]:
+    """Layers not inside another of ``layers``: a block's output stands for the convs it
+    holds (``block1`` rather than ``block1.conv``, ``layer1.0`` for ``layer1.0.conv1``)."""
+    paths = [layer.module or layer.name for layer in layers]
+    return [
+        layer
+        for layer, path in zip(layers, paths, strict=True)
+        if not any(path.startswith(other + ".") for other in paths)
+    ]
+
+
+def featviz_spec(
+    layers: Sequence[LayerSpec], settings: FeatvizSettings, *, option: str = "featviz_layers"
+) -> FeatvizSpec | None:
+    """What the store holds for these settings (None when nothing is visualised)."""
+    chosen = choose_layers(layers, settings.layers, option=option)
+    if not chosen:
+        return None
+    return FeatvizSpec(
+        size=settings.size,
+        channels={layer.name: min(layer.channels, settings.channels) for layer in chosen},
+        steps=settings.steps,
+        first_steps=settings.first_steps,
+        seed=settings.seed,
+    )
+
+
+def affine_input(transform: Callable[[torch.Tensor], torch.Tensor]) -> ToInput:
+    """A differentiable [0, 1] image -> model input map equal to ``transform`` of uint8
+    images, found by applying it to black and white: exact for per-colour affine
+    normalisations (the project's and ImageNet's)."""
+    black = transform(torch.zeros(1, 3, 2, 2, dtype=torch.uint8)).float()
+    white = transform(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)).float()
+    offset = black.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+    gain = (white - black).mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+    return lambda image: image * gain.to(image.device) + offset.to(image.device)
+
+
+# -- the image parametrization --------------------------------------------------------------
+def spectrum_scale(size: int) -> torch.Tensor:
+    """(size, size // 2 + 1) weights 1 / max(frequency, 1 / size) ** DECAY_POWER."""
+    fy = np.fft.fftfreq(size)[:, None]
+    fx = np.fft.rfftfreq(size)[None, :]
+    frequency = np.sqrt(fx * fx + fy * fy)
+    return torch.from_numpy(1.0 / np.maximum(frequency, 1.0 / size) ** DECAY_POWER).float()
+
+
+def spectrum_to_image(spectrum: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """(B, 3, S, S // 2 + 1, 2) real/imaginary spectrum -> (B, 3, S, S) RGB in (0, 1)."""
+    size = scale.shape[0]
+    complex_spectrum = torch.view_as_complex(spectrum) * scale
+    spatial = torch.fft.irfft2(complex_spectrum, s=(size, size), norm="ortho") / MAGIC
+    color = torch.as_tensor(COLOR, dtype=spatial.dtype, device=spatial.device)
+    return torch.sigmoid(torch.einsum("ij,bjhw->bihw", color, spatial))
+
+
+def image_to_spectrum(image: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """The exact inverse of ``spectrum_to_image`` for images in (0, 1): a warm start."""
+    logits = torch.logit(image.double())
+    decorrelated = torch.einsum("ij,bjhw->bihw", torch.from_numpy(np.linalg.inv(COLOR)), logits)
+    complex_spectrum = torch.fft.rfft2(decorrelated * MAGIC, norm="ortho") / scale.double()
+    return torch.view_as_real(complex_spectrum).float().contiguous()
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(B, 3, S, S) in [0, 1] -> (B, S, S, 3) uint8, as stored."""
+    return (image.detach() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) pixel centres in (0, 1) (never 0 or 1: logit)."""
+    return (torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).double() + 0.5) / 256
+
+
+# -- robustness transforms ------------------------------------------------------------------
+def random_views(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each image padded with grey, then shifted, scaled and rotated at random (its own
+    draw), resampled bilinearly in one ``grid_sample``; same size as the padded image."""
+    batch = image.shape[0]
+    pad = round(image.shape[-1] * PAD)
+    padded = nn.functional.pad(image, (pad,) * 4, value=0.5)
+    side = padded.shape[-1]
+    jitter = image.shape[-1] * JITTER
+    draws = torch.rand(batch, 4, generator=generator).to(image.device)
+    angle = (draws[:, 0] * 2 - 1) * math.radians(ROTATION)
+    zoom = 1 + (draws[:, 1] * 2 - 1) * SCALE
+    shift = (draws[:, 2:] * 2 - 1) * (2 * jitter / side)  # grid units: 2 = the whole side
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    )
+    grid = nn.functional.affine_grid(theta, list(padded.shape), align_corners=False)
+    return nn.functional.grid_sample(padded, grid, padding_mode="border", align_corners=False)
+
+
+# -- the optimisation -----------------------------------------------------------------------
+class _Reached(Exception):
+    """Raised by the hook once the target layer ran: the rest of the forward is not needed."""
+
+
+@contextmanager
+def _layer_output(module: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Yield a list that receives ``module``'s output (with its graph); the forward stops
+    there. The hook is removed on exit."""
+    got: list[torch.Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: object, output: object) -> None:
+        got.append(output[0] if isinstance(output, (tuple, list)) else output)
+        raise _Reached
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield got
+    finally:
+        handle.remove()
+
+
+def channel_means(
+    model: nn.Module, module: nn.Module, inputs: torch.Tensor, channels: int
+) -> torch.Tensor:
+    """(B,) the mean of channel ``b`` of ``module``'s output for input ``b``."""
+    with _layer_output(module) as got, suppress(_Reached):
+        model(inputs)
+    if not got or not isinstance(got[0], torch.Tensor) or got[0].ndim != 4:
+        raise FeatvizLayerError(
+            "featviz_layers: a layer gave no (N, C, H, W) output for the image; pass "
+            "featviz_layers without it"
+        )
+    index = torch.arange(channels, device=got[0].device)
+    return got[0][index, index].float().mean(dim=(1, 2))
+
+
+def optimise(
+    model: nn.Module,
+    module: nn.Module,
+    spectrum: torch.Tensor,
+    *,
+    steps: int,
+    to_input: ToInput,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``steps`` Adam steps of gradient ascent on each image's own channel mean; returns
+    the images (B, 3, S, S) in (0, 1). Only ``spectrum`` receives gradients."""
+    scale = spectrum_scale(spectrum.shape[2]).to(spectrum.device)
+    reference = next((p for p in model.parameters() if p.is_floating_point()), spectrum)
+    spectrum = spectrum.detach().clone().requires_grad_(True)
+    adam = torch.optim.Adam([spectrum], lr=LEARNING_RATE)
+    channels = spectrum.shape[0]
+    for _ in range(steps):
+        view = random_views(spectrum_to_image(spectrum, scale), generator)
+        inputs = to_input(view).to(dtype=reference.dtype)
+        score = channel_means(model, module, inputs, channels).sum()
+        (grad,) = torch.autograd.grad(-score, [spectrum])
+        spectrum.grad = grad
+        adam.step()
+    return spectrum_to_image(spectrum.detach(), scale)
+
+
+class FeatureVisualizer:
+    """Visualises the chosen channels of ``model`` at each record, warm-starting each
+    layer from the images of the record before (``warm_start`` sets them on resume)."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: FeatvizSpec,
+        modules: Mapping[str, nn.Module],
+        *,
+        to_input: ToInput,
+    ) -> None:
+        self.model, self.spec, self.to_input = model, spec, to_input
+        self.modules = dict(modules)  # by layer name; ``spec.channels`` says which are used
+        self._previous: dict[str, np.ndarray] = {}
+
+    def warm_start(self, images: Mapping[str, np.ndarray]) -> None:
+        """Start the next record from these (C, S, S, 3) uint8 images per layer."""
+        self._previous = {name: np.asarray(images[name]) for name in self.spec.channels}
+
+    def visualize(self, epoch: int) -> dict[str, np.ndarray]:
+        """layer -> (C, S, S, 3) uint8 images of the model as it is now, one per channel."""
+        device = _device_of(self.model)
+        out = {}
+        with untouched(self.model), torch.enable_grad():
+            for index, (name, channels) in enumerate(self.spec.channels.items()):
+                generator = torch.Generator().manual_seed(_stream(self.spec.seed, epoch, index))
+                start = self._start(name, channels, generator).to(device)
+                steps = self.spec.steps if name in self._previous else self.spec.first_steps
+                images = optimise(
+                    self.model,
+                    self.modules[name],
+                    start,
+                    steps=steps,
+                    to_input=self.to_input,
+                    generator=generator,
+                )
+                out[name] = to_uint8(images.cpu())
+        self._previous = out
+        return out
+
+    def _start(self, name: str, channels: int, generator: torch.Generator) -> torch.Tensor:
+        """The spectrum to start from: the previous record's images, else faint noise."""
+        size, scale = self.spec.size, spectrum_scale(self.spec.size)
+        if name in self._previous:
+            return image_to_spectrum(from_uint8(self._previous[name]), scale)
+        shape = (channels, 3, size, size // 2 + 1, 2)
+        return torch.randn(shape, generator=generator) * INIT_SD
+
+
+def _stream(seed: int, epoch: int, layer: int) -> int:
+    """One generator seed per (seed, epoch, layer): draws never depend on other layers."""
+    return (seed * 1_000_003 + epoch * 1009 + layer) % 2**63
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    first = next(model.parameters(), None)
+    return first.device if first is not None else torch.device("cpu")
+
+
+def visualizer_for(
+    model: nn.Module,
+    layers: Sequence[LayerSpec],
+    settings: FeatvizSettings,
+    *,
+    transform: Callable[[torch.Tensor], torch.Tensor],
+    option: str = "featviz_layers",
+) -> FeatureVisualizer | None:
+    """The visualizer of ``model``'s chosen recorded layers (None when none is chosen);
+    ``transform`` maps uint8 images to model input, as for the probes."""
+    spec = featviz_spec(layers, settings, option=option)
+    if spec is None:
+        return None
+    modules = {layer.name: model.get_submodule(layer.module or layer.name) for layer in layers}
+    return FeatureVisualizer(model, spec, modules, to_input=affine_input(transform))
+
+
+def follow_store(
+    visualizer: FeatureVisualizer | None, stored: Mapping[str, Any] | None
+) -> FeatureVisualizer | None:
+    """The visualizer a resumed run uses when its layers were not chosen: the store's own
+    (a store made without feature visualizations continues without them)."""
+    if visualizer is None or stored is None:
+        return None
+    spec = FeatvizSpec.from_json(stored)
+    return FeatureVisualizer(
+        visualizer.model, spec, visualizer.modules, to_input=visualizer.to_input
+    )
