@@ -36,17 +36,23 @@ from generator.faults import maybe_die
 from generator.schema import (
     ACTIVATION_DTYPES,
     CONFUSION,
+    EXAMPLE_FIELDS,
+    EXAMPLES,
     EXTRA_METRICS,
     PROBE_PROBS,
     SCALAR_METRICS,
     SCHEMA_VERSION,
     STAT_FIELDS,
     ArraySpec,
+    ExampleSettings,
     LayerSpec,
     activation_path,
     array_plan,
     channel_stat_path,
     check_layers,
+    example_path,
+    example_pool_path,
+    example_pool_plan,
     kernel_path,
     metric_path,
     parse_root_attrs,
@@ -83,6 +89,20 @@ class EpochRecord:
     confusion: np.ndarray | None = None
     scalars: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
+    # conv layer -> "index" (C, k), "position" (C, k, 2), "value" (C, k): dataset examples,
+    # required exactly when the store keeps them (``ExamplePoolRecord``)
+    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExamplePoolRecord:
+    """The example pool a store keeps once: images (N, S, S, 3) uint8, labels (N,) with
+    -1 = unknown, a source name per image, and how many top images each channel keeps."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    sources: tuple[str, ...]
+    top_k: int
 
 
 def _compressors() -> tuple[zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]:
@@ -114,11 +134,13 @@ class StoreWriter:
         self.path = path
         root = parse_root_attrs(path, group.attrs.asdict())
         self.layers = list(root.layers)
+        self.examples = root.examples
         self._plan = array_plan(
             self.layers,
             int(group[probe_path("labels")].shape[0]),
             len(root.class_names),
             root.activation_dtype,
+            example_top_k=root.examples.top_k if root.examples else 0,
         )
 
     @classmethod
@@ -134,6 +156,7 @@ class StoreWriter:
         probe_labels: np.ndarray,
         probe_sources: Sequence[str],
         activation_dtype: str = "float16",
+        example_pool: ExamplePoolRecord | None = None,
     ) -> StoreWriter:
         """A new, empty store (no epochs committed) with the probes written once.
 
@@ -163,6 +186,12 @@ class StoreWriter:
             "epochs_committed": 0,
             "run_id": uuid.uuid4().hex,  # binds the run's checkpoints to it
         }
+        top_k = 0
+        if example_pool is not None:
+            settings = ExampleSettings(
+                len(example_pool.labels), example_pool.top_k, tuple(example_pool.sources)
+            )
+            attrs[EXAMPLES], top_k = settings.to_json(), settings.top_k
         parse_root_attrs(path, attrs)  # never write what the reader would refuse
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         _remove_stale_staging(path)
@@ -171,9 +200,16 @@ class StoreWriter:
             _write_probes(
                 group, probe_plan(len(probe_labels), int(input_size)), probe_images, probe_labels
             )
-            _create_arrays(
-                group, array_plan(layers, len(probe_labels), len(class_names), activation_dtype)
+            if example_pool is not None:
+                _write_example_pool(group, example_pool, int(input_size))
+            plan = array_plan(
+                layers,
+                len(probe_labels),
+                len(class_names),
+                activation_dtype,
+                example_top_k=top_k,
             )
+            _create_arrays(group, plan)
             group.attrs.update(attrs)
             maybe_die("store.create", 0)
             _publish(staging, path)
@@ -224,6 +260,18 @@ class StoreWriter:
         """The stored probe images (P, 3, S, S) uint8, to check a resumed run uses them."""
         return np.asarray(self._group[probe_path("images")][...])
 
+    def example_pool(self) -> ExamplePoolRecord | None:
+        """The stored example pool (None when the store keeps no dataset examples), so a
+        resumed run searches the same images."""
+        if self.examples is None:
+            return None
+        return ExamplePoolRecord(
+            np.asarray(self._group[example_pool_path("images")][...]),
+            np.asarray(self._group[example_pool_path("labels")][...]),
+            self.examples.sources,
+            self.examples.top_k,
+        )
+
     @property
     def epochs_committed(self) -> int:
         return int(self._group.attrs["epochs_committed"])
@@ -264,6 +312,7 @@ class StoreWriter:
                 f"{self.epochs_committed} epochs committed"
             )
         slots = _flatten_record(record)
+        self._check_examples(record)
         for name, value in slots.items():  # check every shape before touching the disk
             if name not in self._plan:
                 raise StoreError(f"{self.path}: {name} is not an array of this store")
@@ -287,6 +336,18 @@ class StoreWriter:
                 "it are intact"
             ) from exc
         self._set_committed(epoch + 1, extra=record.extra)
+
+    def _check_examples(self, record: EpochRecord) -> None:
+        """A store that keeps dataset examples gets them every epoch (a missing one would
+        read as pool image 0), and one that does not never gets them."""
+        wanted = {name for name in self._plan if name.startswith(f"{EXAMPLES}/")}
+        given = {example_path(layer, f) for layer in record.examples for f in EXAMPLE_FIELDS}
+        missing = sorted(wanted - given)
+        if missing:
+            raise StoreError(
+                f"{self.path}: this store keeps dataset examples but the epoch has no "
+                f"{missing[0]}; record it with the example pool it was created with"
+            )
 
     def _set_committed(self, epochs: int, *, extra: Mapping[str, float] | None = None) -> None:
         """Rewrite the root metadata with a new ``epochs_committed`` (one atomic rename) and,
@@ -410,6 +471,20 @@ def _write_probes(
         group.create_array(name, data=value, chunks=spec.chunk, compressors=_compressors())
 
 
+def _write_example_pool(group: zarr.Group, pool: ExamplePoolRecord, input_size: int) -> None:
+    """The example pool images and labels, in the shapes of ``schema.example_pool_plan``."""
+    plan = example_pool_plan(len(pool.labels), input_size)
+    values = {
+        example_pool_path("images"): np.ascontiguousarray(pool.images, dtype=np.uint8),
+        example_pool_path("labels"): np.asarray(pool.labels, dtype=np.int64),
+    }
+    for name, value in values.items():
+        spec = plan[name]
+        if value.shape != spec.shape:
+            raise StoreError(f"{name} must have shape {spec.shape}, got {value.shape}")
+        group.create_array(name, data=value, chunks=spec.chunk, compressors=_compressors())
+
+
 def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float | None]:
     """An epoch record as store paths -> values, matching ``array_plan``."""
     out: dict[str, np.ndarray | float | None] = {}
@@ -426,4 +501,7 @@ def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float | None]
         out[metric_path(name)] = record.scalars.get(name, math.nan)
     out[metric_path(CONFUSION)] = record.confusion
     out[metric_path(PROBE_PROBS)] = record.probe_probs
+    for layer, fields_ in record.examples.items():
+        for name, value in fields_.items():
+            out[example_path(layer, name)] = value
     return out

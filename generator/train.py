@@ -46,8 +46,9 @@ from generator.errors import DataError, OptionError, StoreError
 from generator.faults import maybe_die
 from generator.model import LOGITS_LAYER, NetlapseCNN, check_architecture
 from generator.reader import open_run
+from generator.record.examples import ExamplePool, resumed_pool, split_pool, top_examples
 from generator.recorder import record_probes, relative_change, snapshot_weights
-from generator.store import EpochRecord, StoreWriter
+from generator.store import EpochRecord, ExamplePoolRecord, StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Session:
     model: NetlapseCNN
     optimizer: torch.optim.Optimizer
     device: torch.device
+    examples: ExamplePool | None = None  # dataset examples' pool (--example-pool)
 
 
 def run_training(config: TrainConfig) -> Path:
@@ -250,6 +252,7 @@ def _create(session: Session) -> StoreWriter:
     it is moved aside first, so this run never resumes from or prunes it."""
     config, model = session.config, session.model
     probes = choose_probes(session)
+    session.examples = split_pool(session.dataset, session.val_idx, config.example_pool)
     set_aside_orphans(config.out)
     writer = StoreWriter.create(
         config.out,
@@ -261,6 +264,7 @@ def _create(session: Session) -> StoreWriter:
         probe_labels=probes.labels,
         probe_sources=probes.sources,
         activation_dtype=config.activation_dtype,
+        example_pool=session.examples and ExamplePoolRecord(*session.examples.stored()),
     )
     try:
         _record_epoch(session, writer, _probe_tensor(writer, session.device), 0, {}, None)
@@ -279,6 +283,7 @@ def _reopen(config: TrainConfig) -> tuple[Session, StoreWriter, int]:
         changes = resume_changes(config, stored, committed=writer.epochs_committed)
         session = _start_session(config)
         _check_compatible(writer, session)
+        session.examples = resumed_pool(None, writer.example_pool())
         first = _resume(session, writer)
         if changes:
             writer.update_training(with_resume(stored, changes, first=first))
@@ -580,6 +585,9 @@ def _record_epoch(
         probe_probs=capture.probs,
         confusion=confusion,
         scalars={**scalars, **val_scalars},
+        examples={}
+        if session.examples is None
+        else top_examples(model, session.examples, model.layer_specs()),
     )
     writer.write_epoch(epoch, record)
     maybe_die("train.committed", epoch)
