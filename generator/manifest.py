@@ -30,6 +30,8 @@ class ArtefactKind(str, enum.Enum):
     CONTACT = "contact"  # a still: a layer's grid at a few log-spaced epochs
     KERNELS = "kernels"  # a conv layer's kernels over epochs
     PROBE = "probe"  # a probe image with its class probabilities over epochs
+    PATCHES = "patches"  # one conv channel's top dataset-example patches over epochs
+    PATCH_SHEET = "patch-sheet"  # a still: every channel's top patch, last epoch
 
     def __str__(self) -> str:  # as ``enum.StrEnum`` (3.11+) does: the plain name
         return self.value
@@ -37,7 +39,7 @@ class ArtefactKind(str, enum.Enum):
     @property
     def is_animation(self) -> bool:
         """Animations have video/GIF files and a poster; stills are one PNG."""
-        return self is not ArtefactKind.CONTACT
+        return self not in (ArtefactKind.CONTACT, ArtefactKind.PATCH_SHEET)
 
 
 @dataclass(frozen=True)

@@ -97,8 +97,18 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
                 ]
         if spec.is_conv:
             artefacts.append(planner.record(ArtefactKind.KERNELS, layer=layer))
+        if spec.is_conv and run.has_examples:
+            artefacts += _example_records(planner, layer, spec.channels)
     artefacts += [planner.record(ArtefactKind.PROBE, probe=probe) for probe in probes]
     return RunPlan(run, slug, tuple(artefacts))
+
+
+def _example_records(planner: _Planner, layer: str, channels: int) -> list[ArtefactRecord]:
+    """A conv layer's dataset examples: one patch animation per channel and the sheet."""
+    records = [
+        planner.record(ArtefactKind.PATCHES, layer=layer, channel=c) for c in range(channels)
+    ]
+    return [*records, planner.record(ArtefactKind.PATCH_SHEET, layer=layer)]
 
 
 def _selected_layers(run: RunReader, names: tuple[str, ...] | None) -> list[str]:
@@ -194,7 +204,8 @@ class _Planner:
         if not kind.is_animation:
             return ["png"]
         if self.config.auto_formats:
-            return ["mp4"] if kind is ArtefactKind.CHANNEL else ["mp4", "gif"]
+            per_channel = (ArtefactKind.CHANNEL, ArtefactKind.PATCHES)
+            return ["mp4"] if kind in per_channel else ["mp4", "gif"]
         return list(self.config.formats)
 
 
@@ -206,6 +217,8 @@ def _title(kind: ArtefactKind, layer: str | None, probe: int | None, channel: in
         ArtefactKind.CONTACT: f"{layer} contact sheet, {shown}",
         ArtefactKind.KERNELS: f"{layer} kernels over epochs",
         ArtefactKind.PROBE: f"{shown}: class probabilities over epochs",
+        ArtefactKind.PATCHES: f"{layer}, channel {(channel or 0) + 1}, top dataset examples",
+        ArtefactKind.PATCH_SHEET: f"{layer}, every channel's top dataset example",
     }[kind]
 
 

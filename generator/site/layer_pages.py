@@ -71,6 +71,12 @@ def layer_page(
         charts=layer_charts(ctx, layer),
         previous=layer_link(ctx, path, previous),
         next=layer_link(ctx, path, following),
+        example_sheet=ctx.media(
+            ArtefactKind.PATCH_SHEET,
+            layer=name,
+            here=path,
+            caption="each channel's top pool image at the last epoch, cut to its receptive field",
+        ),
     )
 
 
@@ -151,6 +157,13 @@ def channel_page(
         stats=channel_stats_charts(ctx, stats, c),
         previous=neighbour(c - 1),
         next=neighbour(c + 1),
+        examples=ctx.media(
+            ArtefactKind.PATCHES,
+            layer=name,
+            channel=c,
+            here=here,
+            caption="the pool images that excite it most, best first, each epoch",
+        ),
     )
 
 

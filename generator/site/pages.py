@@ -186,6 +186,7 @@ class LayerPage(Page):
     charts: tuple[Chart, ...]
     previous: Link | None
     next: Link | None
+    example_sheet: Media | None = None  # every channel's top dataset example, last epoch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -200,6 +201,7 @@ class ChannelPage(Page):
     stats: tuple[Chart, ...]
     previous: Link | None
     next: Link | None
+    examples: Media | None = None  # its top dataset-example patches over epochs
 
 
 @dataclass(frozen=True, kw_only=True)
