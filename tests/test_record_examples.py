@@ -330,3 +330,24 @@ def test_trains_top_k_equals_a_fresh_pass_of_its_checkpoint(trained_run):
     stored = run.examples("block3")
     expected = brute_force(model, inputs, "block3", run.example_settings.top_k)
     assert_same_top({f: getattr(stored, f)[epoch] for f in expected}, expected)
+
+
+def test_a_damaged_examples_attribute_or_array_is_refused_in_one_line(tmp_path):
+    import shutil
+
+    import zarr
+
+    from generator.errors import StoreError
+    from tests.conftest import make_store
+
+    make_store(tmp_path / "run.zarr", examples=True)
+    assert open_run(tmp_path / "run.zarr").examples("block2").index.shape == (3, 6, 3)
+    group = zarr.open_group(str(tmp_path / "run.zarr"), mode="r+")
+    settings = group.attrs["examples"]
+    group.attrs["examples"] = {**settings, "top_k": 9}  # more than the pool of 5
+    with pytest.raises(StoreError, match="examples needs a pool of at least 1 image and a top_k"):
+        open_run(tmp_path / "run.zarr")
+    group.attrs["examples"] = settings
+    shutil.rmtree(tmp_path / "run.zarr" / "examples" / "block1" / "position")
+    with pytest.raises(StoreError, match="examples/block1/position is missing"):
+        open_run(tmp_path / "run.zarr")
