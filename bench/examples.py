@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ from torch.utils.data import DataLoader, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from generator.config import default_cache_dir  # noqa: E402
 from generator.data import load_image_folder, make_demo_dataset, to_model_input  # noqa: E402
 from generator.model import NetlapseCNN  # noqa: E402
 from generator.record.examples import split_pool, top_examples  # noqa: E402
@@ -66,18 +66,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as folder:
-        root = make_demo_dataset(
-            Path(folder), seed=0, per_class=args.demo_per_class, size=args.input_size
-        )
-        dataset = load_image_folder(root, args.input_size)
-        train_idx, val_idx = split_indices(dataset_labels(dataset), 0.2, 0)
-        model = NetlapseCNN(len(dataset.classes), args.input_size)
-        loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=16, shuffle=True)
-        pool = split_pool(dataset, val_idx, args.pool)
-        layers = model.layer_specs()
-        epoch = train_epoch(model, loader)
-        search = timed(lambda: top_examples(model, pool, layers), args.repeats)
+    root = make_demo_dataset(
+        default_cache_dir(), seed=0, per_class=args.demo_per_class, size=args.input_size
+    )  # the demo's own cache ($NETLAPSE_CACHE), reused when complete
+    dataset = load_image_folder(root, args.input_size)
+    train_idx, val_idx = split_indices(dataset_labels(dataset), 0.2, 0)
+    model = NetlapseCNN(len(dataset.classes), args.input_size)
+    loader = DataLoader(Subset(dataset, train_idx.tolist()), batch_size=16, shuffle=True)
+    pool = split_pool(dataset, val_idx, args.pool)
+    layers = model.layer_specs()
+    epoch = train_epoch(model, loader)
+    print(f"one training epoch: {epoch:.2f} s", flush=True)
+    search = timed(lambda: top_examples(model, pool, layers), args.repeats)
     stored = sum(spec.channels * pool.top_k * 16 for spec in layers if spec.is_conv)
     rows = [
         ("training images / pool images", f"{len(train_idx)} / {len(pool.labels)}"),
