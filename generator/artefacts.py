@@ -34,6 +34,7 @@ from generator.render.frames import (
     layer_frames,
 )
 from generator.render.kernels import kernel_frames
+from generator.render.patches import channel_patches, patch_grid_frames, patch_sheet
 from generator.render.probs import probe_frames
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ OPTIONS_USED: Mapping[ArtefactKind, tuple[str, ...]] = {
     ArtefactKind.PROBE: ("fps",),
     ArtefactKind.FEATVIZ: ("channel_side", "fps", "gif_max_side"),
     ArtefactKind.FEATVIZ_SHEET: ("max_side", "fps", "gif_max_side"),
+    ArtefactKind.PATCHES: ("channel_side", "fps", "gif_max_side"),
+    ArtefactKind.PATCH_SHEET: ("max_side",),
 }
 FEATVIZ_KINDS = (ArtefactKind.FEATVIZ, ArtefactKind.FEATVIZ_SHEET)
 
@@ -126,6 +129,8 @@ def run_job(job: Job, site: Path) -> list[ArtefactRecord]:
         return [_probe(run, job.artefacts[0], job.options, site)]
     if kind in FEATVIZ_KINDS:
         return _featviz(run, job, site)
+    if kind in (ArtefactKind.PATCHES, ArtefactKind.PATCH_SHEET):
+        return _patches_job(run, job, site)
     return _layer_job(run, job, site)
 
 
@@ -347,6 +352,47 @@ def _probe(
         int(run.probe_labels[probe]),
     )
     return _write_animation(artefact, lambda _side: frames, options, site)
+
+
+def _patches_job(run: RunReader, job: Job, site: Path) -> list[ArtefactRecord]:
+    """A conv layer's dataset-example patches: per channel its top-k over epochs, or the
+    sheet of every channel's best at the last epoch. One read of the layer's top-k."""
+    spec, top = run.layer(job.layer), run.examples(job.layer)
+    cut = partial(
+        channel_patches,
+        run.example_images,
+        map_size=spec.shape,
+        receptive_field=spec.receptive_field,
+    )
+    made = []
+    for artefact in job.artefacts:
+        if artefact.kind is ArtefactKind.PATCH_SHEET:
+            patches = cut(top.index[-1, :, 0], top.position[-1, :, 0])
+            last = run.epochs - 1
+            title = f"{job.layer} · epoch {last} · top image per channel"
+            image = patch_sheet(patches, title=title, max_side=job.options.max_side)
+            encode.write_png(site / artefact.files["png"], image)
+            height, width = image.shape[:2]
+            made.append(replace(artefact, width=width, height=height, epochs=(last,)))
+            continue
+        c = artefact.channel
+        patches = cut(top.index[:, c], top.position[:, c])
+        captions = [
+            f"{job.layer} ch {c + 1} · epoch {e} · top {patches.shape[1]} · max "
+            f"{top.value[e, c, 0]:.3g}"
+            for e in range(run.epochs)
+        ]
+        render = partial(patch_grid_frames, patches, captions=captions)
+        made.append(
+            _write_animation(
+                artefact,
+                lambda side, render=render: render(max_side=side),
+                job.options,
+                site,
+                max_side=job.options.channel_side,
+            )
+        )
+    return made
 
 
 def _write_animation(

@@ -182,6 +182,15 @@ class TrainConfig:
         low=1,
         high=1000,
     )
+    example_pool: int | None = option(
+        None,
+        help="validation images searched each epoch for every conv channel's top 9 "
+        "(dataset examples); 0 turns them off",
+        parse=int,
+        low=0,
+        high=100_000,
+        shown="256, or the whole validation split if smaller",
+    )
     val_fraction: float = option(
         0.2, help="share of each class held out for validation", parse=float
     )

@@ -32,6 +32,8 @@ class ArtefactKind(str, enum.Enum):
     PROBE = "probe"  # a probe image with its class probabilities over epochs
     FEATVIZ = "featviz"  # one channel's feature visualization over epochs
     FEATVIZ_SHEET = "featviz-sheet"  # every visualised channel of a layer over epochs
+    PATCHES = "patches"  # one conv channel's top dataset-example patches over epochs
+    PATCH_SHEET = "patch-sheet"  # a still: every channel's top patch, last epoch
 
     def __str__(self) -> str:  # as ``enum.StrEnum`` (3.11+) does: the plain name
         return self.value
@@ -40,7 +42,7 @@ class ArtefactKind(str, enum.Enum):
     def is_animation(self) -> bool:
         """Animations have video files (WebM, MP4), maybe a GIF, and a poster; stills are
         one PNG. Every file of a record is listed in ``files``, so the manifest owns it."""
-        return self is not ArtefactKind.CONTACT
+        return self not in (ArtefactKind.CONTACT, ArtefactKind.PATCH_SHEET)
 
 
 @dataclass(frozen=True)

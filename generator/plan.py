@@ -100,6 +100,8 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
         if spec.is_conv:
             artefacts.append(planner.record(ArtefactKind.KERNELS, layer=layer))
         artefacts += _featviz_records(planner, run, layer)
+        if spec.is_conv and run.has_examples:
+            artefacts += _example_records(planner, layer, spec.channels)
     artefacts += [planner.record(ArtefactKind.PROBE, probe=probe) for probe in probes]
     return RunPlan(run, slug, tuple(artefacts))
 
@@ -113,6 +115,14 @@ def _featviz_records(planner: _Planner, run: RunReader, layer: str) -> list[Arte
     return [planner.record(ArtefactKind.FEATVIZ_SHEET, layer=layer)] + [
         planner.record(ArtefactKind.FEATVIZ, layer=layer, channel=c) for c in channels
     ]
+
+
+def _example_records(planner: _Planner, layer: str, channels: int) -> list[ArtefactRecord]:
+    """A conv layer's dataset examples: one patch animation per channel and the sheet."""
+    records = [
+        planner.record(ArtefactKind.PATCHES, layer=layer, channel=c) for c in range(channels)
+    ]
+    return [*records, planner.record(ArtefactKind.PATCH_SHEET, layer=layer)]
 
 
 def _selected_layers(run: RunReader, names: tuple[str, ...] | None) -> list[str]:
@@ -208,8 +218,8 @@ class _Planner:
         if not kind.is_animation:
             return ["png"]
         if self.config.auto_formats:  # WebM (AV1) first, H.264 MP4 for browsers without AV1
-            per_channel = kind in (ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ)
-            return ["webm", "mp4"] if per_channel else ["webm", "mp4", "gif"]
+            per_channel = (ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ, ArtefactKind.PATCHES)
+            return ["webm", "mp4"] if kind in per_channel else ["webm", "mp4", "gif"]
         return list(self.config.formats)
 
 
@@ -223,6 +233,8 @@ def _title(kind: ArtefactKind, layer: str | None, probe: int | None, channel: in
         ArtefactKind.PROBE: f"{shown}: class probabilities over epochs",
         ArtefactKind.FEATVIZ: f"{layer}, channel {(channel or 0) + 1}, feature visualization",
         ArtefactKind.FEATVIZ_SHEET: f"{layer} feature visualizations over epochs",
+        ArtefactKind.PATCHES: f"{layer}, channel {(channel or 0) + 1}, top dataset examples",
+        ArtefactKind.PATCH_SHEET: f"{layer}, every channel's top dataset example",
     }[kind]
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import zarr
@@ -20,17 +20,22 @@ import zarr
 from generator.errors import StoreError
 from generator.schema import (
     CONFUSION,
+    EXAMPLE_POOL,
     PROBE_PROBS,
     PROBES,
     SCALAR_METRICS,
     STAT_FIELDS,
     ArraySpec,
+    ExampleSettings,
     FeatvizSpec,
     LayerSpec,
     RootAttrs,
     activation_path,
     array_plan,
     channel_stat_path,
+    example_path,
+    example_pool_path,
+    example_pool_plan,
     featviz_path,
     kernel_path,
     metric_path,
@@ -46,7 +51,18 @@ from generator.storefiles import (
     verify_chunks,
 )
 
-__all__ = ["RunReader", "open_group_checked", "open_run"]
+__all__ = ["RunReader", "TopExamples", "open_group_checked", "open_run"]
+
+
+class TopExamples(NamedTuple):
+    """A conv layer's dataset examples: per epoch and channel the top-k pool images, best
+    first. ``index`` (E, C, k) into the pool, ``position`` (E, C, k, 2) the (y, x) of the
+    channel's maximum in its own map, ``value`` (E, C, k) that maximum. With a channel
+    chosen, the C axis is gone."""
+
+    index: np.ndarray
+    position: np.ndarray
+    value: np.ndarray
 
 
 class RunReader:
@@ -73,7 +89,8 @@ class RunReader:
                 verify_chunks(self.path, name, array, self._epoch_limit(name))
 
     def _epoch_limit(self, name: str) -> int | None:
-        return None if name.startswith(f"{PROBES}/") else self.epochs
+        written_once = name.startswith((f"{PROBES}/", f"{EXAMPLE_POOL}/"))
+        return None if written_once else self.epochs
 
     def _expected_arrays(self) -> dict[str, ArraySpec]:
         """path -> (shape of one epoch or whole shape, chunk of it, dtype) for every array."""
@@ -83,14 +100,17 @@ class RunReader:
                 f"{self.path}: {PROBES}/labels has shape {labels.shape}; the store is damaged"
             )
         n = labels.shape[0]
+        examples = self._root.examples
         plan = array_plan(
             self.layers,
             n,
             len(self.class_names),
             self._root.activation_dtype,
             featviz=self._root.featviz,
+            example_top_k=examples.top_k if examples else 0,
         )
-        return {**probe_plan(n, self.input_size), **plan}
+        pool = example_pool_plan(examples.pool, self.input_size) if examples else {}
+        return {**probe_plan(n, self.input_size), **pool, **plan}
 
     def _check_arrays(self) -> None:
         """Every array of the schema: present, of its dtype and shape, chunked sanely."""
@@ -201,6 +221,44 @@ class RunReader:
     @property
     def n_probes(self) -> int:
         return int(self._open_array(f"{PROBES}/labels").shape[0])
+
+    # -- dataset examples ------------------------------------------------------------
+    @property
+    def example_settings(self) -> ExampleSettings | None:
+        """Pool size, top-k and sources of the dataset examples; None when not kept."""
+        return self._root.examples
+
+    @property
+    def has_examples(self) -> bool:
+        return self._root.examples is not None
+
+    @cached_property
+    def example_images(self) -> np.ndarray:
+        """(N, S, S, 3) uint8: the example pool every epoch's top-k indexes into."""
+        self._need_examples()
+        return self._read(example_pool_path("images"), epochs=False)
+
+    @cached_property
+    def example_labels(self) -> np.ndarray:
+        """(N,) int64 class index of each pool image (-1 = unknown)."""
+        self._need_examples()
+        return self._read(example_pool_path("labels"), epochs=False)
+
+    def examples(self, name: str, channel: int | None = None) -> TopExamples:
+        """A conv layer's top-k pool images per epoch and channel (see ``TopExamples``)."""
+        self._need_examples()
+        if not self.layer(name).is_conv:
+            raise StoreError(f"{self.path}: layer {name!r} has no dataset examples (not conv)")
+        index = (slice(0, self.epochs),) if channel is None else (slice(0, self.epochs), channel)
+        return TopExamples(
+            *(self._read(example_path(name, f), index=index) for f in TopExamples._fields)
+        )
+
+    def _need_examples(self) -> None:
+        if self._root.examples is None:
+            raise StoreError(
+                f"{self.path}: the run kept no dataset examples (train with --example-pool N)"
+            )
 
     # -- activations and kernels -----------------------------------------------------
     def layer_activations(self, name: str, probe: int | None = None) -> np.ndarray:

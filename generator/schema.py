@@ -47,6 +47,13 @@ LAYER_KINDS = {"conv": 3, "linear": 1, "block": 3}
 # attribute ``featviz`` (``FeatvizSpec``); stores without it have no ``featviz/`` arrays.
 FEATVIZ = "featviz"
 FEATVIZ_KINDS = ("conv", "block")  # layers with a (C, H, W) output a channel can drive
+# Dataset examples (optional, schema v2): a fixed pool of images written once under
+# ``example_pool/`` and, per conv layer and epoch, each channel's top-k pool images by the
+# channel's maximum activation under ``examples/<layer>/``. The root attribute ``examples``
+# ({"pool": N, "top_k": k, "sources": [...]}) says a store has them; stores without it
+# (older ones, or ``--example-pool 0``) read and build as before.
+EXAMPLES, EXAMPLE_POOL = "examples", "example_pool"
+EXAMPLE_FIELDS = {"index": "int32", "position": "int32", "value": "float32"}
 
 REQUIRED_ATTRS = (
     "schema_version",
@@ -127,6 +134,16 @@ def featviz_path(name: str) -> str:
 
 def metric_path(metric: str) -> str:
     return f"{METRICS}/{metric}"
+
+
+def example_path(name: str, field: str) -> str:
+    """``examples/<layer>/index|position|value``: one conv layer's top-k per epoch."""
+    return f"{EXAMPLES}/{array_key(name)}/{field}"
+
+
+def example_pool_path(name: str) -> str:
+    """``example_pool/images`` or ``example_pool/labels``: written once, not per epoch."""
+    return f"{EXAMPLE_POOL}/{name}"
 
 
 def probe_path(name: str) -> str:
@@ -300,12 +317,14 @@ def array_plan(
     activation_dtype: str,
     *,
     featviz: FeatvizSpec | None = None,
+    example_top_k: int = 0,
 ) -> dict[str, ArraySpec]:
     """Every epoch-indexed array: path -> one epoch's shape, chunk and dtype.
 
     Activation chunks are one probe x all channels of a layer: one file per probe and
     layer per epoch, and a whole layer of one probe across epochs is E reads. A feature
     visualization is one chunk per layer and epoch (a layer's sheet is one read).
+    ``example_top_k`` > 0 adds the dataset-example arrays (``example_plan``).
     """
     plan: dict[str, ArraySpec] = {}
     for layer in layers:
@@ -329,7 +348,65 @@ def array_plan(
     for name, channels in (featviz.channels if featviz else {}).items():
         image = (channels, featviz.size, featviz.size, 3)
         plan[featviz_path(name)] = ArraySpec(image, image, "uint8")
+    if example_top_k:
+        plan.update(example_plan(layers, example_top_k))
     return plan
+
+
+def example_layers(layers: Sequence[LayerSpec]) -> list[LayerSpec]:
+    """The layers dataset examples are kept for: every conv layer (one map per channel)."""
+    return [layer for layer in layers if layer.is_conv]
+
+
+def example_plan(layers: Sequence[LayerSpec], top_k: int) -> dict[str, ArraySpec]:
+    """Per conv layer and epoch: the pool index (C, k), the (y, x) of the channel's
+    maximum in its own map (C, k, 2) and that maximum (C, k), best first; one chunk."""
+    plan: dict[str, ArraySpec] = {}
+    for layer in example_layers(layers):
+        for field, dtype in EXAMPLE_FIELDS.items():
+            shape = (layer.channels, top_k, 2) if field == "position" else (layer.channels, top_k)
+            plan[example_path(layer.name, field)] = ArraySpec(shape, shape, dtype)
+    return plan
+
+
+def example_pool_plan(n_pool: int, input_size: int) -> dict[str, ArraySpec]:
+    """The example pool, written once: images (N, S, S, 3) uint8, in chunks of 64 images
+    (one chunk per image would be hundreds of small files), and labels (N,)."""
+    image = (input_size, input_size, 3)
+    return {
+        example_pool_path("images"): ArraySpec(
+            (n_pool, *image), (min(n_pool, 64), *image), "uint8"
+        ),
+        example_pool_path("labels"): ArraySpec((n_pool,), (n_pool,), "int64"),
+    }
+
+
+@dataclass(frozen=True)
+class ExampleSettings:
+    """The ``examples`` root attribute: pool size, top-k kept and where each image came from."""
+
+    pool: int
+    top_k: int
+    sources: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"pool": int(self.pool), "top_k": int(self.top_k), "sources": list(self.sources)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ExampleSettings:
+        return cls(int(data["pool"]), int(data["top_k"]), tuple(data["sources"]))
+
+
+def example_settings_problem(value: Any) -> str | None:
+    """What is wrong with the ``examples`` root attribute, or None."""
+    if not isinstance(value, dict):
+        return "is not an object"
+    pool, top_k, sources = value.get("pool"), value.get("top_k"), value.get("sources")
+    if not (_is_count(pool, 1) and _is_count(top_k, 1) and top_k <= pool):
+        return "needs a pool of at least 1 image and a top_k between 1 and the pool"
+    if not (_is_str_list(sources) and len(sources) == pool):
+        return "needs one source name per pool image"
+    return None
 
 
 def probe_plan(n_probes: int, input_size: int) -> dict[str, ArraySpec]:
@@ -356,6 +433,7 @@ class RootAttrs:
     probe_sources: tuple[str, ...]
     stat_fields: tuple[str, ...]
     featviz: FeatvizSpec | None = None  # optional: feature visualizations recorded
+    examples: ExampleSettings | None = None  # dataset examples, when the run kept them
 
 
 def parse_root_attrs(store: Path | str, attrs: Any) -> RootAttrs:
@@ -391,6 +469,7 @@ def parse_root_attrs(store: Path | str, attrs: Any) -> RootAttrs:
         probe_sources=tuple(attrs.get("probe_sources", [])),
         stat_fields=tuple(attrs.get("stat_fields", STAT_FIELDS)),
         featviz=FeatvizSpec.from_json(attrs[FEATVIZ]) if attrs.get(FEATVIZ) else None,
+        examples=ExampleSettings.from_json(attrs[EXAMPLES]) if EXAMPLES in attrs else None,
     )
 
 
@@ -416,6 +495,9 @@ def root_attrs_problem(attrs: Mapping[str, Any]) -> str | None:
     for key, ok, expected in checks:
         if not ok:
             return f"{key} is {short(attrs.get(key))}, not {expected}"
+    problem = example_settings_problem(attrs[EXAMPLES]) if EXAMPLES in attrs else None
+    if problem:
+        return f"{EXAMPLES} {problem}"
     problem = layers_problem(attrs["layers"], version=attrs["schema_version"])
     if problem is None and attrs.get(FEATVIZ) is not None:
         problem = featviz_problem(attrs[FEATVIZ], attrs["layers"])

@@ -23,7 +23,7 @@ import math
 import os
 import shutil
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +38,8 @@ from generator.faults import maybe_die
 from generator.schema import (
     ACTIVATION_DTYPES,
     CONFUSION,
+    EXAMPLE_FIELDS,
+    EXAMPLES,
     EXTRA_METRICS,
     FEATVIZ,
     PROBE_PROBS,
@@ -45,12 +47,16 @@ from generator.schema import (
     SCHEMA_VERSION,
     STAT_FIELDS,
     ArraySpec,
+    ExampleSettings,
     FeatvizSpec,
     LayerSpec,
     activation_path,
     array_plan,
     channel_stat_path,
     check_layers,
+    example_path,
+    example_pool_path,
+    example_pool_plan,
     featviz_path,
     kernel_path,
     metric_path,
@@ -99,6 +105,20 @@ class EpochRecord:
     scalars: dict[str, float] = field(default_factory=dict)
     extra: dict[str, float] = field(default_factory=dict)
     featviz: dict[str, np.ndarray] = field(default_factory=dict)  # (C, S, S, 3) uint8
+    # conv layer -> "index" (C, k), "position" (C, k, 2), "value" (C, k): dataset examples,
+    # required exactly when the store keeps them (``ExamplePoolRecord``)
+    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExamplePoolRecord:
+    """The example pool a store keeps once: images (N, S, S, 3) uint8, labels (N,) with
+    -1 = unknown, a source name per image, and how many top images each channel keeps."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    sources: tuple[str, ...]
+    top_k: int
 
 
 def _compressors() -> tuple[zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]:
@@ -132,12 +152,14 @@ class StoreWriter:
         self.path = path
         root = parse_root_attrs(path, group.attrs.asdict())
         self.layers = list(root.layers)
+        self.examples = root.examples
         self._plan = array_plan(
             self.layers,
             int(group[probe_path("labels")].shape[0]),
             len(root.class_names),
             root.activation_dtype,
             featviz=root.featviz,
+            example_top_k=root.examples.top_k if root.examples else 0,
         )
 
     @classmethod
@@ -154,6 +176,7 @@ class StoreWriter:
         probe_sources: Sequence[str],
         activation_dtype: str = "float16",
         featviz: FeatvizSpec | None = None,
+        example_pool: ExamplePoolRecord | None = None,
     ) -> StoreWriter:
         """A new, empty store (no epochs committed) with the probes written once;
         ``featviz`` adds the optional feature-visualization arrays.
@@ -188,18 +211,36 @@ class StoreWriter:
         }
         if featviz is not None:
             attrs[FEATVIZ] = featviz.to_json()
+        top_k = 0
+        if example_pool is not None:
+            settings = ExampleSettings(
+                len(example_pool.labels), example_pool.top_k, tuple(example_pool.sources)
+            )
+            attrs[EXAMPLES], top_k = settings.to_json(), settings.top_k
         parse_root_attrs(path, attrs)  # never write what the reader would refuse
         probes = (probe_plan(len(probe_labels), int(input_size)), probe_images, probe_labels)
+
+        def write_fixed(group: zarr.Group) -> None:
+            """What a store holds once: the probes and, when kept, the example pool."""
+            _write_probes(group, *probes)
+            if example_pool is not None:
+                _write_example_pool(group, example_pool, int(input_size))
+
         plan = array_plan(
-            layers, len(probe_labels), len(class_names), activation_dtype, featviz=featviz
+            layers,
+            len(probe_labels),
+            len(class_names),
+            activation_dtype,
+            featviz=featviz,
+            example_top_k=top_k,
         )
         if isinstance(path, StoreURL):
-            return cls._create_at_url(path, attrs, probes, plan)
+            return cls._create_at_url(path, attrs, write_fixed, plan)
         staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
         _remove_stale_staging(path)
         try:
             group = zarr.open_group(str(staging), mode="w-", zarr_format=3)
-            _write_probes(group, *probes)
+            write_fixed(group)
             _create_arrays(group, plan)
             group.attrs.update(attrs)
             maybe_die("store.create", 0)
@@ -212,7 +253,11 @@ class StoreWriter:
 
     @classmethod
     def _create_at_url(
-        cls, url: StoreURL, attrs: Mapping[str, Any], probes: tuple, plan: Mapping[str, tuple]
+        cls,
+        url: StoreURL,
+        attrs: Mapping[str, Any],
+        write_fixed: Callable[[zarr.Group], None],
+        plan: Mapping[str, tuple],
     ) -> StoreWriter:
         """Object storage has no rename: take the lock, clear what a killed creation left,
         write the root marked ``CREATING`` (readers treat it as not there yet), the probes
@@ -234,7 +279,7 @@ class StoreWriter:
                 zarr_format=3,
                 attributes={CREATING: attrs["run_id"]},
             )
-            _write_probes(group, *probes)
+            write_fixed(group)
             _create_arrays(group, plan)
             maybe_die("store.create", 0)
             group.attrs.put(dict(attrs))
@@ -288,6 +333,18 @@ class StoreWriter:
         """The stored probe images (P, 3, S, S) uint8, to check a resumed run uses them."""
         return np.asarray(self._group[probe_path("images")][...])
 
+    def example_pool(self) -> ExamplePoolRecord | None:
+        """The stored example pool (None when the store keeps no dataset examples), so a
+        resumed run searches the same images."""
+        if self.examples is None:
+            return None
+        return ExamplePoolRecord(
+            np.asarray(self._group[example_pool_path("images")][...]),
+            np.asarray(self._group[example_pool_path("labels")][...]),
+            self.examples.sources,
+            self.examples.top_k,
+        )
+
     @property
     def epochs_committed(self) -> int:
         return int(self._group.attrs["epochs_committed"])
@@ -331,6 +388,7 @@ class StoreWriter:
         for name in self._plan:  # a record without its visualizations stores blanks
             if name.startswith(f"{FEATVIZ}/"):
                 slots.setdefault(name, None)
+        self._check_examples(record)
         for name, value in slots.items():  # check every shape before touching the disk
             if name not in self._plan:
                 raise StoreError(f"{self.path}: {name} is not an array of this store")
@@ -354,6 +412,18 @@ class StoreWriter:
                 "it are intact"
             ) from exc
         self._set_committed(epoch + 1, extra=record.extra)
+
+    def _check_examples(self, record: EpochRecord) -> None:
+        """A store that keeps dataset examples gets them every epoch (a missing one would
+        read as pool image 0), and one that does not never gets them."""
+        wanted = {name for name in self._plan if name.startswith(f"{EXAMPLES}/")}
+        given = {example_path(layer, f) for layer in record.examples for f in EXAMPLE_FIELDS}
+        missing = sorted(wanted - given)
+        if missing:
+            raise StoreError(
+                f"{self.path}: this store keeps dataset examples but the epoch has no "
+                f"{missing[0]}; record it with the example pool it was created with"
+            )
 
     def _set_committed(self, epochs: int, *, extra: Mapping[str, float] | None = None) -> None:
         """Rewrite the root metadata with a new ``epochs_committed`` (one atomic rename) and,
@@ -483,6 +553,20 @@ def _write_probes(
         group.create_array(name, data=value, chunks=spec.chunk, compressors=_compressors())
 
 
+def _write_example_pool(group: zarr.Group, pool: ExamplePoolRecord, input_size: int) -> None:
+    """The example pool images and labels, in the shapes of ``schema.example_pool_plan``."""
+    plan = example_pool_plan(len(pool.labels), input_size)
+    values = {
+        example_pool_path("images"): np.ascontiguousarray(pool.images, dtype=np.uint8),
+        example_pool_path("labels"): np.asarray(pool.labels, dtype=np.int64),
+    }
+    for name, value in values.items():
+        spec = plan[name]
+        if value.shape != spec.shape:
+            raise StoreError(f"{name} must have shape {spec.shape}, got {value.shape}")
+        group.create_array(name, data=value, chunks=spec.chunk, compressors=_compressors())
+
+
 def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float | None]:
     """An epoch record as store paths -> values, matching ``array_plan``."""
     out: dict[str, np.ndarray | float | None] = {}
@@ -501,4 +585,7 @@ def _flatten_record(record: EpochRecord) -> dict[str, np.ndarray | float | None]
     out[metric_path(PROBE_PROBS)] = record.probe_probs
     for layer, value in record.featviz.items():
         out[featviz_path(layer)] = value
+    for layer, fields_ in record.examples.items():
+        for name, value in fields_.items():
+            out[example_path(layer, name)] = value
     return out

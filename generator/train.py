@@ -46,6 +46,7 @@ from generator.errors import DataError, OptionError, StoreError
 from generator.faults import maybe_die
 from generator.model import LOGITS_LAYER, NetlapseCNN, check_architecture
 from generator.reader import open_run
+from generator.record.examples import ExamplePool, resumed_pool, split_pool, top_examples
 from generator.record.featviz import (
     FeatureVisualizer,
     FeatvizSettings,
@@ -54,7 +55,7 @@ from generator.record.featviz import (
 )
 from generator.recorder import record_probes, relative_change, snapshot_weights
 from generator.storage import StoreURL
-from generator.store import EpochRecord, StoreWriter
+from generator.store import EpochRecord, ExamplePoolRecord, StoreWriter
 from generator.storefiles import check_remote_out
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Session:
     optimizer: torch.optim.Optimizer
     device: torch.device
     featviz: FeatureVisualizer | None = None
+    examples: ExamplePool | None = None  # dataset examples' pool (--example-pool)
 
 
 def run_training(config: TrainConfig) -> Path:
@@ -269,6 +271,7 @@ def _create(session: Session) -> StoreWriter:
     it is moved aside first, so this run never resumes from or prunes it."""
     config, model = session.config, session.model
     probes = choose_probes(session)
+    session.examples = split_pool(session.dataset, session.val_idx, config.example_pool)
     set_aside_orphans(config.out)
     writer = StoreWriter.create(
         config.out,
@@ -281,6 +284,7 @@ def _create(session: Session) -> StoreWriter:
         probe_sources=probes.sources,
         activation_dtype=config.activation_dtype,
         featviz=session.featviz.spec if session.featviz else None,
+        example_pool=session.examples and ExamplePoolRecord(*session.examples.stored()),
     )
     try:
         _record_epoch(session, writer, _probe_tensor(writer, session.device), 0, {}, None)
@@ -300,6 +304,7 @@ def _reopen(config: TrainConfig) -> tuple[Session, StoreWriter, int]:
         session = _start_session(config)
         _check_compatible(writer, session)
         session.featviz = follow_store(session.featviz, writer.attrs.get("featviz"))
+        session.examples = resumed_pool(None, writer.example_pool())
         first = _resume(session, writer)
         if session.featviz is not None:  # continue from the images of the epoch before
             run = open_run(config.out, verify=False)
@@ -606,6 +611,9 @@ def _record_epoch(
         confusion=confusion,
         scalars={**scalars, **val_scalars},
         featviz=session.featviz.visualize(epoch) if session.featviz else {},
+        examples={}
+        if session.examples is None
+        else top_examples(model, session.examples, model.layer_specs()),
     )
     writer.write_epoch(epoch, record)
     maybe_die("train.committed", epoch)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import settings
 
 from generator.schema import STAT_FIELDS, FeatvizSpec, LayerSpec
-from generator.store import EpochRecord, StoreWriter
+from generator.store import EpochRecord, ExamplePoolRecord, StoreWriter
 
 # Property tests draw the same examples on every run (CI must not turn red by chance): a
 # failure is then reproducible, and a new corner case is added as an ``@example``.
@@ -26,8 +26,37 @@ TINY_LAYERS = [
 ]
 
 
+# An example pool for stores made with ``examples=True``: 5 images, each channel's top 3.
+TINY_POOL = ExamplePoolRecord(
+    np.arange(5 * 8 * 8 * 3, dtype=np.uint8).reshape(5, 8, 8, 3),
+    np.arange(5) % 3,
+    tuple(f"pool {i}.png" for i in range(5)),
+    3,
+)
+
+
+def synthetic_examples(epoch: int, layers: list[LayerSpec]) -> dict[str, dict[str, np.ndarray]]:
+    """Dataset examples for ``TINY_POOL``: channel c's top images are c + epoch, ... mod 5."""
+    examples = {}
+    for layer in layers:
+        if layer.is_conv:
+            c, k = layer.channels, TINY_POOL.top_k
+            index = (np.arange(c)[:, None] + epoch + np.arange(k)) % len(TINY_POOL.labels)
+            examples[layer.name] = {
+                "index": index.astype(np.int32),
+                "position": np.zeros((c, k, 2), np.int32) + epoch % layer.shape[1],
+                "value": np.linspace(1, 0, k, dtype=np.float32)[None].repeat(c, 0),
+            }
+    return examples
+
+
 def synthetic_record(
-    epoch: int, n_probes: int = 2, n_classes: int = 3, layers: list[LayerSpec] = TINY_LAYERS
+    epoch: int,
+    n_probes: int = 2,
+    n_classes: int = 3,
+    layers: list[LayerSpec] = TINY_LAYERS,
+    *,
+    examples: bool = False,
 ) -> EpochRecord:
     """An epoch whose values encode the epoch number, so tests can tell epochs apart."""
     rng = np.random.default_rng(epoch)
@@ -64,6 +93,7 @@ def synthetic_record(
             "val_loss": 1 / epoch,
             "val_accuracy": 0.4,
         },
+        examples=synthetic_examples(epoch, layers) if examples else {},
     )
 
 
@@ -78,10 +108,12 @@ def make_store(
     n_classes: int = 3,
     *,
     featviz: bool = False,
+    examples: bool = False,
 ) -> StoreWriter:
     """A committed store of ``epochs`` entries written by the real writer; ``trim`` as a
     finished training run leaves it (arrays exactly ``epochs`` long); ``featviz`` adds
-    feature visualizations of ``TINY_FEATVIZ``."""
+    feature visualizations of ``TINY_FEATVIZ``; ``examples`` keeps dataset examples of
+    ``TINY_POOL``."""
     writer = StoreWriter.create(
         path,
         class_names=["alpha", "beta", "gamma", *(f"class {k}" for k in range(3, n_classes))][
@@ -94,9 +126,10 @@ def make_store(
         probe_images=np.arange(n_probes * 3 * 8 * 8, dtype=np.uint8).reshape(n_probes, 3, 8, 8),
         probe_labels=np.arange(n_probes),
         featviz=TINY_FEATVIZ if featviz else None,
+        example_pool=TINY_POOL if examples else None,
     )
     for epoch in range(epochs):
-        record = synthetic_record(epoch, n_probes, n_classes)
+        record = synthetic_record(epoch, n_probes, n_classes, examples=examples)
         if featviz:
             record.featviz = {"block1": np.full((2, 8, 8, 3), epoch, np.uint8)}
         writer.write_epoch(epoch, record)

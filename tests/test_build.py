@@ -115,10 +115,11 @@ def test_one_option_for_one_layer_remakes_only_that_layer(
     }  # pages show the options: not media
     assert changed and all("/media/block2/" in str(p) for p in changed)
     assert not any("kernels" in p.name for p in changed)  # kernels do not use --scale
+    assert not any("patch" in p.name for p in changed)  # nor dataset-example patches
     block2 = [
         r
         for r in manifest(copy)["artefacts"].values()
-        if r["layer"] == "block2" and r["kind"] != "kernels"
+        if r["layer"] == "block2" and r["kind"] not in ("kernels", "patches", "patch-sheet")
     ]
     assert result.made == len(block2)
     assert len(manifest(copy)["artefacts"]) == len(manifest(site)["artefacts"])
@@ -518,3 +519,23 @@ def test_a_worker_that_fails_leaves_every_file_owned(tmp_path: Path) -> None:
         build(BuildConfig(stores=(store,), out=site, jobs=2, formats=("gif",), channel_probes=0))
     assert list(site.rglob("*.gif"))  # other jobs did write files
     assert unlisted_files(site) == set() and not (site / "index.html").exists()
+
+
+@pytest.mark.slow
+def test_dataset_example_patches_for_every_conv_channel_and_a_sheet_per_layer(
+    site: Path, demo_run: Path
+) -> None:
+    run = open_run(demo_run)
+    records = manifest(site)["artefacts"].values()
+    patches = {(r["layer"], r["channel"]): r for r in records if r["kind"] == "patches"}
+    assert set(patches) == {
+        (layer.name, c) for layer in run.conv_layers for c in range(layer.channels)
+    }
+    sheets = {r["layer"]: r for r in records if r["kind"] == "patch-sheet"}
+    assert set(sheets) == {layer.name for layer in run.conv_layers}
+    first = patches[("block1", 0)]
+    assert mp4_frames(site / first["files"]["mp4"])[0] == run.epochs
+    pages = {p.name: p.read_text() for p in site.rglob("*.html")}
+    mp4, png = Path(first["files"]["mp4"]).name, Path(sheets["block1"]["files"]["png"]).name
+    assert any(mp4 in text and "dataset examples" in text for text in pages.values())
+    assert any(png in text for name, text in pages.items() if name.startswith("block1"))

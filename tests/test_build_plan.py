@@ -26,7 +26,7 @@ from tests.conftest import make_store, synthetic_record
 
 @pytest.fixture
 def run(tmp_path: Path) -> RunReader:
-    make_store(tmp_path / "run.zarr", trim=False, featviz=True)
+    make_store(tmp_path / "run.zarr", trim=False, featviz=True, examples=True)
     return open_run(tmp_path / "run.zarr")
 
 
@@ -78,7 +78,7 @@ def test_a_new_epoch_makes_everything_stale(run: RunReader, tmp_path: Path) -> N
     previous = fake_build(run, tmp_path)
     from generator.store import StoreWriter
 
-    StoreWriter.open_for_resume(run.path).write_epoch(3, synthetic_record(3))
+    StoreWriter.open_for_resume(run.path).write_epoch(3, synthetic_record(3, examples=True))
     grown = plan(run := open_run(run.path), previous, tmp_path)
     assert run.epochs == 4 and len(grown.todo) == len(grown.wanted)
 
@@ -91,7 +91,7 @@ def test_a_new_epoch_makes_everything_stale(run: RunReader, tmp_path: Path) -> N
             "fps",
             8.0,
             {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.KERNELS, ArtefactKind.PROBE}
-            | {ArtefactKind.FEATVIZ, ArtefactKind.FEATVIZ_SHEET},
+            | {ArtefactKind.FEATVIZ, ArtefactKind.FEATVIZ_SHEET, ArtefactKind.PATCHES},
         ),
         # --max-side re-makes grids, contact sheets and kernels: not the probe animation,
         # whose frames have a fixed size, nor per-channel ones (they use --channel-side)
@@ -99,9 +99,9 @@ def test_a_new_epoch_makes_everything_stale(run: RunReader, tmp_path: Path) -> N
             "max_side",
             512,
             {ArtefactKind.GRID, ArtefactKind.CONTACT, ArtefactKind.KERNELS}
-            | {ArtefactKind.FEATVIZ_SHEET},
+            | {ArtefactKind.FEATVIZ_SHEET, ArtefactKind.PATCH_SHEET},
         ),
-        ("channel_side", 128, {ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ}),
+        ("channel_side", 128, {ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ, ArtefactKind.PATCHES}),
         (
             "gif_max_side",
             128,

@@ -45,8 +45,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = ["--input-size", "64", "--demo-per-class", "6", "--batch-size", "8", "--probes", "2"]
 EPOCHS = 3
 CLASSES = 6
-# Epoch-indexed arrays written per epoch (84 for the reference network): k of the kill points.
-ARRAYS = len(array_plan(NetlapseCNN(CLASSES, 64).layer_specs(), 2, CLASSES, "float16"))
+# Epoch-indexed arrays written per epoch (84 for the reference network, plus 3 per conv
+# layer for the dataset examples of the default pool: the whole validation split of 6
+# images, so the top 6): k of the kill points.
+ARRAYS = len(
+    array_plan(NetlapseCNN(CLASSES, 64).layer_specs(), 2, CLASSES, "float16", example_top_k=6)
+)
 JOBS = max(1, min(2, os.cpu_count() or 1))
 TIMEOUT = 600
 
@@ -277,7 +281,7 @@ def test_the_kill_points_cover_every_phase(campaign: Campaign) -> None:
 
 def test_a_trained_store_holds_only_numeric_arrays(campaign: Campaign) -> None:
     arrays = store_arrays(campaign.reference)
-    assert len(arrays) == ARRAYS + 2
+    assert len(arrays) == ARRAYS + 4  # and the probes' and example pool's images and labels
     for name, array in arrays.items():
         assert array.dtype.kind in "biuf", f"{name} has dtype {array.dtype}"
 

@@ -29,6 +29,7 @@ from torch import nn
 from generator.data import to_model_input
 from generator.errors import NetlapseError, OptionError, StoreError
 from generator.reader import open_run
+from generator.record.examples import DEFAULT_TOP_K, prepare_pool, resumed_pool, top_examples
 from generator.record.featviz import (
     DEFAULT_STEPS,
     FeatvizSettings,
@@ -52,7 +53,7 @@ from generator.record.probes import (
 )
 from generator.schema import ACTIVATION_DTYPES, LayerSpec
 from generator.storage import StoreURL, store_location
-from generator.store import EpochRecord, StoreWriter
+from generator.store import EpochRecord, ExamplePoolRecord, StoreWriter
 
 NAMED_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -90,6 +91,8 @@ class Recorder:
         training: Mapping[str, Any] | None = None,
         featviz_layers: Sequence[str] | None = None,
         featviz_steps: int = DEFAULT_STEPS,
+        example_pool: Any = None,
+        example_top_k: int = DEFAULT_TOP_K,
     ) -> None:
         if activation_dtype not in ACTIVATION_DTYPES:
             raise OptionError(
@@ -112,6 +115,11 @@ class Recorder:
         )
         self.layers: list[LayerSpec] = [describe(model, path, found) for path in paths]
         self._modules = {spec.name: model.get_submodule(spec.module) for spec in self.layers}
+        self._pool, self._transform = None, transform  # dataset examples; None = off
+        if example_pool is not None:
+            self._pool = prepare_pool(
+                example_pool, input_size=self._probes.size, top_k=example_top_k, transform=transform
+            )
         self._followed = self._layer_weights()
         self._featviz = visualizer_for(  # None: featviz_layers=[] or no conv layer recorded
             model,
@@ -132,12 +140,14 @@ class Recorder:
     def _open_store(self, *, resume: bool, settings: Mapping[str, Any], dtype: str) -> StoreWriter:
         """The store to append to, with epoch 0 recorded; on any failure the lock is released
         and what was committed before stays."""
-        if resume and self.out.exists():
-            writer = self._reopen(dtype)
-        else:
-            writer = self._create(settings, dtype)
+        reopened = resume and self.out.exists()
+        writer = self._reopen(dtype) if reopened else self._create(settings, dtype)
         self._writer = writer
         try:
+            if reopened:  # the stored example pool, if the store keeps one
+                self._pool = resumed_pool(
+                    self._pool, writer.example_pool(), transform=self._transform
+                )
             if writer.epochs_committed == 0:
                 self._record(EpochRecordInputs())
             else:  # resumed: the model is at the last committed epoch, the change's base
@@ -213,7 +223,7 @@ class Recorder:
                 f"{self.out}: already exists; pass resume=True to continue that run or "
                 "choose another out= (a run is never overwritten)"
             )
-        probes = self._probes
+        probes, pool = self._probes, self._pool
         return StoreWriter.create(
             self.out,
             class_names=self.class_names,
@@ -225,6 +235,7 @@ class Recorder:
             probe_sources=probes.sources,
             activation_dtype=activation_dtype,
             featviz=self._featviz.spec if self._featviz else None,
+            example_pool=None if pool is None else ExamplePoolRecord(*pool.stored()),
         )
 
     def _warm_start_featviz(self, epoch: int) -> None:
@@ -297,6 +308,9 @@ class Recorder:
             scalars=metrics.scalars,
             extra=metrics.extra,
             featviz=self._featviz.visualize(epoch) if self._featviz else {},
+            examples={}
+            if self._pool is None
+            else top_examples(self.model, self._pool, self.layers),
         )
         writer.write_epoch(epoch, record)
         self._previous = weights

@@ -77,6 +77,12 @@ def layer_page(
             here=path,
             caption="each channel's feature visualization; the poster is the last epoch",
         ),
+        example_sheet=ctx.media(
+            ArtefactKind.PATCH_SHEET,
+            layer=name,
+            here=path,
+            caption="each channel's top pool image at the last epoch, cut to its receptive field",
+        ),
     )
 
 
@@ -163,6 +169,13 @@ def channel_page(
             channel=c,
             here=here,
             caption="the image that drives this channel most, optimised at each epoch",
+        ),
+        examples=ctx.media(
+            ArtefactKind.PATCHES,
+            layer=name,
+            channel=c,
+            here=here,
+            caption="the pool images that excite it most, best first, each epoch",
         ),
     )
 

@@ -211,6 +211,7 @@ class LayerPage(Page):
     previous: Link | None
     next: Link | None
     featviz: Media | None = None  # every visualised channel's image over epochs
+    example_sheet: Media | None = None  # every channel's top dataset example, last epoch
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,6 +227,7 @@ class ChannelPage(Page):
     previous: Link | None
     next: Link | None
     featviz: Media | None = None  # the image this channel responds to most, over epochs
+    examples: Media | None = None  # its top dataset-example patches over epochs
 
 
 @dataclass(frozen=True, kw_only=True)
