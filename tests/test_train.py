@@ -225,7 +225,7 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_committed_epochs(
     tmp_path: Path, demo_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     out = tmp_path / "nan.zarr"
-    monkeypatch.setattr("generator.train.nn.CrossEntropyLoss", _NanLoss)
+    monkeypatch.setattr("generator.train.loop.nn.CrossEntropyLoss", _NanLoss)
     assert train(out, demo_cache, monkeypatch, "--epochs", "2") == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "epoch 1, batch 0" in line and "smaller --lr" in line and "Traceback" not in line
