@@ -267,6 +267,16 @@ def build_model(name: str, *, num_classes: int) -> nn.Module:
     return _torchvision_model(name, num_classes)
 
 
+def check_model_name(name: str) -> None:
+    """Refuse a ``--model`` that names no torchvision classifier before any data is loaded
+    (a factory ``pkg.module:function`` is checked when it is called)."""
+    if ":" not in name and name not in torchvision_classifiers():
+        raise OptionError(
+            f"--model {name}: not a torchvision classifier; {MODEL_LIST_HINT}, "
+            "or pass your own as my_pkg.my_module:make_model"
+        )
+
+
 def torchvision_classifiers() -> list[str]:
     """Every classification model torchvision builds (no detection or segmentation)."""
     import torchvision.models  # imported when asked: a second or more to load
@@ -277,11 +287,7 @@ def torchvision_classifiers() -> list[str]:
 def _torchvision_model(name: str, num_classes: int) -> nn.Module:
     import torchvision.models
 
-    if name not in torchvision_classifiers():
-        raise OptionError(
-            f"--model {name}: not a torchvision classifier; {MODEL_LIST_HINT}, "
-            "or pass your own as my_pkg.my_module:make_model"
-        )
+    check_model_name(name)
     return torchvision.models.get_model(name, weights=None, num_classes=num_classes)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from generator.architecture import REFERENCE_MODEL
 from generator.checkpoint import SUFFIX
 from generator.config import TrainConfig
 from generator.data import (
@@ -22,8 +23,13 @@ from generator.data import (
     to_model_input,
 )
 from generator.errors import DataError, OptionError, StoreError
-from generator.architecture import REFERENCE_MODEL
-from generator.model import MODEL_LIST_HINT, NetlapseCNN, build_model, check_architecture
+from generator.model import (
+    MODEL_LIST_HINT,
+    NetlapseCNN,
+    build_model,
+    check_architecture,
+    check_model_name,
+)
 from generator.record.hooks import untouched
 from generator.record.layers import describe_layers
 from generator.schema import LayerSpec
@@ -96,8 +102,10 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def start_session(config: TrainConfig) -> Session:
     """Load the data, split it, and build the seeded network and its optimizer."""
-    if config.model == REFERENCE_MODEL:  # its shape checks need no data: refuse early
+    if config.model == REFERENCE_MODEL:  # checks that need no data: refuse early
         check_architecture(2, config.resolved_input_size, config.channels, config.kernel_size)
+    else:
+        check_model_name(config.model)
     root = config.data or make_demo_dataset(
         config.cache_dir,
         seed=config.seed,
