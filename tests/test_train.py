@@ -279,9 +279,15 @@ def test_train_any_torchvision_classifier(
     ],
 )
 def test_a_bad_model_is_one_line_before_any_store(
-    model: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture
+    model: str,
+    message: str,
+    tmp_path: Path,
+    demo_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
 ) -> None:
     out = tmp_path / "bad.zarr"
+    monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
     assert main(["-q", "train", "--out", str(out), *TINY, "--model", model]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
