@@ -300,10 +300,10 @@ def test_a_too_small_input_size_for_the_model_is_one_line(
 ) -> None:
     out = tmp_path / "small.zarr"
     monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
-    small = ["--input-size", "32", "--demo-per-class", "4", "--probes", "2"]
-    assert main(["-q", "train", "--out", str(out), *small, "--model", "squeezenet1_0"]) == 2
+    small = ["--input-size", "64", "--demo-per-class", "4", "--probes", "2"]
+    assert main(["-q", "train", "--out", str(out), *small, "--model", "inception_v3"]) == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
-    assert "--model squeezenet1_0 cannot run on --input-size 32" in line
+    assert "--model inception_v3 cannot run on --input-size 64" in line
     assert "larger --input-size" in line and not out.exists()
 
 
