@@ -31,7 +31,7 @@ from generator.config import default_cache_dir  # noqa: E402
 from generator.data import load_image_folder, make_demo_dataset, to_model_input  # noqa: E402
 from generator.model import NetlapseCNN  # noqa: E402
 from generator.record.examples import split_pool, top_examples  # noqa: E402
-from generator.train import dataset_labels, split_indices  # noqa: E402
+from generator.train.session import dataset_labels, split_indices  # noqa: E402
 
 
 def timed(fn: Callable[[], object], repeats: int) -> float:

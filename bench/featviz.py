@@ -31,8 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from generator.config import TrainConfig  # noqa: E402
 from generator.data import to_model_input  # noqa: E402
-from generator.record.featviz import DEFAULT_STEPS, channel_means  # noqa: E402
-from generator.train import _start_session, _train_one_epoch  # noqa: E402
+from generator.record.featviz import (  # noqa: E402
+    DEFAULT_STEPS,
+    FeatvizSettings,
+    channel_means,
+    visualizer_for,
+)
+from generator.train.loop import _train_one_epoch  # noqa: E402
+from generator.train.session import start_session  # noqa: E402
 
 
 def reached(session, images: dict[str, np.ndarray]) -> float:
@@ -76,7 +82,13 @@ def main() -> None:
             featviz_layers=layers,
             featviz_steps=args.steps,
         )
-        session = _start_session(config)
+        session = start_session(config)
+        session.featviz = visualizer_for(  # the visualizer the Recorder would make
+            session.model,
+            session.layers,
+            FeatvizSettings(config.featviz_layers, config.featviz_steps),
+            transform=to_model_input,
+        )
         spec = session.featviz.spec
         print(
             f"threads {torch.get_num_threads()}; layers "

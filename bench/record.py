@@ -32,8 +32,8 @@ import zarr.codecs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generator.model import LOGITS_LAYER, NetlapseCNN  # noqa: E402
-from generator.recorder import record_probes  # noqa: E402
+from generator.model import NetlapseCNN  # noqa: E402
+from generator.record.hooks import capture_outputs, untouched  # noqa: E402
 from generator.store import EpochRecord, StoreWriter  # noqa: E402
 
 
@@ -49,14 +49,19 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
 
 
 def make_record(model: NetlapseCNN, probes: torch.Tensor) -> EpochRecord:
-    capture = record_probes(model, model.recorded_modules(), probes, LOGITS_LAYER)
+    """What ``Recorder.epoch()`` captures (the same hooks), as the store takes it."""
+    with untouched(model), capture_outputs(model.recorded_modules(), dtype=torch.float16) as got:
+        logits = model(probes)
     k = model.head.logits.out_features
     return EpochRecord(
-        activations=capture.activations,
-        channel_stats=capture.channel_stats,
+        activations={name: value.numpy() for name, value in got.activations.items()},
+        channel_stats={
+            name: {stat: value.numpy() for stat, value in stats.items()}
+            for name, stats in got.channel_stats.items()
+        },
         kernels={n: b.conv.weight.detach().numpy() for n, b in model.blocks()},
         weight_change={n: 0.0 for n in model.weights()},
-        probe_probs=capture.probs,
+        probe_probs=torch.softmax(logits, dim=1).numpy(),
         confusion=np.zeros((k, k), np.int64),
         scalars={},
     )
@@ -106,7 +111,6 @@ def measure_model(args: argparse.Namespace, folder: Path) -> list[tuple[str, str
     """Bare forward, capture and ``Recorder.epoch()`` of a torchvision model, alternating."""
     from generator.data import to_model_input
     from generator.model import build_model
-    from generator.record.hooks import capture_outputs, untouched
     from generator.record.recorder import Recorder
 
     torch.manual_seed(0)

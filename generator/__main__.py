@@ -93,7 +93,8 @@ def add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train the CNN and record every layer and kernel per epoch",
-        description="Train the reference CNN on an ImageFolder dataset (DIR/<class>/<image>) "
+        description="Train the reference CNN (or any torchvision classifier or your own, "
+        "--model) on an ImageFolder dataset (DIR/<class>/<image>) "
         "or, without --data, on generated demo data. Every epoch (and epoch 0, the untrained "
         "network) writes all layer activations for the probe images, all conv kernels and "
         "the metrics into one zarr v3 store.",

@@ -7,3 +7,4 @@
 REFERENCE_CHANNELS = (16, 32, 32, 64, 64, 128, 128, 256)
 REFERENCE_KERNEL = 5
 REFERENCE_HIDDEN = 256
+REFERENCE_MODEL = "reference"  # ``train --model``'s name for this network

@@ -16,7 +16,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from generator.architecture import REFERENCE_CHANNELS, REFERENCE_KERNEL
+from generator.architecture import REFERENCE_CHANNELS, REFERENCE_KERNEL, REFERENCE_MODEL
 from generator.errors import OptionError
 from generator.render.captions import MAX_FONT, strip_height
 from generator.render.colormaps import COLORMAPS, SCALE_MODES
@@ -221,15 +221,25 @@ class TrainConfig:
         shown="picked from the data",
         cli={"nargs": "+", "metavar": "FILE"},
     )
+    model: str = option(
+        REFERENCE_MODEL,
+        help="the network to train: reference (netlapse's CNN), a torchvision classifier "
+        "name such as resnet18 or mobilenet_v3_small (untrained: weights=None, nothing is "
+        "downloaded) or pkg.module:function, called with num_classes=; list torchvision's "
+        'names with: python -c "import torchvision.models as m; print(m.list_models(module=m))"',
+        parse=str,
+    )
     channels: tuple[int, ...] = option(
         REFERENCE_CHANNELS,
-        help="output channels per block",
+        help="output channels per block of the reference CNN",
         parse=int_list,
         low=1,
         high=4096,
         cli={"metavar": "C1,C2,..."},
     )
-    kernel_size: int = option(REFERENCE_KERNEL, help="conv kernel size", parse=int, low=1, high=31)
+    kernel_size: int = option(
+        REFERENCE_KERNEL, help="conv kernel size of the reference CNN", parse=int, low=1, high=31
+    )
     keep_checkpoints: int = option(
         2,
         help="newest checkpoints to keep beside the store; 0 keeps all",

@@ -29,7 +29,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("store files", ("storefiles",)),
     ("data", ("data",)),
     ("model", ("model",)),
-    ("record", ("recorder", "record")),
+    ("record", ("record",)),
     ("store", ("store",)),
     ("reader", ("reader",)),
     ("analysis", ("analysis",)),

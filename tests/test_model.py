@@ -187,3 +187,32 @@ def test_build_model_calls_a_user_factory(tmp_path, monkeypatch):
     assert build_model("my_models:make", num_classes=4)[2].out_features == 4
     with pytest.raises(OptionError, match="returned str, not a torch.nn.Module"):
         build_model("my_models:not_a_model", num_classes=4)
+
+
+def test_a_factory_that_raises_is_one_line(tmp_path, monkeypatch):
+    from generator.model import build_model
+
+    (tmp_path / "broken_models.py").write_text(
+        "def make(num_classes):\n    raise KeyError('depth')\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(
+        OptionError,
+        match=r"--model broken_models:make: make\(num_classes=4\) "
+        "raised KeyError",
+    ) as error:
+        build_model("broken_models:make", num_classes=4)
+    assert "\n" not in str(error.value)
+    with pytest.raises(OptionError, match="--model :make: cannot import"):
+        build_model(":make", num_classes=4)
+
+
+def test_block1_starts_at_pytorchs_default_init() -> None:
+    """Issue 11.1: the reference CNN used to start block 1 at 0.1x its default init, which
+    changed the user's training (a 10x learning rate for block 1 under Adam)."""
+    torch.manual_seed(0)
+    model = NetlapseCNN(3, 64)
+    torch.manual_seed(0)
+    default = torch.nn.Conv2d(3, model.channels[0], model.kernel_size, padding=2)
+    assert torch.equal(model.block1.conv.weight, default.weight)
+    assert torch.equal(model.block1.conv.bias, default.bias)

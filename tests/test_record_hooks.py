@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from generator.record.hooks import capture_outputs, untouched
+from generator.record.hooks import capture_outputs, channel_statistics, untouched
 
 
 def test_hooks_are_removed_even_when_the_forward_fails():
@@ -62,3 +62,17 @@ def test_untouched_restores_modes_and_every_random_generator():
         torch.rand(5), np.random.rand(5), random.random()
     assert (torch.rand(1), np.random.rand(), random.random()) == expected
     assert model.training and model[0].training and not model[1].training
+
+
+def test_channel_statistics_values():
+    """Per channel of each probe: min, max, mean, mean of |x| and max of |x|; a (P, N)
+    output's unit is one feature."""
+    x = torch.tensor([[[[-3.0, 1.0], [2.0, 0.0]], [[5.0, 5.0], [5.0, 5.0]]]])
+    stats = {k: v.numpy() for k, v in channel_statistics(x).items()}
+    np.testing.assert_allclose(stats["min"], [[-3, 5]])
+    np.testing.assert_allclose(stats["max"], [[2, 5]])
+    np.testing.assert_allclose(stats["mean"], [[0, 5]])
+    np.testing.assert_allclose(stats["abs_mean"], [[1.5, 5]])
+    np.testing.assert_allclose(stats["abs_max"], [[3, 5]])
+    linear = channel_statistics(torch.tensor([[-2.0, 4.0]]))
+    np.testing.assert_allclose(linear["abs_max"].numpy(), [[2, 4]])

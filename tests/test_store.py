@@ -75,10 +75,10 @@ def test_a_failed_write_leaves_the_epoch_uncommitted(tmp_path: Path, monkeypatch
     writer = make_store(tmp_path / "run.zarr", epochs=2)
     real = StoreWriter._write_slot
 
-    def disk_full_on_confusion(self, name, epoch, value):
+    async def disk_full_on_confusion(self, name, epoch, value):
         if name.endswith("confusion"):
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(self, name, epoch, value)
+        await real(self, name, epoch, value)
 
     monkeypatch.setattr(StoreWriter, "_write_slot", disk_full_on_confusion)
     with pytest.raises(StoreError, match="No space left on device.*2 epochs committed"):

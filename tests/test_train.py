@@ -16,10 +16,13 @@ from PIL import Image
 
 from generator.__main__ import main
 from generator.checkpoint import checkpoint_path, load_checkpoint
+from generator.config import TrainConfig
 from generator.data import to_model_input
 from generator.model import NetlapseCNN
 from generator.reader import open_run
-from generator.train import split_indices
+from generator.train import evaluate, split_indices
+from generator.train.loop import _train_one_epoch
+from generator.train.session import start_session
 from tests.conftest import TRAINED_RUN_ARGS, TRAINED_RUN_EPOCHS, copy_trained_run
 
 SMALL = list(TRAINED_RUN_ARGS)
@@ -225,8 +228,125 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_committed_epochs(
     tmp_path: Path, demo_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys
 ) -> None:
     out = tmp_path / "nan.zarr"
-    monkeypatch.setattr("generator.train.nn.CrossEntropyLoss", _NanLoss)
+    monkeypatch.setattr("generator.train.loop.nn.CrossEntropyLoss", _NanLoss)
     assert train(out, demo_cache, monkeypatch, "--epochs", "2") == 2
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert "epoch 1, batch 0" in line and "smaller --lr" in line and "Traceback" not in line
     assert zarr.open_group(str(out), mode="r").attrs["epochs_committed"] == 1
+
+
+# -- any model (issue 10.2) and recording changes nothing (issue 10.1) -----------------------
+TINY = ["--input-size", "64", "--demo-per-class", "4", "--batch-size", "8", "--probes", "2"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "block"), [("resnet18", "layer1.0"), ("mobilenet_v3_small", "features.1")]
+)
+def test_train_any_torchvision_classifier(
+    name: str,
+    block: str,
+    tmp_path: Path,
+    demo_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    out = tmp_path / f"{name}.zarr"
+    monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
+    argv = ["-q", "train", "--out", str(out), *TINY, "--model", name, "--epochs", "2"]
+    assert main(argv) == 0
+    run = open_run(out)
+    assert run.epochs == 3 and run.training["model"] == name
+    names = [layer.name for layer in run.layers]
+    assert block in names and names[-1] in ("fc", "classifier.3")
+    conv = next(layer for layer in run.layers if layer.kernel_shape is not None)
+    assert run.kernels(conv.name).shape == (3, *conv.kernel_shape)
+    assert np.isfinite(run.weight_change()[conv.name][1:]).all()
+    assert run.layer_activations(block).shape[:2] == (3, 2)
+    # the model is part of the run: --resume with another one is refused, nothing lost
+    resume = ["-q", "train", "--out", str(out), *TINY, "--epochs", "3", "--resume"]
+    assert main([*resume, "--model", "reference"]) == 2
+    assert "--resume with a different --model (reference)" in capsys.readouterr().err
+    assert open_run(out).epochs == 3
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("resnet1800", "--model resnet1800: not a torchvision classifier; list the names"),
+        ("fasterrcnn_resnet50_fpn", "not a torchvision classifier"),
+        ("generator.model:min_input_size", "must accept num_classes="),
+    ],
+)
+def test_a_bad_model_is_one_line_before_any_store(
+    model: str,
+    message: str,
+    tmp_path: Path,
+    demo_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    out = tmp_path / "bad.zarr"
+    monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
+    assert main(["-q", "train", "--out", str(out), *TINY, "--model", model]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_a_too_small_input_size_for_the_model_is_one_line(
+    tmp_path: Path, demo_cache: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    out = tmp_path / "small.zarr"
+    monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
+    small = ["--input-size", "64", "--demo-per-class", "4", "--probes", "2"]
+    assert main(["-q", "train", "--out", str(out), *small, "--model", "inception_v3"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--model inception_v3 cannot run on --input-size 64" in line
+    assert "larger --input-size" in line and not out.exists()
+
+
+def train_without_recording(config: TrainConfig) -> dict[str, torch.Tensor]:
+    """The built-in loop's training, epoch by epoch, with no Recorder anywhere."""
+    session = start_session(config)
+    evaluate(session)
+    for epoch in range(1, config.epochs + 1):
+        _train_one_epoch(session, epoch)
+        evaluate(session)
+    return session.model.state_dict()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "model_args",
+    [["--channels", "4,8,8", "--input-size", "32"], ["--model", "resnet18", "--input-size", "32"]],
+    ids=["reference", "resnet18"],
+)
+def test_recording_in_train_changes_nothing(
+    model_args: list[str], tmp_path: Path, demo_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same seed, with and without recording: bit-identical weights and BatchNorm
+    statistics after two epochs of the built-in loop."""
+    out = tmp_path / "run.zarr"
+    monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
+    settings = ["--demo-per-class", "4", "--batch-size", "8", "--probes", "2", "--epochs", "2"]
+    settings += ["--device", "cpu"]
+    assert main(["-q", "train", "--out", str(out), *settings, *model_args]) == 0
+    recorded = load_checkpoint(checkpoint_path(out, 2))["model"]
+    flags = dict(zip(model_args[::2], model_args[1::2], strict=True))
+    config = TrainConfig(
+        out=tmp_path / "unused.zarr",
+        demo_per_class=4,
+        batch_size=8,
+        epochs=2,
+        input_size=int(flags["--input-size"]),
+        model=flags.get("--model", "reference"),
+        channels=tuple(int(c) for c in flags.get("--channels", "4,8,8").split(",")),
+        cache_dir=demo_cache,
+        device="cpu",
+    )
+    bare = train_without_recording(config)
+    assert bare.keys() == recorded.keys()
+    for key, value in bare.items():
+        assert torch.equal(value, recorded[key]), key

@@ -85,7 +85,10 @@ def prepare_pool(
     transform: Transform = to_model_input,
 ) -> ExamplePool:
     """An ``ExamplePool`` from a (N, 3, S, S) tensor, image paths or a dataset (``count``
-    images spread over its classes), checked against the probes' ``input_size``."""
+    images spread over its classes), checked against the probes' ``input_size``; a pool
+    prepared already (``split_pool``) passes through."""
+    if isinstance(pool, ExamplePool):
+        return pool
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ExamplePoolError(f"example_top_k={top_k!r}: pass a positive number of images")
     try:

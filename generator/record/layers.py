@@ -170,6 +170,18 @@ def _matches(choice: LayerChoice, ran: list[str], modules: dict[str, nn.Module])
     return [p for p in ran if p == choice or fnmatch.fnmatchcase(p, choice)]
 
 
+def describe_layers(
+    model: nn.Module, example: torch.Tensor, choices: Iterable[LayerChoice] | None = None
+) -> tuple[Trace, list[LayerSpec]]:
+    """Trace ``model`` on ``example`` (one probe) and describe the layers ``choices`` picks
+    (default: ``default_layers``), in model order: what a Recorder records."""
+    found = trace(model, example)
+    paths = (
+        default_layers(model, found) if choices is None else chosen_layers(model, found, choices)
+    )
+    return found, [describe(model, path, found) for path in paths]
+
+
 def describe(model: nn.Module, path: str, found: Trace) -> LayerSpec:
     """The store's description of the module at ``path`` (its output as ``found`` saw it)."""
     module, shape = model.get_submodule(path), found.shapes[path]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -37,13 +37,7 @@ from generator.record.featviz import (
     visualizer_for,
 )
 from generator.record.hooks import Captured, capture_outputs, untouched
-from generator.record.layers import (
-    LayerChoice,
-    chosen_layers,
-    default_layers,
-    describe,
-    trace,
-)
+from generator.record.layers import LayerChoice, describe_layers, trace
 from generator.record.probes import (
     DEFAULT_COUNT,
     ProbeSet,
@@ -93,7 +87,17 @@ class Recorder:
         featviz_steps: int = DEFAULT_STEPS,
         example_pool: Any = None,
         example_top_k: int = DEFAULT_TOP_K,
+        probe_sources: Sequence[str] | None = None,
+        layer_specs: Sequence[LayerSpec] | None = None,
+        initial_metrics: Mapping[str, Any] | None = None,
+        writer: StoreWriter | None = None,
     ) -> None:
+        """``probe_sources`` names where each probe came from (shown in the gallery);
+        ``layer_specs`` are layers already described (the built-in loop's reference CNN
+        names its blocks itself), used instead of ``layers``; ``initial_metrics`` are the
+        ``epoch()`` metrics of epoch 0 when this call records it; ``writer`` is the store
+        ``out`` already opened to append (the built-in loop checks and rewinds it before
+        its model is ready), which implies ``resume``."""
         if activation_dtype not in ACTIVATION_DTYPES:
             raise OptionError(
                 f"activation_dtype={activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
@@ -108,12 +112,15 @@ class Recorder:
             count=probe_count,
             transform=transform,
         )
-        found = trace(model, model_input_like(self._probes.inputs[:1], model))
+        if probe_sources is not None:
+            self._probes = replace(self._probes, sources=_sources(probe_sources, self._probes))
+        example = model_input_like(self._probes.inputs[:1], model)
+        if layer_specs is None:
+            found, described = describe_layers(model, example, layers)
+        else:
+            found, described = trace(model, example), list(layer_specs)
         self.class_names = _class_names(found.output_shape, class_names, self._probes)
-        paths = (
-            default_layers(model, found) if layers is None else chosen_layers(model, found, layers)
-        )
-        self.layers: list[LayerSpec] = [describe(model, path, found) for path in paths]
+        self.layers: list[LayerSpec] = described
         self._modules = {spec.name: model.get_submodule(spec.module) for spec in self.layers}
         self._pool, self._transform = None, transform  # dataset examples; None = off
         if example_pool is not None:
@@ -133,15 +140,26 @@ class Recorder:
         self._featviz_chosen = featviz_layers is not None
         self._previous: dict[str, torch.Tensor] | None = None
         settings = {"model": type(model).__name__, "recorded_by": "generator.Recorder"}
+        self._initial_metrics = dict(initial_metrics or {})
         self._writer = self._open_store(
-            resume=resume, settings={**settings, **(training or {})}, dtype=activation_dtype
+            resume=resume,
+            settings={**settings, **(training or {})},
+            dtype=activation_dtype,
+            opened=writer,
         )
 
-    def _open_store(self, *, resume: bool, settings: Mapping[str, Any], dtype: str) -> StoreWriter:
+    def _open_store(
+        self,
+        *,
+        resume: bool,
+        settings: Mapping[str, Any],
+        dtype: str,
+        opened: StoreWriter | None,
+    ) -> StoreWriter:
         """The store to append to, with epoch 0 recorded; on any failure the lock is released
         and what was committed before stays."""
-        reopened = resume and self.out.exists()
-        writer = self._reopen(dtype) if reopened else self._create(settings, dtype)
+        reopened = opened is not None or (resume and self.out.exists())
+        writer = self._reopen(dtype, opened) if reopened else self._create(settings, dtype)
         self._writer = writer
         try:
             if reopened:  # the stored example pool, if the store keeps one
@@ -149,7 +167,7 @@ class Recorder:
                     self._pool, writer.example_pool(), transform=self._transform
                 )
             if writer.epochs_committed == 0:
-                self._record(EpochRecordInputs())
+                self._record(self._metrics(**self._initial_metrics))
             else:  # resumed: the model is at the last committed epoch, the change's base
                 self._previous = self._weights()
                 self._warm_start_featviz(writer.epochs_committed - 1)
@@ -178,18 +196,20 @@ class Recorder:
         """Record the model now as the next epoch, with whatever metrics the loop has;
         returns that epoch's number."""
         self._open_writer()
-        named = dict(
+        metrics = self._metrics(
             train_loss=train_loss,
             train_accuracy=train_accuracy,
             val_loss=val_loss,
             val_accuracy=val_accuracy,
-        )
-        metrics = EpochRecordInputs(
-            scalars={k: _number(k, v) for k, v in named.items() if v is not None},
-            extra={k: _number(k, v) for k, v in extra.items() if v is not None},
-            confusion=None if confusion is None else self._confusion(confusion),
+            confusion=confusion,
+            **extra,
         )
         return self._record(metrics)
+
+    @property
+    def run_id(self) -> str | None:
+        """The store's run id, which binds the built-in loop's checkpoints to it."""
+        return self._open_writer().attrs.get("run_id")
 
     def close(self) -> None:
         """Shrink the arrays to the committed epochs and release the store (idempotent)."""
@@ -200,6 +220,13 @@ class Recorder:
             finally:
                 writer.close()
 
+    def release(self) -> None:
+        """Release the store as it is, without the trim: what leaving on an error does, so
+        the error that stopped the loop is the one reported (the committed epochs stay)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
+
     def __enter__(self) -> Recorder:
         return self
 
@@ -209,7 +236,10 @@ class Recorder:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        self.close()
+        if error is None:
+            self.close()
+        else:
+            self.release()
 
     def __del__(self) -> None:
         writer = getattr(self, "_writer", None)
@@ -246,9 +276,9 @@ class Recorder:
                 {n: run.featviz(n, epoch) for n in self._featviz.spec.channels}
             )
 
-    def _reopen(self, activation_dtype: str) -> StoreWriter:
+    def _reopen(self, activation_dtype: str, opened: StoreWriter | None) -> StoreWriter:
         """The existing store, if it records this model on these probes; else one line."""
-        writer = StoreWriter.open_for_resume(self.out)
+        writer = opened or StoreWriter.open_for_resume(self.out)
         attrs = writer.attrs
         if not self._featviz_chosen:  # featviz_layers not given: continue as the store did
             self._featviz = follow_store(self._featviz, attrs.get("featviz"))
@@ -284,6 +314,20 @@ class Recorder:
         return self._writer
 
     # -- one record -----------------------------------------------------------------------
+    def _metrics(self, *, confusion: Any = None, **scalars: Any) -> EpochRecordInputs:
+        """The loop's metrics as stored: the named scalars, any extra ones, the confusion."""
+        return EpochRecordInputs(
+            scalars={
+                k: _number(k, v) for k, v in scalars.items() if v is not None and k in NAMED_SCALARS
+            },
+            extra={
+                k: _number(k, v)
+                for k, v in scalars.items()
+                if v is not None and k not in NAMED_SCALARS
+            },
+            confusion=None if confusion is None else self._confusion(confusion),
+        )
+
     def _record(self, metrics: EpochRecordInputs) -> int:
         writer = self._open_writer()
         captured, logits = self._capture()
@@ -392,6 +436,16 @@ def _number(name: str, value: Any) -> float:
         return float(value.item() if hasattr(value, "item") else value)
     except (TypeError, ValueError, RuntimeError):
         raise OptionError(f"metric {name}={value!r} is not a number; pass a float") from None
+
+
+def _sources(sources: Sequence[str], probes: ProbeSet) -> list[str]:
+    """Where each probe came from, one text per probe."""
+    if len(sources) != len(probes.labels):
+        raise OptionError(
+            f"probe_sources has {len(sources)} entries for {len(probes.labels)} probes; "
+            f"pass {len(probes.labels)}"
+        )
+    return [str(source) for source in sources]
 
 
 def _class_names(
