@@ -65,10 +65,9 @@ class BuildResult:
 
 def build(config: BuildConfig) -> BuildResult:
     """Make the site's media, pages and manifest for ``config.stores``."""
-    site = check_out_folder(config.out, config.stores)
     # Entered first: an unreachable --scheduler is refused before anything is written.
     with job_runner(workers=config.jobs, scheduler=config.scheduler) as runner:
-        return _build(config, site, runner)
+        return _build(config, check_out_folder(config.out, config.stores), runner)
 
 
 def _build(config: BuildConfig, site: Path, runner: JobRunner) -> BuildResult:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing
 import tempfile
+import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import AbstractContextManager
@@ -112,9 +113,10 @@ class DaskCluster(AbstractContextManager):
         from distributed import as_completed as completed
 
         client = self._client
+        build_id = uuid.uuid4().hex[:8]  # keys are global on the scheduler: one per build
         futures = {
-            client.submit(made_elsewhere, portable(job), pure=False, key=f"netlapse-job-{i}"): job
-            for i, job in enumerate(jobs)
+            client.submit(made_elsewhere, portable(job), key=f"{_first_id(job)}-{build_id}"): job
+            for job in jobs
         }
         try:
             for future in completed(list(futures), loop=client.loop):
