@@ -1,6 +1,7 @@
 """A local build against a build on a 2-worker dask ``LocalCluster``, same store, same site.
 
-    python bench/cluster.py [--epochs 10] [--probes 2] [--input-size 128] [--repeats 3]
+    python bench/cluster.py [--epochs 10] [--probes 2] [--input-size 128] [--channel-probes 0]
+                            [--repeats 3]
 
 1. Makes one store with ``bench/render.py``'s maker (the reference CNN, drifting random
    weights, ``--epochs`` + 1 recorded epochs).
@@ -21,6 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,15 +51,15 @@ def measure(args: argparse.Namespace, work: Path) -> list[tuple[str, str]]:
     from distributed import LocalCluster
 
     store = make_store(work / "bench.zarr", args.epochs, args.probes, args.input_size)
-    local = BuildConfig(stores=(store,), out=work / "local", jobs=2)
+    local = BuildConfig(
+        stores=(store,), out=work / "local", jobs=2, channel_probes=args.channel_probes
+    )
     start = time.perf_counter()
     with LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as cluster:
         started = time.perf_counter() - start
-        remote = BuildConfig(
-            stores=(store,), out=work / "cluster", scheduler=cluster.scheduler_address
-        )
+        remote = replace(local, out=work / "cluster", scheduler=cluster.scheduler_address)
         times: dict[str, list[float]] = {"local": [], "cluster": []}
         for repeat in range(args.repeats):
             for name, config in (("local", local), ("cluster", remote)):
@@ -83,6 +85,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--probes", type=int, default=2)
     parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument(
+        "--channel-probes",
+        type=int,
+        default=0,
+        help="probes with per-channel animations (hundreds of small MP4s; 0 keeps it short)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
