@@ -111,12 +111,13 @@ def _reader(store: str, epochs: int) -> RunReader:
     opens it again and sees the new epochs.
     """
     key = (store, epochs)
-    if key not in _READERS:
+    run = _READERS.get(key)
+    if run is None:  # returned from the local name: a dask worker's other thread may clear
         run = open_run(store)
         run.epochs = min(run.epochs, epochs)
         _READERS.clear()
         _READERS[key] = run
-    return _READERS[key]
+    return run
 
 
 def run_job(job: Job, site: Path) -> list[ArtefactRecord]:

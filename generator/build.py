@@ -2,7 +2,8 @@
 
 The planner (``generator.plan``) lists every artefact with a fingerprint of its inputs and
 decides what is up to date. The rest are grouped into jobs (one read of a layer for one
-probe makes all that layer's artefacts for it) and made on ``--jobs`` processes; then the
+probe makes all that layer's artefacts for it) and made by ``generator.jobs`` (``--jobs``
+local processes or the workers of a dask ``--scheduler``); then the
 pages are rendered in memory and written; the manifest, the one record of what the build
 owns, comes last. A build that fails leaves the previous pages and a manifest that owns
 every file it wrote, so nothing it made is ever untracked.
@@ -11,17 +12,16 @@ every file it wrote, so nothing it made is ever untracked.
 from __future__ import annotations
 
 import logging
-import multiprocessing
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from generator.artefacts import Job, RenderOptions, run_job
+from generator.artefacts import Job, RenderOptions
 from generator.config import BuildConfig
 from generator.info import directory_size, human_size
+from generator.jobs import JobRunner, job_runner
 from generator.manifest import (
     MANIFEST_NAME,
     ArtefactKind,
@@ -65,7 +65,12 @@ class BuildResult:
 
 def build(config: BuildConfig) -> BuildResult:
     """Make the site's media, pages and manifest for ``config.stores``."""
-    site = check_out_folder(config.out, config.stores)
+    # Entered first: an unreachable --scheduler is refused before anything is written.
+    with job_runner(workers=config.jobs, scheduler=config.scheduler) as runner:
+        return _build(config, check_out_folder(config.out, config.stores), runner)
+
+
+def _build(config: BuildConfig, site: Path, runner: JobRunner) -> BuildResult:
     previous = load_manifest(site)
     plans = [plan_run(open_run(store), config) for store in config.stores]
     plan = plan_build(plans, previous, config, site)
@@ -73,7 +78,7 @@ def build(config: BuildConfig) -> BuildResult:
     made: dict[str, ArtefactRecord] = {}
     pages: list[str] = []
     try:
-        for record in _make(plans, plan.todo, config, site):
+        for record in _make(plans, plan.todo, config, site, runner):
             made[record.id] = record
         manifest = new_manifest(plans, plan.records(made), config)
         rendered = render_site(manifest, {p.slug: p.run for p in plans})
@@ -138,33 +143,19 @@ def group_jobs(
 
 
 def _make(
-    plans: list[RunPlan], todo: tuple[ArtefactRecord, ...], config: BuildConfig, site: Path
+    plans: list[RunPlan],
+    todo: tuple[ArtefactRecord, ...],
+    config: BuildConfig,
+    site: Path,
+    runner: JobRunner,
 ) -> Iterator[ArtefactRecord]:
-    """Run the jobs (in ``config.jobs`` processes), yielding each made record."""
+    """Run the jobs (on ``runner``: local processes or a dask cluster), yielding each
+    made record once its files are in ``site``."""
     jobs = group_jobs(plans, todo, render_options(config))
     with tqdm(total=len(todo), desc="build", unit="artefact", disable=None) as bar:
-        for results in _run_jobs(jobs, site, config.jobs):
+        for results in runner.run(jobs, site):
             yield from results
             bar.update(len(results))
-
-
-def _run_jobs(jobs: list[Job], site: Path, workers: int) -> Iterator[list[ArtefactRecord]]:
-    if workers == 1 or len(jobs) <= 1:
-        for job in jobs:
-            yield run_job(job, site)
-        return
-    # spawn, not fork: the parent holds zarr's event-loop thread, which fork would copy.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(run_job, job, site) for job in jobs]
-        try:
-            for future in as_completed(futures):
-                yield future.result()
-        except BaseException:
-            # Start no more jobs; leaving the block waits for the running ones, so the
-            # caller then sees (and owns) every file a worker wrote.
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
 
 
 def _remove_stale(site: Path, relatives: Iterable[str]) -> int:

@@ -398,6 +398,16 @@ class BuildConfig:
         local=True,
         default_factory=lambda: os.cpu_count() or 1,
     )
+    scheduler: str | None = option(
+        None,
+        help="run the jobs on this dask cluster's workers instead of --jobs local processes, "
+        "e.g. tcp://HOST:8786; each worker needs netlapse and reads the store itself, "
+        "this process writes the site (needs netlapse[cluster])",
+        parse=str,
+        shown="local processes",
+        local=True,
+        cli={"metavar": "ADDRESS"},
+    )
     fps: float = option(4.0, help="epochs per second", parse=float, low=0.1, high=60)
     max_side: int = option(
         1024,

@@ -38,6 +38,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("config", ("config",)),
     ("train", ("checkpoint", "train", "record.recorder", "integrations")),
     ("artefacts", ("artefacts", "manifest", "plan")),
+    ("jobs", ("jobs",)),
     ("site", ("site", "serve")),
     ("info", ("info",)),
     ("build", ("outdir", "build")),
