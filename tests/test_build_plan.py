@@ -90,13 +90,32 @@ def test_a_new_epoch_makes_everything_stale(run: RunReader, tmp_path: Path) -> N
         (
             "fps",
             8.0,
-            {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.KERNELS, ArtefactKind.PROBE},
+            {
+                ArtefactKind.GRID,
+                ArtefactKind.CHANNEL,
+                ArtefactKind.KERNELS,
+                ArtefactKind.KERNEL_CHANGE,
+                ArtefactKind.PROBE,
+            },
         ),
         # --max-side re-makes grids, contact sheets and kernels: not the probe animation,
         # whose frames have a fixed size, nor per-channel ones (they use --channel-side)
-        ("max_side", 512, {ArtefactKind.GRID, ArtefactKind.CONTACT, ArtefactKind.KERNELS}),
+        (
+            "max_side",
+            512,
+            {
+                ArtefactKind.GRID,
+                ArtefactKind.CONTACT,
+                ArtefactKind.KERNELS,
+                ArtefactKind.KERNEL_CHANGE,
+            },
+        ),
         ("channel_side", 128, {ArtefactKind.CHANNEL}),
-        ("gif_max_side", 128, {ArtefactKind.GRID, ArtefactKind.KERNELS}),
+        (
+            "gif_max_side",
+            128,
+            {ArtefactKind.GRID, ArtefactKind.KERNELS, ArtefactKind.KERNEL_CHANGE},
+        ),
         ("colormap", "diverging", {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.CONTACT}),
         ("scale", "layer", {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.CONTACT}),
     ],
@@ -155,3 +174,22 @@ def test_published_options_hold_no_paths(run: RunReader, tmp_path: Path) -> None
     options = published_options(config_for(run, tmp_path / "secret", layers=("block1",)))
     assert not any(isinstance(v, Path) for v in options.values())
     assert {"out", "stores", "jobs"}.isdisjoint(options) and options["layers"] == ["block1"]
+
+
+def test_channel_pages_caps_the_per_channel_animations_of_each_conv_layer(
+    run: RunReader, tmp_path: Path
+) -> None:
+    # block1 has 4 channels, block2 6; 2 probes get per-channel animations by default
+    capped = plan(run, Manifest(), tmp_path, channel_pages=3)
+    channels = {
+        (r.layer, r.channel) for r in capped.wanted.values() if r.kind is ArtefactKind.CHANNEL
+    }
+    assert channels == {(layer, c) for layer in ("block1", "block2") for c in range(3)}
+    every = plan(run, Manifest(), tmp_path, channel_pages=64)
+    assert sum(r.kind is ArtefactKind.CHANNEL for r in every.wanted.values()) == 2 * (4 + 6)
+
+
+def test_each_conv_layer_gets_its_kernels_and_their_change(run: RunReader, tmp_path: Path) -> None:
+    first = plan(run, Manifest(), tmp_path)
+    for kind in (ArtefactKind.KERNELS, ArtefactKind.KERNEL_CHANGE):
+        assert {r.layer for r in first.wanted.values() if r.kind is kind} == {"block1", "block2"}
