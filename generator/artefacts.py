@@ -339,7 +339,9 @@ def _kernels(
             min_tile=KERNEL_TILE,
             captions=[f"{layer} {title} · epoch {e}" for e in range(run.epochs)],
         )
-        return Frames(frames.frames, frames.palette, frames.nonfinite, note or frames.note)
+        extra = note if note and note not in frames.note else ""
+        said = "; ".join(n for n in (frames.note, extra) if n)
+        return Frames(frames.frames, frames.palette, frames.nonfinite, said)
 
     made = _write_animation(artefact, render, options, site)
     return replace(made, kernels_shown=int(weights.shape[1]))

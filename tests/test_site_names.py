@@ -4,12 +4,14 @@ API and built; every file stays inside its folder and every link of every page r
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from generator.build import build
 from generator.config import BuildConfig
+from generator.info import human_size
 from generator.schema import file_stem
 from tests.conftest import record_model_run
 from tests.test_site import html_pages, parse, resolve
@@ -48,11 +50,15 @@ def test_distinct_names_never_share_a_file_stem() -> None:
 
 
 def test_a_model_with_unicode_and_bracket_module_names_builds_a_whole_site(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = record_model_run(tmp_path / "odd.zarr", OddlyNamed(), epochs=1, probes=2, size=16)
     site = tmp_path / "site"
-    result = build(BuildConfig(stores=(store,), out=site, jobs=1))
+    with caplog.at_level(logging.INFO, logger="generator"):
+        result = build(BuildConfig(stores=(store,), out=site, jobs=1))
+    # build reports the site's size, and it is the size on disk
+    assert result.total_bytes == sum(p.stat().st_size for p in site.rglob("*") if p.is_file())
+    assert f"site size {human_size(result.total_bytes)}" in caplog.text
     recorded = {r.layer for r in result.manifest.artefacts.values() if r.layer}
     assert {f"convs.{n}" for n in ODD_NAMES} <= recorded
     for relative in result.manifest.files:
