@@ -104,6 +104,7 @@ def test_run_and_every_layer_page_load_without_errors(
 @pytest.fixture
 def watched(browser_context: Any) -> Iterator[Watched]:  # noqa: F811
     page = Watched(browser_context)
+    page.page.set_default_timeout(120_000)  # a loaded CI machine: slow, not broken
     yield page
     page.close()
 
