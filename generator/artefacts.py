@@ -32,10 +32,19 @@ from generator.render.frames import (
     channel_frames,
     finish,
     layer_frames,
+    readable_tiles,
 )
-from generator.render.kernels import kernel_frames
+from generator.render.kernels import (
+    DEPTHWISE,
+    MATRIX,
+    change_layout,
+    kernel_change_frames,
+    kernel_frames,
+    kernel_layout,
+)
 from generator.render.patches import channel_patches, patch_grid_frames, patch_sheet
 from generator.render.probs import probe_frames
+from generator.schema import LayerSpec
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,7 @@ RENDER_VERSION = 2  # 2: in-process PyAV encoding, BT.709-tagged video, WebM (AV
 READ_BUDGET = 48 * 2**20  # bytes of activations one job holds for per-channel animations
 KERNELS_SHOWN = 32  # out (and in) channels a kernel animation draws; the gallery says so
 KERNEL_TILE = 40  # px per kernel patch: 5x5 kernels are read as colour, not noise
+READABLE_TILE = 32  # px: the smallest tile a grid of channels or kernels may draw
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,7 @@ OPTIONS_USED: Mapping[ArtefactKind, tuple[str, ...]] = {
     ArtefactKind.CHANNEL: ("colormap", "scale", "channel_side", "fps", "gif_max_side"),
     ArtefactKind.CONTACT: ("colormap", "scale", "max_side", "contact_columns"),
     ArtefactKind.KERNELS: ("max_side", "fps", "gif_max_side"),
+    ArtefactKind.KERNEL_CHANGE: ("max_side", "fps", "gif_max_side"),
     ArtefactKind.PROBE: ("fps",),
     ArtefactKind.FEATVIZ: ("channel_side", "fps", "gif_max_side"),
     ArtefactKind.FEATVIZ_SHEET: ("max_side", "fps", "gif_max_side"),
@@ -124,7 +135,7 @@ def run_job(job: Job, site: Path) -> list[ArtefactRecord]:
     """Make every artefact of ``job`` under ``site``; returns their completed records."""
     run = _reader(job.store, job.epochs)
     kind = job.artefacts[0].kind
-    if kind is ArtefactKind.KERNELS:
+    if kind in (ArtefactKind.KERNELS, ArtefactKind.KERNEL_CHANGE):
         return [_kernels(run, job.artefacts[0], job.options, site)]
     if kind is ArtefactKind.PROBE:
         return [_probe(run, job.artefacts[0], job.options, site)]
@@ -136,12 +147,14 @@ def run_job(job: Job, site: Path) -> list[ArtefactRecord]:
 
 
 def layer_scales(run: RunReader, layer: str, mode: str) -> Scales:
-    """(E, P, C) colour scales of a layer from its stored statistics (no data pass)."""
+    """(E, P, C) colour scales of a layer from its stored statistics (no data pass).
+    Maps (conv and block outputs) get one scale per channel; the units of a vector share
+    one, as a unit's min is its max."""
     return compute_scales(
         run.channel_stats(layer, "min"),
         run.channel_stats(layer, "max"),
         mode,
-        share_channels=not run.layer(layer).is_conv,
+        share_channels=len(run.layer(layer).shape) == 1,
     )
 
 
@@ -288,26 +301,60 @@ def _contact(
     )
 
 
+def shown_kernels(kernel_shape: tuple[int, ...], max_side: int) -> tuple[slice, slice]:
+    """The (out, in) corner of a conv weight its kernel animation draws (the gallery says
+    so): a 1x1 layer's whole O x I heatmap; every depthwise kernel that fits as a readable
+    tile; for other layers the first ``KERNELS_SHOWN`` out x in kernels (all 3 inputs of
+    an image-reading layer)."""
+    o, i = kernel_shape[:2]
+    layout = kernel_layout(kernel_shape)
+    if layout == MATRIX:
+        return slice(0, o), slice(0, i)
+    if layout == DEPTHWISE:
+        return slice(0, min(o, readable_tiles(max_side, min_tile=READABLE_TILE))), slice(0, 1)
+    return slice(0, min(o, KERNELS_SHOWN)), slice(0, i if i == 3 else min(i, KERNELS_SHOWN))
+
+
+def _kernel_note(spec: LayerSpec, weights: np.ndarray) -> str:
+    """What the kernel picture leaves out and how a grouped conv's columns read."""
+    o, i = spec.kernel_shape[:2]
+    notes = []
+    if weights.shape[1:3] != (o, i):
+        notes.append(
+            f"showing {weights.shape[1]} of {o} out x {weights.shape[2]} of {i} in channels"
+        )
+    if spec.groups > 1 and i > 1:
+        notes.append(f"{spec.groups} groups: columns are the in-channels of each one's group")
+    return "; ".join(notes)
+
+
 def _kernels(
     run: RunReader, artefact: ArtefactRecord, options: RenderOptions, site: Path
 ) -> ArtefactRecord:
-    """Kernels over epochs; only the shown (out x in) corner is read, epoch by epoch."""
-    layer = artefact.layer
-    o, i = run.layer(layer).kernel_shape[:2]
-    shown = (slice(0, min(o, KERNELS_SHOWN)), slice(0, i if i == 3 else min(i, KERNELS_SHOWN)))
+    """Kernels (or their change since epoch 0) over epochs, in the layout their shape calls
+    for; only the shown (out x in) corner is read, epoch by epoch."""
+    layer, change = artefact.layer, artefact.kind is ArtefactKind.KERNEL_CHANGE
+    spec = run.layer(layer)
+    shown = shown_kernels(spec.kernel_shape, options.max_side)
     weights = np.stack([run.kernels(layer, e)[shown] for e in range(run.epochs)])
-    note = ""
-    if weights.shape[1:3] != (o, i):
-        note = f"showing {weights.shape[1]} of {o} out x {weights.shape[2]} of {i} in channels"
+    note = _kernel_note(spec, weights)
+    draw = kernel_change_frames if change else kernel_frames
+    title = "kernel change since epoch 0" if change else "kernels"
+    layout = (change_layout if change else kernel_layout)(spec.kernel_shape)
 
     def render(max_side: int) -> Frames:
-        frames = kernel_frames(
+        frames = draw(
             weights,
+            layout=layout,
+            max_out=weights.shape[1],
+            max_in=weights.shape[2],
             max_side=max_side,
             min_tile=KERNEL_TILE,
-            captions=[f"{layer} kernels · epoch {e}" for e in range(run.epochs)],
+            captions=[f"{layer} {title} · epoch {e}" for e in range(run.epochs)],
         )
-        return Frames(frames.frames, frames.palette, frames.nonfinite, frames.note or note)
+        extra = note if note and note not in frames.note else ""
+        said = "; ".join(n for n in (frames.note, extra) if n)
+        return Frames(frames.frames, frames.palette, frames.nonfinite, said)
 
     made = _write_animation(artefact, render, options, site)
     return replace(made, kernels_shown=int(weights.shape[1]))

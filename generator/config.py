@@ -389,6 +389,14 @@ class BuildConfig:
         low=0,
         high=100_000,
     )
+    channel_pages: int = option(
+        64,
+        help="conv channels per layer (the first N) that get their own page and per-channel "
+        "animations; every channel is always in the layer's grid",
+        parse=int,
+        low=0,
+        high=100_000,
+    )
     jobs: int = option(
         help="parallel worker processes",
         parse=int,

@@ -29,6 +29,7 @@ class ArtefactKind(str, enum.Enum):
     CHANNEL = "channel"  # one channel, one probe, over epochs
     CONTACT = "contact"  # a still: a layer's grid at a few log-spaced epochs
     KERNELS = "kernels"  # a conv layer's kernels over epochs
+    KERNEL_CHANGE = "kernel-change"  # a conv layer's W_e - W_0 over epochs
     PROBE = "probe"  # a probe image with its class probabilities over epochs
     FEATVIZ = "featviz"  # one channel's feature visualization over epochs
     FEATVIZ_SHEET = "featviz-sheet"  # every visualised channel of a layer over epochs

@@ -27,7 +27,7 @@ from generator.config import BuildConfig
 from generator.errors import OptionError
 from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.reader import RunReader
-from generator.schema import file_stem
+from generator.schema import LayerSpec, file_stem
 from generator.storage import StoreLocation, is_url
 
 log = logging.getLogger(__name__)
@@ -95,13 +95,17 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
             if spec.is_conv and number < config.channel_probes:
                 artefacts += [
                     planner.record(ArtefactKind.CHANNEL, layer=layer, probe=probe, channel=c)
-                    for c in range(spec.channels)
+                    for c in range(paged_channels(spec, config.channel_pages))
                 ]
         if spec.is_conv:
-            artefacts.append(planner.record(ArtefactKind.KERNELS, layer=layer))
+            artefacts += [
+                planner.record(ArtefactKind.KERNELS, layer=layer),
+                planner.record(ArtefactKind.KERNEL_CHANGE, layer=layer),
+            ]
         artefacts += _featviz_records(planner, run, layer)
         if spec.is_conv and run.has_examples:
-            artefacts += _example_records(planner, layer, spec.channels)
+            paged = paged_channels(spec, config.channel_pages)
+            artefacts += _example_records(planner, layer, paged)
     artefacts += [planner.record(ArtefactKind.PROBE, probe=probe) for probe in probes]
     return RunPlan(run, slug, tuple(artefacts))
 
@@ -123,6 +127,13 @@ def _example_records(planner: _Planner, layer: str, channels: int) -> list[Artef
         planner.record(ArtefactKind.PATCHES, layer=layer, channel=c) for c in range(channels)
     ]
     return [*records, planner.record(ArtefactKind.PATCH_SHEET, layer=layer)]
+
+
+def paged_channels(spec: LayerSpec, channel_pages: int) -> int:
+    """How many channels of a layer get their own page and per-channel animations: the
+    first ``--channel-pages`` of a conv layer (every channel is in the layer's grid), so a
+    512-channel layer does not make 512 pages and a thousand videos by default."""
+    return min(spec.channels, channel_pages) if spec.is_conv else 0
 
 
 def _selected_layers(run: RunReader, names: tuple[str, ...] | None) -> list[str]:
@@ -230,6 +241,7 @@ def _title(kind: ArtefactKind, layer: str | None, probe: int | None, channel: in
         ArtefactKind.CHANNEL: f"{layer}, channel {(channel or 0) + 1}, {shown}",
         ArtefactKind.CONTACT: f"{layer} contact sheet, {shown}",
         ArtefactKind.KERNELS: f"{layer} kernels over epochs",
+        ArtefactKind.KERNEL_CHANGE: f"{layer} kernel change since epoch 0, over epochs",
         ArtefactKind.PROBE: f"{shown}: class probabilities over epochs",
         ArtefactKind.FEATVIZ: f"{layer}, channel {(channel or 0) + 1}, feature visualization",
         ArtefactKind.FEATVIZ_SHEET: f"{layer} feature visualizations over epochs",

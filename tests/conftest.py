@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -180,3 +181,64 @@ def copy_trained_run(trained_run: Path, folder: Path) -> Path:
         if sibling.name.startswith(trained_run.stem):
             shutil.copytree(sibling, folder / sibling.name, symlinks=True)
     return folder / trained_run.name
+
+
+def record_model_run(
+    out: Path,
+    model: Any,
+    *,
+    epochs: int,
+    probes: Any,
+    size: int,
+    steps: int = 2,
+    class_names: tuple[str, ...] = ("alpha", "beta", "gamma"),
+) -> Path:
+    """A store of any ``nn.Module`` recorded through the Recorder API: ``steps`` SGD steps
+    on random images per epoch, enough for the weights and activations to change.
+    ``probes``: a count of random probe images, or anything ``Recorder`` takes."""
+    import torch
+
+    from generator import Recorder
+
+    torch.manual_seed(0)
+    classes = len(class_names)
+    labels = None
+    if isinstance(probes, int):
+        labels = [k % classes for k in range(probes)]
+        probes = torch.randint(0, 256, (probes, 3, size, size), dtype=torch.uint8)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    rec = Recorder(
+        model, probes=probes, probe_labels=labels, out=out, class_names=list(class_names)
+    )
+    for epoch in range(epochs):
+        model.train()
+        for _ in range(steps):
+            batch = torch.randn(8, 3, size, size)
+            loss = torch.nn.functional.cross_entropy(model(batch), torch.arange(8) % classes)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        rec.epoch(train_loss=loss.item(), val_loss=loss.item(), val_accuracy=1 / (epoch + 2))
+    rec.close()
+    return out
+
+
+TORCHVISION_MODELS = ("resnet18", "mobilenet_v3_small")
+
+
+@pytest.fixture(scope="session")
+def torchvision_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A resnet18 and a mobilenet_v3_small run recorded through the Recorder API, once per
+    session: 2 epochs, 3 probes at 32 px (the real layer structure, tiny maps)."""
+    models = pytest.importorskip("torchvision.models")
+    base = tmp_path_factory.mktemp("torchvision")
+    return {
+        name: record_model_run(
+            base / f"{name}.zarr",
+            getattr(models, name)(num_classes=3),
+            epochs=2,
+            probes=3,
+            size=32,
+        )
+        for name in TORCHVISION_MODELS
+    }

@@ -91,7 +91,8 @@ def test_a_new_epoch_makes_everything_stale(run: RunReader, tmp_path: Path) -> N
             "fps",
             8.0,
             {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.KERNELS, ArtefactKind.PROBE}
-            | {ArtefactKind.FEATVIZ, ArtefactKind.FEATVIZ_SHEET, ArtefactKind.PATCHES},
+            | {ArtefactKind.KERNEL_CHANGE, ArtefactKind.FEATVIZ, ArtefactKind.FEATVIZ_SHEET}
+            | {ArtefactKind.PATCHES},
         ),
         # --max-side re-makes grids, contact sheets and kernels: not the probe animation,
         # whose frames have a fixed size, nor per-channel ones (they use --channel-side)
@@ -99,13 +100,14 @@ def test_a_new_epoch_makes_everything_stale(run: RunReader, tmp_path: Path) -> N
             "max_side",
             512,
             {ArtefactKind.GRID, ArtefactKind.CONTACT, ArtefactKind.KERNELS}
-            | {ArtefactKind.FEATVIZ_SHEET, ArtefactKind.PATCH_SHEET},
+            | {ArtefactKind.KERNEL_CHANGE, ArtefactKind.FEATVIZ_SHEET, ArtefactKind.PATCH_SHEET},
         ),
         ("channel_side", 128, {ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ, ArtefactKind.PATCHES}),
         (
             "gif_max_side",
             128,
-            {ArtefactKind.GRID, ArtefactKind.KERNELS, ArtefactKind.FEATVIZ_SHEET},
+            {ArtefactKind.GRID, ArtefactKind.KERNELS, ArtefactKind.KERNEL_CHANGE}
+            | {ArtefactKind.FEATVIZ_SHEET},
         ),
         ("colormap", "diverging", {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.CONTACT}),
         ("scale", "layer", {ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.CONTACT}),
@@ -178,3 +180,22 @@ def test_auto_builds_own_a_webm_before_the_mp4_and_remake_a_lost_one(
     (tmp_path / lost.files["webm"]).unlink()
     again = plan(run, previous, tmp_path)
     assert [r.id for r in again.todo] == [lost.id]  # only the artefact missing its WebM
+
+
+def test_channel_pages_caps_the_per_channel_animations_of_each_conv_layer(
+    run: RunReader, tmp_path: Path
+) -> None:
+    # block1 has 4 channels, block2 6; 2 probes get per-channel animations by default
+    capped = plan(run, Manifest(), tmp_path, channel_pages=3)
+    channels = {
+        (r.layer, r.channel) for r in capped.wanted.values() if r.kind is ArtefactKind.CHANNEL
+    }
+    assert channels == {(layer, c) for layer in ("block1", "block2") for c in range(3)}
+    every = plan(run, Manifest(), tmp_path, channel_pages=64)
+    assert sum(r.kind is ArtefactKind.CHANNEL for r in every.wanted.values()) == 2 * (4 + 6)
+
+
+def test_each_conv_layer_gets_its_kernels_and_their_change(run: RunReader, tmp_path: Path) -> None:
+    first = plan(run, Manifest(), tmp_path)
+    for kind in (ArtefactKind.KERNELS, ArtefactKind.KERNEL_CHANGE):
+        assert {r.layer for r in first.wanted.values() if r.kind is kind} == {"block1", "block2"}

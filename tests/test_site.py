@@ -334,7 +334,8 @@ def test_gif_only_build_uses_images(tmp_path: Path) -> None:
     tags = parse(page).tags
     assert not [a for t, a in tags if t == "video"]
     gifs = [a["src"] for t, a in tags if t == "img" and a["src"].endswith(".gif")]
-    assert len(gifs) == 3 and all(resolve(site, page, g).is_file() for g in gifs)  # 2 + kernels
+    # 2 grids + the kernels + their change since epoch 0
+    assert len(gifs) == 4 and all(resolve(site, page, g).is_file() for g in gifs)
     # a layer without animations still has its page, saying so
     assert "No channel-grid animations" in (
         site / "runs" / slug / "layers" / "block2.html"

@@ -145,9 +145,11 @@ def test_home_card_has_classes_accuracy_and_a_thumbnail(context, tiny_run: RunRe
 
 def test_run_page_content(context, tiny_run: RunReader) -> None:
     (run,) = pages_of(context, RunPage)
-    assert [row.name for row in run.layers] == [layer.name for layer in TINY_LAYERS]
-    assert run.layers[0].href == "layers/block1.html"
-    assert run.layers[0].receptive_field == "3 px" and run.layers[2].receptive_field == "—"
+    rows = [row for group in run.layer_groups for row in group.rows]
+    assert [row.name for row in rows] == [layer.name for layer in TINY_LAYERS]
+    assert rows[0].href == "layers/block1.html"
+    assert rows[0].receptive_field == "3 px" and rows[2].receptive_field == "—"
+    assert rows[0].kernel == "3 × 3" and rows[2].kernel == "—"
     assert len(run.probes) == tiny_run.n_probes
     assert run.probes[0].label == "alpha" and run.probes[0].animation is not None
     assert not run.probes[0].animation.eager  # below the fold

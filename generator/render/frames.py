@@ -92,6 +92,13 @@ def captioned_tile_size(
     return tile_size(h, w, rows, cols, min_tile=min_tile, max_w=max_side, max_h=max_h, sep=sep)
 
 
+def readable_tiles(max_side: int, *, min_tile: int, sep: int = 1) -> int:
+    """How many tiles a near-square grid within ``max_side`` px square (less the caption
+    strip) holds with each tile at least ``min_tile`` px: the cap of a readable grid."""
+    per_side = (max_side - caption_room("") + sep) // (min_tile + sep)
+    return max(1, per_side) ** 2  # any n <= k*k lies in at most k x k cells (grid_shape)
+
+
 def tile_size(
     h: int, w: int, rows: int, cols: int, *, min_tile: int, max_w: int, max_h: int, sep: int = 1
 ) -> tuple[int, int]:

@@ -1,4 +1,9 @@
-"""Conv kernels over epochs: first-layer kernels as colour patches, deeper ones as a grid.
+"""Conv kernels over epochs, each drawn in the layout its shape calls for, and their change.
+
+Layouts (``kernel_layout``), decided from the weight's shape, never from a layer's name:
+``depthwise`` (O x 1 x k x k: one k x k tile per channel), ``matrix`` (1x1 kernels: an
+O x I heatmap), ``rgb`` (3 inputs) and ``grid`` (any other). ``kernel_change_frames`` draws
+W_e - W_0 in the same layout on one fixed symmetric scale per layer.
 
 A first layer that reads RGB (``I == 3``) shows each kernel as a small colour image, the
 classic filter picture: weights normalised symmetrically around 0 (zero is mid grey), so a
@@ -37,6 +42,7 @@ from generator.render.colormaps import (
 )
 from generator.render.frames import (
     Frames,
+    caption_room,
     captioned_tile_size,
     finish,
     grid_shape,
@@ -44,6 +50,8 @@ from generator.render.frames import (
     tile,
 )
 
+RGB, MATRIX, DEPTHWISE, GRID = "rgb", "matrix", "depthwise", "grid"
+LAYOUTS = (RGB, MATRIX, DEPTHWISE, GRID)
 RGB_TEXT, RGB_BACKGROUND, RGB_NAN = (rgb_of(i) for i in (TEXT_INDEX, BACKGROUND_INDEX, NAN_INDEX))
 
 
@@ -106,7 +114,26 @@ def _cap_note(o: int, i: int, shown_o: int, shown_i: int) -> str:
     """What a capped grid leaves out, in words; empty when it shows everything."""
     if (shown_o, shown_i) == (o, i):
         return ""
+    if i == 1 or shown_i == i:
+        return f"showing out-channels 0–{shown_o - 1} of {o}"
     return f"showing out-channels 0–{shown_o - 1} of {o} and in-channels 0–{shown_i - 1} of {i}"
+
+
+def kernel_layout(kernel_shape: Sequence[int]) -> str:
+    """How a conv weight ``(O, I / groups, kh, kw)`` is best drawn, from its shape alone.
+
+    ``depthwise``: one input per kernel (a depthwise or single-input conv), so each out
+    channel is one k x k tile in a near-square grid. ``matrix``: 1x1 kernels are single
+    numbers, so the layer is an O x I heatmap (rows out, columns in) rather than thousands
+    of one-colour tiles. ``rgb``: a layer reading 3 inputs (the image) as colour patches.
+    ``grid``: any other kernel, an (out x in) grid of k x k patches.
+    """
+    _, i, kh, kw = (int(v) for v in kernel_shape)
+    if i == 1:
+        return DEPTHWISE
+    if kh == kw == 1:
+        return MATRIX
+    return RGB if i == 3 else GRID
 
 
 def _index_kernel_frames(
@@ -136,12 +163,35 @@ def _index_kernel_frames(
     )
 
 
+def _matrix_kernel_frames(
+    weights: np.ndarray,
+    scale: np.ndarray,
+    *,
+    colormap: str,
+    cell: int,
+    max_side: int,
+    captions: Sequence[str] | str | None,
+) -> Frames:
+    """1x1 kernels ``(E, O, I, 1, 1)`` as an O x I heatmap, cells as large as fit."""
+    e, o, i = weights.shape[:3]
+    s = scale[:, :, None]
+    mapped = map_values(weights[..., 0, 0], s, s)  # (E, O, I)
+    room_h = max_side - caption_room(captions)
+    # Each axis gets its own integer cell size (at most ``cell`` px), so a 576 x 96 layer
+    # fills the frame instead of drawing 1 px squares; a side that cannot fit is shrunk.
+    h = o * max(1, min(cell, room_h // o)) if o <= room_h else room_h
+    w = i * max(1, min(cell, max_side // i)) if i <= max_side else max_side
+    heatmap = resize_nearest(mapped.indices, h, w)
+    note = f"1×1 kernels: rows are the {o} out-channels, columns the {i} in-channels"
+    return Frames(finish(heatmap, captions), palette(colormap), mapped.nonfinite, note)
+
+
 def kernel_frames(
     weights: np.ndarray,
     *,
     scale: str = "channel",
     colormap: str = "diverging",
-    as_rgb: bool | None = None,
+    layout: str | None = None,
     max_out: int = 32,
     max_in: int = 32,
     min_tile: int = 24,
@@ -151,24 +201,31 @@ def kernel_frames(
 ) -> Frames:
     """A conv layer's kernels ``(E, O, I, kh, kw)`` over epochs as one frame per epoch.
 
-    ``as_rgb`` (default: ``I == 3``) gives RGB ``Frames`` ``(E, H, W, 3)`` with
-    ``palette=None``: each kernel a colour patch, tiled near-square. Otherwise index
-    ``Frames`` ``(E, H, W)`` with the ``colormap`` palette: an (out x in) grid, capped at
-    ``max_out x max_in`` (see ``Frames.note``). Patches are upscaled to about ``min_tile``
-    px (3x3 -> 24 px) and the frame fits ``max_side``.
+    ``layout`` (default: ``kernel_layout`` of the shape) picks the picture. ``rgb`` gives
+    RGB ``Frames`` ``(E, H, W, 3)`` with ``palette=None``, each kernel a colour patch tiled
+    near-square. The others give index ``Frames`` ``(E, H, W)`` with the ``colormap``
+    palette: ``matrix`` an O x I heatmap of 1x1 kernels; ``depthwise`` one tile per out
+    channel; ``grid`` an (out x in) grid of patches. Depthwise and grid layouts are capped
+    at ``max_out`` (x ``max_in``) kernels (see ``Frames.note``); patches are upscaled to
+    about ``min_tile`` px (3x3 -> 24 px) and every frame fits ``max_side``.
     """
     check_colormap(colormap)
     w = np.asarray(weights, dtype=np.float32)
     if w.ndim != 5:
         raise ValueError(f"kernels must be (E, O, I, kh, kw), got {w.shape}")
-    scales = kernel_scale(w, scale)
-    if as_rgb is None:
-        as_rgb = w.shape[2] == 3
-    if as_rgb and w.shape[2] != 3:
+    layout = layout or kernel_layout(w.shape[1:])
+    if layout not in LAYOUTS:
+        raise ValueError(f"kernel layout {layout!r}: use one of {', '.join(LAYOUTS)}")
+    if layout == RGB and w.shape[2] != 3:
         raise ValueError(f"RGB kernel patches need 3 input channels, got {w.shape[2]}")
-    if as_rgb:
+    scales = kernel_scale(w, scale)
+    if layout == RGB:
         return _rgb_kernel_frames(
             w, scales, min_tile=min_tile, max_side=max_side, sep=sep, captions=captions
+        )
+    if layout == MATRIX:
+        return _matrix_kernel_frames(
+            w, scales, colormap=colormap, cell=min_tile, max_side=max_side, captions=captions
         )
     return _index_kernel_frames(
         w,
@@ -181,3 +238,25 @@ def kernel_frames(
         sep=sep,
         captions=captions,
     )
+
+
+def change_layout(kernel_shape: Sequence[int]) -> str:
+    """The layout of a layer's kernel change: its kernels' own, but never RGB, since a
+    change is signed and is read on the colormap (red = less, blue = more), per input."""
+    layout = kernel_layout(kernel_shape)
+    return GRID if layout == RGB else layout
+
+
+def kernel_change(weights: np.ndarray) -> np.ndarray:
+    """``(E, O, I, kh, kw)`` weights -> each epoch's change since initialisation, W_e - W_0."""
+    w = np.asarray(weights, dtype=np.float32)
+    return w - w[:1]
+
+
+def kernel_change_frames(weights: np.ndarray, **options: object) -> Frames:
+    """W_e - W_0 of kernels ``(E, O, I, kh, kw)`` drawn as ``kernel_frames`` draws the
+    kernels, on one fixed symmetric scale for the whole layer and every epoch (max |W_e -
+    W_0|), so a kernel that keeps moving gets stronger in colour and epoch 0 is neutral."""
+    w = np.asarray(weights, dtype=np.float32)
+    layout = options.pop("layout", None) or change_layout(w.shape[1:])
+    return kernel_frames(kernel_change(w), scale="layer", layout=layout, **options)

@@ -17,6 +17,7 @@ import numpy as np
 from generator.errors import StoreError
 from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.reader import RunReader
+from generator.schema import LayerSpec
 from generator.site.pages import Footer, Link, Media, Scrubber
 from generator.site.paths import HOME, RunPaths, root_of, url
 from generator.site.text import format_settings, shown
@@ -97,6 +98,12 @@ class RunContext:
         return Footer(
             f"Training settings of {self.name}", format_settings(self.run.training), self.version
         )
+
+    def paged_channels(self, layer: LayerSpec) -> int:
+        """Channels of ``layer`` with a page of their own (``--channel-pages`` of the build
+        that made the manifest; a manifest from before that option paged every channel)."""
+        cap = int(self.manifest.options.get("channel_pages", layer.channels))
+        return min(layer.channels, cap) if layer.is_conv else 0
 
     @property
     def markers(self) -> bool:

@@ -19,7 +19,15 @@ from generator.site.run_pages import run_card, run_page, waiting_card
 from generator.site.text import format_setting
 
 HOME_EAGER_RUNS = 6  # home cards whose thumbnails load with the page
-SHOWN_SETTINGS = ("fps", "colormap", "scale", "formats", "max_side", "channel_probes")
+SHOWN_SETTINGS = (
+    "fps",
+    "colormap",
+    "scale",
+    "formats",
+    "max_side",
+    "channel_probes",
+    "channel_pages",
+)
 DEFAULT_FPS = 4.0
 
 

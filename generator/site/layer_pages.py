@@ -10,6 +10,7 @@ import numpy as np
 import generator.site.analysis as analysis
 import generator.site.figures as figures
 from generator.manifest import ArtefactKind
+from generator.render.kernels import DEPTHWISE, MATRIX, RGB, kernel_layout
 from generator.schema import LayerSpec
 from generator.site.context import RunContext, first_eager
 from generator.site.pages import (
@@ -67,7 +68,9 @@ def layer_page(
         grids=first_eager(grids),
         contacts=tuple(c for c in contacts if c),
         kernels=kernels_media(ctx, layer, path),
+        kernel_change=kernel_change_media(ctx, layer, path),
         channels=channel_thumbs(ctx, layer, path),
+        channels_note=channels_note(ctx, layer),
         charts=layer_charts(ctx, layer),
         previous=layer_link(ctx, path, previous),
         next=layer_link(ctx, path, following),
@@ -91,6 +94,24 @@ def kernels_media(ctx: RunContext, layer: LayerSpec, here: str) -> Media | None:
     return ctx.media(ArtefactKind.KERNELS, layer=layer.name, here=here, caption=caption)
 
 
+def kernel_change_media(ctx: RunContext, layer: LayerSpec, here: str) -> Media | None:
+    caption = f"{shown(layer.name)} kernel change since initialisation (W_e − W_0)"
+    return ctx.media(ArtefactKind.KERNEL_CHANGE, layer=layer.name, here=here, caption=caption)
+
+
+def channels_note(ctx: RunContext, layer: LayerSpec) -> str:
+    """Says which channels have a page when ``--channel-pages`` left some out."""
+    paged = ctx.paged_channels(layer)
+    if not layer.is_conv or paged == layer.channels:
+        return ""
+    first = f"channels 1–{paged}" if paged else "no channel"
+    return (
+        f"Of its {layer.channels} channels, {first} have a page of their own "
+        f"(build with --channel-pages {layer.channels} for all); every channel is in the "
+        "channel grids above."
+    )
+
+
 def layer_link(ctx: RunContext, here: str, layer: LayerSpec | None) -> Link | None:
     return Link(url(here, ctx.paths.layer(layer.name)), shown(layer.name)) if layer else None
 
@@ -100,7 +121,7 @@ def channel_thumbs(ctx: RunContext, layer: LayerSpec, here: str) -> tuple[Channe
     if not layer.is_conv:
         return ()
     thumbs = []
-    for c in range(layer.channels):
+    for c in range(ctx.paged_channels(layer)):
         keys = ((ArtefactKind.CHANNEL, layer.name, p, c) for p in range(ctx.n_probes))
         record = next((ctx.index[k] for k in keys if k in ctx.index), None)
         poster = record.files.get("poster") if record else None
@@ -123,7 +144,8 @@ def channel_pages(ctx: RunContext, layer: LayerSpec) -> list[ChannelPage]:
     stats = {s: ctx.run.channel_stats(layer.name, s) for s in STATS}
     change = analysis.kernel_change(ctx.run, layer.name)
     return [
-        channel_page(ctx, layer, c, stats=stats, change=change[:, c]) for c in range(layer.channels)
+        channel_page(ctx, layer, c, stats=stats, change=change[:, c])
+        for c in range(ctx.paged_channels(layer))
     ]
 
 
@@ -147,7 +169,7 @@ def channel_page(
     )
 
     def neighbour(k: int) -> Link | None:
-        if 0 <= k < layer.channels:
+        if 0 <= k < ctx.paged_channels(layer):
             return Link(url(here, ctx.paths.channel(name, k)), f"channel {k + 1}")
         return None
 
@@ -158,6 +180,7 @@ def channel_page(
         layer_href=url(here, layer_path),
         animations=channel_animations(ctx, name, c, here),
         kernels=kernels_media(ctx, layer, here),
+        kernel_change=kernel_change_media(ctx, layer, here),
         kernel_note=kernel_note(layer, c, kernels_shown(ctx, layer)),
         kernel_chart=figures.kernel_chart(change, c, markers=ctx.markers),
         stats=channel_stats_charts(ctx, stats, c),
@@ -215,15 +238,23 @@ def kernels_shown(ctx: RunContext, layer: LayerSpec) -> int:
 
 def kernel_note(layer: LayerSpec, c: int, shown_count: int) -> str:
     """Where this channel's kernel is in the layer's kernel animation, honestly."""
-    out, inputs = layer.kernel_shape[0], layer.kernel_shape[1]
+    out = layer.kernel_shape[0]
     if c >= shown_count:
         return (
             f"The layer's kernel animation draws the first {shown_count} of {out} "
             f"output channels, so channel {c + 1}'s kernel is not in it; the chart "
             "below shows how much it changed each epoch."
         )
-    if inputs == 1 or inputs == 3:
+    layout = kernel_layout(layer.kernel_shape)
+    if layout == RGB:
+        where = (
+            f"patch {c + 1} (counting left to right, top to bottom) and, in the change "
+            f"animation, row {c + 1} (one column per colour)"
+        )
+    elif layout == DEPTHWISE:
         where = f"patch {c + 1} (counting left to right, top to bottom)"
+    elif layout == MATRIX:
+        where = f"row {c + 1} of the 1×1 heatmap (one column per input channel)"
     else:
         where = f"row {c + 1} (one column per input channel)"
-    return f"This channel's kernel is {where} in the layer's kernel animation."
+    return f"This channel's kernel is {where} in the layer's kernel animations."

@@ -141,12 +141,27 @@ class HomePage(Page):
 
 @dataclass(frozen=True)
 class LayerRow:
+    """A layer as the architecture table shows it: every value already a string."""
+
     name: str
     kind: str
     shape: str
+    kernel: str
+    groups: str
+    stride: str
     params: str
     receptive_field: str
     href: str
+
+
+@dataclass(frozen=True)
+class LayerGroup:
+    """Consecutive layers (in model order) of one block of the model: a residual block
+    with its convs and its output, an inverted-residual block, or the model's top level."""
+
+    name: str
+    module_type: str
+    rows: tuple[LayerRow, ...]
 
 
 @dataclass(frozen=True)
@@ -185,7 +200,7 @@ class RunPage(Page):
     name: str
     classes: tuple[str, ...]
     metrics: tuple[Metric, ...]
-    layers: tuple[LayerRow, ...]
+    layer_groups: tuple[LayerGroup, ...]
     curves: tuple[Chart, ...]
     change: Chart
     confusion: Confusion
@@ -206,7 +221,9 @@ class LayerPage(Page):
     grids: tuple[Media, ...]
     contacts: tuple[Media, ...]
     kernels: Media | None
+    kernel_change: Media | None
     channels: tuple[ChannelThumb, ...]
+    channels_note: str
     charts: tuple[Chart, ...]
     previous: Link | None
     next: Link | None
@@ -221,6 +238,7 @@ class ChannelPage(Page):
     layer_href: str
     animations: tuple[Media, ...]
     kernels: Media | None
+    kernel_change: Media | None
     kernel_note: str
     kernel_chart: Chart
     stats: tuple[Chart, ...]

@@ -3,11 +3,22 @@ probes, the table of layers)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import generator.site.figures as figures
 from generator.manifest import ArtefactKind, RunEntry
 from generator.reader import RunReader
+from generator.schema import LayerSpec
 from generator.site.context import RunContext
-from generator.site.pages import LayerRow, Media, Metric, ProbeView, RunCard, RunPage
+from generator.site.pages import (
+    LayerGroup,
+    LayerRow,
+    Media,
+    Metric,
+    ProbeView,
+    RunCard,
+    RunPage,
+)
 from generator.site.paths import HOME, url
 from generator.site.similarity import similarity_section
 from generator.site.svg import format_number
@@ -80,7 +91,10 @@ def run_page(ctx: RunContext) -> tuple[RunPage, dict[str, bytes]]:
         name=ctx.name,
         classes=ctx.class_names,
         metrics=run_metrics(ctx),
-        layers=tuple(layer_row(ctx, layer.name, here) for layer in run.layers),
+        layer_groups=tuple(
+            LayerGroup(name, kind, tuple(layer_row(ctx, layer.name, here) for layer in group))
+            for name, kind, group in group_layers(run.layers)
+        ),
         curves=figures.curves({m: run.scalar_metric(m) for m in TRAINING_METRICS}),
         change=figures.change_chart(run.weight_change()),
         confusion=confusion,
@@ -110,10 +124,61 @@ def layer_row(ctx: RunContext, name: str, here: str) -> LayerRow:
         shown(layer.name),
         shown(layer.kind),
         " × ".join(map(str, layer.shape)),
+        kernel_text(layer),
+        groups_text(layer),
+        pair_text(layer.stride),
         f"{layer.params:,}",
         rf,
         url(here, ctx.paths.layer(layer.name)),
     )
+
+
+def kernel_text(layer: LayerSpec) -> str:
+    """'3 × 3' for a conv's kernel, '—' for a layer without one (a block's output)."""
+    return " × ".join(map(str, layer.kernel_shape[2:])) if layer.kernel_shape else "—"
+
+
+def groups_text(layer: LayerSpec) -> str:
+    """A conv's groups, naming the depthwise case (one input channel per kernel)."""
+    if not layer.kernel_shape:
+        return "—"
+    if layer.groups > 1 and layer.kernel_shape[1] == 1:
+        return f"{layer.groups} (depthwise)"
+    return str(layer.groups)
+
+
+def pair_text(pair: tuple[int, int] | None) -> str:
+    if pair is None:
+        return "—"
+    return str(pair[0]) if pair[0] == pair[1] else f"{pair[0]} × {pair[1]}"
+
+
+def group_layers(layers: Sequence[LayerSpec]) -> list[tuple[str, str, list[LayerSpec]]]:
+    """Layers in model order, cut into runs that share a block: (block name, its module
+    type, layers). A layer's block is the outermost recorded ``block`` layer whose module
+    path contains it (``layer1.0`` holds ``layer1.0.conv1`` and itself), else its parent
+    module (``""``, the model's top level, is shown as "top level"). Works from module
+    paths alone: no layer name is assumed."""
+    blocks = [layer for layer in layers if layer.kind == "block"]
+    groups: list[tuple[str, str, list[LayerSpec]]] = []
+    for layer in layers:
+        holding = [b for b in blocks if _inside(layer, b)]
+        block = min(holding, key=lambda b: len(b.module or b.name)) if holding else None
+        if block is not None:
+            key, kind = block.name, block.module_type or "block"
+        else:
+            key, kind = layer.parent or "", ""
+        if groups and groups[-1][0] == key:
+            groups[-1][2].append(layer)
+        else:
+            groups.append((key, kind, [layer]))
+    return [(shown(key) if key else "top level", shown(kind), group) for key, kind, group in groups]
+
+
+def _inside(layer: LayerSpec, block: LayerSpec) -> bool:
+    """Whether ``layer``'s module lies in ``block``'s module (or is it)."""
+    path, outer = layer.module or layer.name, block.module or block.name
+    return path == outer or path.startswith(outer + ".")
 
 
 def probe_view(ctx: RunContext, probe: int, here: str) -> ProbeView:
