@@ -1,0 +1,128 @@
+"""Keep a gallery current while a run records (``train --site``, ``Recorder(site=...)``).
+
+After each committed epoch the recorder calls ``LiveSite.committed()``, which only notes
+that the store moved on and returns at once. A daemon thread then runs ``build --live``
+for the newest committed state in a separate process at the lowest CPU priority (``nice
+19``): training keeps the cores, the build uses what training leaves idle, and the
+training process never shares its interpreter (or its GIL) with the build. Requests that
+arrive while a build runs fold into one next build, so a slow build never queues up.
+``finish()`` runs the last, ordinary build at normal priority and waits for it: its pages
+no longer say "still training", and its files are the ones a separate ``build`` writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from generator.errors import NetlapseError
+
+log = logging.getLogger(__name__)
+
+LOWEST_PRIORITY = 19
+
+
+class LiveSiteError(NetlapseError, RuntimeError):
+    """The final build of a live site failed."""
+
+
+class LiveSite:
+    """Rebuilds the site ``site`` from ``store`` in the background after every commit.
+
+    ``options`` are extra ``build`` options (e.g. ``("--formats", "mp4")``). The instance
+    is a context manager; leaving the block without ``finish()`` (training failed) stops
+    a running background build and leaves the last complete site in place.
+    """
+
+    def __init__(self, store: str | Path, site: str | Path, *, options: Sequence[str] = ()) -> None:
+        self.store, self.site = str(store), Path(site)
+        self.options = tuple(options)
+        self.builds = 0
+        self._wanted = threading.Event()
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._loop, name="netlapse-live", daemon=True)
+        self._thread.start()
+
+    # -- what the recorder calls ---------------------------------------------------------
+    def committed(self) -> None:
+        """The store has a new committed epoch: build it when the current build is done."""
+        self._wanted.set()
+
+    def finish(self) -> None:
+        """Stop the background builds, then build the finished run at normal priority."""
+        self._stop_background()
+        result = subprocess.run(self.command(live=False), capture_output=True, check=False)
+        self.builds += 1
+        if result.returncode != 0:
+            raise LiveSiteError(
+                f"--site {self.site}: the final build failed ({_last_line(result.stderr)}); "
+                f"run `python -m generator build --store {self.store} --out {self.site}`"
+            )
+
+    def close(self) -> None:
+        """Stop without a final build (the run failed); the last complete site stays."""
+        self._stop_background()
+
+    def __enter__(self) -> LiveSite:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the background ------------------------------------------------------------------
+    def command(self, *, live: bool) -> list[str]:
+        """The ``build`` command line; background builds run at the lowest priority."""
+        build = [sys.executable, "-m", "generator", "-q", "build"]
+        build += ["--store", self.store, "--out", str(self.site), *self.options]
+        if not live:
+            return build
+        nice = shutil.which("nice")
+        prefix = [nice, "-n", str(LOWEST_PRIORITY)] if nice else []
+        return [*prefix, *build, "--live"]
+
+    def _loop(self) -> None:
+        while True:
+            self._wanted.wait()
+            if self._stopping.is_set():
+                return
+            self._wanted.clear()
+            self._build_in_background()
+
+    def _build_in_background(self) -> None:
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._process = subprocess.Popen(
+                self.command(live=True), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        _, stderr = self._process.communicate()
+        with self._lock:
+            code, self._process = self._process.returncode, None
+        self.builds += 1
+        if code != 0 and not self._stopping.is_set():
+            # A live build can fail for a reason the next epoch fixes (a disk briefly
+            # full); training goes on either way, and finish() reports a lasting failure.
+            log.warning("live gallery: a background build failed: %s", _last_line(stderr))
+
+    def _stop_background(self) -> None:
+        with self._lock:
+            self._stopping.set()
+            if self._process is not None:
+                # SIGINT, not SIGTERM: build turns it into KeyboardInterrupt and leaves a
+                # manifest that owns every file it wrote.
+                self._process.send_signal(signal.SIGINT)
+        self._wanted.set()
+        self._thread.join()
+
+
+def _last_line(stderr: bytes) -> str:
+    lines = stderr.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else "no message"
