@@ -81,7 +81,7 @@ def _build(config: BuildConfig, site: Path, runner: JobRunner) -> BuildResult:
         for record in _make(plans, plan.todo, config, site, runner):
             made[record.id] = record
         manifest = new_manifest(plans, plan.records(made), config)
-        rendered = render_site(manifest, {p.slug: p.run for p in plans})
+        rendered = render_site(manifest, {p.slug: p.run for p in plans}, training=config.live)
         pages = list(rendered)
         write_rendered(site, rendered)
     except BaseException:

@@ -208,6 +208,14 @@ class TrainConfig:
         help="continue the run in --out from its newest checkpoint, appending to the same store",
         local=True,
     )
+    site: Path | None = option(
+        None,
+        help="keep a gallery in this folder current while training: rebuilt after each "
+        "committed epoch at the lowest CPU priority, complete when training ends",
+        parse=Path,
+        shown="none",
+        local=True,
+    )
     activation_dtype: str = option(
         "float16",
         help="float16 halves the store and keeps 3 significant digits",
@@ -319,6 +327,7 @@ class TrainConfig:
             "device",
             "checkpoints",
             "storage_option",
+            "site",
         ):
             data.pop(key)
         data["data"] = str(self.data) if self.data else "demo"
@@ -415,6 +424,12 @@ class BuildConfig:
         shown="local processes",
         local=True,
         cli={"metavar": "ADDRESS"},
+    )
+    live: bool = option(
+        False,
+        help="the run is still training: pages say so and reload when a newer build is "
+        "there (train --site and Recorder(site=...) set it)",
+        local=True,
     )
     fps: float = option(4.0, help="epochs per second", parse=float, low=0.1, high=60)
     max_side: int = option(

@@ -36,7 +36,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("render", ("render",)),
     ("encode", ("encode",)),
     ("config", ("config",)),
-    ("train", ("checkpoint", "train", "record.recorder", "integrations")),
+    ("train", ("checkpoint", "train", "record.recorder", "integrations", "live")),
     ("artefacts", ("artefacts", "manifest", "plan")),
     ("jobs", ("jobs",)),
     ("site", ("site", "serve")),

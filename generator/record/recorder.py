@@ -91,13 +91,15 @@ class Recorder:
         layer_specs: Sequence[LayerSpec] | None = None,
         initial_metrics: Mapping[str, Any] | None = None,
         writer: StoreWriter | None = None,
+        site: str | Path | None = None,
     ) -> None:
         """``probe_sources`` names where each probe came from (shown in the gallery);
         ``layer_specs`` are layers already described (the built-in loop's reference CNN
         names its blocks itself), used instead of ``layers``; ``initial_metrics`` are the
         ``epoch()`` metrics of epoch 0 when this call records it; ``writer`` is the store
         ``out`` already opened to append (the built-in loop checks and rewinds it before
-        its model is ready), which implies ``resume``."""
+        its model is ready), which implies ``resume``; ``site`` keeps a gallery there
+        current: rebuilt in the background after every epoch, complete after ``close()``."""
         if activation_dtype not in ACTIVATION_DTYPES:
             raise OptionError(
                 f"activation_dtype={activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
@@ -147,6 +149,7 @@ class Recorder:
             dtype=activation_dtype,
             opened=writer,
         )
+        self._live = None if site is None else _live_site(self.out, site)
 
     def _open_store(
         self,
@@ -212,13 +215,17 @@ class Recorder:
         return self._open_writer().attrs.get("run_id")
 
     def close(self) -> None:
-        """Shrink the arrays to the committed epochs and release the store (idempotent)."""
+        """Shrink the arrays to the committed epochs and release the store (idempotent);
+        with ``site=``, then build the finished run's gallery and wait for it."""
         writer, self._writer = self._writer, None
         if writer is not None:
             try:
                 writer.trim()
             finally:
                 writer.close()
+        live, self._live = getattr(self, "_live", None), None
+        if live is not None:
+            live.finish()
 
     def release(self) -> None:
         """Release the store as it is, without the trim: what leaving on an error does, so
@@ -226,6 +233,9 @@ class Recorder:
         writer, self._writer = self._writer, None
         if writer is not None:
             writer.close()
+        live, self._live = getattr(self, "_live", None), None
+        if live is not None:
+            live.close()  # the last complete gallery stays
 
     def __enter__(self) -> Recorder:
         return self
@@ -358,6 +368,8 @@ class Recorder:
         )
         writer.write_epoch(epoch, record)
         self._previous = weights
+        if getattr(self, "_live", None) is not None:
+            self._live.committed()
         return epoch
 
     def _capture(self) -> tuple[Captured, torch.Tensor]:
@@ -467,3 +479,14 @@ def _class_names(
             f"class_names has {len(names)} names but the model returns {k} logits; pass {k} names"
         )
     return [str(name) for name in names]
+
+
+def _live_site(out: Any, site: str | Path) -> Any:
+    """A ``LiveSite`` for ``site``, with the epochs committed so far built at once. The
+    import is deferred: the live site runs ``build`` in another process, so recording
+    never loads the build stage; only a ``site=`` run needs the launcher."""
+    from generator.live import LiveSite
+
+    live = LiveSite(out, site)
+    live.committed()
+    return live

@@ -20,6 +20,7 @@ from generator.manifest import Manifest
 from generator.reader import RunReader
 from generator.resources import templates_path
 from generator.site.gather import build_site_context
+from generator.site.live import LIVE_FILE, live_file, live_status
 from generator.site.pages import NotFoundPage, Page
 from generator.site.paths import HOME, NOT_FOUND
 from generator.site.write import write_bytes_atomic
@@ -31,15 +32,23 @@ CSS = "netlapse.css"
 
 
 def render_site(
-    manifest: Manifest, readers: Mapping[str, RunReader], *, templates: Path | None = None
+    manifest: Manifest,
+    readers: Mapping[str, RunReader],
+    *,
+    templates: Path | None = None,
+    training: bool = False,
 ) -> dict[str, bytes]:
-    """Every file of the site (pages, 404, figure images, static files) by site-relative
-    path, rendered in memory; raises before anything is written."""
+    """Every file of the site (pages, 404, figure images, static files, ``live.json``) by
+    site-relative path, rendered in memory; raises before anything is written.
+    ``training``: the run still trains, so pages say so and reload on a newer build."""
     templates = Path(templates or templates_path())
     context = build_site_context(manifest, readers)
     env = make_environment(templates)
+    status = live_status(manifest, training=training)
+    env.globals["live"] = status  # every page's state, read by base.html
     inline_css = Markup((templates / STATIC / CSS).read_text(encoding="utf-8"))
     rendered = static_files(templates)
+    rendered[LIVE_FILE] = live_file(status)
     rendered.update(context.files)
     for page in context.pages:
         rendered[page.path] = render_page(env, page, inline_css=inline_css)

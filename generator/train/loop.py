@@ -79,6 +79,7 @@ def _new_recorder(session: Session) -> Recorder:
         activation_dtype=config.activation_dtype,
         training=storable(config.to_json()),
         initial_metrics=evaluate(session),
+        site=config.site,
         featviz_layers=config.featviz_layers,
         featviz_steps=config.featviz_steps,
         example_pool=split_pool(session.dataset, session.val_idx, config.example_pool),
@@ -99,6 +100,7 @@ def _resumed_recorder(session: Session, writer: StoreWriter) -> Recorder:
             initial_metrics=evaluate(session) if writer.epochs_committed == 0 else None,
             writer=writer,
             featviz_steps=session.config.featviz_steps,
+            site=session.config.site,
         )
     except BaseException:
         writer.close()  # what the Recorder has not released already
