@@ -8,6 +8,7 @@ after a kill ``--resume`` restarts from the newest checkpoint (``train.resume``)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from pathlib import Path
@@ -15,24 +16,26 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from generator.checkpoint import save_checkpoint, set_aside_orphans
 from generator.config import TrainConfig
-from generator.data import storable
+from generator.data import make_demo_dataset, storable
 from generator.errors import OptionError
 from generator.faults import maybe_die
 from generator.record.examples import split_pool
 from generator.record.recorder import Recorder
 from generator.store import StoreWriter
-from generator.train.resume import reopen
+from generator.train.distributed import Ranks, from_environment, stop
+from generator.train.resume import load_same_state, reopen, resumed_checkpoint
 from generator.train.session import (
     Session,
     check_out,
     choose_probes,
     main_output,
     model_input,
+    pick_device,
     start_session,
 )
 
@@ -40,27 +43,81 @@ log = logging.getLogger(__name__)
 
 
 def run_training(config: TrainConfig) -> Path:
-    """Train (or resume) the run ``config.out`` and return the store's path."""
+    """Train (or resume) the run ``config.out`` and return the store's path.
+
+    Under torchrun (``WORLD_SIZE`` > 1) every rank runs this: the options are checked on
+    each before the ranks meet, so a bad ``--out`` stops them all alike."""
     check_out(config)
-    if config.resume:
-        session, writer = reopen(config)
-        recorded_epoch0 = writer.epochs_committed == 0  # no checkpoint: epoch 0 again
-        rec = _resumed_recorder(session, writer)
-    else:
-        session = start_session(config)
-        rec, recorded_epoch0 = _new_recorder(session), True
-    with rec:
-        if recorded_epoch0:
-            _after_commit(session, rec, 0)
-        for epoch in range(rec.epochs_committed, config.epochs + 1):
-            train_scalars = _train_one_epoch(session, epoch)
-            rec.epoch(**train_scalars, **evaluate(session))
-            _after_commit(session, rec, epoch)
-        log.info("%s: %d epochs committed", config.out, rec.epochs_committed)
+    ranks = from_environment(pick_device(config.device))
+    try:
+        if not ranks.is_main:
+            _quiet()
+        ranks.main_only(lambda: _prepare_data(config))  # the demo data, made once
+        session, rec, record_epoch0 = _begin(config, ranks)
+        with rec or contextlib.nullcontext():
+            if record_epoch0:
+                _after_commit(session, rec, 0)
+            _train_epochs(session, rec)
+    finally:
+        stop(ranks)
     return config.out
 
 
-def _new_recorder(session: Session) -> Recorder:
+def _begin(config: TrainConfig, ranks: Ranks) -> tuple[Session, Recorder | None, bool]:
+    """Every rank's session (all from one state), rank 0's Recorder (the only one), and
+    whether epoch 0 was recorded now (its checkpoint follows)."""
+    if config.resume:
+        opened = ranks.main_only(lambda: reopen(config, ranks=ranks))
+        session = opened[0] if opened else start_session(config, ranks=ranks)
+        writer = opened[1] if opened else None
+        resumed_from = ranks.share(resumed_checkpoint(writer) if writer else None)
+        if not ranks.is_main:
+            load_same_state(session, resumed_from)
+        record_epoch0 = ranks.share(writer.epochs_committed == 0 if writer else None)
+        metrics0 = evaluate(session) if record_epoch0 else None
+        rec = ranks.main_only(lambda: _resumed_recorder(session, writer, metrics0))
+    else:
+        session, record_epoch0 = start_session(config, ranks=ranks), True
+        metrics0 = evaluate(session)
+        rec = ranks.main_only(lambda: _new_recorder(session, metrics0))
+    session.go_parallel()
+    return session, rec, bool(record_epoch0)
+
+
+def _train_epochs(session: Session, rec: Recorder | None) -> None:
+    """Train, evaluate, record and checkpoint each epoch after the committed ones."""
+    ranks, config = session.ranks, session.config
+    first = ranks.share(rec.epochs_committed if rec else None)
+    for epoch in range(first, config.epochs + 1):
+        train_scalars = _train_one_epoch(session, epoch)
+        metrics = evaluate(session)
+        ranks.main_only(_record_epoch, rec, {**train_scalars, **metrics})
+        _after_commit(session, rec, epoch)
+    if rec is not None:
+        log.info("%s: %d epochs committed", config.out, rec.epochs_committed)
+
+
+def _record_epoch(rec: Recorder, scalars: dict[str, object]) -> None:
+    rec.epoch(**scalars)
+
+
+def _prepare_data(config: TrainConfig) -> None:
+    """Make the demo data (cached) before the ranks load it, so they never race to."""
+    if config.data is None:
+        make_demo_dataset(
+            config.cache_dir,
+            seed=config.seed,
+            per_class=config.demo_per_class,
+            size=config.resolved_input_size,
+        )
+
+
+def _quiet() -> None:
+    """Log warnings only on the ranks other than 0: one log for the run."""
+    logging.getLogger("generator").setLevel(logging.WARNING)
+
+
+def _new_recorder(session: Session, metrics0: dict[str, object]) -> Recorder:
     """A new store, with epoch 0 (the untrained network) recorded.
 
     A checkpoint folder already at its place belongs to a run whose store was deleted:
@@ -78,7 +135,7 @@ def _new_recorder(session: Session) -> Recorder:
         layer_specs=session.layers,
         activation_dtype=config.activation_dtype,
         training=storable(config.to_json()),
-        initial_metrics=evaluate(session),
+        initial_metrics=metrics0,
         site=config.site,
         featviz_layers=config.featviz_layers,
         featviz_steps=config.featviz_steps,
@@ -86,7 +143,9 @@ def _new_recorder(session: Session) -> Recorder:
     )
 
 
-def _resumed_recorder(session: Session, writer: StoreWriter) -> Recorder:
+def _resumed_recorder(
+    session: Session, writer: StoreWriter, metrics0: dict[str, object] | None
+) -> Recorder:
     """The Recorder on the reopened, rewound store (its lock passes to the Recorder), on the
     stored probes; it records epoch 0 again when the rewind left none."""
     try:
@@ -97,7 +156,7 @@ def _resumed_recorder(session: Session, writer: StoreWriter) -> Recorder:
             class_names=session.dataset.class_names,
             layer_specs=session.layers,
             activation_dtype=session.config.activation_dtype,
-            initial_metrics=evaluate(session) if writer.epochs_committed == 0 else None,
+            initial_metrics=metrics0,
             writer=writer,
             featviz_steps=session.config.featviz_steps,
             site=session.config.site,
@@ -107,7 +166,12 @@ def _resumed_recorder(session: Session, writer: StoreWriter) -> Recorder:
         raise
 
 
-def _after_commit(session: Session, rec: Recorder, epoch: int) -> None:
+def _after_commit(session: Session, rec: Recorder | None, epoch: int) -> None:
+    """Checkpoint the committed epoch on rank 0; the other ranks wait for it."""
+    session.ranks.main_only(lambda: _checkpoint(session, rec, epoch))
+
+
+def _checkpoint(session: Session, rec: Recorder, epoch: int) -> None:
     """Checkpoint the committed epoch (model + optimizer, bound to the store's run id)."""
     maybe_die("train.committed", epoch)
     save_checkpoint(
@@ -128,9 +192,11 @@ def _after_commit(session: Session, rec: Recorder, epoch: int) -> None:
 def _loader(session: Session, indices: np.ndarray, epoch: int | None) -> DataLoader:
     """Batches of (uint8 images, labels); shuffled with a per-epoch seed when training."""
     subset = Subset(session.dataset, indices.tolist())
-    config = session.config
+    config, ranks = session.config, session.ranks
     if epoch is None:
         return DataLoader(subset, batch_size=config.batch_size, shuffle=False)
+    if ranks.distributed:
+        return _shard_loader(session, subset, epoch)
     generator = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
     # BatchNorm cannot train on a batch of one: drop such a last batch.
     drop_last = len(subset) % config.batch_size == 1
@@ -139,8 +205,21 @@ def _loader(session: Session, indices: np.ndarray, epoch: int | None) -> DataLoa
     )
 
 
+def _shard_loader(session: Session, subset: Subset, epoch: int) -> DataLoader:
+    """This rank's shuffled share of the training images (DistributedSampler, seeded per
+    epoch; every rank gets as many batches, so the gradient all-reduces pair up)."""
+    config, ranks = session.config, session.ranks
+    sampler: DistributedSampler = DistributedSampler(
+        subset, num_replicas=ranks.world, rank=ranks.rank, shuffle=True, seed=config.seed
+    )
+    sampler.set_epoch(epoch)
+    drop_last = sampler.num_samples % config.batch_size == 1
+    return DataLoader(subset, batch_size=config.batch_size, sampler=sampler, drop_last=drop_last)
+
+
 def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
-    model, optimizer, loss_fn = session.model, session.optimizer, nn.CrossEntropyLoss()
+    model, optimizer, loss_fn = session.trained, session.optimizer, nn.CrossEntropyLoss()
+    ranks = session.ranks
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(
@@ -148,7 +227,7 @@ def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
         desc=f"epoch {epoch}",
         unit="batch",
         leave=False,
-        disable=None,
+        disable=None if ranks.is_main else True,
     )
     for batch, (images, labels) in enumerate(bar):
         inputs, labels = model_input(images, session), labels.to(session.device)
@@ -156,7 +235,7 @@ def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
         logits = main_output(model(inputs))
         loss = loss_fn(logits, labels)
         value = loss.item()
-        if not math.isfinite(value):
+        if not math.isfinite(_on_every_rank(ranks, value)):
             raise _diverged(session, epoch, batch, value)
         loss.backward()
         maybe_die("train.batch", epoch, batch)
@@ -166,6 +245,10 @@ def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
         seen += len(labels)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
     bar.close()
+    ranks.copy_buffers(session.model)
+    if ranks.distributed:
+        sums = ranks.sum(torch.tensor([total_loss, correct, seen], dtype=torch.float64))
+        total_loss, correct, seen = float(sums[0]), int(sums[1]), int(sums[2])
     scalars = {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
     log.info(
         "epoch %d: train loss %.4f acc %.3f",
@@ -174,6 +257,14 @@ def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
         scalars["train_accuracy"],
     )
     return scalars
+
+
+def _on_every_rank(ranks: Ranks, loss: float) -> float:
+    """The loss summed over ranks under torchrun: non-finite on one rank stops all ranks
+    together (one stopping alone would leave the others waiting in the gradient sync)."""
+    if not ranks.distributed:
+        return loss
+    return float(ranks.sum(torch.tensor([loss], dtype=torch.float64))[0])
 
 
 def _diverged(session: Session, epoch: int, batch: int, loss: float) -> OptionError:
@@ -194,10 +285,13 @@ def evaluate(session: Session) -> dict[str, object]:
     model, k = session.model, len(session.dataset.classes)
     model.eval()
     loss_sum, confusion = 0.0, torch.zeros(k * k, dtype=torch.int64)
-    for images, labels in _loader(session, session.val_idx, None):
+    for images, labels in _loader(session, session.ranks.shard(session.val_idx), None):
         logits = main_output(model(model_input(images, session))).cpu()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         confusion += torch.bincount(labels * k + logits.argmax(1), minlength=k * k)
+    if session.ranks.distributed:  # each rank saw its own share: add them up
+        loss_sum = float(session.ranks.sum(torch.tensor([loss_sum], dtype=torch.float64))[0])
+        confusion = session.ranks.sum(confusion)
     matrix = confusion.reshape(k, k).numpy()
     total = max(int(matrix.sum()), 1)
     log.info("validation loss %.4f acc %.3f", loss_sum / total, float(np.trace(matrix)) / total)

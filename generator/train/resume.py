@@ -20,6 +20,7 @@ import torch
 from generator.checkpoint import (
     check_owner,
     checkpoint_dir,
+    checkpoint_path,
     load_checkpoint,
     move_to_current_layout,
     remove_stale_temps,
@@ -30,6 +31,7 @@ from generator.data import storable
 from generator.errors import StoreError
 from generator.reader import open_run
 from generator.store import StoreWriter
+from generator.train.distributed import Ranks
 from generator.train.session import Session, start_session
 
 log = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ COMPATIBLE = {
 CHANGEABLE_ON_RESUME = ("epochs",)
 
 
-def reopen(config: TrainConfig) -> tuple[Session, StoreWriter]:
+def reopen(config: TrainConfig, *, ranks: Ranks | None = None) -> tuple[Session, StoreWriter]:
     """Open the store for ``--resume``: refuse settings that cannot change before the data
     is loaded, then load the newest checkpoint (or rewind to nothing when there is none:
     epoch 0 is recorded again) and record what this resume changed."""
@@ -55,7 +57,7 @@ def reopen(config: TrainConfig) -> tuple[Session, StoreWriter]:
     try:
         stored = dict(writer.attrs.get("training", {}))
         changes = resume_changes(config, stored, committed=writer.epochs_committed)
-        session = start_session(config)
+        session = start_session(config, ranks=ranks)
         check_compatible(writer, session)
         first = _resume(session, writer)
         if changes:
@@ -133,6 +135,23 @@ def _load_state(session: Session, writer: StoreWriter, path: Path, epoch: int) -
             "it to resume from the one before"
         ) from exc
     _check_recorded_kernels(session, path, epoch)
+
+
+def resumed_checkpoint(writer: StoreWriter) -> Path | None:
+    """The checkpoint ``reopen`` loaded (in the current layout), or None when it found none
+    and epoch 0 is recorded again: what the other ranks under torchrun load too."""
+    committed = writer.epochs_committed
+    return checkpoint_path(writer.path, committed - 1) if committed else None
+
+
+def load_same_state(session: Session, path: Path | None) -> None:
+    """Another rank's part of ``--resume``: the model and optimizer state rank 0 resumed
+    from (rank 0 has checked the file; without one the seeded start is already the same)."""
+    if path is None:
+        return
+    state = load_checkpoint(path)
+    session.model.load_state_dict(state["model"])
+    session.optimizer.load_state_dict(state["optimizer"])
 
 
 def architecture_problem(ours: dict[str, torch.Tensor], theirs: object) -> str | None:

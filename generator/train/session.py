@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from generator.record.layers import describe_layers
 from generator.schema import LayerSpec
 from generator.storage import StoreURL
 from generator.storefiles import check_remote_out
+from generator.train.distributed import Ranks, rank_device, wrap
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,20 @@ class Session:
     optimizer: torch.optim.Optimizer
     device: torch.device
     layers: list[LayerSpec]
+    ranks: Ranks = field(default_factory=Ranks.single)
+    parallel: nn.Module | None = None  # DistributedDataParallel(model) under torchrun
+
+    @property
+    def trained(self) -> nn.Module:
+        """What the training step calls: the DDP wrapper under torchrun, else ``model``.
+        Everything else (evaluation, recording, checkpoints) uses ``model`` itself."""
+        return self.parallel if self.parallel is not None else self.model
+
+    def go_parallel(self) -> None:
+        """Wrap the network for DDP once every rank holds its starting weights."""
+        self.parallel = (
+            wrap(self.model, self.ranks, self.device) if self.ranks.distributed else None
+        )
 
 
 def check_out(config: TrainConfig) -> None:
@@ -106,8 +121,10 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def start_session(config: TrainConfig) -> Session:
-    """Load the data, split it, and build the seeded network and its optimizer."""
+def start_session(config: TrainConfig, *, ranks: Ranks | None = None) -> Session:
+    """Load the data, split it, and build the seeded network and its optimizer (the same
+    on every rank: each builds it from the seed)."""
+    ranks = ranks or Ranks.single()
     if config.model == REFERENCE_MODEL:  # checks that need no data: refuse early
         check_architecture(2, config.resolved_input_size, config.channels, config.kernel_size)
     else:
@@ -121,7 +138,7 @@ def start_session(config: TrainConfig) -> Session:
     dataset = load_image_folder(root, config.resolved_input_size)
     check_two_images_per_class(dataset)
     train_idx, val_idx = split_indices(dataset_labels(dataset), config.val_fraction, config.seed)
-    device = pick_device(config.device)
+    device = rank_device(pick_device(config.device), ranks)
     torch.manual_seed(config.seed)
     model = make_network(config, len(dataset.classes))
     layers = recorded_layers(model, config.resolved_input_size)
@@ -141,7 +158,7 @@ def start_session(config: TrainConfig) -> Session:
         FeatvizSettings(config.featviz_layers, config.featviz_steps),
         option="--featviz-layers",
     )
-    return Session(config, dataset, train_idx, val_idx, model, optimizer, device, layers)
+    return Session(config, dataset, train_idx, val_idx, model, optimizer, device, layers, ranks)
 
 
 def make_network(config: TrainConfig, num_classes: int) -> nn.Module:
