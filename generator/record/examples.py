@@ -249,4 +249,5 @@ def split_pool(
         for i in chosen
     )
     images = np.ascontiguousarray(pictures.permute(0, 2, 3, 1).numpy())
-    return ExamplePool(images, labels, sources, to_model_input(pictures).float(), top_k)
+    keep = min(top_k, count)  # a split smaller than top_k keeps every image
+    return ExamplePool(images, labels, sources, to_model_input(pictures).float(), keep)
