@@ -118,7 +118,9 @@ def measure_model(args: argparse.Namespace, folder: Path) -> list[tuple[str, str
     size = args.input_size
     images = torch.randint(0, 256, (args.probes, 3, size, size), dtype=torch.uint8)
     inputs = to_model_input(images)
-    rec = Recorder(model, probes=images, out=folder / "bench.zarr")  # epoch 0: the warm-up
+    # epoch 0 is the warm-up. Feature visualizations (on by default for the first two conv
+    # layers) are measured on their own by bench/featviz.py: this compares capture + write.
+    rec = Recorder(model, probes=images, out=folder / "bench.zarr", featviz_layers=[])
     modules = {spec.name: model.get_submodule(spec.module) for spec in rec.layers}
 
     def bare() -> None:
