@@ -15,11 +15,7 @@ import numpy as np
 from generator.render.colormaps import BACKGROUND_INDEX, SEPARATOR_INDEX, TEXT_INDEX, rgb_of
 from generator.render.frames import (
     Frames,
-    captioned_tile_size,
-    finish,
-    grid_shape,
-    resize_nearest,
-    tile,
+    image_grid_frames,
 )
 
 RGB_TEXT, RGB_BACKGROUND, RGB_SEPARATOR = (
@@ -34,14 +30,9 @@ def sheet_frames(
     """``(E, C, S, S, 3)`` -> RGB frames of every channel's image in a near-square grid,
     one frame per epoch, fitting ``max_side`` px with its caption."""
     images = _checked(images, ndim=5)
-    e, c, s = images.shape[:3]
-    rows, cols = grid_shape(c)
-    th, tw = captioned_tile_size(
-        s, s, rows, cols, min_tile=MIN_TILE, max_side=max_side, captions=captions, sep=sep
+    return image_grid_frames(
+        images, max_side=max_side, min_tile=MIN_TILE, captions=captions, sep=sep
     )
-    tiles = resize_nearest(images, th, tw, axes=(2, 3))
-    grid = tile(tiles, cols, sep=sep, sep_fill=RGB_SEPARATOR, empty_fill=RGB_BACKGROUND)
-    return Frames(finish(grid, captions, text=RGB_TEXT, background=RGB_BACKGROUND), None)
 
 
 def channel_frames(

@@ -27,6 +27,7 @@ from generator.render.colormaps import (
     check_colormap,
     map_values,
     palette,
+    rgb_of,
 )
 
 MIN_CAPTION_WIDTH = 256
@@ -348,3 +349,28 @@ def channel_frames(
     )
     frames = finish(resize_nearest(mapped.indices, th, tw), captions, position=position)
     return Frames(frames, palette(colormap), mapped.nonfinite)
+
+
+def image_grid_frames(
+    images: np.ndarray,
+    *,
+    max_side: int,
+    min_tile: int,
+    captions: Sequence[str] | None = None,
+    sep: int = 2,
+) -> Frames:
+    """``(T, N, S, S, 3)`` RGB images -> RGB ``Frames`` (T, H, W, 3): per frame a
+    near-square grid of the N images (row by row), fitting ``max_side`` with its caption.
+    Shared by every view that shows pictures rather than maps (dataset-example patches,
+    feature visualizations)."""
+    rows, cols = grid_shape(images.shape[1])
+    side = images.shape[2]
+    th, tw = captioned_tile_size(
+        side, side, rows, cols, min_tile=min_tile, max_side=max_side, captions=captions, sep=sep
+    )
+    tiles = resize_nearest(images, th, tw, axes=(2, 3))
+    background, separator, text = (
+        rgb_of(i) for i in (BACKGROUND_INDEX, SEPARATOR_INDEX, TEXT_INDEX)
+    )
+    grid = tile(tiles, cols, sep=sep, sep_fill=separator, empty_fill=background)
+    return Frames(finish(grid, captions, text=text, background=background), None)

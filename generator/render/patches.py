@@ -23,11 +23,7 @@ import numpy as np
 from generator.render.colormaps import BACKGROUND_INDEX, TEXT_INDEX, rgb_of
 from generator.render.frames import (
     Frames,
-    captioned_tile_size,
-    finish,
-    grid_shape,
-    resize_nearest,
-    tile,
+    image_grid_frames,
 )
 
 GREY = 128  # outside the image
@@ -100,14 +96,9 @@ def patch_grid_frames(
 ) -> Frames:
     """(T, k, s, s, 3) patches -> RGB ``Frames`` (T, H, W, 3): per frame a near-square
     grid of the k patches (best first, row by row), fitting ``max_side`` with its caption."""
-    t, k, side = patches.shape[:3]
-    rows, cols = grid_shape(k)
-    th, tw = captioned_tile_size(
-        side, side, rows, cols, min_tile=min_tile, max_side=max_side, captions=captions, sep=SEP
+    return image_grid_frames(
+        patches, max_side=max_side, min_tile=min_tile, captions=captions, sep=SEP
     )
-    tiles = resize_nearest(patches, th, tw, axes=(2, 3))
-    grid = tile(tiles, cols, sep=SEP, sep_fill=RGB_BACKGROUND, empty_fill=RGB_BACKGROUND)
-    return Frames(finish(grid, captions, text=RGB_TEXT, background=RGB_BACKGROUND), None)
 
 
 def patch_sheet(patches: np.ndarray, *, title: str, max_side: int) -> np.ndarray:
