@@ -36,6 +36,7 @@ from generator.data import make_demo_dataset
 from generator.faults import ENV
 from generator.model import NetlapseCNN
 from generator.reader import RunReader, open_run
+from generator.record.featviz import FeatvizSettings, featviz_spec
 from generator.schema import array_plan
 from tests.test_faults import assert_same_epochs, leftovers, reference_arrays, store_arrays
 
@@ -47,9 +48,17 @@ EPOCHS = 3
 CLASSES = 6
 # Epoch-indexed arrays written per epoch (84 for the reference network, plus 3 per conv
 # layer for the dataset examples of the default pool: the whole validation split of 6
-# images, so the top 6): k of the kill points.
+# images, so the top 6, plus the default feature visualizations): k of the kill points.
+LAYERS = NetlapseCNN(CLASSES, 64).layer_specs()
 ARRAYS = len(
-    array_plan(NetlapseCNN(CLASSES, 64).layer_specs(), 2, CLASSES, "float16", example_top_k=6)
+    array_plan(
+        LAYERS,
+        2,
+        CLASSES,
+        "float16",
+        example_top_k=6,
+        featviz=featviz_spec(LAYERS, FeatvizSettings()),
+    )
 )
 JOBS = max(1, min(2, os.cpu_count() or 1))
 TIMEOUT = 600
