@@ -15,10 +15,8 @@ write of the examples is a few KB per epoch (C x k x 16 bytes per conv layer), p
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -27,22 +25,13 @@ from torch.utils.data import DataLoader, Subset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import timed  # noqa: E402  (bench/timing.py, beside this script)
+
 from generator.config import default_cache_dir  # noqa: E402
 from generator.data import load_image_folder, make_demo_dataset, to_model_input  # noqa: E402
 from generator.model import NetlapseCNN  # noqa: E402
 from generator.record.examples import split_pool, top_examples  # noqa: E402
 from generator.train.session import dataset_labels, split_indices  # noqa: E402
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def train_epoch(model: nn.Module, loader: DataLoader) -> float:

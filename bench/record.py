@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -32,20 +31,11 @@ import zarr.codecs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from timing import timed  # noqa: E402  (bench/timing.py, beside this script)
+
 from generator.model import NetlapseCNN  # noqa: E402
 from generator.record.hooks import capture_outputs, untouched  # noqa: E402
 from generator.store import EpochRecord, StoreWriter  # noqa: E402
-
-
-def timed(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def make_record(model: NetlapseCNN, probes: torch.Tensor) -> EpochRecord:
