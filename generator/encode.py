@@ -24,9 +24,11 @@ Every file is written under a temporary name in its folder and moved into place 
 
 from __future__ import annotations
 
+import ctypes
 import io
 import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -76,6 +78,65 @@ class VideoCodec:
 H264 = VideoCodec("mp4", "libx264", {"crf": "24", "preset": "veryfast"}, {"movflags": "+faststart"})
 AV1 = VideoCodec("webm", "libsvtav1", {"crf": "32", "preset": "10"})
 VIDEO_CODECS: Mapping[str, VideoCodec] = {"webm": AV1, "mp4": H264}
+
+
+# -- the encoders' threads ---------------------------------------------------------------
+# SVT-AV1, run as root (euid 0, CAP_SYS_NICE), switches the thread that opens the first
+# encoder of a process to real-time SCHED_FIFO priority 99 and never switches it back; every
+# thread created later inherits it: its own encoder threads, a build's worker processes, the
+# user's training. Two such processes on a 2-core machine starved everything else, and a
+# spawned worker whose spin-waiting threads ran at FIFO 99 never finished (seen here). Its
+# check runs once per process; it fails, and SVT-AV1 then uses normal threads for good,
+# when the calling thread lacks CAP_SYS_NICE. So each encode runs with that capability out
+# of the thread's effective set and the thread's scheduling restored afterwards.
+CAP_SYS_NICE = 23
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _thread_capabilities(libc: ctypes.CDLL) -> tuple[_CapHeader, ctypes.Array] | None:
+    """This thread's capability sets (Linux), or None where they cannot be read."""
+    header, data = _CapHeader(_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        return None
+    return header, data
+
+
+@contextmanager
+def _normal_priority() -> Iterator[None]:
+    """Run the block with CAP_SYS_NICE out of this thread's effective set, then put the
+    thread's scheduling policy and capabilities back as they were (Linux; elsewhere and
+    for unprivileged users this changes nothing)."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    libc = ctypes.CDLL(None, use_errno=True)
+    caps = _thread_capabilities(libc)
+    nice = 1 << CAP_SYS_NICE
+    dropped = caps is not None and bool(caps[1][0].effective & nice)
+    if dropped:
+        caps[1][0].effective &= ~nice
+        dropped = libc.capset(ctypes.byref(caps[0]), caps[1]) == 0
+    try:
+        yield
+    finally:
+        if dropped:
+            caps[1][0].effective |= nice
+            libc.capset(ctypes.byref(caps[0]), caps[1])
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            os.sched_setscheduler(0, policy, param)
 
 
 # -- shared plumbing ---------------------------------------------------------------------
@@ -241,6 +302,7 @@ def write_video(
     rate = Fraction(fps).limit_denominator(1001)
     table = yuv_of(palette) if palette is not None else None
     with (
+        _normal_priority(),
         _atomic(path, codec.encoder) as tmp,
         av.open(
             str(tmp), "w", format=codec.container, options=dict(codec.container_options)

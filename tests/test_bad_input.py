@@ -349,6 +349,24 @@ def set_root_attr(key: str, value: object) -> Callable[[Path], None]:
     return damage
 
 
+def drop_root_attrs(*keys: str) -> Callable[[Path], None]:
+    def damage(store: Path) -> None:
+        meta = json.loads((store / "zarr.json").read_text())
+        for key in keys:
+            meta["attributes"].pop(key, None)
+        (store / "zarr.json").write_text(json.dumps(meta))
+
+    return damage
+
+
+def both(*damages: Callable[[Path], None]) -> Callable[[Path], None]:
+    def damage(store: Path) -> None:
+        for each in damages:
+            each(store)
+
+    return damage
+
+
 def truncate_chunk(store: Path) -> None:
     chunk = store / CHUNK
     chunk.write_bytes(chunk.read_bytes()[:40])
@@ -429,7 +447,12 @@ STORE_ROWS = {
     ),
     "store: a layer name that escapes the store": Row(
         break_store(
-            set_root_attr("layers", [{"name": "../../etc", "kind": "linear", "shape": [3]}]), "info"
+            both(
+                set_root_attr("layers", [{"name": "../../etc", "kind": "linear", "shape": [3]}]),
+                # the recorded extras name conv layers that this store no longer lists
+                drop_root_attrs("featviz", "examples"),
+            ),
+            "info",
         ),
         2,
         # schema v2 escapes any name into one folder name: it is looked up inside the store

@@ -3,6 +3,9 @@ to their source, yuv420p, BT.709-tagged, faststart; failures are one line; atomi
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from fractions import Fraction
@@ -232,3 +235,53 @@ def test_poster_is_the_chosen_frame(tmp_path: Path) -> None:
     rgb = write_png(tmp_path / "rgb.png", pal[frames[0]])
     with Image.open(rgb) as im:
         np.testing.assert_array_equal(np.asarray(im), pal[frames[0]])
+
+
+# Run in a fresh interpreter: SVT-AV1 decides once per process whether to use real-time
+# threads. It samples every thread's policy while a WebM is written, then the caller's.
+_SCHEDULING_PROBE = """
+import os, threading, numpy as np
+from generator.encode import write_webm
+
+def policies():
+    task = f"/proc/{os.getpid()}/task"
+    return {int(t): os.sched_getscheduler(int(t)) for t in os.listdir(task)}
+
+before, seen, done = os.sched_getscheduler(0), set(), threading.Event()
+
+def watch():
+    while not done.is_set():
+        try:
+            seen.update(p for p in policies().values() if p != os.SCHED_OTHER)
+        except OSError:  # a thread ended between listing and asking
+            pass
+
+watcher = threading.Thread(target=watch)
+watcher.start()
+frames = (np.random.default_rng(0).random((30, 128, 128, 3)) * 255).astype(np.uint8)
+for number in range(2):
+    write_webm(f"{number}.webm", frames)
+done.set()
+watcher.join()
+print(before, os.sched_getscheduler(0), sorted(seen))
+"""
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0,
+    reason="SVT-AV1 asks for real-time threads only when run as root",
+)
+def test_encoding_as_root_leaves_every_thread_at_normal_priority(tmp_path: Path) -> None:
+    """A WebM written as root must not turn the caller (a build worker, the user's
+    training) or the encoder's own threads into real-time SCHED_FIFO threads."""
+    result = subprocess.run(
+        [sys.executable, "-c", _SCHEDULING_PROBE],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    assert result.returncode == 0, result.stderr
+    before, after, seen = result.stdout.split(maxsplit=2)
+    assert (before, after, seen.strip()) == (str(os.SCHED_OTHER), str(os.SCHED_OTHER), "[]")
