@@ -22,7 +22,9 @@ from generator.store import StoreWriter
 from tests.conftest import make_store
 
 # the default --channel-pages: the first N channels of each conv layer get their own animations
-CHANNEL_PAGES = next(f.default for f in dataclasses.fields(BuildConfig) if f.name == "channel_pages")
+CHANNEL_PAGES = next(
+    f.default for f in dataclasses.fields(BuildConfig) if f.name == "channel_pages"
+)
 
 
 @pytest.fixture(scope="module")
