@@ -39,7 +39,7 @@ from generator.render.colormaps import (
 )
 from generator.render.contact import contact_sheet
 from generator.render.frames import channel_frames, layer_frames
-from generator.render.kernels import kernel_frames
+from generator.render.kernels import MATRIX, RGB, kernel_frames, kernel_layout
 from generator.render.probs import probe_frames
 from generator.schema import SCALAR_METRICS, STAT_FIELDS
 from tests.conftest import make_store
@@ -350,8 +350,10 @@ def test_kernel_frames_never_crash(
     frames = kernel_frames(weights, scale=mode, max_side=512)
     TRIED["kernel_frames"] += 1
     assert frames.frames.dtype == np.uint8 and frames.frames.shape[0] == e
-    # RGB patches (3 inputs) show every kernel; index grids are capped at 32 x 32
-    shown = weights if weights.shape[2] == 3 else weights[:, :32, :32]
+    # RGB patches (3 inputs) and the O x I heatmap of 1x1 kernels show every kernel; the
+    # depthwise and (out x in) grids are capped at 32 x 32
+    every = kernel_layout(weights.shape[1:]) in (RGB, MATRIX)
+    shown = weights if every else weights[:, :32, :32]
     assert frames.nonfinite == int(np.count_nonzero(~np.isfinite(shown.astype(np.float32))))
 
 

@@ -31,6 +31,7 @@ from generator.train.distributed import Ranks, from_environment, stop
 from generator.train.resume import load_same_state, reopen, resumed_checkpoint
 from generator.train.session import (
     Session,
+    check_model_options,
     check_out,
     choose_probes,
     main_output,
@@ -48,6 +49,7 @@ def run_training(config: TrainConfig) -> Path:
     Under torchrun (``WORLD_SIZE`` > 1) every rank runs this: the options are checked on
     each before the ranks meet, so a bad ``--out`` stops them all alike."""
     check_out(config)
+    check_model_options(config)
     ranks = from_environment(pick_device(config.device))
     try:
         if not ranks.is_main:

@@ -121,14 +121,20 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
+def check_model_options(config: TrainConfig) -> None:
+    """The checks that need no data (``--model``, ``--input-size`` for the reference
+    network), so a bad option is refused before the demo data is made or loaded."""
+    if config.model == REFERENCE_MODEL:
+        check_architecture(2, config.resolved_input_size, config.channels, config.kernel_size)
+    else:
+        check_model_name(config.model)
+
+
 def start_session(config: TrainConfig, *, ranks: Ranks | None = None) -> Session:
     """Load the data, split it, and build the seeded network and its optimizer (the same
     on every rank: each builds it from the seed)."""
     ranks = ranks or Ranks.single()
-    if config.model == REFERENCE_MODEL:  # checks that need no data: refuse early
-        check_architecture(2, config.resolved_input_size, config.channels, config.kernel_size)
-    else:
-        check_model_name(config.model)
+    check_model_options(config)
     root = config.data or make_demo_dataset(
         config.cache_dir,
         seed=config.seed,
