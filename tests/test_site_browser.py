@@ -252,6 +252,12 @@ def video_states(page: Any) -> list[dict[str, Any]]:
         duration: v.duration, paused: v.paused, autoplay: v.autoplay}))""")
 
 
+# The videos that intersect the viewport now, as a JavaScript array expression.
+ON_SCREEN_VIDEOS = """Array.from(document.querySelectorAll('video')).filter(v => {
+    const r = v.getBoundingClientRect();
+    return r.bottom > 0 && r.top < innerHeight && r.right > 0 && r.left < innerWidth; })"""
+
+
 def wait_videos_ready(page: Any) -> None:
     for handle in page.query_selector_all("video"):
         handle.scroll_into_view_if_needed()
@@ -326,7 +332,10 @@ def test_scrubber_seeks_every_video_and_updates_label_and_hash(
     page.locator("[data-step='1']").click()
     assert label(page) == f"epoch 1 / {last}"
     page.locator("[data-play]").click()
-    page.wait_for_function("Array.from(document.querySelectorAll('video')).every(v => !v.paused)")
+    # The layer page is taller than the viewport: the videos on screen play, and those
+    # scrolled away rest until the reader comes back to them (netlapse.js `rest`).
+    page.wait_for_function(f"{ON_SCREEN_VIDEOS}.every(v => !v.paused)")
+    assert page.evaluate(f"{ON_SCREEN_VIDEOS}.length") > 0
     assert page.evaluate("location.hash") == ""
     assert watched.problems == []
 
@@ -355,7 +364,9 @@ def test_confusion_matrix_follows_the_scrubber(watched: Watched, gallery: dict[s
     confusion = gallery["run"].confusion()
     page.locator("[data-epoch-input]").fill("0")
     page.wait_for_function("location.hash === '#epoch=0'")
-    counts = page.evaluate("""Array.from(document.querySelectorAll('[data-count]'))
+    # Only the confusion matrix's own cells: the run page has other heatmaps (CKA
+    # similarity) whose cells carry `data-count` too.
+    counts = page.evaluate("""Array.from(document.querySelectorAll('[data-confusion] [data-count]'))
         .sort((a, b) => a.dataset.count - b.dataset.count).map(t => +t.textContent)""")
     assert counts == confusion[0].ravel().tolist()
     assert page.locator("[data-confusion-label]").inner_text() == "epoch 0"
