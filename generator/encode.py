@@ -76,7 +76,9 @@ class VideoCodec:
 # loss is mostly yuv420p's half-resolution colour), at half (MP4) and a third (AV1) of
 # its bytes. The MP4 is the fallback for browsers without AV1, so its preset stays fast.
 H264 = VideoCodec("mp4", "libx264", {"crf": "24", "preset": "veryfast"}, {"movflags": "+faststart"})
-AV1 = VideoCodec("webm", "libsvtav1", {"crf": "32", "preset": "10"})
+# Matroska gives each file a random track UID (random bytes in the WebM) unless bitexact:
+# the same frames must make the same file, on a cluster's worker or here, build after build.
+AV1 = VideoCodec("webm", "libsvtav1", {"crf": "32", "preset": "10"}, {"fflags": "+bitexact"})
 VIDEO_CODECS: Mapping[str, VideoCodec] = {"webm": AV1, "mp4": H264}
 
 

@@ -176,6 +176,14 @@ def test_video_from_rgb(tmp_path: Path, writer) -> None:
     assert len(decoded) == 3 and np.abs(decoded.astype(int) - (200, 40, 90)).max() <= 6
 
 
+@pytest.mark.parametrize("writer", [write_gif, write_mp4, write_webm])
+def test_the_same_frames_make_the_same_bytes(tmp_path: Path, writer) -> None:
+    """A rebuild, or a cluster's worker, writes the file a local build wrote (the WebM
+    muxer's track UID was random)."""
+    first = writer(tmp_path / "a", _block_frames(3), palette("seed")).read_bytes()
+    assert writer(tmp_path / "b", _block_frames(3), palette("seed")).read_bytes() == first
+
+
 # -- failures ----------------------------------------------------------------------------
 def test_a_failing_encoder_is_one_line_naming_the_file_and_leaves_nothing(
     tmp_path: Path,

@@ -48,11 +48,13 @@ def site_files(site: Path) -> dict[str, bytes]:
 def test_a_cluster_build_equals_a_local_build(
     scheduler: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Same files, same bytes, pages and manifest included, for every artefact kind
-    (grids, per-channel animations, contact sheets, kernels, class probabilities). Each is
-    a pure function of the store and the options; GIF and PNG bytes do not depend on the
-    machine, and the MP4s match here because the workers run this machine's ffmpeg on its
-    cores (a worker elsewhere may let x264 pick other threads: other, equally valid bytes).
+    """Same files, same bytes, pages and manifest included, for every artefact kind of a
+    store without feature visualizations or dataset examples (grids, per-channel
+    animations, contact sheets, kernels, kernel change since epoch 0, class probabilities).
+    Each is a pure function of the store and the options; GIF and PNG bytes do not depend
+    on the machine, and the MP4s match here because the workers run this machine's ffmpeg
+    on its cores (a worker elsewhere may let x264 pick other threads: other, equally valid
+    bytes).
     Pages hold no build time or host, and ``--scheduler`` is a local option the site never
     shows. The store is given by a relative path, as a user types it."""
     make_store(tmp_path / "run.zarr")
@@ -62,7 +64,7 @@ def test_a_cluster_build_equals_a_local_build(
     assert main([*argv, "--scheduler", scheduler]) == 0
     local, made = site_files(tmp_path / "local"), site_files(tmp_path / "cluster")
     kinds = {record["kind"] for record in json.loads(made["manifest.json"])["artefacts"].values()}
-    assert kinds == {"grid", "channel", "contact", "kernels", "probe"}
+    assert kinds == {"grid", "channel", "contact", "kernels", "kernel-change", "probe"}
     assert made.keys() == local.keys()
     assert [name for name, data in made.items() if local[name] != data] == []
 
