@@ -21,6 +21,7 @@ from generator.reader import open_run
 from generator.train import split_indices
 from generator.train.distributed import Ranks
 from generator.train.session import dataset_labels
+from tests.test_faults import assert_same_epochs
 
 TINY = (
     "--input-size",
@@ -103,3 +104,21 @@ def test_last_epoch_equals_a_fresh_forward_of_the_final_checkpoint(
     np.testing.assert_allclose(run.layer_at("block1", 2), block1.numpy(), rtol=1e-2, atol=1e-2)
     np.testing.assert_allclose(run.layer_at("logits", 2), logits.numpy(), rtol=1e-2, atol=1e-2)
     np.testing.assert_allclose(run.probe_probs()[2], torch.softmax(logits, 1).numpy(), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_resume_under_torchrun_finishes_the_same_store_as_an_uninterrupted_run(
+    ddp_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Stopped after epoch 1 and ``--resume``d under torchrun, a 2-rank run ends bit for
+    bit as the uninterrupted 2-rank run: rank 0 reopens the store, every rank loads the
+    same checkpoint (weights, optimizer, RNG) and the samplers go on from that epoch."""
+    reference, cache = ddp_run
+    out = tmp_path / "resumed.zarr"
+    first = torchrun(out, cache, "--epochs", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert open_run(out).epochs == 2
+    resumed = torchrun(out, cache, "--epochs", "2", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert open_run(out).epochs == 3
+    assert_same_epochs(out, reference, epochs=3)
