@@ -242,7 +242,11 @@ def _run_build(args: argparse.Namespace) -> int:
     options = given(args, BuildConfig)
     config = BuildConfig(stores=(), **options)  # refuse bad options before training a demo run
     _use_storage_options(config.storage_option)
-    stores = tuple(args.store) or discover_stores(args.runs) or (_train_demo(args.runs),)
+    stores = (
+        tuple(args.store)
+        or discover_stores(args.runs)
+        or (_train_demo(args.runs, site=config.out),)
+    )
     build(BuildConfig(stores=stores, **options))
     return 0
 
@@ -278,13 +282,19 @@ def _run_serve(args: argparse.Namespace) -> int:
 DEMO_EPOCHS = 10
 
 
-def _train_demo(runs: Path) -> Path:
-    """The embedded default: no store anywhere, so train the demo run to build from."""
+def _train_demo(runs: Path, *, site: Path) -> Path:
+    """The embedded default: no store anywhere, so train the demo run to build from, with
+    its gallery live in ``site`` from epoch 0 on (the newcomer watches while it trains)."""
     from generator.config import TrainConfig
     from generator.train import run_training
 
-    log.info("no run stores under %s: training the demo run first (a few minutes)", runs)
-    return run_training(TrainConfig(out=runs / "demo.zarr", epochs=DEMO_EPOCHS))
+    log.info(
+        "no run stores under %s: training the demo run first (a few minutes); the gallery "
+        "in %s is kept current after each epoch",
+        runs,
+        site,
+    )
+    return run_training(TrainConfig(out=runs / "demo.zarr", epochs=DEMO_EPOCHS, site=site))
 
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (

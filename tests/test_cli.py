@@ -48,3 +48,26 @@ def test_bad_input_is_one_line_without_traceback(
     assert message in err
     assert "Traceback" not in err and len(err.splitlines()) == 1
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_build_with_no_store_trains_the_demo_with_its_gallery_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's first command: no store under ``--runs``, so ``build`` trains the demo
+    run, and the gallery in ``--out`` is kept current while it trains (``train --site``),
+    then built once more with the build's own options."""
+    import generator.build
+    import generator.train
+
+    trained, built = [], []
+
+    def fake_training(config):  # records what training was asked for; trains nothing
+        trained.append(config)
+        return config.out
+
+    monkeypatch.setattr(generator.train, "run_training", fake_training)
+    monkeypatch.setattr(generator.build, "build", lambda config: built.append(config))
+    runs, site = tmp_path / "runs", tmp_path / "gallery"
+    assert main(["-q", "build", "--runs", str(runs), "--out", str(site)]) == 0
+    assert [(c.out, c.site) for c in trained] == [(runs / "demo.zarr", site)]
+    assert [(c.stores, c.out) for c in built] == [((runs / "demo.zarr",), site)]
