@@ -340,23 +340,23 @@ def break_store(damage: Callable[[Path], None], *command: str) -> Callable[[Ctx]
     return prepare
 
 
-def set_root_attr(key: str, value: object) -> Callable[[Path], None]:
+def edit_root_attrs(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    """A damage that changes the store's root attributes in place with ``edit``."""
+
     def damage(store: Path) -> None:
         meta = json.loads((store / "zarr.json").read_text())
-        meta["attributes"][key] = value
+        edit(meta["attributes"])
         (store / "zarr.json").write_text(json.dumps(meta))
 
     return damage
+
+
+def set_root_attr(key: str, value: object) -> Callable[[Path], None]:
+    return edit_root_attrs(lambda attrs: attrs.update({key: value}))
 
 
 def drop_root_attrs(*keys: str) -> Callable[[Path], None]:
-    def damage(store: Path) -> None:
-        meta = json.loads((store / "zarr.json").read_text())
-        for key in keys:
-            meta["attributes"].pop(key, None)
-        (store / "zarr.json").write_text(json.dumps(meta))
-
-    return damage
+    return edit_root_attrs(lambda attrs: [attrs.pop(key, None) for key in keys])
 
 
 def both(*damages: Callable[[Path], None]) -> Callable[[Path], None]:
