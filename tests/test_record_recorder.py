@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from generator.reader import open_run
 from generator.record import LayerChoiceError
 from generator.record.recorder import RecorderClosedError
 from generator.schema import EXTRA_METRICS
+from generator.store import StoreWriter
 
 CLASSES = ["a", "b", "c"]
 SIZE = 32
@@ -102,6 +104,75 @@ def test_recording_changes_nothing(make_model, tmp_path):
     for key in bare:
         assert torch.equal(bare[key], recorded[key]), key
     assert open_run(tmp_path / "rec" / "run.zarr").epochs == 4
+
+
+class HeldWrites:
+    """Holds every background store write until ``release()``: the training loop then
+    runs on while the epoch it recorded is still waiting to be written."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gate = threading.Event()
+        write = StoreWriter.write_epoch
+
+        def held(writer: StoreWriter, epoch: int, record: object) -> None:
+            assert self.gate.wait(timeout=60), "the test never released the write"
+            write(writer, epoch, record)
+
+        monkeypatch.setattr(StoreWriter, "write_epoch", held)
+
+    def release(self) -> None:
+        self.gate.set()
+
+
+def test_epoch_stores_the_kernels_of_its_call_not_of_the_next_step(tmp_path, monkeypatch):
+    """The write runs while training goes on: an optimizer step taken before the write
+    reads the record must not reach the stored kernels (they are copies, not views)."""
+    model = reference_cnn()
+    rec = Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr", class_names=CLASSES)
+    held = HeldWrites(monkeypatch)
+    before = model.block1.conv.weight.detach().clone()
+    assert rec.epoch(train_loss=1.0) == 1  # returns with the write still held
+    with torch.no_grad():
+        model.block1.conv.weight.add_(1.0)  # what optimizer.step() does, in place
+    held.release()
+    rec.close()
+    stored = open_run(tmp_path / "r.zarr").kernels("block1.conv", 1)
+    np.testing.assert_array_equal(stored, before.numpy())
+
+
+def test_a_failed_background_write_is_one_line_at_the_next_call(tmp_path, monkeypatch):
+    """A write that fails on the write thread (a full disk) is raised by the next call,
+    as a StoreError naming the store; the epochs committed before it stay."""
+    model = reference_cnn()
+    rec = Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr", class_names=CLASSES)
+    rec.epoch(train_loss=1.0)
+
+    def full_disk(writer: StoreWriter, epoch: int, record: object) -> None:
+        raise StoreError(f"{writer.path}: writing epoch {epoch} failed (No space left)")
+
+    monkeypatch.setattr(StoreWriter, "write_epoch", full_disk)
+    assert rec.epoch(train_loss=0.5) == 2  # the failure is not known yet
+    with pytest.raises(StoreError, match="r.zarr: writing epoch 2 failed"):
+        rec.flush()
+    rec.release()
+    assert open_run(tmp_path / "r.zarr").epochs == 2
+
+
+def test_leaving_on_an_error_keeps_the_epoch_being_written(tmp_path, monkeypatch):
+    """A loop that fails while an epoch is still being written (Ctrl-C in the next epoch)
+    loses nothing it recorded: the write finishes before the store is released."""
+    model = reference_cnn()
+    with (
+        pytest.raises(KeyboardInterrupt),
+        Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr", class_names=CLASSES) as rec,
+    ):
+        held = HeldWrites(monkeypatch)
+        rec.epoch(train_loss=1.0)
+        threading.Timer(0.2, held.release).start()
+        raise KeyboardInterrupt
+    run = open_run(tmp_path / "r.zarr")
+    assert run.epochs == 2
+    assert run.scalar_metric("train_loss")[1] == 1.0
 
 
 def test_mixed_modes_are_restored(tmp_path):

@@ -11,12 +11,21 @@ the chosen layers (``layers``), then one epoch appended to the store through the
 writer; training is left exactly as it was (``hooks.untouched``). Metrics are optional:
 what is not passed is stored as absent. Any scalar passed by another name is kept as an
 extra metric.
+
+The store write runs on a background thread: ``epoch()`` returns once the model has been
+captured into numpy copies, and the write (compression and a few hundred small files for a
+resnet) overlaps the next epoch's training instead of holding it up. The commit protocol
+is the writer's, unchanged (``epochs_committed`` last), so a crash mid-write loses only
+that epoch. The next ``epoch()``, ``flush()``, ``close()`` or ``epochs_committed`` waits for
+the write in flight and raises its error, if any.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
@@ -48,6 +57,8 @@ from generator.record.probes import (
 from generator.schema import ACTIVATION_DTYPES, LayerSpec
 from generator.storage import StoreURL, store_location
 from generator.store import EpochRecord, ExamplePoolRecord, StoreWriter
+
+log = logging.getLogger(__name__)
 
 NAMED_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -107,6 +118,8 @@ class Recorder:
         self.model, self.out = model, store_location(out)  # a path or an s3://... URL
         self._dtype = getattr(torch, activation_dtype)
         self._writer: StoreWriter | None = None
+        self._writing: Future[None] | None = None  # the epoch being written, if any
+        self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlapse-write")
         self._probes = prepare_probes(
             probes,
             labels=probe_labels,
@@ -169,12 +182,14 @@ class Recorder:
                 self._pool = resumed_pool(
                     self._pool, writer.example_pool(), transform=self._transform
                 )
-            if writer.epochs_committed == 0:
+            if writer.epochs_committed == 0:  # committed before the constructor returns
                 self._record(self._metrics(**self._initial_metrics))
+                self._wait_for_write()
             else:  # resumed: the model is at the last committed epoch, the change's base
                 self._previous = self._weights()
                 self._warm_start_featviz(writer.epochs_committed - 1)
         except BaseException:
+            self._stop_writing()
             writer.close()
             self._writer = None
             raise
@@ -183,8 +198,16 @@ class Recorder:
     # -- public API ---------------------------------------------------------------------
     @property
     def epochs_committed(self) -> int:
-        """Epochs in the store so far (epoch 0 included)."""
-        return self._open_writer().epochs_committed
+        """Epochs in the store so far (epoch 0 included), once the write in flight is done."""
+        writer = self._open_writer()
+        self._wait_for_write()
+        return writer.epochs_committed
+
+    def flush(self) -> None:
+        """Wait until every recorded epoch is committed to the store (``epoch()`` returns
+        while its write still runs); raises the write's error, if it failed."""
+        self._open_writer()
+        self._wait_for_write()
 
     def epoch(
         self,
@@ -197,7 +220,8 @@ class Recorder:
         **extra: float,
     ) -> int:
         """Record the model now as the next epoch, with whatever metrics the loop has;
-        returns that epoch's number."""
+        returns that epoch's number. The epoch is committed in the background: ``flush()``
+        waits for it."""
         self._open_writer()
         metrics = self._metrics(
             train_loss=train_loss,
@@ -220,8 +244,10 @@ class Recorder:
         writer, self._writer = self._writer, None
         if writer is not None:
             try:
+                self._wait_for_write()
                 writer.trim()
             finally:
+                self._stop_writing()
                 writer.close()
         live, self._live = getattr(self, "_live", None), None
         if live is not None:
@@ -232,7 +258,13 @@ class Recorder:
         the error that stopped the loop is the one reported (the committed epochs stay)."""
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.close()
+            try:
+                self._wait_for_write()  # the epoch in flight is kept, not cut short
+            except Exception as exc:  # noqa: BLE001 - the loop's own error is the one to raise
+                log.warning("%s: %s", self.out, exc)
+            finally:
+                self._stop_writing()
+                writer.close()
         live, self._live = getattr(self, "_live", None), None
         if live is not None:
             live.close()  # the last complete gallery stays
@@ -254,6 +286,7 @@ class Recorder:
     def __del__(self) -> None:
         writer = getattr(self, "_writer", None)
         if writer is not None:
+            self._stop_writing()  # lets the write in flight finish
             writer.close()
 
     # -- store ----------------------------------------------------------------------------
@@ -323,6 +356,30 @@ class Recorder:
             )
         return self._writer
 
+    # -- the background write -------------------------------------------------------------
+    def _wait_for_write(self) -> None:
+        """Wait for the epoch being written; its error (a ``StoreError``) is raised here."""
+        writing, self._writing = getattr(self, "_writing", None), None
+        if writing is not None:
+            writing.result()
+
+    def _stop_writing(self) -> None:
+        """End the write thread, after the write in flight (if any) has finished."""
+        thread = getattr(self, "_write_thread", None)
+        if thread is not None:
+            thread.shutdown(wait=True)
+
+    def _commit_in_background(self, writer: StoreWriter, epoch: int, record: EpochRecord) -> None:
+        """Write and commit ``epoch`` on the write thread; the live site hears of it at once."""
+
+        def write() -> None:
+            writer.write_epoch(epoch, record)
+            live = getattr(self, "_live", None)
+            if live is not None:
+                live.committed()
+
+        self._writing = self._write_thread.submit(write)
+
     # -- one record -----------------------------------------------------------------------
     def _metrics(self, *, confusion: Any = None, **scalars: Any) -> EpochRecordInputs:
         """The loop's metrics as stored: the named scalars, any extra ones, the confusion."""
@@ -339,7 +396,10 @@ class Recorder:
         )
 
     def _record(self, metrics: EpochRecordInputs) -> int:
+        """Capture the model into an ``EpochRecord`` of numpy copies (nothing in it shares
+        memory with a tensor training goes on to change) and hand it to the write thread."""
         writer = self._open_writer()
+        self._wait_for_write()  # the previous epoch: written while this one trained
         captured, logits = self._capture()
         missing = [spec.name for spec in self.layers if spec.name not in captured.activations]
         if missing:
@@ -366,10 +426,8 @@ class Recorder:
             if self._pool is None
             else top_examples(self.model, self._pool, self.layers),
         )
-        writer.write_epoch(epoch, record)
+        self._commit_in_background(writer, epoch, record)
         self._previous = weights
-        if getattr(self, "_live", None) is not None:
-            self._live.committed()
         return epoch
 
     def _capture(self) -> tuple[Captured, torch.Tensor]:
@@ -378,8 +436,13 @@ class Recorder:
         return got, logits.detach()
 
     def _kernels(self) -> dict[str, np.ndarray]:
+        """Copies of the kernels: ``.float()`` of a float32 weight is the weight itself, which
+        the optimizer changes in place while the write thread still reads it."""
         return {
-            spec.name: self.model.get_submodule(spec.weights).weight.detach().float().cpu().numpy()
+            spec.name: self.model.get_submodule(spec.weights)
+            .weight.detach()
+            .to("cpu", torch.float32, copy=True)
+            .numpy()
             for spec in self.layers
             if spec.kernel_shape is not None and spec.weights
         }

@@ -174,7 +174,9 @@ def _after_commit(session: Session, rec: Recorder | None, epoch: int) -> None:
 
 
 def _checkpoint(session: Session, rec: Recorder, epoch: int) -> None:
-    """Checkpoint the committed epoch (model + optimizer, bound to the store's run id)."""
+    """Checkpoint the committed epoch (model + optimizer, bound to the store's run id).
+    The Recorder commits in the background; a checkpoint never runs ahead of its epoch."""
+    rec.flush()
     maybe_die("train.committed", epoch)
     save_checkpoint(
         session.config.out,
