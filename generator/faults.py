@@ -9,7 +9,9 @@ returns at once and does nothing.
 ``NETLAPSE_KILL_AT="point:epoch:index"`` sends SIGKILL to this process when
 ``maybe_die(point, epoch, index)`` is called with exactly those values; a fourth field
 ``stop`` sends SIGSTOP instead (the process freezes there until SIGCONT), so a test can look
-at the store while a write is half done. The points, in the order an epoch reaches them:
+at the store while a write is half done; ``pause`` holds only the calling thread until the
+file named by ``NETLAPSE_RESUME_FILE`` exists, so the process's other threads (a live
+gallery's builds) go on. The points, in the order an epoch reaches them:
 
     train.batch       after backward, before optimizer.step   (index = batch, from 0)
     store.create      store built in its staging folder, before it is moved into place
@@ -23,8 +25,12 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from pathlib import Path
 
 ENV = "NETLAPSE_KILL_AT"
+RESUME_ENV = "NETLAPSE_RESUME_FILE"
+PAUSE = 0  # not a signal: ``pause`` waits for the resume file
 POINTS = (
     "train.batch",
     "store.create",
@@ -33,7 +39,7 @@ POINTS = (
     "checkpoint.temp",
     "train.epoch_end",
 )
-ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}
+ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "pause": PAUSE}
 
 _UNPARSED = object()
 _target: object = _UNPARSED  # (point, epoch, index, signal) or None once parsed
@@ -43,7 +49,17 @@ def maybe_die(point: str, epoch: int, index: int = 0) -> None:
     """Signal this process if ``NETLAPSE_KILL_AT`` names this exact moment; else nothing."""
     target = _target if _target is not _UNPARSED else _load()
     if target is not None and target[:3] == (point, epoch, index):
-        os.kill(os.getpid(), target[3])
+        if target[3] == PAUSE:
+            _wait_for_resume_file()
+        else:
+            os.kill(os.getpid(), target[3])
+
+
+def _wait_for_resume_file() -> None:
+    """Hold this thread until the test creates ``NETLAPSE_RESUME_FILE``."""
+    resume = Path(os.environ[RESUME_ENV])
+    while not resume.exists():
+        time.sleep(0.05)
 
 
 def _load() -> tuple[str, int, int, int] | None:
@@ -60,10 +76,12 @@ def parse(text: str) -> tuple[str, int, int, int] | None:
     parts = text.split(":")
     if len(parts) not in (3, 4) or parts[0] not in POINTS:
         raise ValueError(
-            f"{ENV}={text!r}: expected POINT:EPOCH:INDEX[:stop] with POINT one "
+            f"{ENV}={text!r}: expected POINT:EPOCH:INDEX[:stop|:pause] with POINT one "
             f"of {', '.join(POINTS)}"
         )
     action = parts[3] if len(parts) == 4 else "kill"
     if action not in ACTIONS:
-        raise ValueError(f"{ENV}={text!r}: the action must be kill or stop")
+        raise ValueError(f"{ENV}={text!r}: the action must be kill, stop or pause")
+    if action == "pause" and not os.environ.get(RESUME_ENV):
+        raise ValueError(f"{ENV}={text!r}: pause needs {RESUME_ENV}, the file that resumes")
     return parts[0], int(parts[1]), int(parts[2]), ACTIONS[action]

@@ -26,6 +26,7 @@ from generator.config import BuildConfig
 from generator.data.demo import make_demo_dataset
 from generator.reader import open_run
 from generator.serve import QuietHandler, make_server
+from generator.store import StoreWriter
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.sync_api")
@@ -477,4 +478,44 @@ def test_chromium_plays_the_first_source_the_webm(
         assert video["duration"] == pytest.approx(
             records[video["id"]].frames / fps_of(gallery), abs=0.5 / fps_of(gallery)
         )
+    assert watched.problems == []
+
+
+def test_an_open_page_picks_up_each_new_build_while_the_run_trains(
+    watched: Watched, gallery: dict[str, Any]
+) -> None:
+    """A run page open during training (built with ``--live``, served over HTTP from the
+    sub-path) reloads by itself when the next epoch is built, and once more when the
+    final build says training has ended: no reload button, no server-side push."""
+    full = gallery["run"].path
+    served = gallery["site"].parent / "live"  # beside the module's site, same server
+    growing = served.parent.parent / "live-runs" / full.name  # the same store name: same slug
+    shutil.copytree(full, growing)
+    writer = StoreWriter.open_for_resume(growing)
+    writer.rewind(2)  # as the run was after epoch 1
+    writer.close()
+
+    def build_site(*, live: bool) -> str:
+        """Build the growing store's site; its run's slug (named after the store's path)."""
+        config = BuildConfig(stores=(growing,), out=served, jobs=1, layers=("block1",), live=live)
+        return build(config).manifest.runs[0].slug
+
+    slug = build_site(live=True)
+    page = watched.open(f"{gallery['base'].removesuffix('repo/')}live/runs/{slug}/index.html")
+    banner = page.locator(".live-banner")
+    assert "epochs 0–1 recorded" in banner.inner_text()
+    assert page.locator("[data-epoch-input]").get_attribute("max") == "1"
+
+    shutil.rmtree(growing)  # epoch 2 is committed: the whole store
+    shutil.copytree(full, growing)
+    build_site(live=True)
+    page.wait_for_function(  # live.js polls every 5 s and reloads
+        "document.querySelector('[data-epoch-input]')?.getAttribute('max') === '2'",
+        timeout=30000,
+    )
+    assert "epochs 0–2 recorded" in page.locator(".live-banner").inner_text()
+
+    build_site(live=False)  # training ended: the final build
+    page.wait_for_function("!document.querySelector('.live-banner')", timeout=30000)
+    assert page.locator("[data-epoch-input]").get_attribute("max") == "2"
     assert watched.problems == []
