@@ -61,7 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     module = Classifier(build_model(args.model, num_classes=len(data.classes)))
 
     netlapse = NetlapseCallback(
-        probes=val, out=args.out, class_names=data.classes, probe_count=args.probes
+        probes=val,
+        out=args.out,
+        class_names=data.classes,
+        probe_count=args.probes,
+        example_pool=val,  # each conv channel's top images of the validation split, every epoch
     )
     trainer = L.Trainer(
         max_epochs=args.epochs,

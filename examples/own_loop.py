@@ -35,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     rec = Recorder(
-        model, probes=val, out=args.out, class_names=data.classes, probe_count=args.probes
+        model,
+        probes=val,
+        out=args.out,
+        class_names=data.classes,
+        probe_count=args.probes,
+        example_pool=val,  # each conv channel's top images of the validation split, every epoch
     )
     for _ in range(args.epochs):
         train_loss = train_one_epoch(model, optimizer, train, args.batch_size)

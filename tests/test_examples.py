@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from generator.reader import open_run
+from generator.schema import file_stem
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -45,11 +47,35 @@ def check_run_and_site(folder: Path, store: str) -> None:
     assert (folder / "site" / "runs").is_dir()
 
 
+def dataset_example_files(channel_page: Path) -> list[Path]:
+    """The files a channel page shows in its "dataset examples" panel, resolved to disk."""
+    panel = re.search(
+        r'<section[^>]*aria-labelledby="examples".*?</section>', channel_page.read_text(), re.S
+    )
+    if panel is None:
+        return []
+    sources = re.findall(r'(?:src|data-poster)="([^"]+)"', panel.group(0))
+    return [(channel_page.parent / source).resolve() for source in sources]
+
+
+def check_dataset_examples(folder: Path, store: str) -> None:
+    """The example pool was recorded and every conv channel page shows its top patches."""
+    run = open_run(folder / "runs" / store)
+    assert run.has_examples
+    first_conv = file_stem(run.conv_layers[0].name)  # the stem its pages are named by
+    pages = sorted((folder / "site").glob(f"runs/*/channels/{first_conv}-c*.html"))
+    assert pages, f"no channel page of {first_conv}"
+    for page in pages:
+        files = dataset_example_files(page)
+        assert files and all(f.is_file() and f.stat().st_size > 0 for f in files), page.name
+
+
 @pytest.mark.slow
 def test_own_loop_example_records_and_builds(tmp_path, cache):
     result = run_example("own_loop.py", tmp_path, cache)
     assert result.returncode == 0, result.stderr[-2000:]
     check_run_and_site(tmp_path, "own_loop.zarr")
+    check_dataset_examples(tmp_path, "own_loop.zarr")
     confusion = open_run(tmp_path / "runs" / "own_loop.zarr").confusion()
     assert confusion[1:].sum(axis=(1, 2)).min() > 0  # passed from epoch 1 on
 
@@ -62,6 +88,7 @@ def test_lightning_example_records_and_builds(tmp_path, cache):
     result = run_example("lightning_loop.py", tmp_path, cache)
     assert result.returncode == 0, result.stderr[-2000:]
     check_run_and_site(tmp_path, "lightning_loop.zarr")
+    check_dataset_examples(tmp_path, "lightning_loop.zarr")
 
 
 @pytest.mark.slow
