@@ -211,7 +211,8 @@ class TrainConfig:
     site: Path | None = option(
         None,
         help="keep a gallery in this folder current while training: rebuilt after each "
-        "committed epoch at the lowest CPU priority, complete when training ends",
+        "committed epoch (pages, charts and each layer's first-probe animations, at low CPU "
+        "priority), complete when training ends",
         parse=Path,
         shown="none",
         local=True,

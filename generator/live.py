@@ -2,12 +2,19 @@
 
 After each committed epoch the recorder calls ``LiveSite.committed()``, which only notes
 that the store moved on and returns at once. A daemon thread then runs ``build --live``
-for the newest committed state in a separate process at the lowest CPU priority (``nice
-19``): training keeps the cores, the build uses what training leaves idle, and the
+for the newest committed state in a separate process, niced (``LIVE_PRIORITY``), so the
 training process never shares its interpreter (or its GIL) with the build. Requests that
 arrive while a build runs fold into one next build, so a slow build never queues up.
-``finish()`` runs the last, ordinary build at normal priority and waits for it: its pages
-no longer say "still training", and its files are the ones a separate ``build`` writes.
+
+A build during training is the *first look* (``LIVE_BUILD``): every page and chart, and
+for the first probe each layer's grid, contact sheet, kernels and feature-visualization
+sheet, as MP4 only, in one process. That is about a tenth of a full build's work, so it
+keeps pace with training on the share of a core that ``nice 10`` gets (on a busy 2-core
+machine: about a tenth of one core, which costs training about as much; measured in
+bench/README.md). Per-channel pages and animations, the other probes and the WebM/GIF
+files come with ``finish()``: the last, ordinary build at normal priority, which the
+recorder waits for; its pages no longer say "still training", and its files are the ones
+a separate ``build`` writes.
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ from generator.errors import NetlapseError
 
 log = logging.getLogger(__name__)
 
-LOWEST_PRIORITY = 19
+LIVE_PRIORITY = 10
+# The first look, built after each epoch while training runs (see the module docstring).
+LIVE_BUILD = (
+    *("--probes", "1", "--channel-probes", "0", "--channel-pages", "0"),
+    *("--formats", "mp4", "--jobs", "1"),
+)
 
 
 class LiveSiteError(NetlapseError, RuntimeError):
@@ -79,14 +91,14 @@ class LiveSite:
 
     # -- the background ------------------------------------------------------------------
     def command(self, *, live: bool) -> list[str]:
-        """The ``build`` command line; background builds run at the lowest priority."""
+        """The ``build`` command line: the full build, or (``live``) the niced first look."""
         build = [sys.executable, "-m", "generator", "-q", "build"]
-        build += ["--store", self.store, "--out", str(self.site), *self.options]
+        build += ["--store", self.store, "--out", str(self.site)]
         if not live:
-            return build
+            return [*build, *self.options]
         nice = shutil.which("nice")
-        prefix = [nice, "-n", str(LOWEST_PRIORITY)] if nice else []
-        return [*prefix, *build, "--live"]
+        prefix = [nice, "-n", str(LIVE_PRIORITY)] if nice else []
+        return [*prefix, *build, *LIVE_BUILD, *self.options, "--live"]
 
     def _loop(self) -> None:
         while True:

@@ -102,7 +102,7 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
                 planner.record(ArtefactKind.KERNELS, layer=layer),
                 planner.record(ArtefactKind.KERNEL_CHANGE, layer=layer),
             ]
-        artefacts += _featviz_records(planner, run, layer)
+        artefacts += _featviz_records(planner, run, layer, config.channel_pages)
         if spec.is_conv and run.has_examples:
             paged = paged_channels(spec, config.channel_pages)
             artefacts += _example_records(planner, layer, paged)
@@ -110,12 +110,15 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
     return RunPlan(run, slug, tuple(artefacts))
 
 
-def _featviz_records(planner: _Planner, run: RunReader, layer: str) -> list[ArtefactRecord]:
-    """A layer's feature-visualization sheet and per-channel animations, if recorded."""
+def _featviz_records(
+    planner: _Planner, run: RunReader, layer: str, channel_pages: int
+) -> list[ArtefactRecord]:
+    """A layer's feature-visualization sheet, and an animation per channel that has a page
+    (they are shown only there), if recorded."""
     spec = run.featviz_spec
     if spec is None or layer not in spec.channels:
         return []
-    channels = range(spec.channels[layer])
+    channels = range(min(spec.channels[layer], paged_channels(run.layer(layer), channel_pages)))
     return [planner.record(ArtefactKind.FEATVIZ_SHEET, layer=layer)] + [
         planner.record(ArtefactKind.FEATVIZ, layer=layer, channel=c) for c in channels
     ]
