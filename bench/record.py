@@ -1,7 +1,7 @@
 """Recording overhead at the reference config: what capture + store write cost per epoch.
 
     python bench/record.py [--probes 8] [--input-size 512] [--repeats 3] [--layouts]
-    python bench/record.py --model resnet18 --input-size 224 [--repeats 5]
+    python bench/record.py --model resnet18 --input-size 224 [--repeats 5] [--loop-epochs 3]
 
 With ``--model`` (any torchvision classifier, untrained) the Recorder's default layers are
 measured instead: a bare no-grad forward, the capture alone and ``Recorder.epoch()`` (the
@@ -168,6 +168,72 @@ def measure_model(args: argparse.Namespace, folder: Path) -> list[tuple[str, str
     ]
 
 
+def measure_loop(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]]:
+    """What recording adds to a real training loop: ``--loop-epochs`` epochs of
+    ``--loop-steps`` Adam steps (batch 16), with and without the Recorder, alternating
+    ``--repeats`` times; the write thread competes for the same cores, so this is the
+    whole cost as a user's loop feels it, in units of the bare probe forward."""
+    from generator.data import to_model_input
+    from generator.model import build_model
+    from generator.record.recorder import Recorder
+
+    size = args.input_size
+    images = torch.randint(0, 256, (args.probes, 3, size, size), dtype=torch.uint8)
+    batch = torch.randn(16, 3, size, size)
+    labels = torch.arange(16) % 6
+
+    def loop(run: int, *, record: bool) -> float:
+        torch.manual_seed(0)
+        model = build_model(args.model, num_classes=6)
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+        rec = None
+        if record:  # epoch 0 (the constructor) is set-up, not timed
+            out = folder / f"loop{run}.zarr"
+            rec = Recorder(model, probes=images, out=out, featviz_layers=[])
+        start = time.perf_counter()
+        for _ in range(args.loop_epochs):
+            model.train()
+            for _ in range(args.loop_steps):
+                loss = torch.nn.functional.cross_entropy(model(batch), labels)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            if rec is not None:
+                rec.epoch(train_loss=loss)
+        if rec is not None:
+            rec.flush()  # the last write counts too
+        elapsed = time.perf_counter() - start
+        if rec is not None:
+            rec.close()
+        return elapsed
+
+    model = build_model(args.model, num_classes=6).eval()
+    inputs = to_model_input(images)
+
+    def forward() -> None:
+        with torch.no_grad():
+            model(inputs)
+
+    bare = timed(forward, args.repeats)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for run in range(args.repeats):
+        for record in (False, True):
+            times[record].append(loop(run, record=record))
+    without, with_rec = statistics.median(times[False]), statistics.median(times[True])
+    added = (with_rec - without) / args.loop_epochs
+    return [
+        (
+            f"loop without the Recorder, {args.loop_epochs} epochs x {args.loop_steps} steps",
+            f"{without:.2f}",
+        ),
+        ("the same loop recording every epoch (last write flushed)", f"{with_rec:.2f}"),
+        ("added per epoch", f"{added:.3f}"),
+        ("bare no-grad forward of the probes (baseline)", f"{bare:.3f}"),
+        ("added per epoch / bare forward", f"{added / bare:.2f}"),
+        ("loop slowdown", f"{100 * (with_rec / without - 1):.1f} %"),
+    ]
+
+
 def measure_layouts(args: argparse.Namespace, folder: Path) -> list[tuple[str, ...]]:
     """Write 3 epochs of block1-block8 activations under each layout; read one probe back."""
     model = NetlapseCNN(6, args.input_size).eval()
@@ -239,6 +305,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, help="3, or 5 alternating ones with --model")
     parser.add_argument("--layouts", action="store_true", help="also compare chunk layouts")
     parser.add_argument("--model", help="a torchvision classifier, recorded by the Recorder")
+    parser.add_argument(
+        "--loop-epochs", type=int, default=0, help="with --model: also time a training loop"
+    )
+    parser.add_argument("--loop-steps", type=int, default=4, help="training steps per epoch")
     args = parser.parse_args()
     args.repeats = args.repeats or (5 if args.model else 3)
     if args.model:
@@ -249,6 +319,11 @@ def main() -> None:
         )
         with tempfile.TemporaryDirectory() as tmp:
             print_table(("measurement", "seconds / ratio"), measure_model(args, Path(tmp)))
+            if args.loop_epochs:
+                print()
+                print_table(
+                    ("in a training loop", "seconds / ratio"), measure_loop(args, Path(tmp))
+                )
         return
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
