@@ -2,6 +2,7 @@
 
     python bench/render.py [--epochs 30] [--probes 8] [--input-size 512] [--repeats 3]
                            [--demo-store runs/demo.zarr] [--baseline REV] [--skip-memory]
+                           [--parts throughput,animation,bytes,rebuild]
 
 "Today's pipeline" is the code at ``--baseline`` (default: the last commit that encoded
 through one ffmpeg process per file), unpacked with ``git archive`` into the work folder
@@ -386,12 +387,18 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE, help="git revision of today's pipeline")
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--workdir", type=Path, help="keep the stores and sites here")
+    parser.add_argument(
+        "--parts",
+        default="throughput,animation,bytes,rebuild",
+        help="which measurements, comma-separated (default: all four)",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="netlapse-bench-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)  # absolute: builds run from two code folders
     old = baseline_code(work, args.baseline)
     demo = (args.demo_store or work / "demo.zarr").resolve()
-    if not demo.exists():
+    if not demo.exists() and "throughput" in parts:
         command = [sys.executable, "-m", "generator", "-q", "train", "--out", str(demo)]
         subprocess.run(command, cwd=ROOT, check=True)
     store = work / "reference.zarr"
@@ -405,10 +412,14 @@ def main() -> None:
         f"{args.input_size} px; today = {args.baseline}; {psutil.cpu_count()} cores; "
         f"medians of {args.repeats} alternating runs\n"
     )
-    build_throughput(demo, work, old, args.repeats)
-    per_animation(store, work, args.repeats)
-    full = bytes_and_quality(store, work, old)
-    rebuild_and_memory(store, work, full, args.epochs, memory=not args.skip_memory)
+    if "throughput" in parts:
+        build_throughput(demo, work, old, args.repeats)
+    if "animation" in parts:
+        per_animation(store, work, args.repeats)
+    if "bytes" in parts or "rebuild" in parts:
+        full = bytes_and_quality(store, work, old)
+        if "rebuild" in parts:
+            rebuild_and_memory(store, work, full, args.epochs, memory=not args.skip_memory)
 
 
 if __name__ == "__main__":
