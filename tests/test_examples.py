@@ -14,6 +14,7 @@ import pytest
 
 from generator.reader import open_run
 from generator.schema import file_stem
+from tests.test_site import html_pages, parse, resolve
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -44,7 +45,20 @@ def check_run_and_site(folder: Path, store: str) -> None:
         assert np.isfinite(run.scalar_metric(metric)[1:]).all(), metric
     assert any(layer.kind == "block" for layer in run.layers)  # residual blocks recorded
     assert (folder / "site" / "index.html").is_file()
-    assert (folder / "site" / "runs").is_dir()
+    assert_every_link_resolves(folder / "site")
+
+
+def assert_every_link_resolves(site: Path) -> None:
+    """Every src/href/poster of every page points at a file of the site."""
+    checked = 0
+    for page in html_pages(site):
+        for _, attr, link in parse(page).found:
+            if link.startswith("data:"):
+                continue
+            target = resolve(site, page, link)
+            assert target is None or target.is_file(), f"{page}: {attr}={link} is missing"
+            checked += target is not None
+    assert checked > 100
 
 
 def dataset_example_files(channel_page: Path) -> list[Path]:
