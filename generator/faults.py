@@ -31,6 +31,7 @@ from pathlib import Path
 ENV = "NETLAPSE_KILL_AT"
 RESUME_ENV = "NETLAPSE_RESUME_FILE"
 PAUSE = 0  # not a signal: ``pause`` waits for the resume file
+PAUSE_LIMIT_S = 900.0
 POINTS = (
     "train.batch",
     "store.create",
@@ -55,10 +56,11 @@ def maybe_die(point: str, epoch: int, index: int = 0) -> None:
             os.kill(os.getpid(), target[3])
 
 
-def _wait_for_resume_file() -> None:
-    """Hold this thread until the test creates ``NETLAPSE_RESUME_FILE``."""
-    resume = Path(os.environ[RESUME_ENV])
-    while not resume.exists():
+def _wait_for_resume_file(limit_s: float = PAUSE_LIMIT_S) -> None:
+    """Hold this thread until the test creates ``NETLAPSE_RESUME_FILE``, or at most
+    ``limit_s`` (a test killed while it held a run must not leave it waiting for good)."""
+    resume, deadline = Path(os.environ[RESUME_ENV]), time.monotonic() + limit_s
+    while not resume.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -6,15 +6,15 @@ for the newest committed state in a separate process, niced (``LIVE_PRIORITY``),
 training process never shares its interpreter (or its GIL) with the build. Requests that
 arrive while a build runs fold into one next build, so a slow build never queues up.
 
-A build during training is the *first look* (``LIVE_BUILD``): every page and chart, and
-for the first probe each layer's grid, contact sheet, kernels and feature-visualization
-sheet, as MP4 only, in one process. That is about a tenth of a full build's work, so it
-keeps pace with training on the share of a core that ``nice 10`` gets (on a busy 2-core
-machine: about a tenth of one core, which costs training about as much; measured in
-bench/README.md). Per-channel pages and animations, the other probes and the WebM/GIF
-files come with ``finish()``: the last, ordinary build at normal priority, which the
-recorder waits for; its pages no longer say "still training", and its files are the ones
-a separate ``build`` writes.
+A build during training is the *first look* (``LIVE_PROBES``, ``LIVE_COST``): every page
+and chart, and for the first probe each layer's grid, contact sheet, kernels and
+feature-visualization sheet, as MP4 only, in one process. That is about a tenth of a
+full build's work, so it keeps pace with training on the share of a core that ``nice
+10`` gets (on a busy 2-core machine: about a tenth of one core, which costs training
+about as much; measured in bench/README.md). Per-channel pages and animations, the other
+probes and the WebM/GIF files come with ``finish()``: the last, ordinary build at normal
+priority, which the recorder waits for; its pages no longer say "still training", and
+its files are the ones a separate ``build`` writes.
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from generator.errors import NetlapseError
 log = logging.getLogger(__name__)
 
 LIVE_PRIORITY = 10
-# The first look, built after each epoch while training runs (see the module docstring).
-LIVE_BUILD = (
-    *("--probes", "1", "--channel-probes", "0", "--channel-pages", "0"),
-    *("--formats", "mp4", "--jobs", "1"),
-)
+# The first look, built after each epoch while training runs (see the module docstring):
+# the first probe unless the user's options choose others, then what keeps it cheap, which
+# the user's options for the final build do not override.
+LIVE_PROBES = ("--probes", "1")
+LIVE_COST = (*("--channel-probes", "0", "--channel-pages", "0", "--formats", "mp4", "--jobs", "1"),)
 
 
 class LiveSiteError(NetlapseError, RuntimeError):
@@ -98,7 +98,7 @@ class LiveSite:
             return [*build, *self.options]
         nice = shutil.which("nice")
         prefix = [nice, "-n", str(LIVE_PRIORITY)] if nice else []
-        return [*prefix, *build, *LIVE_BUILD, *self.options, "--live"]
+        return [*prefix, *build, *LIVE_PROBES, *self.options, *LIVE_COST, "--live"]
 
     def _loop(self) -> None:
         while True:

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +132,31 @@ def test_kill_spec_is_parsed_and_checked() -> None:
     for bad in ("store.array:2", "nowhere:1:1", "train.batch:1:1:explode", "train.batch:x:1"):
         with pytest.raises(ValueError):
             faults.parse(bad)
+
+
+def test_pause_needs_the_file_that_resumes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(faults.RESUME_ENV, raising=False)
+    with pytest.raises(ValueError, match=faults.RESUME_ENV):
+        faults.parse("train.epoch_end:1:0:pause")
+    monkeypatch.setenv(faults.RESUME_ENV, "/tmp/go")
+    assert faults.parse("train.epoch_end:1:0:pause") == ("train.epoch_end", 1, 0, faults.PAUSE)
+
+
+def test_pause_holds_only_the_calling_thread_until_the_file_exists(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The held thread waits for the resume file; the others (a live gallery's) go on."""
+    resume = tmp_path / "go"
+    monkeypatch.setenv(faults.RESUME_ENV, str(resume))
+    monkeypatch.setenv(faults.ENV, "train.epoch_end:1:0:pause")
+    monkeypatch.setattr(faults, "_target", faults._UNPARSED)
+    held = threading.Thread(target=faults.maybe_die, args=("train.epoch_end", 1, 0))
+    held.start()
+    held.join(timeout=0.5)
+    assert held.is_alive()  # still held; this thread is not
+    resume.touch()
+    held.join(timeout=30)
+    assert not held.is_alive()
 
 
 def test_maybe_die_costs_nothing_when_unset(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -39,12 +40,19 @@ def run_train(tmp_path: Path, store: Path, site: Path, resume: Path) -> subproce
     }
     command = [sys.executable, "-m", "generator", "-q", "train", "--out", str(store)]
     command += ["--site", str(site), "--epochs", "2", "--device", "cpu", *TINY]
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    with (tmp_path / "train.log").open("w") as log:  # a file, not a pipe nobody reads
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=log, text=True, start_new_session=True
+        )
 
 
-def wait_for_built_epochs(site: Path, epochs: int, process: subprocess.Popen[str]) -> None:
+def log_of(tmp_path: Path) -> str:
+    return (tmp_path / "train.log").read_text()[-2000:]
+
+
+def wait_for_built_epochs(
+    site: Path, epochs: int, process: subprocess.Popen[str], tmp_path: Path
+) -> None:
     """Until the site's manifest (written last by a build) shows ``epochs`` epochs."""
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
@@ -52,7 +60,7 @@ def wait_for_built_epochs(site: Path, epochs: int, process: subprocess.Popen[str
         if manifest.runs and manifest.runs[0].epochs == epochs:
             return
         if process.poll() is not None:
-            pytest.fail(f"train ended before its site showed {epochs} epochs: {process.stderr}")
+            pytest.fail(f"train ended before its site showed {epochs} epochs: {log_of(tmp_path)}")
         time.sleep(0.2)
     pytest.fail(f"{site} never showed {epochs} epochs")
 
@@ -97,16 +105,17 @@ def test_train_site_is_complete_after_epoch_1_and_equals_a_build_at_the_end(
     store, site, resume = tmp_path / "runs" / "tiny.zarr", tmp_path / "site", tmp_path / "go"
     process = run_train(tmp_path, store, site, resume)
     try:
-        wait_for_built_epochs(site, 2, process)
+        wait_for_built_epochs(site, 2, process, tmp_path)
         assert open_run(store).epochs == 2  # training is held after epoch 1: epochs 0, 1
         assert_consistent(site, epochs=2, training=True)
         resume.touch()
-        _, stderr = process.communicate(timeout=TIMEOUT)
+        process.wait(timeout=TIMEOUT)
     finally:
         resume.touch()
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr
+        if process.poll() is None:  # train and its live build, the whole process group
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, log_of(tmp_path)
     assert open_run(store).epochs == 3
     assert_consistent(site, epochs=3, training=False)
     separate = tmp_path / "separate"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 import threading
 
@@ -140,20 +141,25 @@ def test_epoch_stores_the_kernels_of_its_call_not_of_the_next_step(tmp_path, mon
     np.testing.assert_array_equal(stored, before.numpy())
 
 
-def test_a_failed_background_write_is_one_line_at_the_next_call(tmp_path, monkeypatch):
-    """A write that fails on the write thread (a full disk) is raised by the next call,
-    as a StoreError naming the store; the epochs committed before it stay."""
+def test_a_failed_background_write_is_one_line_at_the_next_epoch(tmp_path, monkeypatch):
+    """A write that fails on the write thread (a full disk) is raised by the next
+    ``epoch()``, as one line naming the store and the epoch; the epochs committed before
+    it stay."""
     model = reference_cnn()
     rec = Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr", class_names=CLASSES)
     rec.epoch(train_loss=1.0)
+    rec.flush()  # epoch 1 is committed before the disk fills
 
-    def full_disk(writer: StoreWriter, epoch: int, record: object) -> None:
-        raise StoreError(f"{writer.path}: writing epoch {epoch} failed (No space left)")
+    async def full_disk(writer: StoreWriter, epoch: int, slots: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(StoreWriter, "write_epoch", full_disk)
+    monkeypatch.setattr(StoreWriter, "_write_slots", full_disk)
     assert rec.epoch(train_loss=0.5) == 2  # the failure is not known yet
-    with pytest.raises(StoreError, match="r.zarr: writing epoch 2 failed"):
-        rec.flush()
+    with pytest.raises(StoreError) as failed:
+        rec.epoch(train_loss=0.25)
+    message = str(failed.value)
+    assert "r.zarr: writing epoch 2 failed" in message and "No space left" in message
+    assert "\n" not in message
     rec.release()
     assert open_run(tmp_path / "r.zarr").epochs == 2
 

@@ -67,18 +67,27 @@ class NetlapseCallback(pl.Callback):
         self._validated = False
         self._recorder.epoch(**metrics)
 
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """A checkpoint never runs ahead of the store: the epoch recorded before it is
+        committed first (the Recorder writes in the background)."""
+        if self._recorder is not None:
+            self._recorder.flush()
+
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._close()
+        recorder, self._recorder = self._recorder, None
+        if recorder is not None:
+            recorder.close()
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        self._close()  # the epochs committed so far stay; the lock is released
-
-    def _close(self) -> None:
+        """The epochs committed so far (and the one in flight) stay, the lock is released,
+        and the exception that stopped fitting is the one reported."""
         recorder, self._recorder = self._recorder, None
         if recorder is not None:
-            recorder.close()
+            recorder.release()
 
 
 def logged_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -59,6 +60,8 @@ from generator.storage import StoreURL, store_location
 from generator.store import EpochRecord, ExamplePoolRecord, StoreWriter
 
 log = logging.getLogger(__name__)
+
+WRITE_THREAD = "netlapse-write"
 
 NAMED_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 
@@ -119,7 +122,7 @@ class Recorder:
         self._dtype = getattr(torch, activation_dtype)
         self._writer: StoreWriter | None = None
         self._writing: Future[None] | None = None  # the epoch being written, if any
-        self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netlapse-write")
+        self._write_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITE_THREAD)
         self._probes = prepare_probes(
             probes,
             labels=probe_labels,
@@ -242,14 +245,19 @@ class Recorder:
         """Shrink the arrays to the committed epochs and release the store (idempotent);
         with ``site=``, then build the finished run's gallery and wait for it."""
         writer, self._writer = self._writer, None
-        if writer is not None:
-            try:
-                self._wait_for_write()
-                writer.trim()
-            finally:
-                self._stop_writing()
-                writer.close()
         live, self._live = getattr(self, "_live", None), None
+        try:
+            if writer is not None:
+                try:
+                    self._wait_for_write()
+                    writer.trim()
+                finally:
+                    self._stop_writing()
+                    writer.close()
+        except BaseException:
+            if live is not None:
+                live.close()  # a failed write: no final build; the last complete site stays
+            raise
         if live is not None:
             live.finish()
 
@@ -261,7 +269,7 @@ class Recorder:
             try:
                 self._wait_for_write()  # the epoch in flight is kept, not cut short
             except Exception as exc:  # noqa: BLE001 - the loop's own error is the one to raise
-                log.warning("%s: %s", self.out, exc)
+                log.warning("%s", exc)
             finally:
                 self._stop_writing()
                 writer.close()
@@ -358,23 +366,33 @@ class Recorder:
 
     # -- the background write -------------------------------------------------------------
     def _wait_for_write(self) -> None:
-        """Wait for the epoch being written; its error (a ``StoreError``) is raised here."""
-        writing, self._writing = getattr(self, "_writing", None), None
-        if writing is not None:
+        """Wait for the epoch being written; its error (a ``StoreError``) is raised here.
+        The write is forgotten only once it is done: a wait cut short (Ctrl-C) leaves it
+        for the next wait, so its error is still seen and no epoch number runs ahead."""
+        writing = getattr(self, "_writing", None)
+        if writing is None:
+            return
+        try:
             writing.result()
+        finally:
+            if writing.done():
+                self._writing = None
 
     def _stop_writing(self) -> None:
-        """End the write thread, after the write in flight (if any) has finished."""
+        """End the write thread, after the write in flight (if any) has finished (not from
+        the write thread itself, which cannot wait for itself)."""
         thread = getattr(self, "_write_thread", None)
-        if thread is not None:
+        if thread is not None and not threading.current_thread().name.startswith(WRITE_THREAD):
             thread.shutdown(wait=True)
 
     def _commit_in_background(self, writer: StoreWriter, epoch: int, record: EpochRecord) -> None:
-        """Write and commit ``epoch`` on the write thread; the live site hears of it at once."""
+        """Write and commit ``epoch`` on the write thread; the live site hears of it at once.
+        The job holds the writer and the live site, not the Recorder, so a Recorder dropped
+        without ``close()`` is never finalised on the write thread."""
+        live = getattr(self, "_live", None)
 
         def write() -> None:
             writer.write_epoch(epoch, record)
-            live = getattr(self, "_live", None)
             if live is not None:
                 live.committed()
 
