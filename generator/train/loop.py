@@ -24,7 +24,7 @@ from generator.config import TrainConfig
 from generator.data import make_demo_dataset, storable
 from generator.errors import OptionError
 from generator.faults import maybe_die
-from generator.record.examples import split_pool
+from generator.record.examples import ExamplePool, split_pool
 from generator.record.recorder import Recorder
 from generator.store import StoreWriter
 from generator.train.distributed import Ranks, from_environment, stop
@@ -80,8 +80,11 @@ def _begin(config: TrainConfig, ranks: Ranks) -> tuple[Session, Recorder | None,
         rec = ranks.main_only(lambda: _resumed_recorder(session, writer, metrics0))
     else:
         session, record_epoch0 = start_session(config, ranks=ranks), True
+        pool = ranks.main_only(  # a bad --example-pool is refused before any pass over data
+            lambda: split_pool(session.dataset, session.val_idx, config.example_pool)
+        )
         metrics0 = evaluate(session)
-        rec = ranks.main_only(lambda: _new_recorder(session, metrics0))
+        rec = ranks.main_only(lambda: _new_recorder(session, metrics0, pool))
     session.go_parallel()
     return session, rec, bool(record_epoch0)
 
@@ -119,7 +122,9 @@ def _quiet() -> None:
     logging.getLogger("generator").setLevel(logging.WARNING)
 
 
-def _new_recorder(session: Session, metrics0: dict[str, object]) -> Recorder:
+def _new_recorder(
+    session: Session, metrics0: dict[str, object], pool: ExamplePool | None
+) -> Recorder:
     """A new store, with epoch 0 (the untrained network) recorded.
 
     A checkpoint folder already at its place belongs to a run whose store was deleted:
@@ -141,7 +146,7 @@ def _new_recorder(session: Session, metrics0: dict[str, object]) -> Recorder:
         site=config.site,
         featviz_layers=config.featviz_layers,
         featviz_steps=config.featviz_steps,
-        example_pool=split_pool(session.dataset, session.val_idx, config.example_pool),
+        example_pool=pool,
     )
 
 
