@@ -65,8 +65,14 @@ def train_run(make_model, tmp_path, *, record: bool, steps: int = 3) -> dict[str
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     data = torch.rand(16, 3, SIZE, SIZE) * 2 - 1
     labels = torch.arange(16) % len(CLASSES)
-    rec = (
-        Recorder(model, probes=probe_images(), out=tmp_path / "run.zarr", class_names=CLASSES)
+    rec = (  # feature visualizations on (their default layers), one step a record
+        Recorder(
+            model,
+            probes=probe_images(),
+            out=tmp_path / "run.zarr",
+            class_names=CLASSES,
+            featviz_steps=1,
+        )
         if record
         else None
     )

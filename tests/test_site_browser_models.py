@@ -28,7 +28,7 @@ from tests.test_site_browser import SCREENS, Watched, browser_context, label  # 
 
 pytestmark = pytest.mark.slow
 READABLE = 32  # px on screen for a channel tile or kernel patch
-CHANNEL_PAGES = 4  # per layer: keeps the build small; the rest are in the grids
+CHANNEL_PAGES = 2  # per layer: keeps the build small; the rest are in the grids
 
 
 @pytest.fixture(scope="module")

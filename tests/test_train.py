@@ -331,7 +331,7 @@ def test_recording_in_train_changes_nothing(
     out = tmp_path / "run.zarr"
     monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
     settings = ["--demo-per-class", "4", "--batch-size", "8", "--probes", "2", "--epochs", "2"]
-    settings += ["--device", "cpu"]
+    settings += ["--device", "cpu", "--featviz-steps", "1"]  # featviz runs, one step a record
     assert main(["-q", "train", "--out", str(out), *settings, *model_args]) == 0
     recorded = load_checkpoint(checkpoint_path(out, 2))["model"]
     flags = dict(zip(model_args[::2], model_args[1::2], strict=True))
