@@ -79,21 +79,18 @@ def kill(point: str, epoch: int, index: int = 0) -> pytest.param:
 
 
 # 30 training images in batches of 8: batches 0..3 per epoch. Epoch 0 has no batches.
-# Every point kind at the untrained epoch 0 (no checkpoint yet), a middle epoch and the last
-# one; within an epoch the first and the last array of its write. (Seven more points of the
-# same kinds at other indices were cut to keep CI under 15 minutes: none ever failed alone.)
+# Every point kind, at the untrained epoch 0 (no checkpoint yet) and at the last epoch, and
+# every epoch once; within an epoch the first and the last array of its write. (Eleven more
+# points of the same kinds at other epochs or indices were cut to keep CI under 15 minutes;
+# docs/reliability.md lists all 22 and says which run now.)
 KILLS = [
     kill("store.create", 0),
     kill("store.array", 0, 1),
     kill("train.committed", 0),
-    kill("checkpoint.temp", 0),
     kill("train.epoch_end", 0),
     kill("train.batch", 1, 0),
     kill("store.array", 1, ARRAYS),
-    kill("train.committed", 1),
     kill("store.array", 2, 20),
-    kill("train.committed", 2),
-    kill("train.epoch_end", 2),
     kill("train.batch", 3, 3),
     kill("store.array", 3, ARRAYS),
     kill("train.committed", 3),
@@ -276,7 +273,7 @@ def test_resume_finishes_the_same_store_as_an_uninterrupted_run(
 
 def test_the_kill_points_cover_every_phase(campaign: Campaign) -> None:
     kinds = {spec.split(":")[0] for spec in SPECS}
-    assert len(SPECS) >= 15 and kinds == {
+    assert len(SPECS) >= 11 and kinds == {
         "store.create",
         "store.array",
         "train.committed",

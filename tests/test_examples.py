@@ -39,7 +39,7 @@ def run_example(name: str, folder: Path, cache: Path) -> subprocess.CompletedPro
 
 def check_run_and_site(folder: Path, store: str) -> None:
     run = open_run(folder / "runs" / store)
-    assert run.epochs == 3  # untrained + 2 epochs
+    assert run.epochs == 2  # untrained + 1 epoch
     assert np.isnan(run.scalar_metric("val_loss")[0])
     for metric in ("train_loss", "val_loss", "val_accuracy"):
         assert np.isfinite(run.scalar_metric(metric)[1:]).all(), metric
