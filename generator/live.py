@@ -37,7 +37,7 @@ LIVE_PRIORITY = 10
 # the first probe unless the user's options choose others, then what keeps it cheap, which
 # the user's options for the final build do not override.
 LIVE_PROBES = ("--probes", "1")
-LIVE_COST = (*("--channel-probes", "0", "--channel-pages", "0", "--formats", "mp4", "--jobs", "1"),)
+LIVE_COST = ("--channel-probes", "0", "--channel-pages", "0", "--formats", "mp4", "--jobs", "1")
 
 
 class LiveSiteError(NetlapseError, RuntimeError):
