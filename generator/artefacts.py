@@ -459,23 +459,23 @@ def _write_animation(
     if frames.nonfinite:
         log.warning("%s: %d NaN/inf values drawn in the NaN colour", artefact.id, frames.nonfinite)
     height, width = frames.frames.shape[1:3]
-    written = {}
+    videos = {
+        site / relative: encode.VIDEO_CODECS[fmt]
+        for fmt, relative in artefact.files.items()
+        if fmt in encode.VIDEO_CODECS
+    }
+    if videos:  # every video format in one pass over the frames
+        encode.write_videos(videos, frames.frames, frames.palette, fps=options.fps)
     for fmt, relative in artefact.files.items():
         target = site / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if fmt in encode.VIDEO_CODECS:
-            codec = encode.VIDEO_CODECS[fmt]
-            encode.write_video(target, frames.frames, frames.palette, codec=codec, fps=options.fps)
-        elif fmt == "gif":
+        if fmt == "gif":
             small = options.gif_max_side
             gif = render(small) if small and max(height, width) > small else frames
             encode.write_gif(target, gif.frames, gif.palette, duration_ms=round(1000 / options.fps))
         elif fmt == "poster":
             encode.write_poster(target, frames.frames, frames.palette)
-        written[fmt] = relative
     return replace(
         artefact,
-        files=written,
         frames=len(frames.frames),
         width=width,
         height=height,

@@ -363,9 +363,9 @@ class BuildConfig:
     out: Path = option(Path("site"), help="site folder", parse=Path, local=True)
     formats: tuple[str, ...] = option(
         ("auto",),
-        help="auto | gif | mp4 | gif,mp4. auto: WebM (AV1) and an MP4 fallback at --max-side "
-        "plus a GIF at most --gif-max-side px for grids, kernels and probes; per-channel "
-        "animations WebM and MP4 only",
+        help="auto | gif | mp4 | gif,mp4. auto: WebM (AV1) and an MP4 fallback at --max-side; "
+        "plus, as a download to share, a GIF at most --gif-max-side px of each layer's grid "
+        "and class probabilities for the first probe, its kernels and feature visualizations",
         parse=parse_formats,
         shown="auto",
     )
@@ -393,8 +393,17 @@ class BuildConfig:
         shown="all",
     )
     channel_probes: int = option(
-        2,
-        help="how many of the selected probes get per-channel animations",
+        1,
+        help="how many of the selected probes get per-channel animations on the channel "
+        "pages (each adds a WebM and an MP4 per paged channel; every probe is in the grids)",
+        parse=int,
+        low=0,
+        high=100_000,
+    )
+    contact_probes: int = option(
+        1,
+        help="how many of the selected probes get a contact sheet (a layer's channels x "
+        "chosen epochs as one lossless still; each is about 1 MB at 512 px)",
         parse=int,
         low=0,
         high=100_000,
@@ -449,8 +458,7 @@ class BuildConfig:
     )
     gif_max_side: int = option(
         AUTO_GIF_MAX_SIDE,
-        help="with --formats auto, GIFs (a light fallback and thumbnail) are rendered "
-        "at most this big",
+        help="with --formats auto, the GIFs to share are rendered at most this big",
         parse=int,
         low=MIN_FRAME_SIDE,
         high=MAX_FRAME_SIDE,

@@ -30,7 +30,7 @@ import logging
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -75,10 +75,23 @@ class VideoCodec:
 # PSNR against the lossless frames within about 1 dB of the old CRF 20 MP4 (whose own
 # loss is mostly yuv420p's half-resolution colour), at half (MP4) and a third (AV1) of
 # its bytes. The MP4 is the fallback for browsers without AV1, so its preset stays fast.
-H264 = VideoCodec("mp4", "libx264", {"crf": "24", "preset": "veryfast"}, {"movflags": "+faststart"})
+# One encoder thread each: a build runs files in parallel (--jobs), where encoder threads
+# only compete for the same cores, and a threaded x264 or SVT-AV1 writes different bytes
+# on machines with different core counts; one thread writes the same file everywhere.
+H264 = VideoCodec(
+    "mp4",
+    "libx264",
+    {"crf": "24", "preset": "veryfast", "threads": "1"},
+    {"movflags": "+faststart"},
+)
 # Matroska gives each file a random track UID (random bytes in the WebM) unless bitexact:
 # the same frames must make the same file, on a cluster's worker or here, build after build.
-AV1 = VideoCodec("webm", "libsvtav1", {"crf": "32", "preset": "10"}, {"fflags": "+bitexact"})
+AV1 = VideoCodec(
+    "webm",
+    "libsvtav1",
+    {"crf": "32", "preset": "10", "svtav1-params": "lp=1"},
+    {"fflags": "+bitexact"},
+)
 VIDEO_CODECS: Mapping[str, VideoCodec] = {"webm": AV1, "mp4": H264}
 
 
@@ -143,15 +156,22 @@ def _normal_priority() -> Iterator[None]:
 
 # -- shared plumbing ---------------------------------------------------------------------
 @contextmanager
+def _named(path: Path | str, what: str) -> Iterator[None]:
+    """An encoder failure in the block becomes one ``EncodeError`` line naming ``path``."""
+    try:
+        yield
+    except av.FFmpegError as exc:
+        why = " ".join(str(exc.strerror or exc).split())
+        raise EncodeError(f"{path}: {what} encoding failed ({why})") from exc
+
+
+@contextmanager
 def _atomic(path: Path | str, what: str) -> Iterator[Path]:
     """A temp path beside ``path`` that replaces it on success; an encoder or file-system
     failure becomes one ``EncodeError`` line naming ``path`` (the temp file is removed)."""
     try:
-        with atomic_path(path) as tmp:
+        with _named(path, what), atomic_path(path) as tmp:
             yield tmp
-    except av.FFmpegError as exc:
-        why = " ".join(str(exc.strerror or exc).split())
-        raise EncodeError(f"{path}: {what} encoding failed ({why})") from exc
     except OSError as exc:
         raise EncodeError(f"{path}: cannot write ({exc.strerror or exc})") from exc
 
@@ -271,15 +291,31 @@ def write_gif(
 def yuv420_planes(frame: np.ndarray, table: np.ndarray | None) -> np.ndarray:
     """One even-sized frame as a ``(H * 3 // 2, W)`` uint8 yuv420p image (Y, then Cb and
     Cr at half resolution, each the mean of its 2x2 block), BT.709 limited range. For
-    index frames ``table`` is the palette's ``yuv_of``: one lookup per pixel, no matrix."""
-    yuv = table[frame] if table is not None else yuv_of(frame)
+    index frames ``table`` is the palette's ``yuv_of``: one lookup per pixel and plane, no
+    matrix. Plane by plane, with the 2x2 means as four strided adds: a generic mean over
+    reshaped axes was half of a whole build's time (bench/README.md)."""
     height, width = frame.shape[:2]
-    luma = np.rint(yuv[..., 0]).astype(np.uint8)
-    chroma = yuv[..., 1:].reshape(height // 2, 2, width // 2, 2, 2).mean(axis=(1, 3))
-    chroma = np.rint(chroma).astype(np.uint8)
-    return np.concatenate([luma.ravel(), chroma[..., 0].ravel(), chroma[..., 1].ravel()]).reshape(
-        height * 3 // 2, width
-    )
+    planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
+    chroma_out = planes[height:].reshape(2, (height // 2) * (width // 2))
+    if table is not None:
+        planes[:height] = np.rint(table[:, 0]).astype(np.uint8)[frame]
+        chroma = (table[:, 1][frame], table[:, 2][frame])
+    else:
+        yuv = yuv_of(frame)
+        planes[:height] = np.rint(yuv[..., 0])
+        chroma = (yuv[..., 1], yuv[..., 2])
+    for out, plane in zip(chroma_out, chroma, strict=True):
+        out[:] = np.rint(_block_means(plane)).ravel()
+    return planes
+
+
+def _block_means(plane: np.ndarray) -> np.ndarray:
+    """The mean of each 2x2 block of an even-sized float plane, at half resolution."""
+    total = plane[0::2, 0::2] + plane[1::2, 0::2]
+    total += plane[0::2, 1::2]
+    total += plane[1::2, 1::2]
+    total *= 0.25
+    return total
 
 
 def write_video(
@@ -296,33 +332,66 @@ def write_video(
     index frames, an RGB triple for RGB ones; by default the renderer's background, so it
     reads as margin, not as zero activations).
     """
+    write_videos({path: codec}, frames, palette, fps=fps, pad=pad)
+    return Path(path)
+
+
+def write_videos(
+    targets: Mapping[Path | str, VideoCodec],
+    frames: np.ndarray,
+    palette: np.ndarray | None = None,
+    *,
+    fps: float = 4.0,
+    pad: int | tuple[int, int, int] | None = None,
+) -> list[Path]:
+    """Write the same ``frames`` to every ``path: codec`` of ``targets`` in one pass (see
+    ``write_video``): each frame's yuv planes are computed once and go to every encoder,
+    which halves the colour conversion of a WebM + MP4 pair. Returns the paths."""
     frames = _check(frames, palette)
-    _encoder(path, codec.encoder)
+    for path, codec in targets.items():
+        _encoder(path, codec.encoder)
     if pad is None:
         pad = BACKGROUND_INDEX if palette is not None else rgb_of(BACKGROUND_INDEX)
-    height, width = (side + side % 2 for side in frames.shape[1:3])
+    size = tuple(side + side % 2 for side in frames.shape[1:3])
     rate = Fraction(fps).limit_denominator(1001)
     table = yuv_of(palette) if palette is not None else None
+    with _normal_priority(), ExitStack() as stack:
+        outputs = [
+            (path, codec, stack.enter_context(_video_output(path, codec, size, rate)))
+            for path, codec in targets.items()
+        ]
+        for number, frame in enumerate(frames):  # one frame at a time: memory stays flat
+            even = pad_frames(frame[None], 2, pad)[0]
+            image = av.VideoFrame.from_ndarray(yuv420_planes(even, table), format="yuv420p")
+            image.pts, image.time_base = number, 1 / rate
+            for path, codec, (container, stream) in outputs:
+                with _named(path, codec.encoder):
+                    container.mux(stream.encode(image))
+        for path, codec, (container, stream) in outputs:
+            with _named(path, codec.encoder):
+                container.mux(stream.encode(None))
+    return [Path(path) for path in targets]
+
+
+@contextmanager
+def _video_output(
+    path: Path | str, codec: VideoCodec, size: tuple[int, int], rate: Fraction
+) -> Iterator[tuple[av.container.OutputContainer, av.video.stream.VideoStream]]:
+    """An open container and its yuv420p BT.709 video stream, written to a temp file
+    that replaces ``path`` when the block ends without an error."""
     with (
-        _normal_priority(),
         _atomic(path, codec.encoder) as tmp,
         av.open(
             str(tmp), "w", format=codec.container, options=dict(codec.container_options)
         ) as container,
     ):
         stream = container.add_stream(codec.encoder, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        (stream.height, stream.width), stream.pix_fmt = size, "yuv420p"
         stream.options = dict(codec.options)
         context = stream.codec_context
         context.color_primaries = context.color_trc = context.colorspace = BT709
         context.color_range = LIMITED_RANGE
-        for number, frame in enumerate(frames):  # one frame at a time: memory stays flat
-            even = pad_frames(frame[None], 2, pad)[0]
-            image = av.VideoFrame.from_ndarray(yuv420_planes(even, table), format="yuv420p")
-            image.pts, image.time_base = number, 1 / rate
-            container.mux(stream.encode(image))
-        container.mux(stream.encode(None))
-    return Path(path)
+        yield container, stream
 
 
 def write_mp4(

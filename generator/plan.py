@@ -88,10 +88,11 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
     for layer in layers:
         spec = run.layer(layer)
         for number, probe in enumerate(probes):
-            artefacts += [
-                planner.record(ArtefactKind.GRID, layer=layer, probe=probe),
-                planner.record(ArtefactKind.CONTACT, layer=layer, probe=probe),
-            ]
+            artefacts.append(
+                planner.record(ArtefactKind.GRID, layer=layer, probe=probe, share=probe == 0)
+            )
+            if number < config.contact_probes:
+                artefacts.append(planner.record(ArtefactKind.CONTACT, layer=layer, probe=probe))
             if spec.is_conv and number < config.channel_probes:
                 artefacts += [
                     planner.record(ArtefactKind.CHANNEL, layer=layer, probe=probe, channel=c)
@@ -99,14 +100,16 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
                 ]
         if spec.is_conv:
             artefacts += [
-                planner.record(ArtefactKind.KERNELS, layer=layer),
-                planner.record(ArtefactKind.KERNEL_CHANGE, layer=layer),
+                planner.record(ArtefactKind.KERNELS, layer=layer, share=True),
+                planner.record(ArtefactKind.KERNEL_CHANGE, layer=layer, share=True),
             ]
         artefacts += _featviz_records(planner, run, layer, config.channel_pages)
         if spec.is_conv and run.has_examples:
             paged = paged_channels(spec, config.channel_pages)
             artefacts += _example_records(planner, layer, paged)
-    artefacts += [planner.record(ArtefactKind.PROBE, probe=probe) for probe in probes]
+    artefacts += [
+        planner.record(ArtefactKind.PROBE, probe=probe, share=probe == 0) for probe in probes
+    ]
     return RunPlan(run, slug, tuple(artefacts))
 
 
@@ -119,7 +122,7 @@ def _featviz_records(
     if spec is None or layer not in spec.channels:
         return []
     channels = range(min(spec.channels[layer], paged_channels(run.layer(layer), channel_pages)))
-    return [planner.record(ArtefactKind.FEATVIZ_SHEET, layer=layer)] + [
+    return [planner.record(ArtefactKind.FEATVIZ_SHEET, layer=layer, share=True)] + [
         planner.record(ArtefactKind.FEATVIZ, layer=layer, channel=c) for c in channels
     ]
 
@@ -192,7 +195,11 @@ class _Planner:
         layer: str | None = None,
         probe: int | None = None,
         channel: int | None = None,
+        share: bool = False,
     ) -> ArtefactRecord:
+        """The planned record of one artefact. ``share``: with ``--formats auto`` it also
+        gets a small GIF, offered as a download (one per layer and kind: probe 1's, whatever
+        ``--probes`` selects), the format that pastes into slides, chats and READMEs."""
         stem = file_stem(layer) if layer is not None else None
         parts = [
             kind.value,
@@ -202,7 +209,7 @@ class _Planner:
         ]
         name = "-".join(p for p in parts if p)
         folder = f"runs/{self.slug}/media/{stem or kind.value}"
-        files = {fmt: f"{folder}/{name}.{fmt}" for fmt in self.formats(kind)}
+        files = {fmt: f"{folder}/{name}.{fmt}" for fmt in self.formats(kind, share=share)}
         if kind.is_animation:
             files["poster"] = f"{folder}/{name}.poster.png"
         inputs = {
@@ -228,12 +235,15 @@ class _Planner:
             title=_title(kind, layer, probe, channel),
         )
 
-    def formats(self, kind: ArtefactKind) -> list[str]:
+    def formats(self, kind: ArtefactKind, *, share: bool) -> list[str]:
+        """The files of an artefact. ``auto``: WebM (AV1) first, the H.264 MP4 for
+        browsers without AV1, and a GIF only to ``share``: a GIF inside ``<video>`` is
+        shown by no browser that plays video (one that plays neither source shows the
+        poster), and the GIFs of every probe were a quarter of a site's bytes."""
         if not kind.is_animation:
             return ["png"]
-        if self.config.auto_formats:  # WebM (AV1) first, H.264 MP4 for browsers without AV1
-            per_channel = (ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ, ArtefactKind.PATCHES)
-            return ["webm", "mp4"] if kind in per_channel else ["webm", "mp4", "gif"]
+        if self.config.auto_formats:
+            return ["webm", "mp4", "gif"] if share else ["webm", "mp4"]
         return list(self.config.formats)
 
 

@@ -119,7 +119,11 @@ def test_an_option_remakes_exactly_the_kinds_that_use_it(
     previous = fake_build(run, tmp_path)
     changed = plan(run, previous, tmp_path, **{option: value})
     assert kinds(changed.todo) == remade
-    assert kinds(changed.kept.values()) == set(ArtefactKind) - remade
+    # only the first probe's grid has a GIF (to share): the other probes' grids are kept
+    grids_with_a_gif = {r.probe for r in changed.todo if r.kind is ArtefactKind.GRID}
+    also_kept = {ArtefactKind.GRID} if option == "gif_max_side" else set()
+    assert option != "gif_max_side" or grids_with_a_gif == {0}
+    assert kinds(changed.kept.values()) == set(ArtefactKind) - remade | also_kept
 
 
 def test_layers_and_probes_carry_the_others_over(run: RunReader, tmp_path: Path) -> None:
@@ -132,7 +136,7 @@ def test_layers_and_probes_carry_the_others_over(run: RunReader, tmp_path: Path)
     assert {a.layer for a in carried if a.layer} == {"block1", "hidden", "logits", "block2"}
     assert all(a.layer != "block2" or a.probe == 0 for a in carried)
     records = only.records({a.id: a for a in only.todo})
-    assert set(records) == set(previous.artefacts)  # nothing lost from the manifest
+    assert set(records) >= set(previous.artefacts)  # nothing lost from the manifest
 
 
 def test_a_carried_over_artefact_needs_its_files(run: RunReader, tmp_path: Path) -> None:
@@ -185,14 +189,14 @@ def test_auto_builds_own_a_webm_before_the_mp4_and_remake_a_lost_one(
 def test_channel_pages_caps_the_per_channel_animations_of_each_conv_layer(
     run: RunReader, tmp_path: Path
 ) -> None:
-    # block1 has 4 channels, block2 6; 2 probes get per-channel animations by default
+    # block1 has 4 channels, block2 6; 1 probe gets per-channel animations by default
     capped = plan(run, Manifest(), tmp_path, channel_pages=3)
     channels = {
         (r.layer, r.channel) for r in capped.wanted.values() if r.kind is ArtefactKind.CHANNEL
     }
     assert channels == {(layer, c) for layer in ("block1", "block2") for c in range(3)}
     every = plan(run, Manifest(), tmp_path, channel_pages=64)
-    assert sum(r.kind is ArtefactKind.CHANNEL for r in every.wanted.values()) == 2 * (4 + 6)
+    assert sum(r.kind is ArtefactKind.CHANNEL for r in every.wanted.values()) == 4 + 6
     one = plan(run, Manifest(), tmp_path, channel_pages=1)  # the fixture visualises 2
     for kind in (ArtefactKind.FEATVIZ, ArtefactKind.PATCHES):  # shown on channel pages only
         paged = {(r.layer, r.channel) for r in one.wanted.values() if r.kind is kind}

@@ -25,6 +25,7 @@ from generator.encode import (
     write_png,
     write_poster,
     write_video,
+    write_videos,
     write_webm,
 )
 from generator.errors import EncodeError
@@ -142,6 +143,29 @@ def test_video_decodes_close_to_its_source(tmp_path: Path, fmt: str) -> None:
     assert _psnr(decoded, pal[frames]) >= MIN_PSNR[fmt]
     assert info["fps"] == Fraction(5)
     assert _leftovers(tmp_path) == []
+
+
+def test_one_pass_to_several_formats_writes_what_each_format_alone_writes(
+    tmp_path: Path,
+) -> None:
+    """A build writes an artefact's WebM and MP4 in one pass over its frames; each file is
+    the one a single-format write makes, so a rebuild with other formats changes nothing."""
+    frames, pal = _block_frames(4), palette("seed")
+    together = {tmp_path / "both" / f"a.{fmt}": VIDEO_CODECS[fmt] for fmt in ("webm", "mp4")}
+    write_videos(together, frames, pal, fps=5)
+    for path, codec in together.items():
+        alone = write_video(tmp_path / "alone" / path.name, frames, pal, codec=codec, fps=5)
+        assert path.read_bytes() == alone.read_bytes()
+
+
+def test_a_failure_in_one_pass_names_the_failing_file_and_leaves_no_file(
+    tmp_path: Path,
+) -> None:
+    broken = replace(H264, options={"preset": "no-such-preset"})
+    targets = {tmp_path / "a.mp4": broken, tmp_path / "b.webm": AV1}  # the first one fails
+    with pytest.raises(EncodeError, match=r"a\.mp4: libx264 encoding failed"):
+        write_videos(targets, _block_frames(2), palette("seed"))
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(

@@ -245,6 +245,25 @@ def test_videos_autoplay_muted_loop_inline_with_poster(built: dict[str, Any]) ->
     assert all("autoplay" in a and a["preload"] == "none" and a["poster"] for a in twins)
 
 
+def test_a_layer_page_offers_the_first_probes_grid_as_a_gif_to_share(
+    built: dict[str, Any],
+) -> None:
+    """auto builds one GIF per layer grid (the first probe's), linked for download; inside
+    ``<video>`` the fallback is the poster, never a GIF no video-playing browser shows."""
+    manifest, site = built["manifest"], built["site"]
+    slug = manifest.runs[1].slug
+    page = site / "runs" / slug / "layers" / "block1.html"
+    links = parse(page)
+    shared = {resolve(site, page, v) for t, n, v in links.found if t == "a" and v.endswith(".gif")}
+    grids = [
+        r for r in manifest.artefacts.values() if r.id.startswith(slug) and r.kind.value == "grid"
+    ]
+    first = {site / r.files["gif"] for r in grids if r.layer == "block1" and r.probe == 0}
+    assert len(first) == 1 and first <= shared and all(p.is_file() for p in shared)
+    assert not [r for r in grids if r.probe != 0 and "gif" in r.files]
+    assert not [a for t, a in links.tags if t == "img" and str(a.get("src")).endswith(".gif")]
+
+
 def test_images_below_the_fold_are_lazy(built: dict[str, Any]) -> None:
     slug = built["manifest"].runs[1].slug
     page = built["site"] / "runs" / slug / "layers" / "block1.html"

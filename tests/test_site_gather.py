@@ -172,7 +172,7 @@ def test_layer_page_media_and_laziness(context, tiny_run: RunReader) -> None:
 def test_channel_page_media_kernel_note_and_stats(context, tiny_run: RunReader) -> None:
     page = next(p for p in pages_of(context, ChannelPage) if p.path.endswith("block2-c2.html"))
     assert page.number == 2 and page.layer == "block2"
-    assert [m.id.rsplit("-", 1)[-1] for m in page.animations] == ["p0", "p1"]
+    assert [m.id.rsplit("-", 1)[-1] for m in page.animations] == ["p0"]  # --channel-probes 1
     assert page.animations[0].mp4 == "../media/block2/channel-block2-c1-p0.mp4"
     assert "row 2" in page.kernel_note
     assert len(page.stats) == tiny_run.n_probes

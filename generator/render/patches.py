@@ -10,8 +10,8 @@ other models. What falls outside the image is padded grey (a channel that fires 
 border shows where the border is); a field larger than the image is cut to the image
 size, and a layer without a known field shows the whole image centred on the position.
 
-Cutting is one fancy-indexing gather over all patches at once; grids reuse the frame
-tiling of ``render.frames``. Output is RGB: the patches are photographs.
+Cutting is one block copy per patch; grids reuse the frame tiling of ``render.frames``.
+Output is RGB: the patches are photographs.
 """
 
 from __future__ import annotations
@@ -54,22 +54,23 @@ def cut_patches(
     """``side`` x ``side`` patches of ``images`` (N, S, S, 3) -> (..., side, side, 3).
 
     ``indices`` (...) picks the image, ``origins`` (..., 2) the top-left corner (may lie
-    outside the image: those pixels are ``GREY``).
+    outside the image: those pixels are ``GREY``). One block copy per patch: a gather with
+    a (row, column) index per pixel was a tenth of a demo build's time.
     """
-    height, width = images.shape[1:3]
-    offsets = np.arange(side)
-    rows = np.asarray(origins)[..., 0, None] + offsets  # (..., side)
-    cols = np.asarray(origins)[..., 1, None] + offsets
-    picked = images[
-        np.asarray(indices)[..., None, None],
-        np.clip(rows, 0, height - 1)[..., :, None],
-        np.clip(cols, 0, width - 1)[..., None, :],
-    ]
-    inside = ((rows >= 0) & (rows < height))[..., :, None] & ((cols >= 0) & (cols < width))[
-        ..., None, :
-    ]
-    picked[~inside] = GREY
-    return picked
+    height, width, depth = images.shape[1:4]
+    indices, origins = np.asarray(indices), np.asarray(origins)
+    patches = np.full((*indices.shape, side, side, depth), GREY, dtype=images.dtype)
+    flat = patches.reshape(-1, side, side, depth)
+    for patch, image, (top, left) in zip(
+        flat, indices.ravel().tolist(), origins.reshape(-1, 2).tolist(), strict=True
+    ):
+        rows = slice(max(top, 0), min(top + side, height))
+        cols = slice(max(left, 0), min(left + side, width))
+        if rows.start < rows.stop and cols.start < cols.stop:
+            patch[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left] = (
+                images[image, rows, cols]
+            )
+    return patches
 
 
 def channel_patches(

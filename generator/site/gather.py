@@ -26,6 +26,7 @@ SHOWN_SETTINGS = (
     "formats",
     "max_side",
     "channel_probes",
+    "contact_probes",
     "channel_pages",
 )
 DEFAULT_FPS = 4.0
