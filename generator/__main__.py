@@ -204,7 +204,7 @@ def add_build(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "build",
         help="render animations and the gallery from run stores",
-        description="Turn run stores into GIF/MP4 evolution animations (channel grids, "
+        description="Turn run stores into WebM/MP4/GIF evolution animations (channel grids, "
         "single channels, kernels, class probabilities), contact sheets and a manifest in "
         "--out. Incremental: only artefacts whose inputs changed are re-made. Without "
         "--store, every runs/*.zarr is built; with none there, the demo run is trained.",

@@ -183,7 +183,8 @@ def _warn_if_large(
     if estimate > WARN_BYTES:
         log.warning(
             "this build will write about %s (GitHub Pages refuses sites over 1 GB); "
-            "use --formats mp4, fewer --channel-probes or a smaller --max-side",
+            "use --formats mp4, fewer --channel-probes or --contact-probes, or a smaller "
+            "--max-side",
             human_size(estimate),
         )
 

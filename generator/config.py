@@ -365,7 +365,8 @@ class BuildConfig:
         ("auto",),
         help="auto | gif | mp4 | gif,mp4. auto: WebM (AV1) and an MP4 fallback at --max-side; "
         "plus, as a download to share, a GIF at most --gif-max-side px of each layer's grid "
-        "and class probabilities for the first probe, its kernels and feature visualizations",
+        "and class probabilities for probe 1 (when selected), its kernels and feature "
+        "visualizations",
         parse=parse_formats,
         shown="auto",
     )

@@ -492,6 +492,7 @@ def test_the_build_names_any_file_over_50_mb(
         ("--max-side", "1000000"),
         ("--channel-side", "3"),
         ("--channel-probes", "-1"),
+        ("--contact-probes", "-1"),
         ("--jobs", "0"),
         ("--probes", "0"),
     ],

@@ -137,6 +137,12 @@ def test_layers_and_probes_carry_the_others_over(run: RunReader, tmp_path: Path)
     assert all(a.layer != "block2" or a.probe == 0 for a in carried)
     records = only.records({a.id: a for a in only.todo})
     assert set(records) >= set(previous.artefacts)  # nothing lost from the manifest
+    # --probes 2 makes probe 2 the first selected: it gets block2's per-channel views
+    added = [records[i] for i in set(records) - set(previous.artefacts)]
+    assert {(r.kind, r.layer, r.probe) for r in added} == {
+        (ArtefactKind.CHANNEL, "block2", 1),
+        (ArtefactKind.CONTACT, "block2", 1),
+    }
 
 
 def test_a_carried_over_artefact_needs_its_files(run: RunReader, tmp_path: Path) -> None:
@@ -204,6 +210,20 @@ def test_channel_pages_caps_the_per_channel_animations_of_each_conv_layer(
     none = plan(run, Manifest(), tmp_path, channel_pages=0)
     per_channel = (ArtefactKind.CHANNEL, ArtefactKind.FEATVIZ, ArtefactKind.PATCHES)
     assert not [r for r in none.wanted.values() if r.kind in per_channel]
+
+
+def test_contact_probes_chooses_how_many_probes_get_a_contact_sheet(
+    run: RunReader, tmp_path: Path
+) -> None:
+    def contacts(**options) -> set[tuple[str, int]]:
+        planned = plan(run, Manifest(), tmp_path, **options).wanted.values()
+        return {(r.layer, r.probe) for r in planned if r.kind is ArtefactKind.CONTACT}
+
+    layers = {layer.name for layer in run.layers}
+    assert contacts() == {(layer, 0) for layer in layers}  # default: the first probe
+    assert contacts(contact_probes=2) == {(layer, p) for layer in layers for p in (0, 1)}
+    assert contacts(contact_probes=0) == set()
+    assert contacts(contact_probes=1, probes=(2,)) == {(layer, 1) for layer in layers}
 
 
 def test_each_conv_layer_gets_its_kernels_and_their_change(run: RunReader, tmp_path: Path) -> None:

@@ -158,14 +158,19 @@ def test_one_pass_to_several_formats_writes_what_each_format_alone_writes(
         assert path.read_bytes() == alone.read_bytes()
 
 
+@pytest.mark.parametrize("broken_first", [True, False])
 def test_a_failure_in_one_pass_names_the_failing_file_and_leaves_no_file(
-    tmp_path: Path,
+    tmp_path: Path, broken_first: bool
 ) -> None:
+    """Either order: the failing encoder is named (not the last one opened), and the
+    other one's file, with frames already written when it comes first, goes too."""
     broken = replace(H264, options={"preset": "no-such-preset"})
-    targets = {tmp_path / "a.mp4": broken, tmp_path / "b.webm": AV1}  # the first one fails
-    with pytest.raises(EncodeError, match=r"a\.mp4: libx264 encoding failed"):
+    targets = {tmp_path / "bad.mp4": broken, tmp_path / "good.webm": AV1}
+    if not broken_first:
+        targets = dict(reversed(targets.items()))
+    with pytest.raises(EncodeError, match=r"bad\.mp4: libx264 encoding failed") as err:
         write_videos(targets, _block_frames(2), palette("seed"))
-    assert list(tmp_path.iterdir()) == []
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
