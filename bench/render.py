@@ -53,7 +53,7 @@ from generator import encode  # noqa: E402
 from generator.artefacts import layer_scales  # noqa: E402
 from generator.model import NetlapseCNN  # noqa: E402
 from generator.reader import open_run  # noqa: E402
-from generator.render.frames import layer_frames, pad_frames  # noqa: E402
+from generator.render.frames import layer_frames_by_epoch, pad_frames  # noqa: E402
 from generator.store import StoreWriter  # noqa: E402
 
 BASELINE = "6c594f3"  # the last commit with one ffmpeg process per file (imageio-ffmpeg)
@@ -176,11 +176,9 @@ def build_throughput(demo: Path, work: Path, old: Path, repeats: int) -> None:
 # -- 2. per animation ---------------------------------------------------------------------
 def render_grid(values: np.ndarray, neg: np.ndarray, pos: np.ndarray):
     """The grid frames epoch by epoch, as the build renders them."""
-    parts = [
-        layer_frames(values[e][None], neg[e : e + 1], pos[e : e + 1], captions=f"epoch {e}")
-        for e in range(len(values))
-    ]
-    return np.concatenate([part.frames for part in parts]), parts[0].palette
+    captions = [f"epoch {e}" for e in range(len(values))]
+    frames = layer_frames_by_epoch(lambda e: values[e], neg, pos, captions=captions)
+    return frames.frames, frames.palette
 
 
 def ours(values: np.ndarray, neg: np.ndarray, pos: np.ndarray, out: Path, fmt: str) -> float:

@@ -27,11 +27,8 @@ from generator.render.featviz_sheet import channel_frames as featviz_channel_fra
 from generator.render.featviz_sheet import sheet_frames as featviz_sheet_frames
 from generator.render.frames import (
     Frames,
-    caption_font_size,
-    caption_room,
     channel_frames,
-    finish,
-    layer_frames,
+    layer_frames_by_epoch,
     readable_tiles,
 )
 from generator.render.kernels import (
@@ -186,27 +183,14 @@ def _grid(
     layer, probe = artefact.layer, artefact.probe
 
     def render(max_side: int) -> Frames:
-        # Epoch by epoch into one preallocated array: the only copy of the frames, so memory
-        # grows by one small frame per epoch, never by a layer's activations.
-        room = max_side - caption_room("")
-        captions = [_caption(run, layer, probe, epoch) for epoch in range(run.epochs)]
-        frames, nonfinite, size = None, 0, 0
-        for epoch in range(run.epochs):
-            part = layer_frames(
-                run.layer_at(layer, epoch, probe)[None],
-                scales.neg[epoch : epoch + 1, probe],
-                scales.pos[epoch : epoch + 1, probe],
-                colormap=options.colormap,
-                max_side=room,
-            )
-            if frames is None:
-                size = caption_font_size(captions, part.frames.shape[2])
-            framed = finish(part.frames, captions[epoch], font_size=size)
-            if frames is None:
-                frames = np.empty((run.epochs, *framed.shape[1:]), dtype=np.uint8)
-            frames[epoch] = framed[0]
-            nonfinite += part.nonfinite
-        return Frames(frames, part.palette, nonfinite)
+        return layer_frames_by_epoch(
+            lambda epoch: run.layer_at(layer, epoch, probe),
+            scales.neg[:, probe],
+            scales.pos[:, probe],
+            captions=[_caption(run, layer, probe, epoch) for epoch in range(run.epochs)],
+            colormap=options.colormap,
+            max_side=max_side,
+        )
 
     return _write_animation(artefact, render, options, site)
 

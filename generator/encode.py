@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import ctypes
 import io
+import itertools
 import logging
 import os
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -68,20 +70,25 @@ class VideoCodec:
     container: str
     encoder: str
     options: Mapping[str, str]
+    threads_option: tuple[str, str]  # the option and its value, "{}" for the thread count
     container_options: Mapping[str, str] = field(default_factory=dict)
+
+    def options_for(self, threads: int) -> dict[str, str]:
+        """The encoder's options with its thread count set to ``threads``."""
+        name, value = self.threads_option
+        return {**self.options, name: value.format(threads)}
 
 
 # Settings chosen on frames of a 512 px bench store (bench/README.md, "Formats and sizes"):
 # PSNR against the lossless frames within about 1 dB of the old CRF 20 MP4 (whose own
 # loss is mostly yuv420p's half-resolution colour), at half (MP4) and a third (AV1) of
 # its bytes. The MP4 is the fallback for browsers without AV1, so its preset stays fast.
-# One encoder thread each: a build runs files in parallel (--jobs), where encoder threads
-# only compete for the same cores, and a threaded x264 or SVT-AV1 writes different bytes
-# on machines with different core counts; one thread writes the same file everywhere.
+# Threads: see ``encoder_threads``.
 H264 = VideoCodec(
     "mp4",
     "libx264",
-    {"crf": "24", "preset": "veryfast", "threads": "1"},
+    {"crf": "24", "preset": "veryfast"},
+    ("threads", "{}"),
     {"movflags": "+faststart"},
 )
 # Matroska gives each file a random track UID (random bytes in the WebM) unless bitexact:
@@ -89,10 +96,24 @@ H264 = VideoCodec(
 AV1 = VideoCodec(
     "webm",
     "libsvtav1",
-    {"crf": "32", "preset": "10", "svtav1-params": "lp=1"},
+    {"crf": "32", "preset": "10"},
+    ("svtav1-params", "lp={}"),
     {"fflags": "+bitexact"},
 )
 VIDEO_CODECS: Mapping[str, VideoCodec] = {"webm": AV1, "mp4": H264}
+
+# Frames of at least ``THREADED_PIXELS`` (a 512 x 512 grid) get ``LARGE_FRAME_THREADS``
+# encoder threads, smaller ones one: a build already runs one file per core (--jobs), but a
+# few large layer grids and kernel sheets are its longest files and often its last ones,
+# and two threads encode a 1-megapixel grid 1.8x faster. x264's bytes depend on its thread
+# count (SVT-AV1's do not), so the count depends on the frame size alone, never on the
+# machine's cores: the same frames make the same file on a laptop, a cluster's worker or here.
+THREADED_PIXELS, LARGE_FRAME_THREADS = 1 << 18, 2
+
+
+def encoder_threads(size: tuple[int, int]) -> int:
+    """Encoder threads for frames of ``(height, width)``."""
+    return LARGE_FRAME_THREADS if size[0] * size[1] >= THREADED_PIXELS else 1
 
 
 # -- the encoders' threads ---------------------------------------------------------------
@@ -253,68 +274,123 @@ def write_gif(
 
     ``duration_ms`` is one value or one per frame (stored in 1/100 s). Index frames keep
     their palette exactly (every frame decodes to palette colours only); RGB frames are
-    ``quantise``d first.
+    ``quantise``d first. Large GIFs are encoded in runs of frames on parallel threads
+    (``GIF_RUNS``), into the same bytes one encoder writes.
     """
     frames = _check(frames, palette)
     if palette is None:
         frames, palette = quantise(frames)
     centis = _gif_durations(duration_ms, len(frames))
+    starts = np.concatenate([[0], np.cumsum(centis)[:-1]]).tolist()
+    length = dict(zip(starts, centis, strict=True))  # the muxer reads each delay from its packet
     argb = np.empty((256, 4), dtype=np.uint8)
     argb[:, 0], argb[:, 1:] = 255, palette
-    height, width = frames.shape[1:3]
+    runs = _gif_runs(len(frames), frames[0].size)
     with (
         _atomic(path, "GIF") as tmp,
         av.open(str(tmp), "w", format="gif", options={"loop": str(loop)}) as container,
     ):
         stream = container.add_stream("gif", rate=100)
-        stream.width, stream.height, stream.pix_fmt = width, height, "pal8"
-        stream.time_base = Fraction(1, 100)
-        starts = np.concatenate([[0], np.cumsum(centis)[:-1]]).tolist()
-        length = dict(
-            zip(starts, centis, strict=True)
-        )  # the muxer reads each delay from its packet
-
-        def timed(packets: list[av.Packet]) -> list[av.Packet]:
-            for packet in packets:
-                packet.duration = length[packet.pts]
-            return packets
-
-        for frame, start in zip(frames, starts, strict=True):
-            image = av.VideoFrame.from_ndarray((np.ascontiguousarray(frame), argb), format="pal8")
-            image.pts, image.time_base = start, Fraction(1, 100)
-            container.mux(timed(stream.encode(image)))
-        container.mux(timed(stream.encode(None)))
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt, stream.time_base = "pal8", GIF_TIME_BASE
+        with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+            encoded = [pool.submit(_gif_run, frames, argb, starts, run) for run in runs]
+            for packets in encoded:
+                for packet in packets.result():
+                    packet.stream, packet.duration = stream, length[packet.pts]
+                    container.mux(packet)
     return Path(path)
 
 
+# FFmpeg's GIF encoder has no threads of its own, and a large GIF (a 1-megapixel layer grid
+# over 31 epochs: 23 MB) is mostly its LZW compression. PyAV lets go of the GIL while it
+# encodes, so a GIF of at least ``GIF_RUN_PIXELS`` pixels a frame is cut into ``GIF_RUNS``
+# runs of frames, each encoded on its own thread. Each frame is stored as its change from
+# the frame before, so a run's encoder first sees the frame before the run (its packet
+# dropped): every frame is stored exactly as one encoder stores it, and the file is the
+# same, byte for byte (tests/test_encode.py). The split depends only on the frames, never
+# on the machine, like everything that decides a file's bytes.
+GIF_RUNS, GIF_RUN_PIXELS = 2, 1 << 18
+GIF_TIME_BASE = Fraction(1, 100)
+
+
+def _gif_runs(count: int, pixels: int) -> list[range]:
+    """The runs of frame numbers that ``write_gif`` encodes in parallel."""
+    runs = min(GIF_RUNS if pixels >= GIF_RUN_PIXELS else 1, count)
+    bounds = [round(count * k / runs) for k in range(runs + 1)]
+    return [range(first, stop) for first, stop in itertools.pairwise(bounds)]
+
+
+def _gif_run(
+    frames: np.ndarray, argb: np.ndarray, starts: list[int], run: range
+) -> list[av.Packet]:
+    """The GIF packets of ``frames[run]``, from a fresh encoder that first sees the frame
+    before the run, so the run's first frame is stored as a change from it."""
+    context = av.codec.CodecContext.create("gif", "w")
+    context.height, context.width = frames.shape[1:3]
+    context.pix_fmt, context.time_base = "pal8", GIF_TIME_BASE
+    first = starts[run.start]
+    packets = []
+    for number in range(max(run.start - 1, 0), run.stop):
+        image = av.VideoFrame.from_ndarray(
+            (np.ascontiguousarray(frames[number]), argb), format="pal8"
+        )
+        image.pts, image.time_base = starts[number], GIF_TIME_BASE
+        packets += context.encode(image)
+    packets += context.encode(None)
+    return [packet for packet in packets if packet.pts >= first]
+
+
 # -- video -------------------------------------------------------------------------------
-def yuv420_planes(frame: np.ndarray, table: np.ndarray | None) -> np.ndarray:
+@dataclass(frozen=True)
+class PaletteYuv:
+    """A palette's yuv420p lookups: ``luma`` ``(256,)`` uint8 Y, and ``chroma`` ``(256,)``
+    uint32 with Cb and Cr in 1/64 steps packed into its low and high 16 bits, so the 2x2
+    means of both chroma planes come from one lookup and three integer adds per block
+    (four 1/64-step values sum to at most 61 440: the halves never carry into each other)."""
+
+    luma: np.ndarray
+    chroma: np.ndarray
+
+    @classmethod
+    def of(cls, palette: np.ndarray) -> PaletteYuv:
+        table = yuv_of(palette)
+        cb, cr = (np.rint(table[:, k] * CHROMA_STEPS).astype(np.uint32) for k in (1, 2))
+        return cls(np.rint(table[:, 0]).astype(np.uint8), cb | (cr << 16))
+
+
+CHROMA_STEPS = 64  # fixed-point steps per chroma level in ``PaletteYuv.chroma``
+
+
+def yuv420_planes(frame: np.ndarray, lookup: PaletteYuv | None) -> np.ndarray:
     """One even-sized frame as a ``(H * 3 // 2, W)`` uint8 yuv420p image (Y, then Cb and
-    Cr at half resolution, each the mean of its 2x2 block), BT.709 limited range. For
-    index frames ``table`` is the palette's ``yuv_of``: one lookup per pixel and plane, no
-    matrix. Plane by plane, with the 2x2 means as four strided adds: a generic mean over
-    reshaped axes was half of a whole build's time (bench/README.md)."""
+    Cr at half resolution, each the mean of its 2x2 block), BT.709 limited range. Index
+    frames go through their palette's ``lookup`` (no colour matrix per pixel); RGB frames
+    through ``yuv_of``. Plane by plane, with the 2x2 means as strided adds: a generic mean
+    over reshaped axes was half of a whole build's time (bench/README.md)."""
     height, width = frame.shape[:2]
     planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
-    chroma_out = planes[height:].reshape(2, (height // 2) * (width // 2))
-    if table is not None:
-        planes[:height] = np.rint(table[:, 0]).astype(np.uint8)[frame]
-        chroma = (table[:, 1][frame], table[:, 2][frame])
-    else:
+    chroma_out = planes[height:].reshape(2, height // 2, width // 2)
+    if lookup is None:
         yuv = yuv_of(frame)
         planes[:height] = np.rint(yuv[..., 0])
-        chroma = (yuv[..., 1], yuv[..., 2])
-    for out, plane in zip(chroma_out, chroma, strict=True):
-        out[:] = np.rint(_block_means(plane)).ravel()
+        for out, plane in zip(chroma_out, (yuv[..., 1], yuv[..., 2]), strict=True):
+            out[:] = np.rint(_block_sums(plane) * 0.25)
+        return planes
+    np.take(lookup.luma, frame, out=planes[:height])
+    sums = _block_sums(lookup.chroma[frame])  # both planes, 4 * CHROMA_STEPS per level
+    sums += (2 * CHROMA_STEPS) * (1 | 1 << 16)  # round half up in both halves
+    shift = (4 * CHROMA_STEPS).bit_length() - 1
+    chroma_out[0] = (sums >> shift) & 0xFF
+    chroma_out[1] = sums >> (16 + shift)
     return planes
 
 
-def _block_means(plane: np.ndarray) -> np.ndarray:
-    """The mean of each 2x2 block of an even-sized float plane, at half resolution."""
+def _block_sums(plane: np.ndarray) -> np.ndarray:
+    """The sum of each 2x2 block of an even-sized plane, at half resolution."""
     total = plane[0::2, 0::2] + plane[1::2, 0::2]
     total += plane[0::2, 1::2]
     total += plane[1::2, 1::2]
-    total *= 0.25
     return total
 
 
@@ -354,15 +430,18 @@ def write_videos(
         pad = BACKGROUND_INDEX if palette is not None else rgb_of(BACKGROUND_INDEX)
     size = tuple(side + side % 2 for side in frames.shape[1:3])
     rate = Fraction(fps).limit_denominator(1001)
-    table = yuv_of(palette) if palette is not None else None
+    lookup = PaletteYuv.of(palette) if palette is not None else None
     with _normal_priority(), ExitStack() as stack:
         outputs = [
             (path, codec, stack.enter_context(_video_output(path, codec, size, rate)))
             for path, codec in targets.items()
         ]
-        for number, frame in enumerate(frames):  # one frame at a time: memory stays flat
-            even = pad_frames(frame[None], 2, pad)[0]
-            image = av.VideoFrame.from_ndarray(yuv420_planes(even, table), format="yuv420p")
+
+        def planes(frame: np.ndarray) -> np.ndarray:
+            return yuv420_planes(pad_frames(frame[None], 2, pad)[0], lookup)
+
+        for number, yuv in enumerate(_one_ahead(planes, frames)):
+            image = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             image.pts, image.time_base = number, 1 / rate
             for path, codec, (container, stream) in outputs:
                 with _named(path, codec.encoder):
@@ -371,6 +450,21 @@ def write_videos(
             with _named(path, codec.encoder):
                 container.mux(stream.encode(None))
     return [Path(path) for path in targets]
+
+
+def _one_ahead(
+    convert: Callable[[np.ndarray], np.ndarray], frames: np.ndarray
+) -> Iterator[np.ndarray]:
+    """``convert(frame)`` for each frame, the next one computed on a thread while the caller
+    encodes the current one (numpy and the encoders let go of the GIL): the colour
+    conversion overlaps the encoding, and memory holds two converted frames, not all."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(convert, frames[0])
+        for number in range(len(frames)):
+            current = ahead.result()
+            if number + 1 < len(frames):
+                ahead = pool.submit(convert, frames[number + 1])
+            yield current
 
 
 @contextmanager
@@ -387,7 +481,7 @@ def _video_output(
     ):
         stream = container.add_stream(codec.encoder, rate=rate)
         (stream.height, stream.width), stream.pix_fmt = size, "yuv420p"
-        stream.options = dict(codec.options)
+        stream.options = codec.options_for(encoder_threads(size))
         context = stream.codec_context
         context.color_primaries = context.color_trc = context.colorspace = BT709
         context.color_range = LIMITED_RANGE

@@ -86,7 +86,7 @@ def test_per_channel_kernel_contact_and_probe_artefacts(site: Path, demo_run: Pa
         for probe in (0,)
         for c in range(min(layer.channels, CHANNEL_PAGES))
     }
-    assert channels == expected  # default --channel-probes 1, --channel-pages 64
+    assert channels == expected  # default --channel-probes 1, --channel-pages 32
     kernels = {r["layer"] for r in records if r["kind"] == "kernels"}
     assert kernels == {layer.name for layer in run.conv_layers}
     contacts = [r for r in records if r["kind"] == "contact"]  # default --contact-probes 1

@@ -16,10 +16,13 @@ import numpy as np
 import pytest
 from PIL import GifImagePlugin, Image
 
+from generator import encode
 from generator.encode import (
     AV1,
     H264,
     VIDEO_CODECS,
+    PaletteYuv,
+    encoder_threads,
     write_gif,
     write_mp4,
     write_png,
@@ -27,6 +30,7 @@ from generator.encode import (
     write_video,
     write_videos,
     write_webm,
+    yuv420_planes,
 )
 from generator.errors import EncodeError
 from generator.render.colormaps import palette
@@ -113,6 +117,24 @@ def test_gif_frames_decode_to_exactly_the_palette_colours(tmp_path: Path) -> Non
     np.testing.assert_array_equal(decoded, pal[frames])
     assert info["decoder"] == "gif"
     assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("runs", [2, 3])
+def test_a_gif_encoded_in_parallel_runs_is_the_file_one_encoder_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, runs: int
+) -> None:
+    """Large GIFs are encoded in runs of frames on threads; each frame is stored as its
+    change from the frame before, across run boundaries too, so the bytes are the same."""
+    frames, pal = _block_frames(7), palette("seed")
+    frames[3:5, :8] = 253  # a still band, so the changed rectangle is not the whole frame
+    durations = [100, 200, 300, 400, 500, 600, 700]
+    monkeypatch.setattr(encode, "GIF_RUN_PIXELS", 0)
+    monkeypatch.setattr(encode, "GIF_RUNS", 1)
+    one = write_gif(tmp_path / "one.gif", frames, pal, duration_ms=durations).read_bytes()
+    monkeypatch.setattr(encode, "GIF_RUNS", runs)
+    split = write_gif(tmp_path / "split.gif", frames, pal, duration_ms=durations)
+    assert split.read_bytes() == one
+    np.testing.assert_array_equal(_decode(split)[0], pal[frames])
 
 
 def test_gif_from_rgb_uses_one_palette_without_flicker(tmp_path: Path) -> None:
@@ -203,6 +225,36 @@ def test_video_from_rgb(tmp_path: Path, writer) -> None:
     frames = np.full((3, 32, 32, 3), (200, 40, 90), dtype=np.uint8)
     decoded, _ = _decode(writer(tmp_path / "rgb.video", frames, fps=10))
     assert len(decoded) == 3 and np.abs(decoded.astype(int) - (200, 40, 90)).max() <= 6
+
+
+def test_large_frames_get_two_encoder_threads_and_small_ones_one() -> None:
+    assert encoder_threads((512, 512)) == 2 and encoder_threads((511, 512)) == 1
+    assert H264.options_for(2)["threads"] == "2"
+    assert AV1.options_for(2)["svtav1-params"] == "lp=2"
+
+
+def test_the_av1_bytes_do_not_depend_on_the_encoder_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why only x264's thread count has to be fixed: SVT-AV1 writes the same file with any."""
+    frames, pal = _block_frames(4, h=64, w=64), palette("seed")  # 512 x 512
+    monkeypatch.setattr(encode, "LARGE_FRAME_THREADS", 1)
+    one = write_webm(tmp_path / "one.webm", frames, pal).read_bytes()
+    monkeypatch.setattr(encode, "LARGE_FRAME_THREADS", 3)
+    assert write_webm(tmp_path / "three.webm", frames, pal).read_bytes() == one
+
+
+def test_index_frames_give_the_planes_of_their_rgb_colours_within_one_level() -> None:
+    """Index frames take the palette's lookups (chroma means in 1/64 steps); RGB frames the
+    colour matrix per pixel: the planes agree, luma exactly."""
+    rng = np.random.default_rng(1)
+    for name in ("seed", "diverging"):
+        pal = palette(name)
+        frame = rng.integers(0, 256, (64, 48), dtype=np.uint8)
+        by_index = yuv420_planes(frame, PaletteYuv.of(pal))
+        by_rgb = yuv420_planes(pal[frame], None)
+        np.testing.assert_array_equal(by_index[:64], by_rgb[:64])
+        assert np.abs(by_index.astype(int) - by_rgb).max() <= 1
 
 
 @pytest.mark.parametrize("writer", [write_gif, write_mp4, write_webm])

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from generator.render import frames as frames_module
 from generator.render.colormaps import (
     BACKGROUND_INDEX,
     RAMP_SIZE,
@@ -17,10 +18,14 @@ from generator.render.colormaps import (
 )
 from generator.render.frames import (
     Frames,
+    caption_font_size,
+    caption_room,
     channel_frames,
+    finish,
     grid_frames,
     grid_shape,
     layer_frames,
+    layer_frames_by_epoch,
     pad_frames,
     resize_nearest,
 )
@@ -114,6 +119,31 @@ def test_layer_frames_colours_and_scales() -> None:
     rgb = f.rgb()
     assert rgb.shape == (2, 4, 10, 3)
     assert tuple(rgb[0, 0, 0]) == tuple(palette("seed")[RAMP_SIZE - 1])
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_a_layer_grid_rendered_epoch_by_epoch_on_threads_is_each_epochs_grid(
+    monkeypatch: pytest.MonkeyPatch, threads: int
+) -> None:
+    """What the build animates: each epoch read on its own, its frame the epoch's own grid
+    with a caption strip sized for the longest caption, whatever the threads."""
+    monkeypatch.setattr(frames_module, "RENDER_THREADS", threads)
+    rng = np.random.default_rng(0)
+    values = rng.normal(size=(5, 6, 9, 9)).astype(np.float16)
+    values[3, 2, 4, 4] = np.nan
+    neg, pos = rng.uniform(1, 3, (5, 6)), rng.uniform(1, 3, (5, 6))
+    captions = ["epoch 0", "epoch 1", "epoch 2", "a much longer caption for epoch 3", "e4"]
+    read = []
+    out = layer_frames_by_epoch(
+        lambda e: read.append(e) or values[e], neg, pos, captions=captions, max_side=200
+    )
+    assert sorted(read) == list(range(5)) and out.nonfinite == 1
+    room = 200 - caption_room("")
+    size = caption_font_size(captions, out.frames.shape[2])
+    for e in range(5):
+        grid = layer_frames(values[e][None], neg[e : e + 1], pos[e : e + 1], max_side=room)
+        framed = finish(grid.frames, captions[e], font_size=size)
+        np.testing.assert_array_equal(out.frames[e], framed[0])
 
 
 def test_linear_layer_renders_as_cells() -> None:
