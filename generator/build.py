@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from generator.plan import (
 )
 from generator.reader import RunReader, open_run
 from generator.site import render_site, write_bytes_atomic, write_rendered
+from generator.threads import single_threaded
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +68,12 @@ class BuildResult:
 def build(config: BuildConfig) -> BuildResult:
     """Make the site's media, pages and manifest for ``config.stores``."""
     # Entered first: an unreachable --scheduler is refused before anything is written.
-    with job_runner(workers=config.jobs, scheduler=config.scheduler) as runner:
+    with (
+        job_runner(workers=config.jobs, scheduler=config.scheduler) as runner,
+        ExitStack() as stack,
+    ):
+        if config.live:  # beside training: one thread per file (generator/threads.py)
+            stack.enter_context(single_threaded())
         return _build(config, check_out_folder(config.out, config.stores), runner)
 
 

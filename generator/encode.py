@@ -11,11 +11,12 @@ indices with a ``(256, 3)`` uint8 palette, or ``(T, H, W, 3)`` uint8 RGB (palett
   (``quantise``) so colours do not flicker. FFmpeg's GIF encoder stores only the changed
   rectangle of each frame. Loops forever.
 * Video (``VIDEO_CODECS``): yuv420p, limited-range BT.709, tagged so browsers show the
-  colours meant; the planes are computed in numpy (for index frames one lookup per plane
-  in the palette's ``yuv_of`` table). Odd sizes are padded by one pixel (yuv420p needs
-  even sides), never rescaled. ``mp4``: H.264 with ``+faststart`` (the ``moov`` atom first,
-  so a browser starts at once), which every browser plays; ``webm``: AV1 (SVT-AV1), about
-  a third of the MP4's bytes at the same quality, which the gallery offers first.
+  colours meant; the planes are computed in numpy (for index frames through the palette's
+  ``PaletteYuv`` lookups, no colour matrix per pixel). Odd sizes are padded by one pixel
+  (yuv420p needs even sides), never rescaled. ``mp4``: H.264 with ``+faststart`` (the
+  ``moov`` atom first, so a browser starts at once), which every browser plays; ``webm``:
+  AV1 (SVT-AV1), about a third of the MP4's bytes at the same quality, which the gallery
+  offers first.
 
 Every file is written under a temporary name in its folder and moved into place with
 ``os.replace``, so a killed build never leaves a half file under the final name. Failures
@@ -32,9 +33,10 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import partial
 from pathlib import Path
 
 # SVT-AV1 prints a banner and its settings to stderr for every file unless told otherwise
@@ -55,6 +57,7 @@ from generator.render.colormaps import (  # noqa: E402
     yuv_of,
 )
 from generator.render.frames import pad_frames  # noqa: E402
+from generator.threads import helper_threads  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -102,17 +105,20 @@ AV1 = VideoCodec(
 )
 VIDEO_CODECS: Mapping[str, VideoCodec] = {"webm": AV1, "mp4": H264}
 
-# Frames of at least ``THREADED_PIXELS`` (a 512 x 512 grid) get ``LARGE_FRAME_THREADS``
-# encoder threads, smaller ones one: a build already runs one file per core (--jobs), but a
-# few large layer grids and kernel sheets are its longest files and often its last ones,
-# and two threads encode a 1-megapixel grid 1.8x faster. x264's bytes depend on its thread
+# Frames of at least ``THREADED_PIXELS`` (about 724 x 724: the layer grids of a 512 px run,
+# large kernel sheets) get ``LARGE_FRAME_THREADS`` encoder threads, smaller ones one: a
+# build already runs one file per core (--jobs), but those few large files are its longest
+# and often its last ones, and two threads encode a 1-megapixel grid 1.8x faster
+# (bench/README.md). The demo's grids (about 560 px) stay on one thread, so the live
+# gallery's builds beside training stay light. x264's bytes depend on its thread
 # count (SVT-AV1's do not), so the count depends on the frame size alone, never on the
 # machine's cores: the same frames make the same file on a laptop, a cluster's worker or here.
-THREADED_PIXELS, LARGE_FRAME_THREADS = 1 << 18, 2
+THREADED_PIXELS, LARGE_FRAME_THREADS = 1 << 19, 2
 
 
 def encoder_threads(size: tuple[int, int]) -> int:
-    """Encoder threads for frames of ``(height, width)``."""
+    """Encoder threads for frames of ``(height, width)``, the padded (even) size the
+    encoder is given."""
     return LARGE_FRAME_THREADS if size[0] * size[1] >= THREADED_PIXELS else 1
 
 
@@ -275,7 +281,7 @@ def write_gif(
     ``duration_ms`` is one value or one per frame (stored in 1/100 s). Index frames keep
     their palette exactly (every frame decodes to palette colours only); RGB frames are
     ``quantise``d first. Large GIFs are encoded in runs of frames on parallel threads
-    (``GIF_RUNS``), into the same bytes one encoder writes.
+    (``_gif_runs``), into the same bytes one encoder writes.
     """
     frames = _check(frames, palette)
     if palette is None:
@@ -293,30 +299,41 @@ def write_gif(
         stream = container.add_stream("gif", rate=100)
         stream.height, stream.width = frames.shape[1:3]
         stream.pix_fmt, stream.time_base = "pal8", GIF_TIME_BASE
-        with ThreadPoolExecutor(max_workers=len(runs)) as pool:
-            encoded = [pool.submit(_gif_run, frames, argb, starts, run) for run in runs]
-            for packets in encoded:
-                for packet in packets.result():
-                    packet.stream, packet.duration = stream, length[packet.pts]
-                    container.mux(packet)
+        for packets in _in_parallel(partial(_gif_run, frames, argb, starts), runs):
+            for packet in packets:
+                packet.stream, packet.duration = stream, length[packet.pts]
+                container.mux(packet)
     return Path(path)
+
+
+def _in_parallel(
+    work: Callable[[range], list[av.Packet]], runs: list[range]
+) -> Iterator[list[av.Packet]]:
+    """``work(run)`` for each run, in order: on one thread per run when there are several."""
+    if len(runs) == 1:
+        yield work(runs[0])
+        return
+    with ThreadPoolExecutor(max_workers=len(runs)) as pool:
+        for done in [pool.submit(work, run) for run in runs]:
+            yield done.result()
 
 
 # FFmpeg's GIF encoder has no threads of its own, and a large GIF (a 1-megapixel layer grid
 # over 31 epochs: 23 MB) is mostly its LZW compression. PyAV lets go of the GIL while it
-# encodes, so a GIF of at least ``GIF_RUN_PIXELS`` pixels a frame is cut into ``GIF_RUNS``
-# runs of frames, each encoded on its own thread. Each frame is stored as its change from
-# the frame before, so a run's encoder first sees the frame before the run (its packet
-# dropped): every frame is stored exactly as one encoder stores it, and the file is the
-# same, byte for byte (tests/test_encode.py). The split depends only on the frames, never
-# on the machine, like everything that decides a file's bytes.
-GIF_RUNS, GIF_RUN_PIXELS = 2, 1 << 18
+# encodes, so a GIF of at least ``GIF_RUN_PIXELS`` pixels a frame is cut into one run of
+# frames per helper thread (generator/threads.py), each encoded on its own thread. Each
+# frame is stored as its change from the frame before, so a run's encoder first sees the
+# frame before the run (its packet dropped): every frame is stored exactly as one encoder
+# stores it, and the file is the same, byte for byte, however many runs
+# (tests/test_encode.py). With ``--formats auto`` the GIFs are small (``--gif-max-side``);
+# this is for ``--formats gif`` and the like.
+GIF_RUN_PIXELS = 1 << 18
 GIF_TIME_BASE = Fraction(1, 100)
 
 
 def _gif_runs(count: int, pixels: int) -> list[range]:
     """The runs of frame numbers that ``write_gif`` encodes in parallel."""
-    runs = min(GIF_RUNS if pixels >= GIF_RUN_PIXELS else 1, count)
+    runs = min(helper_threads() if pixels >= GIF_RUN_PIXELS else 1, count)
     bounds = [round(count * k / runs) for k in range(runs + 1)]
     return [range(first, stop) for first, stop in itertools.pairwise(bounds)]
 
@@ -347,13 +364,15 @@ class PaletteYuv:
     """A palette's yuv420p lookups: ``luma`` ``(256,)`` uint8 Y, and ``chroma`` ``(256,)``
     uint32 with Cb and Cr in 1/64 steps packed into its low and high 16 bits, so the 2x2
     means of both chroma planes come from one lookup and three integer adds per block
-    (four 1/64-step values sum to at most 61 440: the halves never carry into each other)."""
+    (four 1/64-step values of at most 255, plus 128 to round, sum to at most 65 408: the
+    halves never carry into each other)."""
 
     luma: np.ndarray
     chroma: np.ndarray
 
     @classmethod
     def of(cls, palette: np.ndarray) -> PaletteYuv:
+        """The lookups of a ``(256, 3)`` palette's colours (``yuv_of``)."""
         table = yuv_of(palette)
         cb, cr = (np.rint(table[:, k] * CHROMA_STEPS).astype(np.uint32) for k in (1, 2))
         return cls(np.rint(table[:, 0]).astype(np.uint8), cb | (cr << 16))
@@ -440,7 +459,8 @@ def write_videos(
         def planes(frame: np.ndarray) -> np.ndarray:
             return yuv420_planes(pad_frames(frame[None], 2, pad)[0], lookup)
 
-        for number, yuv in enumerate(_one_ahead(planes, frames)):
+        converted = stack.enter_context(closing(_one_ahead(planes, frames)))
+        for number, yuv in enumerate(converted):
             image = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             image.pts, image.time_base = number, 1 / rate
             for path, codec, (container, stream) in outputs:
@@ -455,9 +475,13 @@ def write_videos(
 def _one_ahead(
     convert: Callable[[np.ndarray], np.ndarray], frames: np.ndarray
 ) -> Iterator[np.ndarray]:
-    """``convert(frame)`` for each frame, the next one computed on a thread while the caller
-    encodes the current one (numpy and the encoders let go of the GIL): the colour
-    conversion overlaps the encoding, and memory holds two converted frames, not all."""
+    """``convert(frame)`` for each frame, the next one computed on a helper thread while
+    the caller encodes the current one (numpy and the encoders let go of the GIL): the
+    colour conversion overlaps the encoding, and memory holds two converted frames, not
+    all. On one thread (generator/threads.py) each frame is converted when it is needed."""
+    if helper_threads() == 1:
+        yield from (convert(frame) for frame in frames)
+        return
     with ThreadPoolExecutor(max_workers=1) as pool:
         ahead = pool.submit(convert, frames[0])
         for number in range(len(frames)):

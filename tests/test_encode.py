@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 from PIL import GifImagePlugin, Image
 
-from generator import encode
+from generator import encode, threads
 from generator.encode import (
     AV1,
     H264,
     VIDEO_CODECS,
     PaletteYuv,
-    encoder_threads,
     write_gif,
     write_mp4,
     write_png,
@@ -34,6 +33,7 @@ from generator.encode import (
 )
 from generator.errors import EncodeError
 from generator.render.colormaps import palette
+from generator.threads import single_threaded
 
 # Lowest PSNR (dB) of decoded frames against the lossless frames, for frames of 8x8
 # palette-colour blocks (measured 42.5 for MP4 and 34.5 for WebM with the shipped settings;
@@ -129,9 +129,9 @@ def test_a_gif_encoded_in_parallel_runs_is_the_file_one_encoder_writes(
     frames[3:5, :8] = 253  # a still band, so the changed rectangle is not the whole frame
     durations = [100, 200, 300, 400, 500, 600, 700]
     monkeypatch.setattr(encode, "GIF_RUN_PIXELS", 0)
-    monkeypatch.setattr(encode, "GIF_RUNS", 1)
-    one = write_gif(tmp_path / "one.gif", frames, pal, duration_ms=durations).read_bytes()
-    monkeypatch.setattr(encode, "GIF_RUNS", runs)
+    with single_threaded():
+        one = write_gif(tmp_path / "one.gif", frames, pal, duration_ms=durations).read_bytes()
+    monkeypatch.setattr(threads, "HELPER_THREADS", runs)
     split = write_gif(tmp_path / "split.gif", frames, pal, duration_ms=durations)
     assert split.read_bytes() == one
     np.testing.assert_array_equal(_decode(split)[0], pal[frames])
@@ -227,17 +227,19 @@ def test_video_from_rgb(tmp_path: Path, writer) -> None:
     assert len(decoded) == 3 and np.abs(decoded.astype(int) - (200, 40, 90)).max() <= 6
 
 
-def test_large_frames_get_two_encoder_threads_and_small_ones_one() -> None:
-    assert encoder_threads((512, 512)) == 2 and encoder_threads((511, 512)) == 1
-    assert H264.options_for(2)["threads"] == "2"
-    assert AV1.options_for(2)["svtav1-params"] == "lp=2"
+def test_large_frames_get_two_x264_threads_and_small_ones_one(tmp_path: Path) -> None:
+    """The thread count, which decides x264's bytes, follows the frame size alone (x264
+    writes its settings into the file)."""
+    large = write_mp4(tmp_path / "large.mp4", _block_frames(2, h=64, w=128), palette("seed"))
+    small = write_mp4(tmp_path / "small.mp4", _block_frames(2, h=64, w=127), palette("seed"))
+    assert b" threads=2 " in large.read_bytes() and b" threads=1 " in small.read_bytes()
 
 
 def test_the_av1_bytes_do_not_depend_on_the_encoder_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Why only x264's thread count has to be fixed: SVT-AV1 writes the same file with any."""
-    frames, pal = _block_frames(4, h=64, w=64), palette("seed")  # 512 x 512
+    frames, pal = _block_frames(4, h=64, w=128), palette("seed")  # 512 x 1024
     monkeypatch.setattr(encode, "LARGE_FRAME_THREADS", 1)
     one = write_webm(tmp_path / "one.webm", frames, pal).read_bytes()
     monkeypatch.setattr(encode, "LARGE_FRAME_THREADS", 3)
@@ -350,6 +352,8 @@ watcher.start()
 frames = (np.random.default_rng(0).random((30, 128, 128, 3)) * 255).astype(np.uint8)
 for number in range(2):
     write_webm(f"{number}.webm", frames)
+large = (np.random.default_rng(1).random((4, 512, 1024, 3)) * 255).astype(np.uint8)
+write_webm("large.webm", large)  # two encoder threads (lp=2)
 done.set()
 watcher.join()
 print(before, os.sched_getscheduler(0), sorted(seen))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.render import frames as frames_module
+from generator import threads as threads_module
 from generator.render.colormaps import (
     BACKGROUND_INDEX,
     RAMP_SIZE,
@@ -127,7 +127,7 @@ def test_a_layer_grid_rendered_epoch_by_epoch_on_threads_is_each_epochs_grid(
 ) -> None:
     """What the build animates: each epoch read on its own, its frame the epoch's own grid
     with a caption strip sized for the longest caption, whatever the threads."""
-    monkeypatch.setattr(frames_module, "RENDER_THREADS", threads)
+    monkeypatch.setattr(threads_module, "HELPER_THREADS", threads)
     rng = np.random.default_rng(0)
     values = rng.normal(size=(5, 6, 9, 9)).astype(np.float16)
     values[3, 2, 4, 4] = np.nan

@@ -1,7 +1,8 @@
-"""The renderer: recorded arrays in, frames (palette indices or RGB) out; no I/O.
+"""The renderer: recorded arrays in, frames (palette indices or RGB) out; no I/O of its own.
 
-It takes plain numpy arrays (the build stage reads the store and passes them in) and
-never writes files (``generator.encode`` does). Modules: ``colormaps`` (values -> palette
+It takes plain numpy arrays (the build stage reads the store and passes them in, or a
+function that reads one epoch, as ``frames.layer_frames_by_epoch`` takes) and never
+writes files (``generator.encode`` does). Modules: ``colormaps`` (values -> palette
 indices, scale modes), ``frames`` (grids, sizes, padding), ``captions`` (text strips),
 ``kernels``, ``probs`` (probe image + class bars) and ``contact`` (contact sheets).
 """

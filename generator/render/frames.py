@@ -30,6 +30,7 @@ from generator.render.colormaps import (
     palette,
     rgb_of,
 )
+from generator.threads import helper_threads
 
 MIN_CAPTION_WIDTH = 256
 
@@ -316,12 +317,6 @@ def layer_frames(
     return Frames(frames, palette(colormap), mapped.nonfinite)
 
 
-# Rendering a grid is numpy work on whole arrays, which lets go of the GIL, so a layer's
-# epochs are rendered on ``RENDER_THREADS`` threads: a 1-megapixel grid's frames take half
-# the time on two cores. The frames do not depend on how many threads drew them.
-RENDER_THREADS = 2
-
-
 def layer_frames_by_epoch(
     read: Callable[[int], np.ndarray],
     neg: np.ndarray,
@@ -358,7 +353,9 @@ def layer_frames_by_epoch(
         frames[epoch] = finish(part.frames, captions[epoch], font_size=size)[0]
         return part.nonfinite
 
-    with ThreadPoolExecutor(max_workers=RENDER_THREADS) as pool:
+    # numpy work on whole arrays lets go of the GIL, so the epochs are drawn on the
+    # process's helper threads (generator/threads.py); the frames do not depend on how many.
+    with ThreadPoolExecutor(max_workers=helper_threads()) as pool:
         nonfinite = first.nonfinite + sum(pool.map(draw, range(1, len(captions))))
     return Frames(frames, first.palette, nonfinite)
 
