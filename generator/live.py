@@ -7,11 +7,12 @@ training process never shares its interpreter (or its GIL) with the build. Reque
 arrive while a build runs fold into one next build, so a slow build never queues up.
 
 A build during training is the *first look* (``LIVE_PROBES``, ``LIVE_COST``): every page
-and chart, and for the first probe each layer's grid, contact sheet, kernels and
-feature-visualization sheet, as MP4 only, in one process. That is about a tenth of a
-full build's work, so it keeps pace with training on the share of a core that ``nice
-10`` gets (on a busy 2-core machine: about a tenth of one core, which costs training
-about as much; measured in bench/README.md). Per-channel pages and animations, the other
+and chart, and for the first probe each layer's grid, kernels and feature-visualization
+sheet, as MP4 only, in one process on one thread (``generator.threads``). That is under a
+tenth of a full build's work, and it runs at ``nice 15``: a niced build that is still
+busy when the next epoch commits takes its scheduler share from training the whole time,
+about a tenth of a core at ``nice 10`` (training measured 12 % slower), about 3 % at
+``nice 15`` (bench/README.md). Per-channel pages and animations, the other
 probes and the WebM/GIF files come with ``finish()``: the last, ordinary build at normal
 priority, which the recorder waits for; its pages no longer say "still training", and
 its files are the ones a separate ``build`` writes.
@@ -32,12 +33,13 @@ from generator.errors import NetlapseError
 
 log = logging.getLogger(__name__)
 
-LIVE_PRIORITY = 10
+LIVE_PRIORITY = 15
 # The first look, built after each epoch while training runs (see the module docstring):
 # the first probe unless the user's options choose others, then what keeps it cheap, which
 # the user's options for the final build do not override.
 LIVE_PROBES = ("--probes", "1")
-LIVE_COST = ("--channel-probes", "0", "--channel-pages", "0", "--formats", "mp4", "--jobs", "1")
+LIVE_COST = ("--channel-probes", "0", "--channel-pages", "0", "--contact-probes", "0")
+LIVE_COST += ("--formats", "mp4", "--jobs", "1")
 
 
 class LiveSiteError(NetlapseError, RuntimeError):
