@@ -297,7 +297,9 @@ def video_psnr(store: Path, out: Path) -> list[tuple[str, ...]]:
     layer's grid (probe 1), for today's MP4 settings and each new format."""
     import av
 
-    today = encode.VideoCodec("mp4", "libx264", {"crf": "20", "preset": "veryfast"})
+    today = encode.VideoCodec(
+        "mp4", "libx264", {"crf": "20", "preset": "veryfast"}, ("threads", "{}")
+    )
     codecs = {"today: H.264 CRF 20 veryfast": today, **encode.VIDEO_CODECS}
     run, errors = open_run(store), {name: [] for name in codecs}
     sizes = dict.fromkeys(codecs, 0)
