@@ -8,7 +8,7 @@ arrive while a build runs fold into one next build, so a slow build never queues
 
 A build during training is the *first look* (``LIVE_PROBES``, ``LIVE_COST``): every page
 and chart, and for the first probe each layer's grid, kernels and feature-visualization
-sheet, as MP4 only, in one process on one thread (``generator.threads``). That is under a
+sheet, as MP4 only, in one process, single-threaded (``generator.threads``). That is under a
 tenth of a full build's work, and it runs at ``nice 15``: a niced build that is still
 busy when the next epoch commits takes its scheduler share from training the whole time,
 about a tenth of a core at ``nice 10`` (training measured 12 % slower), about 3 % at

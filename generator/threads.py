@@ -27,7 +27,8 @@ def helper_threads() -> int:
 
 @contextmanager
 def single_threaded() -> Iterator[None]:
-    """Within the block, every file's work runs on the calling thread alone."""
+    """Within the block, each file's rendering and encoding run on one thread at a time
+    (the encoders' own threads still follow ``encode.encoder_threads``)."""
     global _single
     previous, _single = _single, True
     try:

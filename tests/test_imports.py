@@ -24,7 +24,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "generator"
 ROOT = "__init__"  # the package itself (``from generator import __version__``)
 
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", (ROOT, "errors", "atomic", "faults", "resources", "architecture", "storage")),
+    (
+        "foundation",
+        (ROOT, "errors", "atomic", "faults", "resources", "architecture", "storage", "threads"),
+    ),
     ("schema", ("schema",)),
     ("store files", ("storefiles",)),
     ("data", ("data",)),
