@@ -172,7 +172,7 @@ def build_throughput(demo: Path, work: Path, old: Path, repeats: int) -> None:
 
     def run(name: str, code: Path, options: Sequence[str] = ()) -> Callable[[], float]:
         def once() -> float:
-            site = work / f"demo-site-{name.split()[0]}{len(options)}"
+            site = work / ("demo-site-" + "".join(c if c.isalnum() else "-" for c in name))
             seconds, _, counts[name] = timed_build(demo, site, code, options)
             print(f"  {name} build of the demo: {seconds:.1f} s", file=sys.stderr)
             return seconds
