@@ -334,11 +334,20 @@ def test_out_refuses_folders_that_hold_something_else(
     """Issue 8.2: `build --out templates` overwrote the project's own templates."""
     monkeypatch.chdir(tmp_path)  # not the checkout: the guard must know it by itself
     out = OUT_FOLDERS[name](tmp_path)
-    before = sorted(p for p in out.rglob("*")) if out.exists() else None
+    before = _written(out)
     assert cli_build(tiny, out) == 2
     err = one_error_line(capsys)
     assert f"--out {out}" in err and "site/" in err
-    assert (sorted(p for p in out.rglob("*")) if out.exists() else None) == before
+    assert _written(out) == before
+
+
+def _written(folder: Path) -> list[Path] | None:
+    """Every path under ``folder`` a build could write. Bytecode caches are left out:
+    Python writes them beside the modules it imports, and the other test worker may
+    import from this checkout's environment meanwhile (seen once in CI)."""
+    if not folder.exists():
+        return None
+    return sorted(p for p in folder.rglob("*") if "__pycache__" not in p.parts)
 
 
 def test_out_accepts_a_fresh_folder_and_its_own_previous_site(tmp_path: Path) -> None:
