@@ -479,14 +479,21 @@ def write_videos(
     return [Path(path) for path in targets]
 
 
+# Frames of fewer pixels are converted on the encoding thread: a 256 px frame converts in
+# 0.2 ms, less than handing it to a helper thread and back, and the helper's start and
+# stop per file made small files 10 % slower to write (bench/README.md, stop 20).
+AHEAD_PIXELS = 1 << 18
+
+
 def _one_ahead(
     convert: Callable[[np.ndarray], np.ndarray], frames: np.ndarray
 ) -> Iterator[np.ndarray]:
     """``convert(frame)`` for each frame, the next one computed on a helper thread while
     the caller encodes the current one (numpy and the encoders let go of the GIL): the
     colour conversion overlaps the encoding, and memory holds two converted frames, not
-    all. On one thread (generator/threads.py) each frame is converted when it is needed."""
-    if helper_threads() == 1:
+    all. On one thread (generator/threads.py), and for frames under ``AHEAD_PIXELS``, each
+    frame is converted when it is needed."""
+    if helper_threads() == 1 or frames[0].size < AHEAD_PIXELS:
         yield from (convert(frame) for frame in frames)
         return
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -246,6 +246,22 @@ def test_the_av1_bytes_do_not_depend_on_the_encoder_threads(
     assert write_webm(tmp_path / "three.webm", frames, pal).read_bytes() == one
 
 
+@pytest.mark.parametrize("fmt", sorted(encode.VIDEO_CODECS))
+def test_a_video_converted_a_frame_ahead_is_the_file_converted_in_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fmt: str
+) -> None:
+    """Large frames are converted to yuv on a helper thread while the encoder works, small
+    ones on the encoding thread: the frames reach the encoder in the same order either
+    way, so a build writes the same file whichever path its frame size takes."""
+    frames, pal = _block_frames(6, h=20, w=24), palette("seed")
+    codec = encode.VIDEO_CODECS[fmt]
+    monkeypatch.setattr(encode, "AHEAD_PIXELS", 1 << 40)
+    in_turn = write_video(tmp_path / f"turn.{fmt}", frames, pal, codec=codec).read_bytes()
+    monkeypatch.setattr(encode, "AHEAD_PIXELS", 0)
+    ahead = write_video(tmp_path / f"ahead.{fmt}", frames, pal, codec=codec)
+    assert ahead.read_bytes() == in_turn
+
+
 def test_index_frames_give_the_planes_of_their_rgb_colours_within_one_level() -> None:
     """Index frames take the palette's lookups (chroma means in 1/64 steps); RGB frames the
     colour matrix per pixel: the planes agree, luma exactly."""
