@@ -77,9 +77,9 @@ class VideoCodec:
     container_options: Mapping[str, str] = field(default_factory=dict)
 
     def options_for(self, threads: int) -> dict[str, str]:
-        """The encoder's options with its thread count set to ``threads``; when the count
-        goes into a list option that ``options`` already holds (``svtav1-params``), it is
-        appended to that ``key=value:key=value`` list."""
+        """The encoder's options with its thread count set to ``threads``. A
+        ``threads_option`` that ``options`` also holds must be a ``key=value:key=value``
+        list (``svtav1-params``): the count is appended to it, never replaces it."""
         name, value = self.threads_option
         listed = [self.options[name]] if name in self.options else []
         return {**self.options, name: ":".join([*listed, value.format(threads)])}
@@ -493,7 +493,7 @@ def _one_ahead(
     colour conversion overlaps the encoding, and memory holds two converted frames, not
     all. On one thread (generator/threads.py), and for frames under ``AHEAD_PIXELS``, each
     frame is converted when it is needed."""
-    if helper_threads() == 1 or frames[0].size < AHEAD_PIXELS:
+    if helper_threads() == 1 or frames.shape[1] * frames.shape[2] < AHEAD_PIXELS:
         yield from (convert(frame) for frame in frames)
         return
     with ThreadPoolExecutor(max_workers=1) as pool:

@@ -235,6 +235,17 @@ def test_large_frames_get_two_x264_threads_and_small_ones_one(tmp_path: Path) ->
     assert b" threads=2 " in large.read_bytes() and b" threads=1 " in small.read_bytes()
 
 
+def test_the_thread_count_joins_the_encoders_own_settings_without_replacing_them(
+    tmp_path: Path,
+) -> None:
+    """SVT-AV1 takes its thread count in the same ``key=value`` list as its other settings:
+    the count is appended, so the settings chosen for speed (no temporal filtering, no
+    B-frames) reach the encoder with it; x264 writes what it used into the file."""
+    assert AV1.options_for(2)["svtav1-params"].split(":") == ["enable-tf=0", "lp=2"]
+    mp4 = write_mp4(tmp_path / "small.mp4", _block_frames(2, h=64, w=127), palette("seed"))
+    assert b" bframes=0 " in mp4.read_bytes() and b" threads=1 " in mp4.read_bytes()
+
+
 def test_the_av1_bytes_do_not_depend_on_the_encoder_threads(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,10 +33,10 @@ def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def text_width(text: str, size: int) -> int:
-    """Width in pixels of ``text`` drawn at ``size`` without antialiasing (one-bit glyphs
-    are hinted to whole pixels, so they run wider than antialiased ones)."""
-    with _PILLOW:
-        return int(np.ceil(font(size).getlength(text, mode="1")))
+    """Width in pixels of ``text`` drawn at ``size`` without antialiasing: the advance
+    of its pieces, as ``text_mask`` sets them (one-bit glyphs are hinted to whole pixels,
+    so they run wider than antialiased ones)."""
+    return math.ceil(_advance(text, size))
 
 
 def strip_height(size: int) -> int:
@@ -77,12 +77,25 @@ def fit_text(text: str, width: int, size: int, cut: str = "end") -> str:
 # A caption's numbers change from frame to frame (the epoch) and from file to file (the
 # channel, the probe), so whole captions rarely repeat: drawing each one with FreeType was a
 # fifth of a build of small animations. A line is cut at its digit runs, each piece drawn
-# once per size (``_piece``) and set at its pen position; a line that must be shortened is
-# drawn whole.
+# once per size (``_piece``) and set at its pen position, shortened lines too. Pillow lays
+# out its default font glyph by glyph (basic layout: no shaping across the cuts), so the
+# pieces land on the pixels of the whole line drawn at once (tests/test_render_captions.py).
 _PIECES = re.compile(r"\d+|\D+")
 
 
-@dataclass(frozen=True)
+@lru_cache(maxsize=4096)
+def _piece_advance(part: str, size: int) -> float:
+    """How far the pen moves over ``part``, in one-bit glyphs' advances."""
+    with _PILLOW:
+        return font(size).getlength(part, mode="1")
+
+
+def _advance(text: str, size: int) -> float:
+    """The pen's advance over ``text``, summed over its pieces."""
+    return sum(_piece_advance(part, size) for part in _PIECES.findall(text))
+
+
+@dataclass(frozen=True, eq=False)
 class _Piece:
     """A run of text drawn on its own: its ink ``mask``, the ink's offset (``left``,
     ``top``) from the pen's whole-pixel position and the line's top, and the pen's
@@ -99,8 +112,8 @@ def _piece(text: str, size: int, fraction: float) -> _Piece:
     """``text`` drawn with the pen ``fraction`` of a pixel right of a whole pixel, as
     Pillow places it inside a longer line; the canvas has a margin of ``size`` all round,
     since hinted one-bit glyphs may reach past their layout box."""
+    advance = _piece_advance(text, size)
     with _PILLOW:
-        advance = font(size).getlength(text, mode="1")
         image = Image.new("L", (math.ceil(advance) + 2 * size + 2, 3 * size), 0)
         draw = ImageDraw.Draw(image)
         draw.fontmode = "1"  # no antialiasing: every pixel is text or not
@@ -115,7 +128,9 @@ def _piece(text: str, size: int, fraction: float) -> _Piece:
 
 
 def _pieces(text: str, size: int) -> Iterator[tuple[int, _Piece]]:
-    """The cached pieces of ``text`` and the whole pixel each one's pen starts at."""
+    """The cached pieces of ``text`` and the whole pixel each one's pen starts at. Pen
+    positions are FreeType's 26.6 fixed point (1/64 px), so rounding the fraction to
+    1/64 only drops float error, and a piece has at most 64 cached drawings."""
     pen = 0.0
     for part in _PIECES.findall(text):
         whole = math.floor(pen)
@@ -140,15 +155,9 @@ def _line(text: str, size: int) -> tuple[np.ndarray, int, int]:
     return line, left, top
 
 
-def _advance(text: str, size: int) -> float:
-    """The pen's advance over ``text``, summed from its cached pieces."""
-    return sum(piece.advance for _, piece in _pieces(text, size))
-
-
 @lru_cache(maxsize=512)
 def _mask(text: str, width: int, height: int, size: int, align: str, cut: str) -> np.ndarray:
-    room = max(width - 4, 1)
-    shown = text if _advance(text, size) <= room else fit_text(text, room, size, cut)
+    shown = fit_text(text, max(width - 4, 1), size, cut)
     mask = np.zeros((height, width), dtype=bool)
     if shown:
         line, left, top = _line(shown, size)
@@ -241,6 +250,6 @@ def add_captions(
     where: dict[str, list[int]] = {}
     for i, caption in enumerate(texts):
         where.setdefault(caption, []).append(i)
-    for caption, idx in where.items():  # one Pillow draw per distinct caption
+    for caption, idx in where.items():  # one mask per distinct caption
         out[idx, strip, :width] = paint(text_mask(caption, width, sh, size), text, background)
     return out
