@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 RENDER_VERSION = 4  # 2: in-process PyAV encoding, BT.709-tagged video, WebM (AV1)
 # 3: one x264 thread for small frames and two for large ones, chroma from packed lookups
 # 4: captions set from cached pieces, measured with one-bit glyphs' advances; H.264
-# without B-frames, SVT-AV1 without temporal filtering
+# without B-frames, diamond search, one sub-pixel pass; SVT-AV1 without temporal filtering
 READ_BUDGET = 48 * 2**20  # bytes of activations one job holds for per-channel animations
 KERNELS_SHOWN = 32  # out (and in) channels a kernel animation draws; the gallery says so
 KERNEL_TILE = 40  # px per kernel patch: 5x5 kernels are read as colour, not noise
