@@ -342,12 +342,19 @@ def test_out_refuses_folders_that_hold_something_else(
 
 
 def _written(folder: Path) -> list[Path] | None:
-    """Every path under ``folder`` a build could write. Bytecode caches are left out:
-    Python writes them beside the modules it imports, and the other test worker may
-    import from this checkout's environment meanwhile (seen once in CI)."""
+    """Every path under ``folder`` a build could leave: its pages, media, ``static/`` and
+    manifest, none of them hidden. Bytecode caches and hidden folders are left out: the
+    other test worker writes into this checkout meanwhile, beside the modules it imports
+    (``__pycache__``) and where Hypothesis keeps its examples (``.hypothesis``; each seen
+    once in CI)."""
     if not folder.exists():
         return None
-    return sorted(p for p in folder.rglob("*") if "__pycache__" not in p.parts)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if "__pycache__" not in p.parts
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def test_out_accepts_a_fresh_folder_and_its_own_previous_site(tmp_path: Path) -> None:
