@@ -150,8 +150,7 @@ def _line(text: str, size: int) -> tuple[np.ndarray, int, int]:
     bottom = max(p.top + p.mask.shape[0] for _, p in placed)
     line = np.zeros((bottom - top, right - left), dtype=bool)
     for x, p in placed:
-        h, w = p.mask.shape
-        line[p.top - top : p.top - top + h, x - left : x - left + w] |= p.mask
+        _paste(line, p.mask, x - left, p.top - top)
     return line, left, top
 
 
