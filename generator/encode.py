@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 
 # SVT-AV1 prints a banner and its settings to stderr for every file unless told otherwise
@@ -369,34 +369,55 @@ def _gif_run(
 
 
 # -- video -------------------------------------------------------------------------------
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class PaletteYuv:
-    """A palette's yuv420p lookups: ``luma`` ``(256,)`` uint8 Y, and ``chroma`` ``(256,)``
-    uint32 with Cb and Cr in 1/64 steps packed into its low and high 16 bits, so the 2x2
-    means of both chroma planes come from one lookup and three integer adds per block
-    (four 1/64-step values of at most 255, plus 128 to round, sum to at most 65 408: the
-    halves never carry into each other)."""
+    """A palette's yuv420p lookups, indexed by a *pair* of horizontally adjacent pixels
+    (an index frame read as little-endian uint16, ``left | right << 8``), so each lookup
+    converts two pixels: a third of the time of per-pixel lookups on a 1-megapixel grid,
+    where the conversion was a third of writing its WebM (bench/README.md, stop 21).
 
-    luma: np.ndarray
-    chroma: np.ndarray
+    ``luma_pairs`` ``(65536,)`` little-endian uint16 holds both pixels' Y bytes in frame
+    order. ``chroma_pairs`` ``(65536,)`` uint32 holds the sum of both pixels' Cb and Cr in
+    1/64 steps, packed into its low and high 16 bits, so a 2x2 block's sums are two lookups
+    and one add (four 1/64-step values of at most 255, plus 128 to round, sum to at most
+    65 408: the halves never carry into each other)."""
+
+    luma_pairs: np.ndarray
+    chroma_pairs: np.ndarray
 
     @classmethod
     def of(cls, palette: np.ndarray) -> PaletteYuv:
-        """The lookups of a ``(256, 3)`` palette's colours (``yuv_of``)."""
-        table = yuv_of(palette)
-        cb, cr = (np.rint(table[:, k] * CHROMA_STEPS).astype(np.uint32) for k in (1, 2))
-        return cls(np.rint(table[:, 0]).astype(np.uint8), cb | (cr << 16))
+        """The lookups of a ``(256, 3)`` palette's colours (``yuv_of``); the same palette
+        (a build has a handful) is computed once per process."""
+        palette = np.ascontiguousarray(palette, dtype=np.uint8)
+        return _palette_yuv(palette.tobytes())
 
 
-CHROMA_STEPS = 64  # fixed-point steps per chroma level in ``PaletteYuv.chroma``
+@lru_cache(maxsize=16)
+def _palette_yuv(palette: bytes) -> PaletteYuv:
+    table = yuv_of(np.frombuffer(palette, dtype=np.uint8).reshape(256, 3))
+    luma = np.rint(table[:, 0]).astype(PAIR)
+    cb, cr = (np.rint(table[:, k] * CHROMA_STEPS).astype(np.uint32) for k in (1, 2))
+    chroma = cb | (cr << 16)
+    # Row: the right pixel (high byte), column: the left pixel (low byte).
+    luma_pairs = (luma[None, :] | (luma[:, None] << 8)).astype(PAIR).ravel()
+    chroma_pairs = (chroma[None, :] + chroma[:, None]).ravel()
+    for table in (luma_pairs, chroma_pairs):
+        table.flags.writeable = False  # shared by every caller of this palette
+    return PaletteYuv(luma_pairs, chroma_pairs)
+
+
+CHROMA_STEPS = 64  # fixed-point steps per chroma level in ``PaletteYuv.chroma_pairs``
+PAIR = np.dtype("<u2")  # two uint8 pixels, the left one in the low byte on any machine
 
 
 def yuv420_planes(frame: np.ndarray, lookup: PaletteYuv | None) -> np.ndarray:
     """One even-sized frame as a ``(H * 3 // 2, W)`` uint8 yuv420p image (Y, then Cb and
     Cr at half resolution, each the mean of its 2x2 block), BT.709 limited range. Index
-    frames go through their palette's ``lookup`` (no colour matrix per pixel); RGB frames
-    through ``yuv_of``. Plane by plane, with the 2x2 means as strided adds: a generic mean
-    over reshaped axes was half of a whole build's time (bench/README.md)."""
+    frames go through their palette's ``lookup``, two pixels per lookup (no colour matrix
+    per pixel); RGB frames through ``yuv_of``. Plane by plane, with the 2x2 means as
+    strided adds: a generic mean over reshaped axes was half of a whole build's time
+    (bench/README.md)."""
     height, width = frame.shape[:2]
     planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
     chroma_out = planes[height:].reshape(2, height // 2, width // 2)
@@ -406,8 +427,10 @@ def yuv420_planes(frame: np.ndarray, lookup: PaletteYuv | None) -> np.ndarray:
         for out, plane in zip(chroma_out, (yuv[..., 1], yuv[..., 2]), strict=True):
             out[:] = np.rint(_block_sums(plane) * 0.25)
         return planes
-    np.take(lookup.luma, frame, out=planes[:height])
-    sums = _block_sums(lookup.chroma[frame])  # both planes, 4 * CHROMA_STEPS per level
+    pairs = np.ascontiguousarray(frame).view(PAIR)  # (H, W / 2)
+    np.take(lookup.luma_pairs, pairs, out=planes[:height].view(PAIR))
+    sums = np.take(lookup.chroma_pairs, pairs[0::2])  # both planes, 4 * CHROMA_STEPS
+    sums += np.take(lookup.chroma_pairs, pairs[1::2])  # per level
     sums += (2 * CHROMA_STEPS) * (1 | 1 << 16)  # round half up in both halves
     shift = (4 * CHROMA_STEPS).bit_length() - 1
     chroma_out[0] = (sums >> shift) & 0xFF

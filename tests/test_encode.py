@@ -287,6 +287,18 @@ def test_index_frames_give_the_planes_of_their_rgb_colours_within_one_level() ->
         assert np.abs(by_index.astype(int) - by_rgb).max() <= 1
 
 
+def test_a_frame_that_is_a_strided_view_gives_the_planes_of_its_copy() -> None:
+    """Index frames are read two pixels at a time: a transposed or cut-out frame (not
+    contiguous in memory) converts as its contiguous copy does."""
+    rng = np.random.default_rng(2)
+    lookup = PaletteYuv.of(palette("diverging"))
+    wide = rng.integers(0, 256, (48, 70), dtype=np.uint8)
+    for view in (wide[:, 2:66].T, wide[:, 1:65]):
+        np.testing.assert_array_equal(
+            yuv420_planes(view, lookup), yuv420_planes(view.copy(), lookup)
+        )
+
+
 @pytest.mark.parametrize("writer", [write_gif, write_mp4, write_webm])
 def test_the_same_frames_make_the_same_bytes(tmp_path: Path, writer) -> None:
     """A rebuild, or a cluster's worker, writes the file a local build wrote (the WebM

@@ -70,6 +70,19 @@ def test_nan_and_inf_get_the_special_index_and_are_counted() -> None:
     assert idx[1] == RAMP_SIZE - 1 and idx[4] == 0
 
 
+def test_every_float16_maps_as_the_same_value_in_float32() -> None:
+    """Stores keep activations as float16, which ``map_values`` reads through its own
+    table: every one of the 65 536 float16 values (NaN, inf, subnormals, -0) gets the
+    colour of the same value given as float32, also when the array is a strided view."""
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    values = every.reshape(256, 256)[:, ::-1].T  # not contiguous in memory
+    for neg, pos in ((1.0, 1.0), (1e-4, 3e4)):
+        half = map_values(values, neg, pos)
+        single = map_values(values.astype(np.float32), neg, pos)
+        np.testing.assert_array_equal(half.indices, single.indices)
+        assert half.nonfinite == single.nonfinite == 2 * 1024  # ±inf and the NaNs
+
+
 def test_per_channel_scales_broadcast_in_one_call() -> None:
     values = np.ones((2, 3, 4, 4))
     pos = np.array([1.0, 2.0, 4.0])[None, :, None, None]

@@ -141,11 +141,25 @@ def _blocks(shape: tuple[int, ...]) -> Iterator[tuple[int | slice, ...]]:
             yield (*outer, slice(start, start + step))
 
 
+# Every float16 as float32, looked up by its bits: numpy's own float16 conversion took
+# 40 % of mapping a float16 store's activations (stop 21); the table is exact.
+_FLOAT16_TO_32 = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+_FLOAT16_TO_32 = _FLOAT16_TO_32.astype(np.float32)
+
+
+def _as_float32(values: np.ndarray) -> np.ndarray:
+    """A new float32 array of ``values``; float16 (how stores keep activations) through
+    ``_FLOAT16_TO_32``."""
+    if values.dtype == np.float16:
+        return np.take(_FLOAT16_TO_32, values.view(np.uint16))
+    return values.astype(np.float32)
+
+
 def _map_block(
     values: np.ndarray, inv_neg: np.ndarray, inv_pos: np.ndarray, out: np.ndarray
 ) -> int:
     """Write one block's indices into ``out``; return its count of NaN/inf values."""
-    x = values.astype(np.float32)  # a private copy, changed in place
+    x = _as_float32(values)  # a private copy, changed in place
     finite = np.isfinite(x)
     bad = x.size - int(np.count_nonzero(finite))
     if bad:
