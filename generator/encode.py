@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import TypeVar
 
 # SVT-AV1 prints a banner and its settings to stderr for every file unless told otherwise
 # (1 = errors only); read when the encoder starts, so set before any file is written.
@@ -413,29 +414,55 @@ PAIR = np.dtype("<u2")  # two uint8 pixels, the left one in the low byte on any 
 
 def yuv420_planes(frame: np.ndarray, lookup: PaletteYuv | None) -> np.ndarray:
     """One even-sized frame as a ``(H * 3 // 2, W)`` uint8 yuv420p image (Y, then Cb and
-    Cr at half resolution, each the mean of its 2x2 block), BT.709 limited range. Index
-    frames go through their palette's ``lookup``, two pixels per lookup (no colour matrix
-    per pixel); RGB frames through ``yuv_of``. Plane by plane, with the 2x2 means as
-    strided adds: a generic mean over reshaped axes was half of a whole build's time
-    (bench/README.md)."""
+    Cr at half resolution, each the mean of its 2x2 block), BT.709 limited range: see
+    ``_fill_yuv420``."""
     height, width = frame.shape[:2]
     planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
-    chroma_out = planes[height:].reshape(2, height // 2, width // 2)
+    chroma = planes[height:].reshape(2, height // 2, width // 2)
+    _fill_yuv420(frame, lookup, planes[:height], chroma[0], chroma[1])
+    return planes
+
+
+def yuv420_frame(frame: np.ndarray, lookup: PaletteYuv | None) -> av.VideoFrame:
+    """One even-sized frame as a yuv420p ``av.VideoFrame`` (the planes of
+    ``yuv420_planes``), computed straight into the frame's own planes: PyAV's
+    ``from_ndarray`` copies an array twice, which cost as much as computing a 1-megapixel
+    frame's planes (bench/README.md, stop 21)."""
+    height, width = frame.shape[:2]
+    image = av.VideoFrame(width, height, "yuv420p")
+    _fill_yuv420(frame, lookup, *(_plane_array(plane) for plane in image.planes))
+    return image
+
+
+def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
+    """A writable ``(height, width)`` view of one plane of a frame, without the padding
+    FFmpeg adds to each row."""
+    rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+    return rows[:, : plane.width]
+
+
+def _fill_yuv420(
+    frame: np.ndarray, lookup: PaletteYuv | None, y: np.ndarray, cb: np.ndarray, cr: np.ndarray
+) -> None:
+    """Write an even-sized frame's Y plane into ``y`` and the 2x2 means of its Cb and Cr
+    into ``cb`` and ``cr`` (BT.709 limited range). Index frames go through their palette's
+    ``lookup``, two pixels per lookup (no colour matrix per pixel); RGB frames through
+    ``yuv_of``. Plane by plane, with the 2x2 means as strided adds: a generic mean over
+    reshaped axes was half of a whole build's time (bench/README.md)."""
     if lookup is None:
         yuv = yuv_of(frame)
-        planes[:height] = np.rint(yuv[..., 0])
-        for out, plane in zip(chroma_out, (yuv[..., 1], yuv[..., 2]), strict=True):
-            out[:] = np.rint(_block_sums(plane) * 0.25)
-        return planes
+        y[:] = np.rint(yuv[..., 0])
+        cb[:] = np.rint(_block_sums(yuv[..., 1]) * 0.25)
+        cr[:] = np.rint(_block_sums(yuv[..., 2]) * 0.25)
+        return
     pairs = np.ascontiguousarray(frame).view(PAIR)  # (H, W / 2)
-    np.take(lookup.luma_pairs, pairs, out=planes[:height].view(PAIR))
+    y.view(PAIR)[:] = np.take(lookup.luma_pairs, pairs)
     sums = np.take(lookup.chroma_pairs, pairs[0::2])  # both planes, 4 * CHROMA_STEPS
     sums += np.take(lookup.chroma_pairs, pairs[1::2])  # per level
     sums += (2 * CHROMA_STEPS) * (1 | 1 << 16)  # round half up in both halves
     shift = (4 * CHROMA_STEPS).bit_length() - 1
-    chroma_out[0] = (sums >> shift) & 0xFF
-    chroma_out[1] = sums >> (16 + shift)
-    return planes
+    np.bitwise_and(sums >> shift, 0xFF, out=cb, casting="unsafe")
+    np.right_shift(sums, 16 + shift, out=cr, casting="unsafe")
 
 
 def _block_sums(plane: np.ndarray) -> np.ndarray:
@@ -489,12 +516,11 @@ def write_videos(
             for path, codec in targets.items()
         ]
 
-        def planes(frame: np.ndarray) -> np.ndarray:
-            return yuv420_planes(pad_frames(frame[None], 2, pad)[0], lookup)
+        def convert(frame: np.ndarray) -> av.VideoFrame:
+            return yuv420_frame(pad_frames(frame[None], 2, pad)[0], lookup)
 
-        converted = stack.enter_context(closing(_one_ahead(planes, frames)))
-        for number, yuv in enumerate(converted):
-            image = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+        converted = stack.enter_context(closing(_one_ahead(convert, frames)))
+        for number, image in enumerate(converted):
             image.pts, image.time_base = number, 1 / rate
             for path, codec, (container, stream) in outputs:
                 with _named(path, codec.encoder):
@@ -509,11 +535,10 @@ def write_videos(
 # 0.2 ms, less than handing it to a helper thread and back, and the helper's start and
 # stop per file made small files 10 % slower to write (bench/README.md, stop 20).
 AHEAD_PIXELS = 1 << 18
+T = TypeVar("T")
 
 
-def _one_ahead(
-    convert: Callable[[np.ndarray], np.ndarray], frames: np.ndarray
-) -> Iterator[np.ndarray]:
+def _one_ahead(convert: Callable[[np.ndarray], T], frames: np.ndarray) -> Iterator[T]:
     """``convert(frame)`` for each frame, the next one computed on a helper thread while
     the caller encodes the current one (numpy and the encoders let go of the GIL): the
     colour conversion overlaps the encoding, and memory holds two converted frames, not
