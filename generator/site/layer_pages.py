@@ -36,15 +36,22 @@ def layer_pages(ctx: RunContext) -> list[Page]:
     for i, layer in enumerate(layers):
         previous = layers[i - 1] if i else None
         following = layers[i + 1] if i + 1 < len(layers) else None
-        pages.append(layer_page(ctx, layer, previous=previous, following=following))
+        stats = {s: ctx.run.channel_stats(layer.name, s) for s in STATS}  # read once
+        pages.append(layer_page(ctx, layer, stats=stats, previous=previous, following=following))
         if layer.is_conv:
-            pages += channel_pages(ctx, layer)
+            pages += channel_pages(ctx, layer, stats)
     return pages
 
 
 def layer_page(
-    ctx: RunContext, layer: LayerSpec, *, previous: LayerSpec | None, following: LayerSpec | None
+    ctx: RunContext,
+    layer: LayerSpec,
+    *,
+    stats: Mapping[str, np.ndarray],
+    previous: LayerSpec | None,
+    following: LayerSpec | None,
 ) -> LayerPage:
+    """The layer's page; ``stats`` are its ``STATS`` by name, (E, P, C) each."""
     name, path = layer.name, ctx.paths.layer(layer.name)
     args = ctx.page_args(path, "layer.html", shown(name), Link(url(path, path), shown(name)))
     probes = range(ctx.n_probes)
@@ -71,7 +78,7 @@ def layer_page(
         kernel_change=kernel_change_media(ctx, layer, path),
         channels=channel_thumbs(ctx, layer, path),
         channels_note=channels_note(ctx, layer),
-        charts=layer_charts(ctx, layer),
+        charts=layer_charts(ctx, layer, stats),
         previous=layer_link(ctx, path, previous),
         next=layer_link(ctx, path, following),
         featviz=ctx.media(
@@ -130,8 +137,9 @@ def channel_thumbs(ctx: RunContext, layer: LayerSpec, here: str) -> tuple[Channe
     return tuple(thumbs)
 
 
-def layer_charts(ctx: RunContext, layer: LayerSpec) -> tuple[Chart, Chart]:
-    stats = {s: ctx.run.channel_stats(layer.name, s) for s in ("min", "max", "abs_mean")}
+def layer_charts(
+    ctx: RunContext, layer: LayerSpec, stats: Mapping[str, np.ndarray]
+) -> tuple[Chart, Chart]:
     return figures.layer_charts(
         analysis.dead_share(stats["min"], stats["max"]),
         stats["abs_mean"],
@@ -140,8 +148,9 @@ def layer_charts(ctx: RunContext, layer: LayerSpec) -> tuple[Chart, Chart]:
     )
 
 
-def channel_pages(ctx: RunContext, layer: LayerSpec) -> list[ChannelPage]:
-    stats = {s: ctx.run.channel_stats(layer.name, s) for s in STATS}
+def channel_pages(
+    ctx: RunContext, layer: LayerSpec, stats: Mapping[str, np.ndarray]
+) -> list[ChannelPage]:
     change = analysis.kernel_change(ctx.run, layer.name)
     return [
         channel_page(ctx, layer, c, stats=stats, change=change[:, c])

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
 from markupsafe import Markup, escape
@@ -117,7 +118,7 @@ def line_chart(
     parts += [_line(frame, s, markers, fmt) for s in series]
     parts.append(_epoch_marker(frame))
     if legend_h:
-        parts.append(_legend(entries, width, plot_h))
+        parts.append(_legend(tuple(entries), width, plot_h))
     return Markup("".join(parts) + "</svg>")
 
 
@@ -160,6 +161,14 @@ def _y_axis(frame: Frame, fmt: Formatter, label: str) -> str:
 
 
 def _x_axis(frame: Frame, epochs: int, label: str) -> str:
+    """The epoch axis; the same for every chart of a size and a run (a channel page has
+    nine), so it is made once."""
+    x_only = replace(frame, y_range=(0.0, 1.0), log_y=False)
+    return _x_axis_of(x_only, epochs, label)
+
+
+@lru_cache(maxsize=64)
+def _x_axis_of(frame: Frame, epochs: int, label: str) -> str:
     last = max(epochs - 1, 0)
     ticks = (
         np.arange(epochs)
@@ -208,7 +217,16 @@ def finite_runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _points(xs: np.ndarray, ys: np.ndarray) -> str:
-    return " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs.tolist(), ys.tolist(), strict=True))
+    """``"x,y x,y ..."`` at 0.1 px, in one formatting call (a site has thousands of
+    charts; a format per point was a fifth of their time)."""
+    flat = np.empty(2 * xs.size)
+    flat[0::2], flat[1::2] = xs, ys
+    return _points_format(xs.size) % tuple(flat.tolist())
+
+
+@lru_cache(maxsize=64)
+def _points_format(count: int) -> str:
+    return " ".join(["%.1f,%.1f"] * count)
 
 
 def _line(frame: Frame, series: Series, markers: bool, fmt: Formatter) -> str:
@@ -268,7 +286,9 @@ def _legend_height(entries: Sequence[tuple[str, str, str]], width: float) -> int
     return math.ceil(len(entries) / per_row) * LEGEND_ROW + 6
 
 
-def _legend(entries: Sequence[tuple[str, str, str]], width: float, top: float) -> str:
+@lru_cache(maxsize=256)
+def _legend(entries: tuple[tuple[str, str, str], ...], width: float, top: float) -> str:
+    """The legend's markup, made once per set of entries and size (charts repeat them)."""
     per_row, column = _legend_layout(entries, width)
     out = ['<g class="legend">']
     for i, (label, color, style) in enumerate(entries):
