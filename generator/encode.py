@@ -61,6 +61,7 @@ from generator.render.frames import pad_frames  # noqa: E402
 from generator.threads import helper_threads  # noqa: E402
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 QUANTISE_SAMPLE_FRAMES, QUANTISE_SAMPLE_PIXELS = 8, 1 << 21
 BT709 = 1  # the AVCOL_PRI / TRC / SPC value of BT.709 in FFmpeg's enums
@@ -220,8 +221,9 @@ def _check(frames: np.ndarray, palette: np.ndarray | None, ndim: int = 3) -> np.
     if frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8, got {frames.dtype}")
     if palette is not None:
-        if np.asarray(palette).shape != (256, 3) or frames.ndim != ndim:
-            raise ValueError(f"index frames {frames.shape} need a (256, 3) palette")
+        palette = np.asarray(palette)
+        if palette.shape != (256, 3) or palette.dtype != np.uint8 or frames.ndim != ndim:
+            raise ValueError(f"index frames {frames.shape} need a (256, 3) uint8 palette")
     elif frames.ndim != ndim + 1 or frames.shape[-1] != 3:
         raise ValueError(f"RGB frames must end in 3 channels, got {frames.shape}")
     if ndim == 3 and len(frames) == 0:
@@ -415,7 +417,8 @@ PAIR = np.dtype("<u2")  # two uint8 pixels, the left one in the low byte on any 
 def yuv420_planes(frame: np.ndarray, lookup: PaletteYuv | None) -> np.ndarray:
     """One even-sized frame as a ``(H * 3 // 2, W)`` uint8 yuv420p image (Y, then Cb and
     Cr at half resolution, each the mean of its 2x2 block), BT.709 limited range: see
-    ``_fill_yuv420``."""
+    ``_fill_yuv420``. The encoders get ``yuv420_frame``; this array form is what tests and
+    benches compare against."""
     height, width = frame.shape[:2]
     planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
     chroma = planes[height:].reshape(2, height // 2, width // 2)
@@ -445,10 +448,11 @@ def _fill_yuv420(
     frame: np.ndarray, lookup: PaletteYuv | None, y: np.ndarray, cb: np.ndarray, cr: np.ndarray
 ) -> None:
     """Write an even-sized frame's Y plane into ``y`` and the 2x2 means of its Cb and Cr
-    into ``cb`` and ``cr`` (BT.709 limited range). Index frames go through their palette's
-    ``lookup``, two pixels per lookup (no colour matrix per pixel); RGB frames through
-    ``yuv_of``. Plane by plane, with the 2x2 means as strided adds: a generic mean over
-    reshaped axes was half of a whole build's time (bench/README.md)."""
+    into ``cb`` and ``cr`` (BT.709 limited range); callers pad odd sides (``pad_frames``).
+    Index frames go through their palette's ``lookup``, two pixels per lookup (no colour
+    matrix per pixel); RGB frames through ``yuv_of``. Plane by plane, with the 2x2 means
+    as strided adds: a generic mean over reshaped axes was half of a whole build's time
+    (bench/README.md)."""
     if lookup is None:
         yuv = yuv_of(frame)
         y[:] = np.rint(yuv[..., 0])
@@ -535,7 +539,6 @@ def write_videos(
 # 0.2 ms, less than handing it to a helper thread and back, and the helper's start and
 # stop per file made small files 10 % slower to write (bench/README.md, stop 20).
 AHEAD_PIXELS = 1 << 18
-T = TypeVar("T")
 
 
 def _one_ahead(convert: Callable[[np.ndarray], T], frames: np.ndarray) -> Iterator[T]:

@@ -287,6 +287,19 @@ def test_index_frames_give_the_planes_of_their_rgb_colours_within_one_level() ->
         assert np.abs(by_index.astype(int) - by_rgb).max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(20, 34), (6, 130), (4, 64)])
+def test_the_encoders_frame_holds_exactly_the_planes(shape: tuple[int, int]) -> None:
+    """The planes are computed straight into the frame the encoders get, whose rows FFmpeg
+    pads (34 and 130 px rows are stored 48 and 144 bytes apart): the frame decodes to the
+    same Y, Cb and Cr as the array form, for index and RGB frames."""
+    rng = np.random.default_rng(3)
+    pal = palette("diverging")
+    frame = rng.integers(0, 256, shape, dtype=np.uint8)
+    for pixels, lookup in ((frame, PaletteYuv.of(pal)), (pal[frame], None)):
+        image = encode.yuv420_frame(pixels, lookup)
+        np.testing.assert_array_equal(image.to_ndarray(), yuv420_planes(pixels, lookup))
+
+
 def test_a_frame_that_is_a_strided_view_gives_the_planes_of_its_copy() -> None:
     """Index frames are read two pixels at a time: a transposed or cut-out frame (not
     contiguous in memory) converts as its contiguous copy does."""

@@ -10,7 +10,7 @@ import pytest
 from markupsafe import Markup
 from PIL import Image as PILImage
 
-from generator.site import figures, heatmap
+from generator.site import figures, heatmap, linechart
 from generator.site import svg as base
 from generator.site.heatmap import confusion_heatmap
 from generator.site.linechart import Band, Series, line_chart
@@ -114,6 +114,35 @@ def test_legend_lists_every_series_when_several() -> None:
     root = parse(line_chart(series, title="t", y_label="y"))
     legend = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "legend")
     assert [t.text for t in legend.iter(f"{SVG}text")] == [f"block{i}" for i in range(1, 6)]
+
+
+def test_charts_of_one_size_keep_their_own_epoch_axis_and_legend() -> None:
+    """A site draws thousands of charts of one size and reuses their epoch axis and
+    legend: a chart with other epochs, another x label or other series still gets its
+    own, and a chart of an int size is drawn alike after one of the equal float size."""
+
+    def chart(epochs: int, x_label: str, names: tuple[str, ...], size=(360, 190)) -> ET.Element:
+        series = [Series(n, np.arange(float(epochs)), "#fff") for n in names]
+        return parse(line_chart(series, title="t", y_label="y", x_label=x_label, size=size))
+
+    def axis(root: ET.Element) -> list[str]:
+        x = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "axis x")
+        return [t.text for t in x.iter(f"{SVG}text")]
+
+    def legend(root: ET.Element) -> list[str]:
+        group = next(g for g in root.iter(f"{SVG}g") if g.get("class") == "legend")
+        return [t.text for t in group.iter(f"{SVG}text")]
+
+    first = chart(3, "epoch", ("a", "b"))
+    assert axis(first) == ["0", "1", "2", "epoch"] and legend(first) == ["a", "b"]
+    assert axis(chart(5, "epoch", ("a", "b"))) == ["0", "1", "2", "3", "4", "epoch"]
+    assert axis(chart(3, "step", ("a", "b")))[-1] == "step"
+    assert legend(chart(3, "epoch", ("c", "d", "e"))) == ["c", "d", "e"]
+    linechart._legend.cache_clear()
+    alone = ET.tostring(chart(3, "epoch", ("a", "b"), size=(360, 190)))
+    linechart._legend.cache_clear()
+    chart(3, "epoch", ("a", "b"), size=(360.0, 190.0))  # equal as a key, drawn otherwise
+    assert ET.tostring(chart(3, "epoch", ("a", "b"), size=(360, 190))) == alone
 
 
 def test_log_axis_spans_the_data_with_round_ticks() -> None:

@@ -140,6 +140,7 @@ def channel_thumbs(ctx: RunContext, layer: LayerSpec, here: str) -> tuple[Channe
 def layer_charts(
     ctx: RunContext, layer: LayerSpec, stats: Mapping[str, np.ndarray]
 ) -> tuple[Chart, Chart]:
+    """The layer's dead-share and activation charts from its ``stats`` (see ``layer_page``)."""
     return figures.layer_charts(
         analysis.dead_share(stats["min"], stats["max"]),
         stats["abs_mean"],
@@ -151,6 +152,7 @@ def layer_charts(
 def channel_pages(
     ctx: RunContext, layer: LayerSpec, stats: Mapping[str, np.ndarray]
 ) -> list[ChannelPage]:
+    """The pages of a conv layer's paged channels; ``stats`` as for ``layer_page``."""
     change = analysis.kernel_change(ctx.run, layer.name)
     return [
         channel_page(ctx, layer, c, stats=stats, change=change[:, c])

@@ -167,7 +167,7 @@ def _x_axis(frame: Frame, epochs: int, label: str) -> str:
     return _x_axis_of(x_only, epochs, label)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=64, typed=True)
 def _x_axis_of(frame: Frame, epochs: int, label: str) -> str:
     last = max(epochs - 1, 0)
     ticks = (
@@ -286,7 +286,7 @@ def _legend_height(entries: Sequence[tuple[str, str, str]], width: float) -> int
     return math.ceil(len(entries) / per_row) * LEGEND_ROW + 6
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=256, typed=True)
 def _legend(entries: tuple[tuple[str, str, str], ...], width: float, top: float) -> str:
     """The legend's markup, made once per set of entries and size (charts repeat them)."""
     per_row, column = _legend_layout(entries, width)
