@@ -405,8 +405,8 @@ def _palette_yuv(palette: bytes) -> PaletteYuv:
     # Row: the right pixel (high byte), column: the left pixel (low byte).
     luma_pairs = (luma[None, :] | (luma[:, None] << 8)).astype(PAIR).ravel()
     chroma_pairs = (chroma[None, :] + chroma[:, None]).ravel()
-    for table in (luma_pairs, chroma_pairs):
-        table.flags.writeable = False  # shared by every caller of this palette
+    for pairs in (luma_pairs, chroma_pairs):
+        pairs.flags.writeable = False  # shared by every caller of this palette
     return PaletteYuv(luma_pairs, chroma_pairs)
 
 
