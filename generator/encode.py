@@ -398,6 +398,7 @@ class PaletteYuv:
 
 @lru_cache(maxsize=16)
 def _palette_yuv(palette: bytes) -> PaletteYuv:
+    """``PaletteYuv.of`` for a palette's bytes (hashable, so the tables are made once)."""
     table = yuv_of(np.frombuffer(palette, dtype=np.uint8).reshape(256, 3))
     luma = np.rint(table[:, 0]).astype(PAIR)
     cb, cr = (np.rint(table[:, k] * CHROMA_STEPS).astype(np.uint32) for k in (1, 2))

@@ -226,6 +226,7 @@ def _points(xs: np.ndarray, ys: np.ndarray) -> str:
 
 @lru_cache(maxsize=64)
 def _points_format(count: int) -> str:
+    """The ``%`` format of ``count`` points; charts of one run share their point counts."""
     return " ".join(["%.1f,%.1f"] * count)
 
 
