@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.record import print_table  # noqa: E402
 from bench.render import make_store  # noqa: E402
-from generator.build import build  # noqa: E402
+from generator.build.builder import build  # noqa: E402
 from generator.config import BuildConfig  # noqa: E402
 from generator.info import directory_size, human_size  # noqa: E402
 

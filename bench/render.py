@@ -57,12 +57,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.record import make_record, print_table  # noqa: E402
-from generator import encode, schema  # noqa: E402
-from generator.artefacts import layer_scales  # noqa: E402
+from generator import encode  # noqa: E402
+from generator.build.artefacts import layer_scales  # noqa: E402
 from generator.model import NetlapseCNN  # noqa: E402
-from generator.reader import open_run  # noqa: E402
 from generator.render.frames import layer_frames_by_epoch, pad_frames  # noqa: E402
-from generator.store import StoreWriter  # noqa: E402
+from generator.store import StoreWriter, open_run  # noqa: E402
+from generator.store import _schema as schema  # noqa: E402
 
 BASELINE = "6c594f3"  # the last commit with one ffmpeg process per file (imageio-ffmpeg)
 CLASSES = ["dawnbreaker", "floodzone", "silk_road", "siege_of_shanghai", "lost_islands", "x"]

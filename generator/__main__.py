@@ -118,7 +118,7 @@ def _run_train(args: argparse.Namespace) -> int:
 def _use_storage_options(options: Sequence[tuple[str, str]]) -> None:
     """``--storage-option KEY=VALUE`` for every object store this command (and its build
     workers) opens."""
-    from generator.storage import use_storage_options
+    from generator.store import use_storage_options
 
     if options:
         use_storage_options(dict(options))
@@ -171,7 +171,7 @@ def add_info(sub: argparse._SubParsersAction) -> None:
         description="Print a run store's classes, layers with shapes, "
         "committed epochs, size on disk and the last epoch's metrics.",
     )
-    from generator.storage import parse_storage_option, store_location
+    from generator.store import parse_storage_option, store_location
 
     p.add_argument(
         "store",
@@ -191,7 +191,7 @@ def add_info(sub: argparse._SubParsersAction) -> None:
 
 def _run_info(args: argparse.Namespace) -> int:
     from generator.info import summarise_run
-    from generator.reader import open_run
+    from generator.store import open_run
 
     _use_storage_options(args.storage_option)
     print(summarise_run(open_run(args.store)))
@@ -214,7 +214,7 @@ def add_build(sub: argparse._SubParsersAction) -> None:
         "--scale layer --layers block1,block2 --probes 1,2",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from generator.storage import store_location
+    from generator.store import store_location
 
     p.add_argument(
         "--store",
@@ -268,7 +268,7 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
 def _run_serve(args: argparse.Namespace) -> int:
     from generator.config import ServeConfig
     from generator.errors import OptionError
-    from generator.serve import serve
+    from generator.site import serve
 
     config = ServeConfig(**given(args, ServeConfig))
     if not (config.site / "index.html").is_file():

@@ -20,8 +20,13 @@ from generator.architecture import REFERENCE_CHANNELS, REFERENCE_KERNEL, REFEREN
 from generator.errors import OptionError
 from generator.render.captions import MAX_FONT, strip_height
 from generator.render.colormaps import COLORMAPS, SCALE_MODES
-from generator.schema import ACTIVATION_DTYPES
-from generator.storage import StoreLocation, StoreURL, parse_storage_option, store_location
+from generator.store import (
+    ACTIVATION_DTYPES,
+    StoreLocation,
+    StoreURL,
+    parse_storage_option,
+    store_location,
+)
 
 DEMO_INPUT_SIZE = 128
 DATA_INPUT_SIZE = 512

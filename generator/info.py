@@ -5,9 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from generator.reader import RunReader
-from generator.schema import SCALAR_METRICS
-from generator.storage import StoreLocation, StoreURL, total_size
+from generator.store import SCALAR_METRICS, RunReader, StoreLocation, StoreURL, total_size
 
 
 def directory_size(path: StoreLocation) -> int:

@@ -19,7 +19,7 @@ from torch import nn
 
 from generator.architecture import REFERENCE_CHANNELS, REFERENCE_HIDDEN, REFERENCE_KERNEL
 from generator.errors import OptionError
-from generator.schema import LayerSpec
+from generator.store import LayerSpec
 
 HIDDEN_LAYER, LOGITS_LAYER = "hidden", "logits"
 

@@ -6,7 +6,7 @@ to yuv on a thread while the current one is encoded (``encode``): numpy and FFmp
 of the GIL, so one big file uses more than one core. None of this changes a file's bytes.
 
 The live gallery's builds during training must stay light beside it (one process at
-``nice 15``, ``generator.live``), so ``build --live`` runs ``single_threaded()``. The
+``nice 15``, ``generator.build.rebuilds``), so ``build --live`` runs ``single_threaded()``. The
 encoders' own thread counts are not set here: x264's bytes depend on them, so they follow
 the frame size alone (``encode.encoder_threads``).
 """

@@ -11,8 +11,14 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from generator.schema import STAT_FIELDS, FeatvizSpec, LayerSpec
-from generator.store import EpochRecord, ExamplePoolRecord, StoreWriter
+from generator.store import (
+    STAT_FIELDS,
+    EpochRecord,
+    ExamplePoolRecord,
+    FeatvizSpec,
+    LayerSpec,
+    StoreWriter,
+)
 
 # Property tests draw the same examples on every run (CI must not turn red by chance): a
 # failure is then reproducible, and a new corner case is added as an ``@example``.

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generator.analysis import cka as ck
-from generator.reader import open_run
+from generator.store import open_run
 from tests.conftest import TINY_LAYERS, make_store
 
 V1_FIXTURE = Path(__file__).parent / "fixtures" / "v1run.zarr"

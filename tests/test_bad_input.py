@@ -5,7 +5,7 @@ store, an option, the environment, a video — and checks what the user sees: a 
 on stderr that names the file or option, no traceback, exit code 2 where the command cannot
 go on; or, where skipping is right (one bad image in a dataset), exit 0 and one logged
 warning naming the skipped file. Unit tests of the same cases live beside each module
-(test_data_*, test_reader, test_cli, test_build); this is the one place that walks all of
+(test_data_*, test_store_reader, test_cli, test_build); this is the one place that walks all of
 them through the real command line.
 """
 
@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from generator.__main__ import main
-from generator.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
+from generator.train.checkpoint import checkpoint_dir, list_checkpoints, load_checkpoint
 from tests.test_faults import TINY_TRAIN, one_line_error
 
 pytestmark = pytest.mark.slow

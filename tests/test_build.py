@@ -17,8 +17,7 @@ from generator.__main__ import main
 from generator.build import build
 from generator.config import BuildConfig
 from generator.errors import OptionError, StoreError
-from generator.reader import open_run
-from generator.store import StoreWriter
+from generator.store import StoreWriter, open_run
 from tests.conftest import make_store
 
 # the default --channel-pages: the first N channels of each conv layer get their own animations
@@ -466,7 +465,7 @@ def test_pages_are_rendered_before_any_is_written(
     def broken(*args, **kwargs):
         raise EncoderDies("a template failed")
 
-    monkeypatch.setattr("generator.build.render_site", broken)
+    monkeypatch.setattr("generator.build.builder.render_site", broken)
     with pytest.raises(EncoderDies):
         build(
             BuildConfig(
@@ -482,12 +481,12 @@ def test_the_build_names_any_file_over_50_mb(
 ) -> None:
     """Issue 8.9: a 116 MB page went out without a word. The limit is lowered to the size
     of the largest file here, so the test needs no 50 MB file."""
-    import generator.build as build_module
+    import generator.build.builder as build_module
 
     store = tmp_path / "run.zarr"
     make_store(store)
     monkeypatch.setattr(build_module, "WARN_FILE_BYTES", 2000)
-    with caplog.at_level("WARNING", logger="generator.build"):
+    with caplog.at_level("WARNING", logger="generator.build.builder"):
         build(BuildConfig(stores=(store,), out=tmp_path / "site", jobs=1, channel_probes=0))
     big = [p for p in (tmp_path / "site").rglob("*") if p.is_file() and p.stat().st_size > 2000]
     warned = [r.getMessage() for r in caplog.records if "over 50 MB" in r.getMessage()]

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.config import BuildConfig
-from generator.manifest import ArtefactKind, Manifest
-from generator.plan import (
+from generator.build.plan import (
     BuildPlan,
     new_manifest,
     plan_build,
@@ -20,7 +18,9 @@ from generator.plan import (
     published_options,
     stale_files,
 )
-from generator.reader import RunReader, open_run
+from generator.config import BuildConfig
+from generator.site.manifest import ArtefactKind, Manifest
+from generator.store import RunReader, open_run
 from tests.conftest import make_store, synthetic_record
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import generator.__main__ as cli
-from generator.artefacts import OPTIONS_USED, RenderOptions
+from generator.build.artefacts import OPTIONS_USED, RenderOptions
 from generator.config import (
     BuildConfig,
     IngestConfig,
@@ -20,7 +20,7 @@ from generator.config import (
     flag_name,
 )
 from generator.errors import OptionError
-from generator.manifest import ArtefactKind
+from generator.site.manifest import ArtefactKind
 
 CONFIGS = {"train": TrainConfig, "build": BuildConfig, "ingest": IngestConfig, "serve": ServeConfig}
 

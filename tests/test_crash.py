@@ -30,14 +30,14 @@ import numpy as np
 import pytest
 
 from generator.build import build
-from generator.checkpoint import checkpoint_dir
 from generator.config import BuildConfig
 from generator.data import make_demo_dataset
 from generator.faults import ENV
 from generator.model import NetlapseCNN
-from generator.reader import RunReader, open_run
 from generator.record.featviz import FeatvizSettings, featviz_spec
-from generator.schema import array_plan
+from generator.store import RunReader, open_run
+from generator.store._schema import array_plan
+from generator.train.checkpoint import checkpoint_dir
 from tests.test_faults import assert_same_epochs, leftovers, reference_arrays, store_arrays
 
 pytestmark = pytest.mark.slow

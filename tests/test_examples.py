@@ -12,8 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.reader import open_run
-from generator.schema import file_stem
+from generator.store import file_stem, open_run
 from tests.test_site import html_pages, parse, resolve
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

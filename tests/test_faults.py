@@ -27,16 +27,16 @@ import zarr
 import generator
 from generator import faults
 from generator.__main__ import main
-from generator.checkpoint import (
+from generator.errors import StoreError
+from generator.store import open_run
+from generator.store._writer import StoreWriter, remove_partial_files
+from generator.train.checkpoint import (
     checkpoint_dir,
     list_checkpoints,
     load_checkpoint,
     remove_stale_temps,
     save_checkpoint,
 )
-from generator.errors import StoreError
-from generator.reader import open_run
-from generator.store import StoreWriter, remove_partial_files
 from tests.conftest import make_store, synthetic_record
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,7 +226,7 @@ def test_a_checkpoint_carrying_code_is_refused(tmp_path: Path) -> None:
 def test_a_failed_create_leaves_no_store_and_no_staging(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from generator import store as store_module
+    from generator.store import _writer as store_module
 
     def disk_full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -255,7 +255,7 @@ def test_one_store_has_one_writer(tiny_store: Path) -> None:
 
 def test_a_killed_writer_leaves_no_stale_lock(tiny_store: Path) -> None:
     code = (
-        "import sys, time; from generator.store import StoreWriter; "
+        "import sys, time; from generator.store._writer import StoreWriter; "
         "w = StoreWriter.open_for_resume(sys.argv[1]); print('locked', flush=True); "
         "time.sleep(60)"
     )
@@ -304,7 +304,7 @@ def test_checkpoint_temps_are_removed(tmp_path: Path) -> None:
 def test_a_checkpoint_that_cannot_be_written_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from generator import checkpoint as checkpoint_module
+    from generator.train import checkpoint as checkpoint_module
 
     def disk_full(path: Path, data) -> None:
         path.write_bytes(bytes(data)[:10])

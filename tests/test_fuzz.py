@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 
 from generator.errors import StoreError
 from generator.info import summarise_run
-from generator.reader import open_run
 from generator.render.colormaps import (
     COLORMAPS,
     NAN_INDEX,
@@ -41,7 +40,7 @@ from generator.render.contact import contact_sheet
 from generator.render.frames import channel_frames, layer_frames
 from generator.render.kernels import MATRIX, RGB, kernel_frames, kernel_layout
 from generator.render.probs import probe_frames
-from generator.schema import SCALAR_METRICS, STAT_FIELDS
+from generator.store import SCALAR_METRICS, STAT_FIELDS, open_run
 from tests.conftest import make_store
 
 EXAMPLES = {"store": 60, "render": 150, "scales": 300}

@@ -6,9 +6,11 @@ dependency). ``STAGES`` lists the stages bottom-up; a package's submodules inher
 package's stage unless listed themselves (``site`` covers ``site.pages``), and modules of
 one stage may import each other. To add a module, put it in the stage of what it is.
 
-The order follows the code, not the data flow: ``train`` writes the store, so it sits above
-``store`` and ``reader``; ``config`` checks colormap names with ``render``; ``build`` writes
-the site with ``site`` and sizes it with ``info``.
+A folder is one stage. The order follows the code, not the data flow: ``train`` and
+``record`` write the store, so they sit above ``store``; ``config`` checks colormap names with
+``render``; ``build`` writes the site with ``site`` (whose manifest it fills) and sizes it
+with ``info``; ``record`` starts live rebuilds through ``build``. A package's private modules
+(``store/_writer.py``) are imported only inside it; other stages use its face.
 """
 
 from __future__ import annotations
@@ -26,25 +28,21 @@ ROOT = "__init__"  # the package itself (``from generator import __version__``)
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "foundation",
-        (ROOT, "errors", "atomic", "faults", "resources", "architecture", "storage", "threads"),
+        (ROOT, "defaults", "errors", "atomic", "faults", "resources", "architecture", "threads"),
     ),
-    ("schema", ("schema",)),
-    ("store files", ("storefiles",)),
+    ("store", ("store",)),
     ("data", ("data",)),
     ("model", ("model",)),
-    ("record", ("record",)),
-    ("store", ("store",)),
-    ("reader", ("reader",)),
     ("analysis", ("analysis",)),
     ("render", ("render",)),
     ("encode", ("encode",)),
     ("config", ("config",)),
-    ("train", ("checkpoint", "train", "record.recorder", "integrations", "live")),
-    ("artefacts", ("artefacts", "manifest", "plan")),
-    ("jobs", ("jobs",)),
-    ("site", ("site", "serve")),
+    ("site", ("site",)),
     ("info", ("info",)),
-    ("build", ("outdir", "build")),
+    ("build", ("build",)),
+    ("record", ("record",)),
+    ("train", ("train",)),
+    ("integrations", ("integrations",)),
     ("cli", ("__main__",)),
 )
 
@@ -74,7 +72,7 @@ def imported_modules(name: str, file: Path, modules: Mapping[str, Path]) -> set[
     """The package's modules that ``name`` imports anywhere in its file.
 
     ``from generator.render import captions`` imports the submodule ``render.captions``;
-    ``from generator.store import StoreWriter`` imports ``store``. Importing a submodule
+    ``from generator.store._writer import StoreWriter`` imports ``store``. Importing a submodule
     also initialises its parent packages; that is Python's doing, not a dependency.
     """
     package = name if file.name == "__init__.py" else name.rpartition(".")[0]
@@ -181,31 +179,50 @@ def test_generator_has_no_import_cycle() -> None:
     assert not found, "import cycles: " + "; ".join(" <-> ".join(group) for group in found)
 
 
-def test_nothing_imports_the_writer_for_what_the_schema_owns() -> None:
-    """Constants and layer descriptions come from ``schema``, so the writer can change
-    without touching its readers (and ``store`` never becomes everybody's dependency)."""
-    import generator.schema as schema
-
-    owned = {name for name in vars(schema) if not name.startswith("_")}
+def private_imports_from_outside(package: Path) -> list[str]:
+    """``file: module`` for each import of a package's private module (``store._writer``)
+    from outside that package: other stages use the package's face (its ``__init__``)."""
     offenders = []
-    for file in [*PACKAGE.rglob("*.py"), *Path(__file__).parent.glob("*.py")]:
+    for file in sorted(package.rglob("*.py")):
+        owner = file.relative_to(package.parent).parts[:-1]
         for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module == "generator.store":
-                offenders += [f"{file.name}: {a.name}" for a in node.names if a.name in owned]
-    assert not offenders, "import these from generator.schema: " + ", ".join(offenders)
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            parts = node.module.split(".")
+            private = [i for i, part in enumerate(parts) if part.startswith("_")]
+            if private and tuple(parts[: private[0]]) != owner[: private[0]]:
+                offenders.append(f"{file.relative_to(package.parent)}: {node.module}")
+    return offenders
+
+
+def test_other_stages_import_a_package_through_its_face() -> None:
+    """The store's schema, backends, writer and reader are private (``store/_*.py``), so they
+    can change without touching the stages that use them."""
+    offenders = private_imports_from_outside(PACKAGE)
+    assert not offenders, "import these from the package's face: " + ", ".join(offenders)
+
+
+def test_an_import_of_a_private_module_from_another_stage_is_reported(tmp_path: Path) -> None:
+    copy = tmp_path / "generator"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(copy / "site" / "paths.py", "a", encoding="utf-8") as handle:
+        handle.write("\nfrom generator.store._writer import StoreWriter\n")
+    assert private_imports_from_outside(copy) == [
+        "generator/site/paths.py: generator.store._writer"
+    ]
 
 
 # -- the checker itself, on deliberate violations ---------------------------------------------
 def test_a_lower_stage_importing_a_higher_one_is_reported() -> None:
-    graph = {"generator.store": {"generator.reader"}, "generator.reader": set()}
+    graph = {"generator.store._writer": {"generator.build.plan"}, "generator.build.plan": set()}
     assert order_problems(graph) == [
-        "generator.store (stage 6, store) imports generator.reader (stage 7, reader): "
+        "generator.store._writer (stage 1, store) imports generator.build.plan (stage 10, build): "
         "a lower stage never imports a higher one"
     ]
 
 
 def test_a_module_without_a_stage_is_reported() -> None:
-    graph = {"generator.newthing": set(), "generator.site.pages": {"generator.reader"}}
+    graph = {"generator.newthing": set(), "generator.site.pages": {"generator.store._reader"}}
     assert order_problems(graph) == [
         f"generator.newthing has no stage: add it to the stage list in {__name__}"
     ]
@@ -224,7 +241,7 @@ def test_a_cycle_is_reported() -> None:
 @pytest.mark.parametrize(
     "file, line",
     [
-        ("schema.py", "\ndef _late():\n    from generator.build import build\n"),
+        ("store/_schema.py", "\ndef _late():\n    from generator.build import build\n"),
         ("render/frames.py", "\nfrom ..train import run_training\n"),
     ],
 )

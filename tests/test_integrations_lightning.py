@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from generator.reader import open_run
+from generator.store import open_run
 
 L = pytest.importorskip("lightning")
 from generator.integrations.lightning import NetlapseCallback  # noqa: E402

@@ -84,14 +84,14 @@ def stand_ins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, list
     """Every command's work replaced by a stand-in; returns each command's fixed argv."""
     import generator.build
     import generator.data
-    import generator.serve
+    import generator.site
     import generator.train
 
     monkeypatch.setattr(generator.train, "run_training", lambda config: config.out)
     monkeypatch.setattr(generator.build, "build", lambda config: None)
     report = SimpleNamespace(read=1, kept=1, dropped_dark=0, existing=0, out_dir=tmp_path)
     monkeypatch.setattr(generator.data, "ingest_video", lambda *a, **k: report)
-    monkeypatch.setattr(generator.serve, "serve", lambda site, port: None)
+    monkeypatch.setattr(generator.site, "serve", lambda site, port: None)
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "index.html").write_text("<!doctype html>")
     return {

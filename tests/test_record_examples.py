@@ -11,9 +11,7 @@ from torch import nn
 
 from generator import Recorder
 from generator.__main__ import main
-from generator.checkpoint import checkpoint_path, load_checkpoint
 from generator.model import NetlapseCNN
-from generator.reader import open_run
 from generator.record.examples import (
     ExamplePoolError,
     prepare_pool,
@@ -21,7 +19,8 @@ from generator.record.examples import (
     top_examples,
 )
 from generator.record.layers import describe, trace
-from generator.store import StoreWriter
+from generator.store import StoreWriter, open_run
+from generator.train.checkpoint import checkpoint_path, load_checkpoint
 
 CLASSES = ["a", "b", "c"]
 SIZE = 32

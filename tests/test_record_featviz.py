@@ -16,7 +16,6 @@ from generator.config import TrainConfig
 from generator.data import to_model_input
 from generator.errors import OptionError
 from generator.model import NetlapseCNN
-from generator.reader import open_run
 from generator.record.featviz import (
     DEFAULT_STEPS,
     FeatureVisualizer,
@@ -30,7 +29,7 @@ from generator.record.featviz import (
     spectrum_scale,
     spectrum_to_image,
 )
-from generator.schema import FeatvizSpec, LayerSpec
+from generator.store import FeatvizSpec, LayerSpec, open_run
 
 SIZE = 32
 RED, BLUE = 0, 2

@@ -15,7 +15,7 @@ from generator.record.layers import (
     describe,
     trace,
 )
-from generator.schema import check_layers
+from generator.store._schema import check_layers
 
 EXAMPLE = torch.zeros(1, 3, 32, 32)
 

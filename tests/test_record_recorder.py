@@ -15,11 +15,10 @@ from torch import nn
 from generator import Recorder
 from generator.errors import NetlapseError, OptionError, StoreError
 from generator.model import NetlapseCNN
-from generator.reader import open_run
 from generator.record import LayerChoiceError
 from generator.record.recorder import RecorderClosedError
-from generator.schema import EXTRA_METRICS
-from generator.store import StoreWriter
+from generator.store import StoreWriter, open_run
+from generator.store._schema import EXTRA_METRICS
 
 CLASSES = ["a", "b", "c"]
 SIZE = 32

@@ -10,9 +10,7 @@ import numpy as np
 import pytest
 
 from generator.__main__ import main
-from generator.reader import open_run
-from generator.schema import FeatvizSpec
-from generator.store import StoreWriter
+from generator.store import FeatvizSpec, StoreWriter, open_run
 from tests.conftest import TINY_LAYERS, synthetic_record
 
 SPEC = FeatvizSpec(size=16, channels={"block1": 3}, steps=2, first_steps=8)

@@ -182,10 +182,8 @@ def _channel_stats(a: np.ndarray) -> dict[str, np.ndarray]:
 
 def test_store_arrays_render_end_to_end(tmp_path: Path) -> None:
     """What the reader returns (stats (E, P, C), activations (E, C, H, W) / (E, N)) renders."""
-    from generator.reader import RunReader
     from generator.render.colormaps import compute_scales
-    from generator.schema import LayerSpec
-    from generator.store import EpochRecord, StoreWriter
+    from generator.store import EpochRecord, LayerSpec, RunReader, StoreWriter
 
     layers = [
         LayerSpec("block1", "conv", (3, 4, 4), (3, 3, 3, 3), 84),

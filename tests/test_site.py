@@ -22,8 +22,6 @@ from jinja2 import UndefinedError
 from generator.build import build
 from generator.config import BuildConfig
 from generator.errors import NetlapseError
-from generator.manifest import MANIFEST_VERSION, Manifest, RunEntry
-from generator.reader import open_run
 from generator.site import (
     inside,
     make_environment,
@@ -31,7 +29,8 @@ from generator.site import (
     write_bytes_atomic,
     write_rendered,
 )
-from generator.store import StoreWriter
+from generator.site.manifest import MANIFEST_VERSION, Manifest, RunEntry
+from generator.store import StoreWriter, open_run
 from tests.conftest import TINY_LAYERS, make_store, synthetic_record
 
 EVIL = "<img src=x onerror=alert(1)>"

@@ -24,9 +24,8 @@ import pytest
 from generator.build import build
 from generator.config import BuildConfig
 from generator.data.demo import make_demo_dataset
-from generator.reader import open_run
-from generator.serve import QuietHandler, make_server
-from generator.store import StoreWriter
+from generator.site.server import QuietHandler, make_server
+from generator.store import StoreWriter, open_run
 
 pytestmark = pytest.mark.slow
 playwright_api = pytest.importorskip("playwright.sync_api")

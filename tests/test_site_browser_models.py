@@ -20,9 +20,9 @@ import pytest
 
 from generator.build import build
 from generator.config import BuildConfig
-from generator.reader import open_run
-from generator.serve import QuietHandler, make_server
 from generator.site.paths import RunPaths
+from generator.site.server import QuietHandler, make_server
+from generator.store import open_run
 from tests.test_site import html_pages, parse, resolve
 from tests.test_site_browser import SCREENS, Watched, browser_context, label  # noqa: F401
 

@@ -13,16 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from generator.build import plan_run
+from generator.analysis.statistics import dead_share, kernel_change
+from generator.build.builder import plan_run
 from generator.config import BuildConfig
 from generator.errors import StoreError
-from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
-from generator.reader import RunReader, open_run
-from generator.schema import file_stem
-from generator.site.analysis import dead_share, kernel_change
 from generator.site.gather import build_site_context
+from generator.site.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.site.pages import ChannelPage, HomePage, LayerPage, NotFoundPage, RunPage
 from generator.site.paths import RunPaths, root_of, url
+from generator.store import RunReader, file_stem, open_run
 from tests.conftest import TINY_LAYERS, make_store
 
 

@@ -12,7 +12,7 @@ import pytest
 from generator.build import build
 from generator.config import BuildConfig
 from generator.info import human_size
-from generator.schema import file_stem
+from generator.store import file_stem
 from tests.conftest import record_model_run
 from tests.test_site import html_pages, parse, resolve
 

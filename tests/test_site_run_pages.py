@@ -3,8 +3,8 @@ any model (no layer name is assumed: only module paths and kinds)."""
 
 from __future__ import annotations
 
-from generator.schema import LayerSpec
 from generator.site.run_pages import group_layers, groups_text, kernel_text, pair_text
+from generator.store import LayerSpec
 
 
 def conv(name: str, parent: str, kernel: tuple[int, ...], *, groups: int = 1) -> LayerSpec:

@@ -12,9 +12,9 @@ import pytest
 
 from generator.__main__ import main
 from generator.analysis.cka import SETTLE_THRESHOLD, RunSimilarity, run_similarity
-from generator.manifest import load_manifest
-from generator.reader import open_run
 from generator.site import similarity
+from generator.site.manifest import load_manifest
+from generator.store import open_run
 
 SVG = "{http://www.w3.org/2000/svg}"
 

@@ -15,12 +15,12 @@ import zarr
 from PIL import Image
 
 from generator.__main__ import main
-from generator.checkpoint import checkpoint_path, load_checkpoint
 from generator.config import TrainConfig
 from generator.data import to_model_input
 from generator.model import NetlapseCNN
-from generator.reader import open_run
+from generator.store import open_run
 from generator.train import evaluate, split_indices
+from generator.train.checkpoint import checkpoint_path, load_checkpoint
 from generator.train.loop import _train_one_epoch
 from generator.train.session import start_session
 from tests.conftest import TRAINED_RUN_ARGS, TRAINED_RUN_EPOCHS, copy_trained_run

@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from generator.checkpoint import checkpoint_path, load_checkpoint
 from generator.config import TrainConfig
 from generator.data import load_image_folder, make_demo_dataset, to_model_input
 from generator.model import NetlapseCNN
-from generator.reader import open_run
+from generator.store import open_run
 from generator.train import split_indices
+from generator.train.checkpoint import checkpoint_path, load_checkpoint
 from generator.train.distributed import Ranks
 from generator.train.session import dataset_labels
 from tests.test_faults import assert_same_epochs

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.reader import RunReader
-from generator.schema import LayerSpec
+from generator.store import LayerSpec, RunReader
 
 SETTLE_THRESHOLD = 0.9  # a layer has settled once its CKA to the final epoch stays >= this
 SAMPLE_BUDGET = 4096  # samples (probe x position) per layer; more are subsampled

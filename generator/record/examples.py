@@ -38,7 +38,7 @@ from generator.record.probes import (
     pick_indices,
     prepare_probes,
 )
-from generator.schema import LayerSpec, example_layers
+from generator.store import LayerSpec, example_layers
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from generator.errors import OptionError
 from generator.record.hooks import untouched
-from generator.schema import FEATVIZ_KINDS, FeatvizSpec, LayerSpec
+from generator.store import FEATVIZ_KINDS, FeatvizSpec, LayerSpec
 
 DEFAULT_STEPS = 8  # warm-started steps per epoch (measured: bench/featviz.py)
 FIRST_STEPS_FACTOR = 4  # steps from noise at the first record: 4 x 8 = 32

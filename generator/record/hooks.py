@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generator.schema import STAT_FIELDS
+from generator.store import STAT_FIELDS
 
 
 @dataclass

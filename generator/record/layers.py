@@ -27,7 +27,7 @@ from torch import nn
 from generator.errors import OptionError
 from generator.model import describe_layer, grow_receptive_field
 from generator.record.hooks import untouched
-from generator.schema import LayerSpec
+from generator.store import LayerSpec
 
 LayerChoice = str | type[nn.Module]
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)

@@ -38,7 +38,6 @@ from torch import nn
 
 from generator.data import to_model_input
 from generator.errors import NetlapseError, OptionError, StoreError
-from generator.reader import open_run
 from generator.record.examples import DEFAULT_TOP_K, prepare_pool, resumed_pool, top_examples
 from generator.record.featviz import (
     DEFAULT_STEPS,
@@ -55,9 +54,16 @@ from generator.record.probes import (
     model_input_like,
     prepare_probes,
 )
-from generator.schema import ACTIVATION_DTYPES, LayerSpec
-from generator.storage import StoreURL, store_location
-from generator.store import EpochRecord, ExamplePoolRecord, StoreWriter
+from generator.store import (
+    ACTIVATION_DTYPES,
+    EpochRecord,
+    ExamplePoolRecord,
+    LayerSpec,
+    StoreURL,
+    StoreWriter,
+    open_run,
+    store_location,
+)
 
 log = logging.getLogger(__name__)
 
@@ -566,7 +572,7 @@ def _live_site(out: Any, site: str | Path) -> Any:
     """A ``LiveSite`` for ``site``, with the epochs committed so far built at once. The
     import is deferred: the live site runs ``build`` in another process, so recording
     never loads the build stage; only a ``site=`` run needs the launcher."""
-    from generator.live import LiveSite
+    from generator.build import LiveSite
 
     live = LiveSite(out, site)
     live.committed()

@@ -10,6 +10,14 @@ dataclasses templates receive), ``analysis`` (numbers from a store), ``svg``,
 """
 
 from generator.site.render import make_environment, render_site, write_rendered
+from generator.site.server import serve
 from generator.site.write import inside, write_bytes_atomic
 
-__all__ = ["inside", "make_environment", "render_site", "write_bytes_atomic", "write_rendered"]
+__all__ = [
+    "inside",
+    "make_environment",
+    "render_site",
+    "serve",
+    "write_bytes_atomic",
+    "write_rendered",
+]

@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 
 from generator.errors import StoreError
-from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
-from generator.reader import RunReader
-from generator.schema import LayerSpec
+from generator.site.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.site.pages import Footer, Link, Media, Scrubber
 from generator.site.paths import HOME, RunPaths, root_of, url
 from generator.site.text import format_settings, shown
+from generator.store import LayerSpec, RunReader
 
 EAGER_MEDIA = 2  # animations per page assumed to be in the first screen (others lazy)
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-import generator.site.analysis as analysis
+import generator.analysis.statistics as analysis
 import generator.site.heatmap as heatmap
 from generator.site.linechart import Band, Series, line_chart
 from generator.site.pages import Chart, ConfusedPair, Confusion, Image

@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from generator.manifest import Manifest
-from generator.reader import RunReader
 from generator.site.context import RunContext, run_contexts
 from generator.site.layer_pages import layer_pages
+from generator.site.manifest import Manifest
 from generator.site.pages import Footer, HomePage, NotFoundPage, Page, RunCard
 from generator.site.paths import HOME, NOT_FOUND
 from generator.site.run_pages import run_card, run_page, waiting_card
 from generator.site.text import format_setting
+from generator.store import RunReader
 
 HOME_EAGER_RUNS = 6  # home cards whose thumbnails load with the page
 SHOWN_SETTINGS = (

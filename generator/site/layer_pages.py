@@ -7,12 +7,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-import generator.site.analysis as analysis
+import generator.analysis.statistics as analysis
 import generator.site.figures as figures
-from generator.manifest import ArtefactKind
 from generator.render.kernels import DEPTHWISE, MATRIX, RGB, kernel_layout
-from generator.schema import LayerSpec
 from generator.site.context import RunContext, first_eager
+from generator.site.manifest import ArtefactKind
 from generator.site.pages import (
     ChannelPage,
     ChannelThumb,
@@ -25,6 +24,7 @@ from generator.site.pages import (
 from generator.site.paths import url
 from generator.site.run_pages import layer_row
 from generator.site.text import shown
+from generator.store import LayerSpec
 
 STATS = ("min", "max", "mean", "abs_mean")
 

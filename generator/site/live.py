@@ -13,7 +13,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from generator.manifest import Manifest
+from generator.site.manifest import Manifest
 
 LIVE_FILE = "live.json"
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from generator.schema import file_stem
+from generator.store import file_stem
 
 HOME = "index.html"
 NOT_FOUND = "404.html"

@@ -16,14 +16,14 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
-from generator.manifest import Manifest
-from generator.reader import RunReader
 from generator.resources import templates_path
 from generator.site.gather import build_site_context
 from generator.site.live import LIVE_FILE, live_file, live_status
+from generator.site.manifest import Manifest
 from generator.site.pages import NotFoundPage, Page
 from generator.site.paths import HOME, NOT_FOUND
 from generator.site.write import write_bytes_atomic
+from generator.store import RunReader
 
 log = logging.getLogger(__name__)
 

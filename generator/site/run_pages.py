@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import generator.site.figures as figures
-from generator.manifest import ArtefactKind, RunEntry
-from generator.reader import RunReader
-from generator.schema import LayerSpec
 from generator.site.context import RunContext
+from generator.site.manifest import ArtefactKind, RunEntry
 from generator.site.pages import (
     LayerGroup,
     LayerRow,
@@ -23,6 +21,7 @@ from generator.site.paths import HOME, url
 from generator.site.similarity import similarity_section
 from generator.site.svg import format_number
 from generator.site.text import format_percent, public_name, shown
+from generator.store import LayerSpec, RunReader
 
 CARD_CLASSES = 24  # class names listed on a home card; the rest are counted
 TRAINING_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy")

@@ -19,7 +19,6 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from generator.checkpoint import save_checkpoint, set_aside_orphans
 from generator.config import TrainConfig
 from generator.data import make_demo_dataset, storable
 from generator.errors import OptionError
@@ -27,6 +26,7 @@ from generator.faults import maybe_die
 from generator.record.examples import ExamplePool, split_pool
 from generator.record.recorder import Recorder
 from generator.store import StoreWriter
+from generator.train.checkpoint import save_checkpoint, set_aside_orphans
 from generator.train.distributed import Ranks, from_environment, stop
 from generator.train.resume import load_same_state, reopen, resumed_checkpoint
 from generator.train.session import (

@@ -17,7 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator.checkpoint import (
+from generator.config import TrainConfig
+from generator.data import storable
+from generator.errors import StoreError
+from generator.store import StoreWriter, open_run
+from generator.train.checkpoint import (
     check_owner,
     checkpoint_dir,
     checkpoint_path,
@@ -26,11 +30,6 @@ from generator.checkpoint import (
     remove_stale_temps,
     resumable_checkpoints,
 )
-from generator.config import TrainConfig
-from generator.data import storable
-from generator.errors import StoreError
-from generator.reader import open_run
-from generator.store import StoreWriter
 from generator.train.distributed import Ranks
 from generator.train.session import Session, start_session
 

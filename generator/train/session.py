@@ -13,7 +13,6 @@ import torch
 from torch import nn
 
 from generator.architecture import REFERENCE_MODEL
-from generator.checkpoint import SUFFIX
 from generator.config import TrainConfig
 from generator.data import (
     ImageFolderData,
@@ -33,9 +32,8 @@ from generator.model import (
 from generator.record.featviz import FeatvizSettings, featviz_spec
 from generator.record.hooks import untouched
 from generator.record.layers import describe_layers
-from generator.schema import LayerSpec
-from generator.storage import StoreURL
-from generator.storefiles import check_remote_out
+from generator.store import LayerSpec, StoreURL, check_remote_out
+from generator.train.checkpoint import SUFFIX
 from generator.train.distributed import Ranks, rank_device, wrap
 
 log = logging.getLogger(__name__)

@@ -27,12 +27,11 @@ import pytest
 import zarr
 
 from generator.__main__ import main
-from generator.checkpoint import checkpoint_dir
 from generator.errors import OptionError, StoreError
-from generator.reader import open_run
-from generator.storage import OPTIONS_ENV, StoreURL, store_location
-from generator.store import StoreWriter
-from generator.storefiles import CREATING, remote_state
+from generator.store import StoreWriter, open_run
+from generator.store._backends import OPTIONS_ENV, StoreURL, store_location
+from generator.store._files import CREATING, remote_state
+from generator.train.checkpoint import checkpoint_dir
 from tests.conftest import make_store, synthetic_record
 from tests.test_faults import TINY_TRAIN, one_line_error, reference_arrays
 
@@ -245,7 +244,7 @@ def test_a_lock_of_another_host_is_refused_naming_the_object_to_delete(bucket: s
 def plant_lock(url: StoreURL, holder: dict) -> None:
     import obstore
 
-    from generator.storage import object_store
+    from generator.store._backends import object_store
 
     obstore.put(object_store(url.parent), url.name + ".lock", json.dumps(holder).encode())
 
@@ -266,14 +265,14 @@ def test_a_store_whose_creation_was_interrupted_is_not_there_and_is_made_again(
             raise Interrupted
 
     with monkeypatch.context() as patch:
-        patch.setattr("generator.store.maybe_die", die)
+        patch.setattr("generator.store._writer.maybe_die", die)
         with pytest.raises(Interrupted):
             make_store(url, epochs=1)
     assert remote_state(url) == CREATING  # arrays are there, the root says "creating"
     with pytest.raises(StoreError, match="still being created"):
         open_run(url)
     with pytest.raises(StoreError, match="no run store to resume"):
-        from generator.storefiles import check_remote_out
+        from generator.store import check_remote_out
 
         check_remote_out(url, resume=True)
     make_store(url, epochs=1).close()  # the same --out again: made from scratch
@@ -417,7 +416,9 @@ def test_train_kill_resume_read_and_build_on_s3(
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "tiny.zarr.ckpt").is_dir()
     group = zarr.open_group(
-        __import__("generator.storage").storage.zarr_store(store_location(url), read_only=True),
+        __import__("generator.store._backends").storage.zarr_store(
+            store_location(url), read_only=True
+        ),
         mode="r",
     )
     for name, expected in reference_arrays(reference).items():

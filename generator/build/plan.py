@@ -22,13 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from generator import __version__
-from generator.artefacts import RENDER_VERSION, RenderOptions, options_used
+from generator.build.artefacts import RENDER_VERSION, RenderOptions, options_used
 from generator.config import BuildConfig
 from generator.errors import OptionError
-from generator.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
-from generator.reader import RunReader
-from generator.schema import LayerSpec, file_stem
-from generator.storage import StoreLocation, is_url
+from generator.site.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
+from generator.store import LayerSpec, RunReader, StoreLocation, file_stem, is_url
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,7 @@ import pytest
 import zarr
 
 from generator.errors import StoreError
-from generator.schema import SCHEMA_VERSION
-from generator.store import StoreWriter
+from generator.store import SCHEMA_VERSION, StoreWriter
 from tests.conftest import TINY_LAYERS, make_store, synthetic_record
 
 

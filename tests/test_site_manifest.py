@@ -10,7 +10,7 @@ import pytest
 
 from generator.build import build
 from generator.config import BuildConfig
-from generator.manifest import (
+from generator.site.manifest import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
     ArtefactKind,

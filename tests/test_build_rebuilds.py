@@ -1,5 +1,6 @@
-"""The live gallery (``generator.live``): ``train --site`` keeps a complete, consistent site
-while the run trains, and leaves the site a separate ``build`` writes when it ends."""
+"""The live gallery (``generator.build.rebuilds``): ``train --site`` keeps a complete,
+consistent site while the run trains, and leaves the site a separate ``build`` writes when
+it ends."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.manifest import MANIFEST_NAME, load_manifest
-from generator.reader import open_run
 from generator.site.live import LIVE_FILE
+from generator.site.manifest import MANIFEST_NAME, load_manifest
+from generator.store import open_run
 from tests.test_site import html_pages, parse, resolve
 
 pytestmark = pytest.mark.slow

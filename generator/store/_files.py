@@ -24,8 +24,7 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 
 from generator.errors import StoreError
-from generator.schema import RootAttrs, one_line, parse_root_attrs
-from generator.storage import (
+from generator.store._backends import (
     StoreLocation,
     StoreURL,
     get_bytes,
@@ -33,6 +32,7 @@ from generator.storage import (
     store_location,
     zarr_store,
 )
+from generator.store._schema import RootAttrs, one_line, parse_root_attrs
 
 METADATA = "zarr.json"
 # Root attribute of a store in object storage while it is being created (no rename there):

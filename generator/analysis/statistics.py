@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from generator.reader import RunReader
+from generator.store import RunReader
 
 
 def dead_share(minimum: np.ndarray, maximum: np.ndarray) -> np.ndarray:

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
-from generator import serve as serve_module
 from generator.errors import OptionError
-from generator.serve import QuietHandler, make_server, serve, site_url
+from generator.site import server as serve_module
+from generator.site.server import QuietHandler, make_server, serve, site_url
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes
 SECRET = b"outside the site"

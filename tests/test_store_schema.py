@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator.errors import StoreError
-from generator.schema import (
+from generator.store._schema import (
     KEY_CHARACTERS,
     MAX_KEY_LENGTH,
     SCHEMA_VERSION,
@@ -243,7 +243,7 @@ def test_the_schema_is_pure_description() -> None:
     import sys
 
     code = (
-        "import sys, generator.schema; "
+        "import sys, generator.store._schema; "
         "print(sorted(m for m in ('torch', 'zarr', 'numpy') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,7 +1,7 @@
 """The run store's one writer: creates a zarr v3 store and appends one epoch at a time.
 
 What the store holds (attributes, layer descriptions, arrays, versions) is described in
-``generator.schema``, which the reader imports too; ``docs/store.md`` is its human copy.
+``generator.store._schema``, which the reader imports too; ``docs/store.md`` is its human copy.
 This module is the how: creating a store safely, growing arrays, and committing an epoch
 only when all of its arrays are written.
 
@@ -13,7 +13,7 @@ renamed into place; a writer holds a lock on the store folder; every chunk carri
 CRC-32C after its blosc frame; reopening for ``--resume`` removes the ``*.partial`` temp
 files of zarr writes a kill interrupted. In object storage (a ``StoreURL``; no rename, no
 ``flock``) a new store is created in place with its root attributes written last, and the
-lock is an object created by a conditional put (``generator.storage.RemoteLock``).
+lock is an object created by a conditional put (``generator.store._backends.RemoteLock``).
 """
 
 from __future__ import annotations
@@ -36,7 +36,18 @@ from zarr.core.sync import sync as zarr_sync
 
 from generator.errors import StoreError
 from generator.faults import maybe_die
-from generator.schema import (
+from generator.store._backends import (
+    RemoteLock,
+    StoreLocation,
+    StoreURL,
+    delete_prefix,
+    remote_error,
+    remote_errors,
+    store_location,
+    zarr_store,
+)
+from generator.store._files import CREATING, open_group_checked, remote_state
+from generator.store._schema import (
     ACTIVATION_DTYPES,
     CONFUSION,
     EXAMPLE_FIELDS,
@@ -66,17 +77,6 @@ from generator.schema import (
     probe_plan,
     weight_change_path,
 )
-from generator.storage import (
-    RemoteLock,
-    StoreLocation,
-    StoreURL,
-    delete_prefix,
-    remote_error,
-    remote_errors,
-    store_location,
-    zarr_store,
-)
-from generator.storefiles import CREATING, open_group_checked, remote_state
 
 try:  # advisory locks: POSIX only; elsewhere two writers are not detected
     import fcntl

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from generator.site.analysis import top_classes, top_confused, wants_log_scale
+from generator.analysis.statistics import top_classes, top_confused, wants_log_scale
 
 
 def test_top_confused_lists_off_diagonal_cells_largest_first() -> None:

@@ -1,8 +1,8 @@
 """``build``: plan, then write the media, the pages and the manifest, in that order.
 
-The planner (``generator.plan``) lists every artefact with a fingerprint of its inputs and
+The planner (``generator.build.plan``) lists every artefact with a fingerprint of its inputs and
 decides what is up to date. The rest are grouped into jobs (one read of a layer for one
-probe makes all that layer's artefacts for it) and made by ``generator.jobs`` (``--jobs``
+probe makes all that layer's artefacts for it) and made by ``generator.build.jobs`` (``--jobs``
 local processes or the workers of a dask ``--scheduler``); then the
 pages are rendered in memory and written; the manifest, the one record of what the build
 owns, comes last. A build that fails leaves the previous pages and a manifest that owns
@@ -19,19 +19,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from generator.artefacts import Job, RenderOptions
-from generator.config import BuildConfig
-from generator.info import directory_size, human_size
-from generator.jobs import JobRunner, job_runner
-from generator.manifest import (
-    MANIFEST_NAME,
-    ArtefactKind,
-    ArtefactRecord,
-    Manifest,
-    load_manifest,
-)
-from generator.outdir import check_out_folder
-from generator.plan import (
+from generator.build.artefacts import Job, RenderOptions
+from generator.build.jobs import JobRunner, job_runner
+from generator.build.outdir import check_out_folder
+from generator.build.plan import (
     RunPlan,
     new_manifest,
     plan_build,
@@ -39,8 +30,17 @@ from generator.plan import (
     render_options,
     stale_files,
 )
-from generator.reader import RunReader, open_run
+from generator.config import BuildConfig
+from generator.info import directory_size, human_size
 from generator.site import render_site, write_bytes_atomic, write_rendered
+from generator.site.manifest import (
+    MANIFEST_NAME,
+    ArtefactKind,
+    ArtefactRecord,
+    Manifest,
+    load_manifest,
+)
+from generator.store import RunReader, open_run
 from generator.threads import single_threaded
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-import generator.jobs as jobs
+import generator.build.jobs as jobs
 from generator.__main__ import main
-from generator.artefacts import Job
 from generator.build import build
+from generator.build.artefacts import Job
 from generator.config import BuildConfig
 from generator.errors import StoreError
 from tests.conftest import make_store

@@ -22,7 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from generator.checkpoint import (
+from generator.errors import StoreError
+from generator.faults import ENV
+from generator.store import open_run
+from generator.train.checkpoint import (
     check_owner,
     checkpoint_dir,
     legacy_checkpoint_dir,
@@ -32,9 +35,6 @@ from generator.checkpoint import (
     save_checkpoint,
     set_aside_orphans,
 )
-from generator.errors import StoreError
-from generator.faults import ENV
-from generator.reader import open_run
 from tests.test_faults import TINY_TRAIN, assert_same_epochs, one_line_error, train_cli
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,9 +9,7 @@ import numpy as np
 import pytest
 
 from generator.errors import StoreError
-from generator.reader import open_run
-from generator.schema import LayerSpec
-from generator.store import StoreWriter
+from generator.store import LayerSpec, StoreWriter, open_run
 from tests.conftest import make_store, synthetic_record
 
 

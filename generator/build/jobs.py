@@ -30,10 +30,10 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from generator.artefacts import Job, run_job
 from generator.atomic import atomic_path
+from generator.build.artefacts import Job, run_job
 from generator.errors import NetlapseError, OptionError
-from generator.manifest import ArtefactRecord
+from generator.site.manifest import ArtefactRecord
 
 CONNECT_TIMEOUT = 5.0  # seconds to reach a scheduler before ``--scheduler`` is refused
 CLUSTER_EXTRA = "netlapse[cluster]"

@@ -32,7 +32,7 @@ import torch
 from generator.atomic import atomic_path
 from generator.errors import StoreError
 from generator.faults import maybe_die
-from generator.storage import StoreLocation, StoreURL, store_location
+from generator.store import StoreLocation, StoreURL, store_location
 
 log = logging.getLogger(__name__)
 

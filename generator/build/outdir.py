@@ -18,9 +18,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from generator.errors import OptionError
-from generator.manifest import has_netlapse_manifest
 from generator.resources import templates_path
-from generator.storage import is_url
+from generator.site.manifest import has_netlapse_manifest
+from generator.store import is_url
 
 PACKAGE = Path(__file__).resolve().parent
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})

@@ -2,7 +2,7 @@
 
 Every accessor is clipped to the committed epochs, so a store that a training run is still
 appending to reads as the run so far, never as fill values. Arrays come back as numpy with
-the shapes of the schema in ``generator.schema``; activations keep their stored dtype
+the shapes of the schema in ``generator.store._schema``; activations keep their stored dtype
 (float16 by default) so a whole layer stays small in memory. Stores of schema version 1
 and 2 are read alike: layers are addressed by name, and their arrays are found through
 ``schema.array_key``.
@@ -18,7 +18,13 @@ import numpy as np
 import zarr
 
 from generator.errors import StoreError
-from generator.schema import (
+from generator.store._backends import StoreLocation, remote_error, remote_errors, store_location
+from generator.store._files import (
+    check_array_metadata,
+    open_group_checked,
+    verify_chunks,
+)
+from generator.store._schema import (
     CONFUSION,
     EXAMPLE_POOL,
     PROBE_PROBS,
@@ -43,12 +49,6 @@ from generator.schema import (
     parse_root_attrs,
     probe_plan,
     weight_change_path,
-)
-from generator.storage import StoreLocation, remote_error, remote_errors, store_location
-from generator.storefiles import (
-    check_array_metadata,
-    open_group_checked,
-    verify_chunks,
 )
 
 __all__ = ["RunReader", "TopExamples", "open_group_checked", "open_run"]
@@ -392,7 +392,7 @@ def open_run(path: StoreLocation | str, *, verify: bool = True) -> RunReader:
     """Open a run store for reading (raises ``StoreError`` with a one-line reason).
 
     ``path`` may be an object-storage URL (``s3://bucket/runs/x.zarr``, see
-    ``generator.storage``). ``verify=False`` skips the chunk-size check (one small read per
+    ``generator.store._backends``). ``verify=False`` skips the chunk-size check (one small read per
     chunk file) for callers that open the same store many times; reads still verify each
     chunk's checksum.
     """

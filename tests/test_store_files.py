@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator.errors import StoreError
-from generator.reader import open_run
-from generator.store import StoreWriter
+from generator.store import StoreWriter, open_run
 from tests.conftest import make_store
 
 CHUNK = "activations/block1/c/1/0/0/0/0"

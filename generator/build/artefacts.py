@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 
 from generator import encode
-from generator.manifest import ArtefactKind, ArtefactRecord
-from generator.reader import RunReader, open_run
 from generator.render.colormaps import Scales, compute_scales
 from generator.render.contact import choose_epochs, contact_sheet
 from generator.render.featviz_sheet import channel_frames as featviz_channel_frames
@@ -41,7 +39,8 @@ from generator.render.kernels import (
 )
 from generator.render.patches import channel_patches, patch_grid_frames, patch_sheet
 from generator.render.probs import probe_frames
-from generator.schema import LayerSpec
+from generator.site.manifest import ArtefactKind, ArtefactRecord
+from generator.store import LayerSpec, RunReader, open_run
 
 log = logging.getLogger(__name__)
 
