@@ -1,12 +1,34 @@
-"""The one exception hierarchy of netlapse.
+"""The one exception hierarchy of netlapse, every class of it in this file.
 
 Every failure a user can cause (bad data, a broken store, a bad option) is raised as a
 ``NetlapseError`` subclass with a one-line message that names the file or option and says
 what to do. ``generator.__main__`` turns these into that line on stderr and an exit code;
 anything else is a bug and keeps its traceback.
+
+Each class is also the built-in a caller would catch without knowing netlapse (as zarr's
+``errors.py`` does): a bad option or bad data is a ``ValueError``, a store that is not there
+a ``FileNotFoundError``, a misuse of an object's lifetime a ``RuntimeError``.
 """
 
 from __future__ import annotations
+
+__all__ = [
+    "DataError",
+    "EncodeError",
+    "ExamplePoolError",
+    "FeatvizLayerError",
+    "LayerChoiceError",
+    "LiveSiteError",
+    "ModelOutputError",
+    "NetlapseError",
+    "OptionError",
+    "OtherRankFailedError",
+    "ProbeError",
+    "RecorderClosedError",
+    "StoreError",
+    "StoreNotFoundError",
+    "one_line",
+]
 
 
 class NetlapseError(Exception):
@@ -15,19 +37,67 @@ class NetlapseError(Exception):
     exit_code = 2
 
 
-class OptionError(NetlapseError):
-    """A command-line option has a value the command cannot use."""
+# -- options --------------------------------------------------------------------------------
+class OptionError(NetlapseError, ValueError):
+    """A command-line option or an API argument has a value the command cannot use."""
 
 
-class DataError(NetlapseError):
+class LayerChoiceError(OptionError):
+    """``layers=`` names no module, or the model has nothing netlapse can record."""
+
+
+class FeatvizLayerError(OptionError):
+    """``featviz_layers`` names a layer that is not recorded or not a conv layer."""
+
+
+class ModelOutputError(OptionError):
+    """The model does not return logits (N, classes) for the probes."""
+
+
+# -- data -----------------------------------------------------------------------------------
+class DataError(NetlapseError, ValueError):
     """The dataset folder, an image or a video cannot be used."""
 
 
+class ProbeError(DataError):
+    """The probes cannot be used: wrong shape, dtype, count or source."""
+
+
+class ExamplePoolError(DataError):
+    """The example pool cannot be used: wrong images, size or top-k."""
+
+
+# -- stores ---------------------------------------------------------------------------------
 class StoreError(NetlapseError):
-    """A run store is missing, unreadable, of another schema or refuses a write."""
+    """A run store is unreadable, of another schema or refuses a write."""
 
 
+class StoreNotFoundError(StoreError, FileNotFoundError):
+    """There is no run store where one was asked for."""
+
+
+# -- lifetimes and processes ----------------------------------------------------------------
+class RecorderClosedError(NetlapseError, RuntimeError):
+    """The Recorder was used after ``close()``."""
+
+
+class OtherRankFailedError(NetlapseError, RuntimeError):
+    """Rank 0 stopped with its own one-line error; the other ranks stop with this one."""
+
+
+class LiveSiteError(NetlapseError, RuntimeError):
+    """The final build of a live site failed."""
+
+
+# -- output ---------------------------------------------------------------------------------
 class EncodeError(NetlapseError):
     """An animation could not be written (encoder missing or failed, disk full)."""
 
     exit_code = 3
+
+
+def one_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception as one short line: libraries put whole logs and tracebacks in theirs."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

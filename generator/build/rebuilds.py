@@ -29,7 +29,7 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from generator.errors import NetlapseError
+from generator.errors import LiveSiteError
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ LIVE_PRIORITY = 15
 LIVE_PROBES = ("--probes", "1")
 LIVE_COST = ("--channel-probes", "0", "--channel-pages", "0", "--contact-probes", "0")
 LIVE_COST += ("--formats", "mp4", "--jobs", "1")
-
-
-class LiveSiteError(NetlapseError, RuntimeError):
-    """The final build of a live site failed."""
 
 
 class LiveSite:

@@ -37,7 +37,7 @@ MAX_PIXELS = 100_000_000
 LAYOUT = "DIR/<class>/<image>"
 
 
-class UnusableImage(Exception):
+class _UnusableImage(Exception):
     """Why one file cannot be used as an image; turned into a skip or a DataError."""
 
 
@@ -210,7 +210,7 @@ def unusable_reason(path: Path) -> str | None:
             img.verify()  # PNG: walks every chunk's CRC, so truncation shows up here
         if kind == "JPEG" and not _has_jpeg_end(path):
             return "truncated JPEG (no end marker)"
-    except UnusableImage as exc:
+    except _UnusableImage as exc:
         return str(exc)
     except Exception as exc:  # PIL raises many types on malformed files
         return f"not a readable image ({type(exc).__name__}: {exc})"
@@ -225,14 +225,14 @@ def open_image(path: Path) -> Iterator[Image.Image]:
         try:
             img = Image.open(path)
         except Image.DecompressionBombError as exc:
-            raise UnusableImage(f"over the {MAX_PIXELS // 1_000_000} megapixel limit") from exc
+            raise _UnusableImage(f"over the {MAX_PIXELS // 1_000_000} megapixel limit") from exc
     with img:
         if img.width * img.height > MAX_PIXELS:
-            raise UnusableImage(
+            raise _UnusableImage(
                 f"{img.width}x{img.height} is over the {MAX_PIXELS // 1_000_000} megapixel limit"
             )
         if img.mode not in SUPPORTED_MODES:
-            raise UnusableImage(f"colour mode {img.mode} is not supported")
+            raise _UnusableImage(f"colour mode {img.mode} is not supported")
         yield img
 
 
@@ -249,7 +249,7 @@ def decode_uint8(path: Path, size: int) -> np.ndarray:
         with open_image(path) as img:
             img.draft(img.mode, (size, size))  # JPEG: decode at the smallest scale >= size
             rgb = to_rgb(img)
-    except UnusableImage as exc:
+    except _UnusableImage as exc:
         raise DataError(f"{path}: {exc}; remove it or pass another image") from exc
     except Exception as exc:  # PIL raises many types on malformed files
         raise DataError(f"{path}: cannot decode the image ({exc}); re-save or remove it") from exc

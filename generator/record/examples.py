@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from generator.data import storable_text, to_model_input
-from generator.errors import DataError
+from generator.errors import ExamplePoolError
 from generator.record.hooks import untouched
 from generator.record.probes import (
     ProbeError,
@@ -45,10 +45,6 @@ log = logging.getLogger(__name__)
 DEFAULT_POOL = 256
 DEFAULT_TOP_K = 9
 BATCH = 64  # pool images per forward pass: bounds the activations held at once
-
-
-class ExamplePoolError(DataError, ValueError):
-    """The example pool cannot be used: wrong images, size or top-k."""
 
 
 @dataclass(frozen=True)

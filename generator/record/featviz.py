@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generator.errors import OptionError
+from generator.errors import FeatvizLayerError, OptionError
 from generator.record.hooks import untouched
 from generator.store import FEATVIZ_KINDS, FeatvizSpec, LayerSpec
 
@@ -62,10 +62,6 @@ COLOR_SQRT = np.array(
 COLOR = COLOR_SQRT / np.linalg.norm(COLOR_SQRT, axis=0).max()
 
 ToInput = Callable[[torch.Tensor], torch.Tensor]
-
-
-class FeatvizLayerError(OptionError, ValueError):
-    """``featviz_layers`` names a layer that is not recorded or not a conv layer."""
 
 
 @dataclass(frozen=True)

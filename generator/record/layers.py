@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from generator.errors import OptionError
+from generator.errors import LayerChoiceError
 from generator.model import describe_layer, grow_receptive_field
 from generator.record.hooks import untouched
 from generator.store import LayerSpec
@@ -33,10 +33,6 @@ LayerChoice = str | type[nn.Module]
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # Modules whose forward only chains or holds children: never a block of their own.
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
-
-
-class LayerChoiceError(OptionError, ValueError):
-    """``layers=`` names no module, or the model has nothing netlapse can record."""
 
 
 @dataclass

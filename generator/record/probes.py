@@ -18,14 +18,10 @@ import numpy as np
 import torch
 
 from generator.data import load_uint8, to_model_input
-from generator.errors import DataError
+from generator.errors import ProbeError
 
 DEFAULT_COUNT = 8
 Transform = Callable[[torch.Tensor], torch.Tensor]
-
-
-class ProbeError(DataError, ValueError):
-    """The probes cannot be used: wrong shape, dtype, count or source."""
 
 
 @dataclass(frozen=True)

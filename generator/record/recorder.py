@@ -37,7 +37,12 @@ import torch
 from torch import nn
 
 from generator.data import to_model_input
-from generator.errors import NetlapseError, OptionError, StoreError
+from generator.errors import (
+    ModelOutputError,
+    OptionError,
+    RecorderClosedError,
+    StoreError,
+)
 from generator.record.examples import DEFAULT_TOP_K, prepare_pool, resumed_pool, top_examples
 from generator.record.featviz import (
     DEFAULT_STEPS,
@@ -70,14 +75,6 @@ log = logging.getLogger(__name__)
 WRITE_THREAD = "netlapse-write"
 
 NAMED_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
-
-
-class RecorderClosedError(NetlapseError, RuntimeError):
-    """The Recorder was used after ``close()``."""
-
-
-class ModelOutputError(OptionError, ValueError):
-    """The model does not return logits (N, classes) for the probes."""
 
 
 class Recorder:

@@ -23,7 +23,7 @@ import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.core.chunk_key_encodings import DefaultChunkKeyEncoding
 
-from generator.errors import StoreError
+from generator.errors import StoreError, StoreNotFoundError, one_line
 from generator.store._backends import (
     StoreLocation,
     StoreURL,
@@ -32,7 +32,7 @@ from generator.store._backends import (
     store_location,
     zarr_store,
 )
-from generator.store._schema import RootAttrs, one_line, parse_root_attrs
+from generator.store._schema import RootAttrs, parse_root_attrs
 
 METADATA = "zarr.json"
 # Root attribute of a store in object storage while it is being created (no rename there):
@@ -151,7 +151,7 @@ def read_root(path: StoreLocation) -> RootAttrs:
     if isinstance(path, StoreURL):
         return parse_root_attrs(path, _remote_root_attributes(path))
     if not path.exists():
-        raise StoreError(
+        raise StoreNotFoundError(
             f"{path}: no such store; train one with `python -m generator train --out PATH`"
         )
     if not path.is_dir():
@@ -224,7 +224,9 @@ def check_remote_out(url: StoreURL, *, resume: bool) -> None:
     needs a run store."""
     state = remote_state(url)
     if resume and state != "a run store":
-        raise StoreError(f"{url}: no run store to resume there; run without --resume to start it")
+        raise StoreNotFoundError(
+            f"{url}: no run store to resume there; run without --resume to start it"
+        )
     if not resume and state not in ("absent", CREATING):
         raise StoreError(
             f"{url}: already holds {state}; pass --resume to continue a run there or choose "

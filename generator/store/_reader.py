@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import zarr
 
-from generator.errors import StoreError
+from generator.errors import StoreError, one_line
 from generator.store._backends import StoreLocation, remote_error, remote_errors, store_location
 from generator.store._files import (
     check_array_metadata,
@@ -45,7 +45,6 @@ from generator.store._schema import (
     featviz_path,
     kernel_path,
     metric_path,
-    one_line,
     parse_root_attrs,
     probe_plan,
     weight_change_path,

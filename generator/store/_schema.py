@@ -618,10 +618,3 @@ def short(value: Any, limit: int = 60) -> str:
     except (ValueError, RecursionError):
         text = type(value).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def one_line(exc: BaseException, limit: int = 200) -> str:
-    """An exception as one short line: libraries put whole logs and tracebacks in theirs."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -20,13 +20,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from generator.errors import NetlapseError
+from generator.errors import OtherRankFailedError
 
 T = TypeVar("T")
-
-
-class OtherRankFailedError(NetlapseError, RuntimeError):
-    """Rank 0 stopped with its own one-line error; the other ranks stop with this one."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from generator.data import (
     storable_text,
     to_model_input,
 )
-from generator.errors import DataError, OptionError, StoreError
+from generator.errors import DataError, OptionError, StoreError, StoreNotFoundError
 from generator.model import (
     MODEL_LIST_HINT,
     NetlapseCNN,
@@ -97,7 +97,9 @@ def check_out(config: TrainConfig) -> None:
         )
     if config.resume:
         if not out.exists():
-            raise StoreError(f"{out}: no such store to resume; run without --resume to start it")
+            raise StoreNotFoundError(
+                f"{out}: no such store to resume; run without --resume to start it"
+            )
         return
     if (out / "zarr.json").is_file():
         raise StoreError(
