@@ -92,6 +92,11 @@ def test_wheel_holds_every_module_template_and_static_file(wheel: Path) -> None:
             assert f"generator/templates/{path.relative_to(REPO / 'templates').as_posix()}" in names
 
 
+def test_wheel_says_it_is_typed(wheel: Path) -> None:
+    """PEP 561: without ``py.typed`` a user's type checker ignores our annotations."""
+    assert "generator/py.typed" in zipfile.ZipFile(wheel).namelist()
+
+
 def test_the_installed_wheel_builds_a_gallery_from_outside_the_repository(
     venv: Path, tmp_path: Path
 ) -> None:
