@@ -171,29 +171,24 @@ def add_info(sub: argparse._SubParsersAction) -> None:
         description="Print a run store's classes, layers with shapes, "
         "committed epochs, size on disk and the last epoch's metrics.",
     )
-    from generator.store import parse_storage_option, store_location
+    from generator.config import InfoConfig
+    from generator.store import store_location
 
     p.add_argument(
         "store",
         type=store_location,
         help="a run store made by `train`: a folder or a URL such as s3://bucket/runs/x.zarr",
     )
-    p.add_argument(
-        "--storage-option",
-        type=parse_storage_option,
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="an object-storage client option for a URL store (repeatable)",
-    )
+    add_options(p, InfoConfig)
     p.set_defaults(handler=_run_info)
 
 
 def _run_info(args: argparse.Namespace) -> int:
+    from generator.config import InfoConfig
     from generator.info import summarise_run
     from generator.store import open_run
 
-    _use_storage_options(args.storage_option)
+    _use_storage_options(InfoConfig(**given(args, InfoConfig)).storage_option)
     print(summarise_run(open_run(args.store)))
     return 0
 
@@ -279,12 +274,10 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_EPOCHS = 10
-
-
 def _train_demo(runs: Path, *, site: Path) -> Path:
     """The embedded default: no store anywhere, so train the demo run to build from, with
-    its gallery live in ``site`` from epoch 0 on (the newcomer watches while it trains)."""
+    its gallery live in ``site`` from epoch 0 on (the newcomer watches while it trains),
+    for the default number of epochs."""
     from generator.config import TrainConfig
     from generator.train import run_training
 
@@ -294,7 +287,7 @@ def _train_demo(runs: Path, *, site: Path) -> Path:
         runs,
         site,
     )
-    return run_training(TrainConfig(out=runs / "demo.zarr", epochs=DEMO_EPOCHS, site=site))
+    return run_training(TrainConfig(out=runs / "demo.zarr", site=site))
 
 
 COMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (

@@ -13,5 +13,35 @@ PROBE_COUNT = 8  # probe images recorded per run
 ACTIVATION_DTYPE = "float16"  # how activations are stored (the other choice: "float32")
 FEATVIZ_STEPS = 8  # warm-started feature-visualization steps per epoch (bench/featviz.py)
 
-# -- animations ---------------------------------------------------------------------------
+# -- training (train) ---------------------------------------------------------------------
+EPOCHS = 10  # epochs to train in total; also the demo run `build` trains when it finds none
+BATCH_SIZE = 16
+LEARNING_RATE = 1e-3  # Adam
+VAL_FRACTION = 0.2  # share of each class held out for validation
+SEED = 0
+DEVICE = "auto"
+KEEP_CHECKPOINTS = 2  # newest checkpoints kept beside the store; 0 keeps all
+DEMO_PER_CLASS = 120  # demo images generated per class
+DEMO_INPUT_SIZE = 128  # input side for the demo data
+DATA_INPUT_SIZE = 512  # input side for --data
+
+# -- animations and the site (build) ------------------------------------------------------
 FPS = 4.0  # epochs per second in every animation
+SITE = "site"  # the site folder `build` writes and `serve` serves
+FORMATS = ("auto",)
+COLORMAP = "seed"
+SCALE = "channel"  # one colour scale per channel over all epochs
+CHANNEL_PROBES = 1  # probes with per-channel animations
+CONTACT_PROBES = 1  # probes with a contact sheet
+CHANNEL_PAGES = 32  # conv channels per layer with their own page
+MAX_SIDE = 1024  # largest frame side in px
+CHANNEL_SIDE = 256  # side of per-channel animations in px
+GIF_MAX_SIDE = 256  # the GIFs to share with --formats auto
+
+# -- ingest -------------------------------------------------------------------------------
+INGEST_SIZE = 512  # square crop side of ingested frames
+INGEST_EVERY = 1  # keep every N-th frame
+DARK_THRESHOLD = 16.0  # mean brightness (0-255) below which a frame is dropped
+
+# -- serve --------------------------------------------------------------------------------
+PORT = 8000

@@ -174,7 +174,7 @@ def test_a_run_without_epochs_plans_no_artefact(tmp_path: Path) -> None:
 
 
 def test_published_options_hold_no_paths(run: RunReader, tmp_path: Path) -> None:
-    options = published_options(config_for(run, tmp_path / "secret", layers=("block1",)))
+    options = published_options(config_for(run, tmp_path / "secret", layers=("block1",))).to_json()
     assert not any(isinstance(v, Path) for v in options.values())
     assert {"out", "stores", "jobs"}.isdisjoint(options) and options["layers"] == ["block1"]
 

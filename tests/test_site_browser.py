@@ -239,7 +239,7 @@ def page_urls(gallery: dict[str, Any]) -> dict[str, str]:
 
 
 def fps_of(gallery: dict[str, Any]) -> float:
-    return float(gallery["manifest"].options["fps"])
+    return float(gallery["manifest"].options.fps)
 
 
 def label(page: Any) -> str:

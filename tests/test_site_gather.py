@@ -15,6 +15,7 @@ import pytest
 
 from generator.analysis.statistics import dead_share, kernel_change
 from generator.build.builder import plan_run
+from generator.build.plan import published_options
 from generator.config import BuildConfig
 from generator.errors import StoreError
 from generator.site.gather import build_site_context
@@ -55,7 +56,7 @@ def fake_manifest(runs: list[RunReader], site: Path, **options: Any) -> Manifest
         )
     return Manifest(
         tool_version="9.9.9",
-        options={"fps": config.fps, "colormap": config.colormap, "formats": list(config.formats)},
+        options=published_options(config),
         runs=tuple(entries),
         artefacts=records,
     )
@@ -105,7 +106,7 @@ def test_layer_file_names_stay_inside_their_folder_and_never_collide() -> None:
 
 
 def test_every_page_kind_is_there(context, tiny_run: RunReader) -> None:
-    conv_channels = sum(layer.channels for layer in tiny_run.conv_layers)
+    conv_channels = sum(layer.channels for layer in tiny_run.attrs.conv_layers)
     assert len(pages_of(context, HomePage)) == 1
     assert len(pages_of(context, RunPage)) == 1
     assert len(pages_of(context, LayerPage)) == len(TINY_LAYERS)
@@ -135,7 +136,7 @@ def test_every_thumbnail_links_to_an_existing_channel_page(context) -> None:
 def test_home_card_has_classes_accuracy_and_a_thumbnail(context, tiny_run: RunReader) -> None:
     (home,) = pages_of(context, HomePage)
     (card,) = home.runs
-    assert card.classes == tuple(tiny_run.class_names)
+    assert card.classes == tuple(tiny_run.attrs.class_names)
     assert card.epochs_trained == tiny_run.epochs - 1
     assert card.final_val_accuracy == "40.0%"
     assert card.thumbnail is not None and card.thumbnail.kind == "probe"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from generator.build import build
-from generator.config import BuildConfig
+from generator.config import BuildConfig, PublishedOptions
 from generator.site.manifest import (
     MANIFEST_NAME,
     MANIFEST_VERSION,
@@ -41,7 +41,7 @@ def sample_manifest() -> Manifest:
     )
     return Manifest(
         tool_version="1.2.3",
-        options={"fps": 4.0, "formats": ["gif"]},
+        options=PublishedOptions(fps=4.0, formats=("gif",)),
         runs=(RunEntry(slug="a-1", name="a\\xff", epochs=3, artefacts=(grid.id,)),),
         artefacts={grid.id: grid},
         files=("index.html", *grid.files.values()),

@@ -17,13 +17,13 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from generator import __version__
 from generator.build.artefacts import RENDER_VERSION, RenderOptions, options_used
-from generator.config import BuildConfig
+from generator.config import BuildConfig, PublishedOptions
 from generator.errors import OptionError
 from generator.site.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.store import LayerSpec, RunReader, StoreLocation, file_stem, is_url
@@ -102,7 +102,7 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
                 planner.record(ArtefactKind.KERNEL_CHANGE, layer=layer, share=True),
             ]
         artefacts += _featviz_records(planner, run, layer, config.channel_pages)
-        if spec.is_conv and run.has_examples:
+        if spec.is_conv and run.attrs.examples:
             paged = paged_channels(spec, config.channel_pages)
             artefacts += _example_records(planner, layer, paged)
     artefacts += [
@@ -116,7 +116,7 @@ def _featviz_records(
 ) -> list[ArtefactRecord]:
     """A layer's feature-visualization sheet, and an animation per channel that has a page
     (they are shown only there), if recorded."""
-    spec = run.featviz_spec
+    spec = run.attrs.featviz
     if spec is None or layer not in spec.channels:
         return []
     channels = range(min(spec.channels[layer], paged_channels(run.layer(layer), channel_pages)))
@@ -159,7 +159,7 @@ def _selected_probes(run: RunReader, numbers: tuple[int, ...] | None) -> list[in
 
 def _run_identity(run: RunReader) -> tuple[str, int]:
     """What makes this store this run, and how many epochs this build shows of it."""
-    attrs = {k: v for k, v in run.attrs.items() if k != "epochs_committed"}
+    attrs = {k: v for k, v in run.attrs.to_json().items() if k != "epochs_committed"}
     return _digest({"path": str(run.path.resolve()), "attrs": attrs}), run.epochs
 
 
@@ -330,16 +330,10 @@ def new_manifest(
     )
 
 
-def published_options(config: BuildConfig) -> dict[str, Any]:
-    """The build settings a site may show: JSON values, never a local path or a machine's
-    worker count (fields marked ``local`` in ``BuildConfig``)."""
-    options = {}
-    for f in fields(config):
-        if f.metadata.get("local"):
-            continue
-        value = getattr(config, f.name)
-        options[f.name] = list(value) if isinstance(value, tuple) else value
-    return options
+def published_options(config: BuildConfig) -> PublishedOptions:
+    """The build settings a site may show: never a local path or a machine's worker count
+    (the fields ``BuildConfig`` adds to ``PublishedOptions``)."""
+    return PublishedOptions.of(config)
 
 
 def stale_files(previous: Manifest, current: Manifest) -> list[str]:

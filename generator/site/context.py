@@ -82,7 +82,7 @@ class RunContext:
 
     @cached_property
     def class_names(self) -> tuple[str, ...]:
-        return tuple(shown(n) for n in self.run.class_names)
+        return tuple(shown(n) for n in self.run.attrs.class_names)
 
     @cached_property
     def n_probes(self) -> int:
@@ -95,14 +95,15 @@ class RunContext:
     @cached_property
     def footer(self) -> Footer:
         return Footer(
-            f"Training settings of {self.name}", format_settings(self.run.training), self.version
+            f"Training settings of {self.name}",
+            format_settings(self.run.attrs.training),
+            self.version,
         )
 
     def paged_channels(self, layer: LayerSpec) -> int:
         """Channels of ``layer`` with a page of their own (``--channel-pages`` of the build
-        that made the manifest; a manifest from before that option paged every channel)."""
-        cap = int(self.manifest.options.get("channel_pages", layer.channels))
-        return min(layer.channels, cap) if layer.is_conv else 0
+        that made the manifest)."""
+        return min(layer.channels, self.manifest.options.channel_pages) if layer.is_conv else 0
 
     @property
     def markers(self) -> bool:

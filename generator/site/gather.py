@@ -19,6 +19,7 @@ from generator.site.text import format_setting
 from generator.store import RunReader
 
 HOME_EAGER_RUNS = 6  # home cards whose thumbnails load with the page
+# The published options the footer shows (attributes of ``PublishedOptions``), in order.
 SHOWN_SETTINGS = (
     "fps",
     "colormap",
@@ -29,7 +30,6 @@ SHOWN_SETTINGS = (
     "contact_probes",
     "channel_pages",
 )
-DEFAULT_FPS = 4.0
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class SiteContext:
 def build_site_context(manifest: Manifest, readers: Mapping[str, RunReader]) -> SiteContext:
     """Every page of the site for the runs in ``manifest`` (readers keyed by run slug)."""
     version = manifest.tool_version
-    fps = float(manifest.options.get("fps", DEFAULT_FPS))
+    fps = manifest.options.fps
     pages: list[Page] = []
     cards: list[RunCard] = []
     files: dict[str, bytes] = {}
@@ -80,6 +80,5 @@ def build_site_context(manifest: Manifest, readers: Mapping[str, RunReader]) -> 
 
 def site_footer(manifest: Manifest) -> Footer:
     """Build options that change what the media look like (never local paths)."""
-    options = manifest.options
-    items = tuple((key, format_setting(options[key])) for key in SHOWN_SETTINGS if key in options)
+    items = tuple((key, format_setting(getattr(manifest.options, key))) for key in SHOWN_SETTINGS)
     return Footer("Build settings", items, manifest.tool_version)

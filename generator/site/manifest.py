@@ -18,6 +18,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from generator.config import PublishedOptions
+
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
 
@@ -144,11 +146,11 @@ class RunEntry:
 
 @dataclass(frozen=True)
 class Manifest:
-    """Everything a build owns. ``options`` are the published build settings (plain JSON
-    values, no paths); ``files`` is every site-relative file the build wrote, pages too."""
+    """Everything a build owns. ``options`` are the published build settings (no paths);
+    ``files`` is every site-relative file the build wrote, pages too."""
 
     tool_version: str = "unknown"
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: PublishedOptions = field(default_factory=PublishedOptions)
     runs: tuple[RunEntry, ...] = ()
     artefacts: Mapping[str, ArtefactRecord] = field(default_factory=dict)
     files: tuple[str, ...] = ()
@@ -158,7 +160,7 @@ class Manifest:
         return {
             "version": self.version,
             "tool_version": self.tool_version,
-            "options": dict(self.options),
+            "options": self.options.to_json(),
             "runs": [run.to_json() for run in self.runs],
             "artefacts": {aid: record.to_json() for aid, record in self.artefacts.items()},
             "files": list(self.files),
@@ -176,7 +178,7 @@ class Manifest:
         try:
             return cls(
                 tool_version=str(data.get("tool_version", "unknown")),
-                options=dict(data.get("options", {})),
+                options=PublishedOptions.from_json(data.get("options", {})),
                 runs=tuple(RunEntry.from_json(r) for r in data.get("runs", ())),
                 artefacts={
                     str(aid): ArtefactRecord.from_json(r)

@@ -26,6 +26,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import BinaryIO
 
+from generator import defaults
 from generator.errors import OptionError
 
 RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
@@ -226,7 +227,7 @@ class SiteServer(ThreadingHTTPServer):
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionResetError, BrokenPipeError)):
             return
-        print(
+        print(  # noqa: T201 - as the stock server reports it, without its traceback
             f"serve: could not answer {client_address[0]}: {type(error).__name__}: {error}",
             file=sys.stderr,
             flush=True,
@@ -235,7 +236,7 @@ class SiteServer(ThreadingHTTPServer):
 
 def make_server(
     site: Path,
-    port: int = 8000,
+    port: int = defaults.PORT,
     host: str = "127.0.0.1",
     handler: type[SimpleHTTPRequestHandler] = RangeHandler,
 ) -> ThreadingHTTPServer:
@@ -259,11 +260,11 @@ def site_url(server: ThreadingHTTPServer) -> str:
     return f"http://{host}:{port}/"
 
 
-def serve(site: Path, port: int = 8000, host: str = "127.0.0.1") -> None:
+def serve(site: Path, port: int = defaults.PORT, host: str = "127.0.0.1") -> None:
     """Serve ``site`` until interrupted, after printing its URL."""
     with make_server(site, port, host) as server:
-        print(f"serving {site} at {site_url(server)} (Ctrl+C to stop)", flush=True)
+        print(f"serving {site} at {site_url(server)} (Ctrl+C to stop)", flush=True)  # noqa: T201
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            print("stopped", flush=True)
+            print("stopped", flush=True)  # noqa: T201 - the command's output, as the URL
