@@ -128,7 +128,7 @@ def test_a_gif_encoded_in_parallel_runs_is_the_file_one_encoder_writes(
     frames, pal = _block_frames(7), palette("seed")
     frames[3:5, :8] = 253  # a still band, so the changed rectangle is not the whole frame
     durations = [100, 200, 300, 400, 500, 600, 700]
-    monkeypatch.setattr(encode, "GIF_RUN_PIXELS", 0)
+    monkeypatch.setattr(encode.gif, "GIF_RUN_PIXELS", 0)
     with single_threaded():
         one = write_gif(tmp_path / "one.gif", frames, pal, duration_ms=durations).read_bytes()
     monkeypatch.setattr(threads, "HELPER_THREADS", runs)
@@ -252,9 +252,9 @@ def test_the_av1_bytes_do_not_depend_on_the_encoder_threads(
 ) -> None:
     """Why only x264's thread count has to be fixed: SVT-AV1 writes the same file with any."""
     frames, pal = _block_frames(4, h=64, w=128), palette("seed")  # 512 x 1024
-    monkeypatch.setattr(encode, "LARGE_FRAME_THREADS", 1)
+    monkeypatch.setattr(encode.video, "LARGE_FRAME_THREADS", 1)
     one = write_webm(tmp_path / "one.webm", frames, pal).read_bytes()
-    monkeypatch.setattr(encode, "LARGE_FRAME_THREADS", 3)
+    monkeypatch.setattr(encode.video, "LARGE_FRAME_THREADS", 3)
     assert write_webm(tmp_path / "three.webm", frames, pal).read_bytes() == one
 
 
@@ -267,9 +267,9 @@ def test_a_video_converted_a_frame_ahead_is_the_file_converted_in_turn(
     way, so a build writes the same file whichever path its frame size takes."""
     frames, pal = _block_frames(6, h=20, w=24), palette("seed")
     codec = encode.VIDEO_CODECS[fmt]
-    monkeypatch.setattr(encode, "AHEAD_PIXELS", 1 << 40)
+    monkeypatch.setattr(encode.video, "AHEAD_PIXELS", 1 << 40)
     in_turn = write_video(tmp_path / f"turn.{fmt}", frames, pal, codec=codec).read_bytes()
-    monkeypatch.setattr(encode, "AHEAD_PIXELS", 0)
+    monkeypatch.setattr(encode.video, "AHEAD_PIXELS", 0)
     ahead = write_video(tmp_path / f"ahead.{fmt}", frames, pal, codec=codec)
     assert ahead.read_bytes() == in_turn
 
