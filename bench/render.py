@@ -60,7 +60,8 @@ from bench.record import make_record, print_table  # noqa: E402
 from generator import encode  # noqa: E402
 from generator.build.artefacts import layer_scales  # noqa: E402
 from generator.model import NetlapseCNN  # noqa: E402
-from generator.render.frames import layer_frames_by_epoch, pad_frames  # noqa: E402
+from generator.render.frames import layer_frames_by_epoch  # noqa: E402
+from generator.render.layout import pad_frames  # noqa: E402
 from generator.store import StoreWriter, open_run  # noqa: E402
 from generator.store import _schema as schema  # noqa: E402
 

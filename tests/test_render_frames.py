@@ -18,14 +18,16 @@ from generator.render.colormaps import (
 )
 from generator.render.frames import (
     Frames,
-    caption_font_size,
-    caption_room,
     channel_frames,
-    finish,
     grid_frames,
-    grid_shape,
     layer_frames,
     layer_frames_by_epoch,
+)
+from generator.render.layout import (
+    caption_font_size,
+    caption_room,
+    finish,
+    grid_shape,
     pad_frames,
     resize_nearest,
 )

@@ -6,7 +6,8 @@ recording run starts after each committed epoch). Private modules, in the order 
 on each other:
 
 - ``artefacts``: one job's media (grids, channels, kernels, patches, contact sheets) from a
-  store, through ``render`` and ``encode``;
+  store, through ``render`` and ``encode``; it hands each job to ``layer_media``,
+  ``kernel_media`` or ``example_media``, which share ``animation`` (options, encoding);
 - ``plan``: every artefact with a fingerprint of its inputs, what is up to date, the options
   a site publishes;
 - ``jobs``: where jobs run (local processes or a dask cluster);

@@ -3,8 +3,9 @@
 It takes plain numpy arrays (the build stage reads the store and passes them in, or a
 function that reads one epoch, as ``frames.layer_frames_by_epoch`` takes) and never
 writes files (``generator.encode`` does). Modules: ``colormaps`` (values -> palette
-indices, scale modes), ``frames`` (grids, sizes, padding), ``captions`` (text strips),
-``kernels``, ``probs`` (probe image + class bars) and ``contact`` (contact sheets).
+indices, scale modes), ``frames`` (grids of channels over epochs), ``layout`` (tile
+sizes, tiling, padding, caption strips), ``captions`` (text strips), ``kernels``,
+``probs`` (probe image + class bars) and ``contact`` (contact sheets).
 """
 
 from generator.render.colormaps import (
@@ -17,8 +18,9 @@ from generator.render.colormaps import (
     palette,
 )
 from generator.render.contact import ContactSheet, choose_epochs, contact_sheet
-from generator.render.frames import Frames, channel_frames, grid_frames, layer_frames, pad_frames
+from generator.render.frames import Frames, channel_frames, grid_frames, layer_frames
 from generator.render.kernels import kernel_frames
+from generator.render.layout import pad_frames
 from generator.render.probs import probe_frames
 
 __all__ = [

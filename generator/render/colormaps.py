@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from generator import defaults
 from generator.errors import OptionError
 
 COLORMAPS = ("seed", "diverging")
@@ -93,7 +94,7 @@ def _ramp_half(anchors: tuple[tuple[int, int, int], ...]) -> np.ndarray:
     return np.stack([np.interp(t, at, rgb[:, c]) for c in range(3)], axis=1)
 
 
-def palette(name: str = "seed") -> np.ndarray:
+def palette(name: str = defaults.COLORMAP) -> np.ndarray:
     """The ``(256, 3)`` uint8 palette of colormap ``name`` (a fresh, writable copy)."""
     check_colormap(name)
     if name == "seed":
@@ -107,7 +108,7 @@ def palette(name: str = "seed") -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def rgb_of(index: int, name: str = "seed") -> tuple[int, int, int]:
+def rgb_of(index: int, name: str = defaults.COLORMAP) -> tuple[int, int, int]:
     """The colour of palette ``index`` as an RGB triple, for frames drawn in RGB (kernel
     patches, probe charts) so they share the look of the index frames."""
     return tuple(int(v) for v in palette(name)[index])  # type: ignore[return-value]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import generator.render.captions as cap
+from generator import defaults
 from generator.render.colormaps import (
     BACKGROUND_INDEX,
     SEPARATOR_INDEX,
@@ -22,7 +23,8 @@ from generator.render.colormaps import (
     map_values,
     palette,
 )
-from generator.render.frames import finish, layer_maps, resize_nearest, tile, tile_size
+from generator.render.frames import layer_maps
+from generator.render.layout import finish, resize_nearest, tile, tile_size
 
 FONT = 11
 MAX_HEIGHT = 1 << 15
@@ -76,11 +78,11 @@ def contact_sheet(
     neg: np.ndarray,
     pos: np.ndarray,
     *,
-    colormap: str = "seed",
+    colormap: str = defaults.COLORMAP,
     max_columns: int = 8,
     max_channels: int = 64,
     min_tile: int = 32,
-    max_width: int = 1024,
+    max_width: int = defaults.MAX_SIDE,
     sep: int = 1,
     title: str | None = None,
     epoch_numbers: Sequence[int] | None = None,
@@ -95,14 +97,7 @@ def contact_sheet(
     """
     check_colormap(colormap)
     maps, neg4, pos4 = layer_maps(values, neg, pos)
-    if epoch_numbers is not None and len(epoch_numbers) != maps.shape[0]:
-        raise ValueError(f"{len(epoch_numbers)} epoch numbers for {maps.shape[0]} epochs")
-    columns = (
-        list(range(maps.shape[0]))
-        if epoch_numbers is not None
-        else choose_epochs(maps.shape[0], max_columns)
-    )
-    epochs = list(epoch_numbers) if epoch_numbers is not None else columns
+    columns, epochs = _columns(maps.shape[0], epoch_numbers, max_columns)
     channels = list(range(min(maps.shape[1], max_channels)))
     pick = (np.asarray(columns)[:, None], np.asarray(channels)[None, :])
     mapped = map_values(maps[pick], neg4[pick], pos4[pick])  # (n_ep, n_ch, h, w)
@@ -120,10 +115,43 @@ def contact_sheet(
     )
     cells = resize_nearest(mapped.indices.swapaxes(0, 1).reshape(1, n_ch * n_ep, h, w), th, tw)
     grid = tile(cells, n_ep, sep=sep, sep_fill=SEPARATOR_INDEX, empty_fill=BACKGROUND_INDEX)[0]
+    text = _labels(epochs, channels, grid.shape, tile_size=(th, tw), label_w=label_w, sep=sep)
+    sheet = cap.paint(text, TEXT_INDEX, BACKGROUND_INDEX)
+    sheet[-grid.shape[0] :, -grid.shape[1] :] = grid  # below the header, right of the labels
+    image = finish(sheet[None], title, position="top")[0]
+    return ContactSheet(image, palette(colormap), epochs, channels, mapped.nonfinite)
+
+
+def _columns(
+    count: int, epoch_numbers: Sequence[int] | None, max_columns: int
+) -> tuple[list[int], list[int]]:
+    """The rows of ``values`` the sheet shows as columns, and the epoch each one heads:
+    ``choose_epochs`` of all ``count``, or every row when their ``epoch_numbers`` are given
+    (the caller read only the chosen epochs)."""
+    if epoch_numbers is None:
+        columns = choose_epochs(count, max_columns)
+        return columns, columns
+    if len(epoch_numbers) != count:
+        raise ValueError(f"{len(epoch_numbers)} epoch numbers for {count} epochs")
+    return list(range(count)), list(epoch_numbers)
+
+
+def _labels(
+    epochs: Sequence[int],
+    channels: Sequence[int],
+    grid_shape: tuple[int, ...],
+    *,
+    tile_size: tuple[int, int],
+    label_w: int,
+    sep: int,
+) -> np.ndarray:
+    """The sheet's text as a mask the size of the whole sheet: epoch numbers over the
+    columns, ``ch N`` left of the rows, the grid's own place (bottom right) left empty."""
+    th, tw = tile_size
     head_h = cap.strip_height(FONT)
     header = tile(
         _label_masks(_header_labels(epochs, tw), tw, head_h, "center"),
-        n_ep,
+        len(epochs),
         sep=sep,
         sep_fill=False,
         empty_fill=False,
@@ -135,10 +163,7 @@ def contact_sheet(
         sep_fill=False,
         empty_fill=False,
     )[0]
-    text = np.zeros((head_h + sep + grid.shape[0], label_w + sep + grid.shape[1]), dtype=bool)
+    text = np.zeros((head_h + sep + grid_shape[0], label_w + sep + grid_shape[1]), dtype=bool)
     text[:head_h, label_w + sep :] = header
     text[head_h + sep :, :label_w] = rows
-    sheet = cap.paint(text, TEXT_INDEX, BACKGROUND_INDEX)
-    sheet[head_h + sep :, label_w + sep :] = grid
-    image = finish(sheet[None], title, position="top")[0]
-    return ContactSheet(image, palette(colormap), epochs, channels, mapped.nonfinite)
+    return text

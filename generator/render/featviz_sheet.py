@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from generator import defaults
 from generator.render.colormaps import BACKGROUND_INDEX, SEPARATOR_INDEX, TEXT_INDEX, rgb_of
 from generator.render.frames import (
     Frames,
@@ -43,7 +44,7 @@ def channel_frames(
     return sheet_frames(images[:, None], max_side=side, captions=captions)
 
 
-def sheet(images: np.ndarray, *, max_side: int = 1024) -> np.ndarray:
+def sheet(images: np.ndarray, *, max_side: int = defaults.MAX_SIDE) -> np.ndarray:
     """``(C, S, S, 3)`` -> one uncaptioned ``(H, W, 3)`` sheet (a still, e.g. for a bench)."""
     return sheet_frames(np.asarray(images)[None], max_side=max_side).frames[0]
 

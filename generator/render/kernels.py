@@ -28,6 +28,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from generator import defaults
 from generator.render.colormaps import (
     BACKGROUND_INDEX,
     NAN_INDEX,
@@ -40,8 +41,8 @@ from generator.render.colormaps import (
     rgb_of,
     symmetric,
 )
-from generator.render.frames import (
-    Frames,
+from generator.render.frames import Frames
+from generator.render.layout import (
     caption_room,
     captioned_tile_size,
     finish,
@@ -195,7 +196,7 @@ def kernel_frames(
     max_out: int = 32,
     max_in: int = 32,
     min_tile: int = 24,
-    max_side: int = 1024,
+    max_side: int = defaults.MAX_SIDE,
     sep: int = 1,
     captions: Sequence[str] | str | None = None,
 ) -> Frames:

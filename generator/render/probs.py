@@ -17,7 +17,8 @@ import numpy as np
 
 import generator.render.captions as cap
 from generator.render.colormaps import ACCENT_INDEX, BACKGROUND_INDEX, TEXT_INDEX, rgb_of
-from generator.render.frames import Frames, finish, resize_nearest, tile_size
+from generator.render.frames import Frames
+from generator.render.layout import finish, resize_nearest, tile_size
 
 TEXT, BACKGROUND, TRUE_BAR = (rgb_of(i) for i in (TEXT_INDEX, BACKGROUND_INDEX, ACCENT_INDEX))
 BAR, TRACK = (90, 140, 220), (44, 44, 44)
