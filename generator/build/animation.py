@@ -76,6 +76,11 @@ class Job:
     artefacts: tuple[ArtefactRecord, ...]
     options: RenderOptions
 
+    @property
+    def required_layer(self) -> str:
+        """The layer of a layer's job (all but a probe's)."""
+        return self.artefacts[0].required_layer
+
 
 def write_animation(
     artefact: ArtefactRecord,

@@ -41,9 +41,16 @@ def shown_kernels(kernel_shape: tuple[int, ...], max_side: int) -> tuple[slice, 
     return slice(0, min(o, KERNELS_SHOWN)), slice(0, i if i == 3 else min(i, KERNELS_SHOWN))
 
 
+def _kernel_shape(spec: LayerSpec) -> tuple[int, ...]:
+    """A conv layer's weight shape (every layer with a kernel artefact is a conv)."""
+    if spec.kernel_shape is None:
+        raise ValueError(f"{spec.name} has no kernels")
+    return spec.kernel_shape
+
+
 def kernel_note(spec: LayerSpec, weights: np.ndarray) -> str:
     """What the kernel picture leaves out and how a grouped conv's columns read."""
-    o, i = spec.kernel_shape[:2]
+    o, i = _kernel_shape(spec)[:2]
     notes = []
     if weights.shape[1:3] != (o, i):
         notes.append(
@@ -59,14 +66,14 @@ def kernel_animation(
 ) -> ArtefactRecord:
     """Kernels (or their change since epoch 0) over epochs, in the layout their shape calls
     for; only the shown (out x in) corner is read, epoch by epoch."""
-    layer, change = artefact.layer, artefact.kind is ArtefactKind.KERNEL_CHANGE
+    layer, change = artefact.required_layer, artefact.kind is ArtefactKind.KERNEL_CHANGE
     spec = run.layer(layer)
-    shown = shown_kernels(spec.kernel_shape, options.max_side)
+    shown = shown_kernels(_kernel_shape(spec), options.max_side)
     weights = np.stack([run.kernels(layer, e)[shown] for e in range(run.epochs)])
     note = kernel_note(spec, weights)
     draw = kernel_change_frames if change else kernel_frames
     title = "kernel change since epoch 0" if change else "kernels"
-    layout = (change_layout if change else kernel_layout)(spec.kernel_shape)
+    layout = (change_layout if change else kernel_layout)(_kernel_shape(spec))
 
     def render(max_side: int) -> Frames:
         frames = draw(

@@ -34,7 +34,7 @@ def layer_scales(run: RunReader, layer: str, mode: str) -> Scales:
 
 
 def layer_job(run: RunReader, job: Job, site: Path) -> list[ArtefactRecord]:
-    scales = layer_scales(run, job.layer, job.options.scale)
+    scales = layer_scales(run, job.required_layer, job.options.scale)
     by_kind: dict[ArtefactKind, list[ArtefactRecord]] = {}
     for artefact in job.artefacts:
         by_kind.setdefault(artefact.kind, []).append(artefact)
@@ -58,7 +58,7 @@ def _grid(
     run: RunReader, artefact: ArtefactRecord, scales: Scales, options: RenderOptions, site: Path
 ) -> ArtefactRecord:
     """The channel grid of one layer and probe, rendered one epoch at a time."""
-    layer, probe = artefact.layer, artefact.probe
+    layer, probe = artefact.required_layer, artefact.required_probe
 
     def render(max_side: int) -> Frames:
         return layer_frames_by_epoch(
@@ -81,16 +81,16 @@ def _channels(
     site: Path,
 ) -> list[ArtefactRecord]:
     """Per-channel animations, reading channels in groups that fit ``READ_BUDGET``."""
-    layer, probe = artefacts[0].layer, artefacts[0].probe
+    layer, probe = artefacts[0].required_layer, artefacts[0].required_probe
     spec = run.layer(layer)
     per_channel = run.epochs * int(np.prod(spec.shape[1:])) * 2
     group = max(1, READ_BUDGET // max(per_channel, 1))
     made = []
-    for batch in _channel_batches(sorted(artefacts, key=lambda a: a.channel), group):
-        first, last = batch[0].channel, batch[-1].channel
+    for batch in _channel_batches(sorted(artefacts, key=lambda a: a.required_channel), group):
+        first, last = batch[0].required_channel, batch[-1].required_channel
         values = run.channel_range(layer, probe, first, last + 1)
         for artefact in batch:
-            c = artefact.channel
+            c = artefact.required_channel
             render = partial(
                 _render_channel,
                 values[:, c - first],
@@ -109,7 +109,7 @@ def _channel_batches(artefacts: list[ArtefactRecord], span: int) -> list[list[Ar
     """Split channel-sorted artefacts into batches whose channel range is at most ``span``."""
     batches: list[list[ArtefactRecord]] = []
     for artefact in artefacts:
-        if batches and artefact.channel - batches[-1][0].channel < span:
+        if batches and artefact.required_channel - batches[-1][0].required_channel < span:
             batches[-1].append(artefact)
         else:
             batches.append([artefact])
@@ -139,7 +139,7 @@ def _contact(
     run: RunReader, artefact: ArtefactRecord, scales: Scales, options: RenderOptions, site: Path
 ) -> ArtefactRecord:
     """The still of channels x chosen epochs; reads only the epochs it shows."""
-    layer, probe = artefact.layer, artefact.probe
+    layer, probe = artefact.required_layer, artefact.required_probe
     epochs = choose_epochs(run.epochs, options.contact_columns)
     values = np.stack([run.layer_at(layer, e, probe) for e in epochs])
     sheet = contact_sheet(

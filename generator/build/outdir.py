@@ -20,7 +20,7 @@ from pathlib import Path
 from generator.errors import OptionError
 from generator.resources import templates_path
 from generator.site.manifest import has_netlapse_manifest
-from generator.store import is_url
+from generator.store import StoreLocation, is_url
 
 PACKAGE = Path(__file__).resolve().parent
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
@@ -28,7 +28,7 @@ CHECKPOINT_GLOB = "epoch-*.pt"
 SCAN_LIMIT = 2000  # entries looked at per folder: enough to tell, never a long walk
 
 
-def check_out_folder(out: Path, stores: Iterable[Path]) -> Path:
+def check_out_folder(out: Path, stores: Iterable[StoreLocation]) -> Path:
     """Create and return ``out`` resolved, or raise a one-line ``OptionError`` naming it."""
     target = Path(out).expanduser().resolve()
     why = refusal(target, [Path(s).resolve() for s in stores if not is_url(s)])

@@ -38,7 +38,14 @@ LIVE_PRIORITY = 15
 # the first probe unless the user's options choose others, then what keeps it cheap, which
 # the user's options for the final build do not override.
 LIVE_PROBES = ("--probes", "1")
-LIVE_COST = ("--channel-probes", "0", "--channel-pages", "0", "--contact-probes", "0")
+LIVE_COST: tuple[str, ...] = (
+    "--channel-probes",
+    "0",
+    "--channel-pages",
+    "0",
+    "--contact-probes",
+    "0",
+)
 LIVE_COST += ("--formats", "mp4", "--jobs", "1")
 
 

@@ -71,7 +71,7 @@ class ImageFolderData(ImageFolder):
         classes = list_class_folders(Path(directory), links=self._links)
         return classes, {name: index for index, name in enumerate(classes)}
 
-    def make_dataset(  # type: ignore[override]
+    def make_dataset(
         self,
         directory: str | Path,
         class_to_idx: dict[str, int],

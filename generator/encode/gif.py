@@ -23,9 +23,9 @@ from generator.threads import helper_threads
 def _gif_durations(duration_ms: int | Sequence[int], count: int) -> list[int]:
     """Per-frame durations in GIF units (1/100 s, at least 1), one per frame."""
     if np.ndim(duration_ms) == 0:
-        durations = [int(duration_ms)] * count
+        durations = [int(np.asarray(duration_ms))] * count
     else:
-        durations = [int(d) for d in duration_ms]
+        durations = [int(d) for d in np.asarray(duration_ms)]
         if len(durations) != count:
             raise ValueError(f"{len(durations)} durations for {count} frames")
     return [max(1, round(d / 10)) for d in durations]
@@ -112,10 +112,10 @@ def _gif_run(
     first = starts[run.start]
     packets = []
     for number in range(max(run.start - 1, 0), run.stop):
-        image = av.VideoFrame.from_ndarray(
-            (np.ascontiguousarray(frames[number]), argb), format="pal8"
-        )
+        # PyAV's stubs omit the (indices, palette) pair that pal8 takes
+        indexed = (np.ascontiguousarray(frames[number]), argb)
+        image = av.VideoFrame.from_ndarray(indexed, format="pal8")  # type: ignore[arg-type]
         image.pts, image.time_base = starts[number], GIF_TIME_BASE
         packets += context.encode(image)
     packets += context.encode(None)
-    return [packet for packet in packets if packet.pts >= first]
+    return [packet for packet in packets if packet.pts is not None and packet.pts >= first]

@@ -55,14 +55,14 @@ def normal_priority() -> Iterator[None]:
     libc = ctypes.CDLL(None, use_errno=True)
     caps = _thread_capabilities(libc)
     nice = 1 << CAP_SYS_NICE
-    dropped = caps is not None and bool(caps[1][0].effective & nice)
-    if dropped:
+    dropped = False
+    if caps is not None and caps[1][0].effective & nice:
         caps[1][0].effective &= ~nice
         dropped = libc.capset(ctypes.byref(caps[0]), caps[1]) == 0
     try:
         yield
     finally:
-        if dropped:
+        if caps is not None and dropped:
             caps[1][0].effective |= nice
             libc.capset(ctypes.byref(caps[0]), caps[1])
         if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):

@@ -8,7 +8,7 @@ frames are written in one pass (``write_videos``)."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import dataclass, field
@@ -33,6 +33,7 @@ from generator.threads import helper_threads
 os.environ.setdefault("SVT_LOG", "1")
 
 T = TypeVar("T")
+P = TypeVar("P", bound=Path | str)  # a target path, as the caller gives it
 BT709 = 1  # the AVCOL_PRI / TRC / SPC value of BT.709 in FFmpeg's enums
 LIMITED_RANGE = 1  # AVCOL_RANGE_MPEG: Y in 16..235, the range browsers assume
 
@@ -132,7 +133,7 @@ def write_video(
 
 
 def write_videos(
-    targets: Mapping[Path | str, VideoCodec],
+    targets: Mapping[P, VideoCodec],
     frames: np.ndarray,
     palette: np.ndarray | None = None,
     *,
@@ -177,7 +178,7 @@ def write_videos(
 AHEAD_PIXELS = 1 << 18
 
 
-def _one_ahead(convert: Callable[[np.ndarray], T], frames: np.ndarray) -> Iterator[T]:
+def _one_ahead(convert: Callable[[np.ndarray], T], frames: np.ndarray) -> Generator[T, None, None]:
     """``convert(frame)`` for each frame, the next one computed on a helper thread while
     the caller encodes the current one (numpy and the encoders let go of the GIL): the
     colour conversion overlaps the encoding, and memory holds two converted frames, not

@@ -83,7 +83,9 @@ def yuv420_frame(frame: np.ndarray, lookup: PaletteYuv | None) -> av.VideoFrame:
 def _plane_array(plane: av.video.plane.VideoPlane) -> np.ndarray:
     """A writable ``(height, width)`` view of one plane of a frame, without the padding
     FFmpeg adds to each row."""
-    rows = np.frombuffer(plane, dtype=np.uint8).reshape(plane.height, plane.line_size)
+    # a plane has the buffer protocol; PyAV's stubs do not say so
+    rows = np.frombuffer(plane, dtype=np.uint8)  # type: ignore[call-overload]
+    rows = rows.reshape(plane.height, plane.line_size)
     return rows[:, : plane.width]
 
 

@@ -67,7 +67,7 @@ def _label_masks(labels: list[str], width: int, height: int, align: str) -> np.n
     return np.stack([cap.text_mask(t, width, height, size, align) for t in labels])[None]
 
 
-def _header_labels(epochs: list[int], tile_w: int) -> list[str]:
+def _header_labels(epochs: Sequence[int], tile_w: int) -> list[str]:
     """``epoch N`` per column, or just ``N`` where the column is too narrow."""
     wide = all(cap.text_width(f"epoch {e}", FONT) <= tile_w - 4 for e in epochs)
     return [f"epoch {e}" if wide else str(e) for e in epochs]

@@ -16,10 +16,11 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from generator.config import PublishedOptions
 
+T = TypeVar("T")
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 2
 
@@ -108,6 +109,21 @@ class ArtefactRecord:
             epochs=tuple(int(e) for e in data.get("epochs", ())),
             kernels_shown=_optional_int(data.get("kernels_shown")),
         )
+
+    @property
+    def required_layer(self) -> str:
+        """``layer``, for the kinds that always have one (a ``ValueError`` otherwise)."""
+        return _required(self.layer, "layer", self.id)
+
+    @property
+    def required_probe(self) -> int:
+        """``probe``, for the kinds that always have one (a ``ValueError`` otherwise)."""
+        return _required(self.probe, "probe", self.id)
+
+    @property
+    def required_channel(self) -> int:
+        """``channel``, for the kinds that always have one (a ``ValueError`` otherwise)."""
+        return _required(self.channel, "channel", self.id)
 
     @property
     def key(self) -> tuple[ArtefactKind, str | None, int | None, int | None]:
@@ -244,6 +260,13 @@ def _owned_files(data: Any) -> tuple[str, ...]:
     if isinstance(files, list) and all(isinstance(f, str) for f in files):
         return tuple(files)
     return ()
+
+
+def _required(value: T | None, what: str, artefact: str) -> T:
+    """``value``, which an artefact of its kind always has: None is a planning bug."""
+    if value is None:
+        raise ValueError(f"artefact {artefact} has no {what}")
+    return value
 
 
 def _optional_int(value: Any) -> int | None:

@@ -75,7 +75,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
         return index if url_path.endswith("/") else Redirect("/" + url_path.lstrip("/") + "/")
 
     # -- answers --------------------------------------------------------------------------
-    def send_head(self) -> BinaryIO | None:  # type: ignore[override]
+    def send_head(self) -> BinaryIO | None:
         self._remaining = None
         url_path, query = self.path.split("#", 1)[0].partition("?")[::2]
         found = self.site_file(url_path)
