@@ -79,7 +79,7 @@ def imported_modules(name: str, file: Path, modules: Mapping[str, Path]) -> set[
     found: set[str] = set()
     tree = ast.parse(file.read_text(encoding="utf-8"))
     if name == "generator":  # the root's lazy exports (``from generator import Recorder``)
-        tree.body = [node for node in tree.body if getattr(node, "name", "") != "__getattr__"]
+        tree.body = [node for node in tree.body if not _lazy_export(node)]
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
@@ -98,6 +98,14 @@ def imported_modules(name: str, file: Path, modules: Mapping[str, Path]) -> set[
         if target and target != name:
             inside.add(target)
     return inside
+
+
+def _lazy_export(node: ast.stmt) -> bool:
+    """The root's ``__getattr__`` and its ``if TYPE_CHECKING:`` imports: the names a user
+    reaches as ``generator.X``, loaded on first use, not dependencies of the root."""
+    if isinstance(node, ast.FunctionDef):
+        return node.name == "__getattr__"
+    return isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
 
 
 def import_graph(package: Path) -> dict[str, set[str]]:
