@@ -36,10 +36,10 @@ def printable(text: str) -> str:
 def summarise_run(run: RunReader) -> str:
     """Classes, layers with shapes, committed epochs, size on disk, last epoch's metrics."""
     lines = [
-        f"store      {run.path}  (schema v{run.schema_version}, "
+        f"store      {run.path}  (schema v{run.attrs.schema_version}, "
         f"{human_size(directory_size(run.path))} on disk)",
-        f"classes    {len(run.class_names)}: {', '.join(run.class_names)}",
-        f"input      {run.input_size}x{run.input_size}, {run.n_probes} probes",
+        f"classes    {len(run.attrs.class_names)}: {', '.join(run.attrs.class_names)}",
+        f"input      {run.attrs.input_size}x{run.attrs.input_size}, {run.n_probes} probes",
         f"epochs     {run.epochs} committed (epoch 0 = untrained"
         f"{', last = ' + str(run.epochs - 1) if run.epochs else ''})",
         "layers",

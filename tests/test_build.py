@@ -81,13 +81,13 @@ def test_per_channel_kernel_contact_and_probe_artefacts(site: Path, demo_run: Pa
     channels = {(r["layer"], r["probe"], r["channel"]) for r in records if r["kind"] == "channel"}
     expected = {
         (layer.name, probe, c)
-        for layer in run.conv_layers
+        for layer in run.attrs.conv_layers
         for probe in (0,)
         for c in range(min(layer.channels, CHANNEL_PAGES))
     }
     assert channels == expected  # default --channel-probes 1, --channel-pages 32
     kernels = {r["layer"] for r in records if r["kind"] == "kernels"}
-    assert kernels == {layer.name for layer in run.conv_layers}
+    assert kernels == {layer.name for layer in run.attrs.conv_layers}
     contacts = [r for r in records if r["kind"] == "contact"]  # default --contact-probes 1
     assert sorted(r["layer"] for r in contacts) == sorted(layer.name for layer in run.layers)
     assert all(r["probe"] == 0 for r in contacts)
@@ -561,11 +561,11 @@ def test_dataset_example_patches_for_every_conv_channel_and_a_sheet_per_layer(
     patches = {(r["layer"], r["channel"]): r for r in records if r["kind"] == "patches"}
     assert set(patches) == {
         (layer.name, c)
-        for layer in run.conv_layers
+        for layer in run.attrs.conv_layers
         for c in range(min(layer.channels, CHANNEL_PAGES))  # every channel: on the sheet
     }
     sheets = {r["layer"]: r for r in records if r["kind"] == "patch-sheet"}
-    assert set(sheets) == {layer.name for layer in run.conv_layers}
+    assert set(sheets) == {layer.name for layer in run.attrs.conv_layers}
     first = patches[("block1", 0)]
     assert mp4_frames(site / first["files"]["mp4"])[0] == run.epochs
     pages = {p.name: p.read_text() for p in site.rglob("*.html")}

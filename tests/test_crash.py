@@ -263,11 +263,12 @@ def test_resume_finishes_the_same_store_as_an_uninterrupted_run(
         assert outcome.resumed.returncode == 0, outcome.resumed.stderr
         assert outcome.resumed.stderr.strip() == ""  # -q: no warnings either
     assert_same_epochs(outcome.out, campaign.reference)
-    ours, theirs = open_run(outcome.out).attrs, open_run(campaign.reference).attrs
+    ours = open_run(outcome.out).attrs.to_json()
+    theirs = open_run(campaign.reference).attrs.to_json()
     assert ours.pop("run_id") != theirs.pop("run_id")  # each run has its own identity
     assert ours == theirs  # and every other attribute is the uninterrupted run's
     if outcome.snapshot is not None:  # resuming keeps the run's identity
-        assert open_run(outcome.out).attrs["run_id"] == open_run(outcome.snapshot).attrs["run_id"]
+        assert open_run(outcome.out).attrs.run_id == open_run(outcome.snapshot).attrs.run_id
     assert leftovers(outcome.out) == []
 
 

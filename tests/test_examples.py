@@ -74,8 +74,8 @@ def dataset_example_files(channel_page: Path) -> list[Path]:
 def check_dataset_examples(folder: Path, store: str) -> None:
     """The example pool was recorded and every conv channel page shows its top patches."""
     run = open_run(folder / "runs" / store)
-    assert run.has_examples
-    first_conv = file_stem(run.conv_layers[0].name)  # the stem its pages are named by
+    assert run.attrs.examples
+    first_conv = file_stem(run.attrs.conv_layers[0].name)  # the stem its pages are named by
     pages = sorted((folder / "site").glob(f"runs/*/channels/{first_conv}-c*.html"))
     assert pages, f"no channel page of {first_conv}"
     for page in pages:

@@ -64,7 +64,7 @@ def test_records_epoch_zero_and_every_epoch_with_the_logged_metrics(tmp_path):
     model, _ = fit(tmp_path, epochs=2)
     run = open_run(tmp_path / "run.zarr")  # closed at fit end: readable, lock released
     assert run.epochs == 3  # untrained + 2 epochs; the sanity check records nothing
-    assert run.class_names == ["a", "b"]
+    assert list(run.attrs.class_names) == ["a", "b"]
     assert np.isnan(run.scalar_metric("val_loss")[0])
     assert np.isfinite(run.scalar_metric("val_loss")[1:]).all()
     assert np.isfinite(run.scalar_metric("train_loss")[1:]).all()

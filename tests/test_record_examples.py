@@ -112,7 +112,7 @@ def test_the_stored_top_k_of_every_epoch_equals_a_fresh_pass_of_that_epochs_mode
             rec.epoch()
             states.append(copy.deepcopy(model.state_dict()))
     run = open_run(tmp_path / "run.zarr")
-    assert run.example_settings.pool == 20 and run.example_settings.top_k == 4
+    assert run.attrs.examples.pool == 20 and run.attrs.examples.top_k == 4
     np.testing.assert_array_equal(run.example_images, pool.permute(0, 2, 3, 1).numpy())
     inputs = prepare_pool(pool, input_size=SIZE).inputs
     stored = run.examples("block2.conv")
@@ -173,8 +173,8 @@ def test_recording_with_the_pool_leaves_training_unchanged(tmp_path):
     with_pool, without = trained(images(12, 5), "a.zarr"), trained(None, "b.zarr")
     for key, value in without.items():
         assert torch.equal(with_pool[key], value), key
-    assert open_run(tmp_path / "a.zarr").has_examples
-    assert not open_run(tmp_path / "b.zarr").has_examples
+    assert open_run(tmp_path / "a.zarr").attrs.examples
+    assert not open_run(tmp_path / "b.zarr").attrs.examples
 
 
 def test_a_resumed_recorder_keeps_searching_the_stored_pool(tmp_path):
@@ -315,19 +315,19 @@ def test_trains_top_k_equals_a_fresh_pass_of_its_checkpoint(trained_run):
     """The shared demo run keeps examples by default; its newest checkpoint, run over the
     stored pool, gives the stored top-k of that epoch."""
     run = open_run(trained_run)
-    assert run.has_examples
+    assert run.attrs.examples
     epoch = run.epochs - 1
     state = load_checkpoint(checkpoint_path(trained_run, epoch))
-    training = run.training
+    training = run.attrs.training
     model = NetlapseCNN(
-        len(run.class_names), run.input_size, training["channels"], training["kernel_size"]
+        len(run.attrs.class_names), run.attrs.input_size, training["channels"], training["kernel_size"]
     )
     model.load_state_dict(state["model"])
     inputs = prepare_pool(
-        torch.from_numpy(run.example_images).permute(0, 3, 1, 2), input_size=run.input_size
+        torch.from_numpy(run.example_images).permute(0, 3, 1, 2), input_size=run.attrs.input_size
     ).inputs
     stored = run.examples("block3")
-    expected = brute_force(model, inputs, "block3", run.example_settings.top_k)
+    expected = brute_force(model, inputs, "block3", run.attrs.examples.top_k)
     assert_same_top({f: getattr(stored, f)[epoch] for f in expected}, expected)
 
 

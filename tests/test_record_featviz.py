@@ -200,7 +200,7 @@ def test_the_recorder_stores_a_visualization_per_channel_and_epoch(tmp_path):
     with Recorder(small_cnn(), probes=probes(), out=out, featviz_steps=2) as rec:
         rec.epoch()
     run = open_run(out)
-    assert list(run.featviz_spec.channels) == ["block1.conv", "block2.conv"]
+    assert list(run.attrs.featviz.channels) == ["block1.conv", "block2.conv"]
     images = run.featviz("block2.conv")
     assert images.shape == (2, 8, 48, 48, 3) and images.dtype == np.uint8
     assert images.std() > 0  # real pictures, not the fill value
@@ -209,7 +209,7 @@ def test_the_recorder_stores_a_visualization_per_channel_and_epoch(tmp_path):
 def test_the_recorder_can_turn_it_off_and_names_a_bad_layer(tmp_path):
     with Recorder(small_cnn(), probes=probes(), out=tmp_path / "a.zarr", featviz_layers=[]):
         pass
-    assert open_run(tmp_path / "a.zarr").featviz_spec is None
+    assert open_run(tmp_path / "a.zarr").attrs.featviz is None
     with pytest.raises(FeatvizLayerError, match="featviz_layers 'logits'"):
         Recorder(small_cnn(), probes=probes(), out=tmp_path / "b.zarr", featviz_layers=["logits"])
     assert not (tmp_path / "b.zarr").exists()
@@ -254,5 +254,5 @@ def test_train_resumed_makes_the_same_images_as_an_uninterrupted_run(tmp_path, m
     train("split.zarr", "--epochs", "2", "--featviz-steps", "2", "--resume")
     straight, split = open_run(tmp_path / "straight.zarr"), open_run(tmp_path / "split.zarr")
     assert split.epochs == 3
-    for name in straight.featviz_spec.channels:
+    for name in straight.attrs.featviz.channels:
         assert np.array_equal(straight.featviz(name), split.featviz(name))

@@ -18,7 +18,6 @@ from generator.model import NetlapseCNN
 from generator.record import LayerChoiceError
 from generator.record.recorder import RecorderClosedError
 from generator.store import StoreWriter, open_run
-from generator.store._schema import EXTRA_METRICS
 
 CLASSES = ["a", "b", "c"]
 SIZE = 32
@@ -215,7 +214,7 @@ def test_store_holds_what_train_stores(tmp_path):
     )
     rec.close()
     run = open_run(tmp_path / "r.zarr")
-    assert run.epochs == 2 and run.class_names == CLASSES
+    assert run.epochs == 2 and list(run.attrs.class_names) == CLASSES
     assert np.array_equal(run.probe_images, images.numpy())
     assert run.probe_labels.tolist() == [0, 2]
     assert [layer.name for layer in run.layers] == [
@@ -234,7 +233,7 @@ def test_store_holds_what_train_stores(tmp_path):
     assert run.scalar_metric("val_accuracy")[1] == pytest.approx(0.75)
     assert np.array_equal(run.confusion()[1], confusion)
     assert not run.confusion()[0].any()  # not passed at epoch 0: no images counted
-    assert run.attrs[EXTRA_METRICS] == {"lr": [None, 0.01]}
+    assert run.attrs.extra_metrics == {"lr": [None, 0.01]}
     stats = run.channel_stats("block1.conv", "max")[1]
     assert np.allclose(stats, run.layer_at("block1.conv", 1).reshape(2, 4, -1).max(2), atol=1e-2)
 
@@ -427,7 +426,7 @@ def test_extra_metrics_continue_across_a_resume(tmp_path):
         rec.epoch(lr=0.1)
     with Recorder(reference_cnn(), probes=probe_images(), out=out, resume=True) as rec:
         rec.epoch(momentum=0.9)
-    assert open_run(out).attrs[EXTRA_METRICS] == {
+    assert open_run(out).attrs.extra_metrics == {
         "lr": [None, 0.1, None],
         "momentum": [None, None, 0.9],
     }

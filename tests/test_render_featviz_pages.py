@@ -41,7 +41,7 @@ def featviz_store(path: Path, epochs: int = 3) -> Path:
 
 def test_the_store_reads_back_each_epochs_images(tmp_path):
     run = open_run(featviz_store(tmp_path / "run.zarr"))
-    assert run.featviz_spec == SPEC
+    assert run.attrs.featviz == SPEC
     assert run.featviz("block1").shape == (3, 3, 16, 16, 3)
     assert run.featviz("block1", 2)[0, 0, 0, 0] == 80
 

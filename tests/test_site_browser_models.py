@@ -144,8 +144,8 @@ def test_kernel_views_follow_the_kernel_shape(watched: Watched, gallery: dict[st
         gallery["runs"]["mobilenet_v3_small"]["run"],
         gallery["runs"]["mobilenet_v3_small"]["paths"],
     )
-    depthwise = next(la for la in run.conv_layers if la.kernel_shape[1] == 1 and la.groups > 1)
-    pointwise = next(la for la in run.conv_layers if la.kernel_shape[2:] == (1, 1))
+    depthwise = next(la for la in run.attrs.conv_layers if la.kernel_shape[1] == 1 and la.groups > 1)
+    pointwise = next(la for la in run.attrs.conv_layers if la.kernel_shape[2:] == (1, 1))
     page = watched.open(url_of(gallery, paths.layer(depthwise.name)))
     kernels = page.locator("figure.anim[data-kind=kernels]")
     assert "showing" not in kernels.inner_text()  # every depthwise kernel drawn
@@ -167,7 +167,7 @@ def test_scrubber_seeks_the_kernel_change_with_the_rest(
     watched: Watched, gallery: dict[str, Any]
 ) -> None:
     run, paths = gallery["runs"]["resnet18"]["run"], gallery["runs"]["resnet18"]["paths"]
-    layer = run.conv_layers[1]
+    layer = run.attrs.conv_layers[1]
     page = watched.open(url_of(gallery, paths.layer(layer.name)) + "#epoch=0")
     change = page.locator("figure.anim[data-kind=kernel-change] video")
     change.scroll_into_view_if_needed()

@@ -265,7 +265,7 @@ def test_a_store_whose_creation_was_interrupted_is_not_there_and_is_made_again(
             raise Interrupted
 
     with monkeypatch.context() as patch:
-        patch.setattr("generator.store._writer.maybe_die", die)
+        patch.setattr("generator.store._staging.maybe_die", die)
         with pytest.raises(Interrupted):
             make_store(url, epochs=1)
     assert remote_state(url) == CREATING  # arrays are there, the root says "creating"

@@ -16,8 +16,8 @@ from tests.conftest import make_store, synthetic_record
 def test_accessors_return_schema_shapes(tiny_store: Path) -> None:
     run = open_run(tiny_store)
     assert run.epochs == 3
-    assert run.class_names == ["alpha", "beta", "gamma"]
-    assert [layer.name for layer in run.conv_layers] == ["block1", "block2"]
+    assert list(run.attrs.class_names) == ["alpha", "beta", "gamma"]
+    assert [layer.name for layer in run.attrs.conv_layers] == ["block1", "block2"]
     assert run.layer_activations("block1").shape == (3, 2, 4, 8, 8)
     assert run.layer_activations("block1", probe=1).shape == (3, 4, 8, 8)
     assert run.layer_at("block2", 1).shape == (2, 6, 4, 4)
@@ -26,7 +26,7 @@ def test_accessors_return_schema_shapes(tiny_store: Path) -> None:
     assert run.confusion().shape == (3, 3, 3)
     assert run.probe_probs().shape == (3, 2, 3)
     assert run.channel_stats("block1", "abs_max").shape == (3, 2, 4)
-    assert run.probe_sources == ["a.png", "b.png"]
+    assert list(run.attrs.probe_sources) == ["a.png", "b.png"]
     assert run.probe_images.dtype == np.uint8
 
 
@@ -118,7 +118,7 @@ def v1_store(tmp_path: Path) -> Path:
 
 def test_a_v1_store_of_the_previous_release_opens(v1_store: Path) -> None:
     run = open_run(v1_store)
-    assert run.schema_version == 1 and run.epochs == 2
+    assert run.attrs.schema_version == 1 and run.epochs == 2
     assert [layer.name for layer in run.layers] == ["block1", "block2", "hidden", "logits"]
     block2 = run.layer("block2")
     assert (block2.shape, block2.kernel_shape, block2.receptive_field) == (

@@ -117,7 +117,7 @@ def test_arrays_grow_in_blocks_and_trim_to_the_committed_epochs(tmp_path: Path) 
 def test_resume_reopens_with_the_same_layers(tiny_store: Path) -> None:
     writer = StoreWriter.open_for_resume(tiny_store)
     assert writer.epochs_committed == 3
-    assert writer.layers == TINY_LAYERS
+    assert list(writer.attrs.layers) == TINY_LAYERS
 
 
 def test_the_root_attributes_describe_every_layer_in_v2(tiny_store: Path) -> None:

@@ -73,7 +73,7 @@ def test_probes_cover_several_classes(two_epoch_run: Path) -> None:
 @pytest.mark.slow
 def test_stored_activations_equal_a_fresh_forward_of_the_checkpoint(two_epoch_run: Path) -> None:
     run = open_run(two_epoch_run)
-    model = NetlapseCNN(len(run.class_names), 64)
+    model = NetlapseCNN(len(run.attrs.class_names), 64)
     model.load_state_dict(load_checkpoint(checkpoint_path(two_epoch_run, 2))["model"])
     model.eval()
     inputs = to_model_input(torch.from_numpy(run.probe_images))
@@ -162,17 +162,17 @@ def test_resume_with_more_epochs_records_the_change(
     out = tmp_path / "extended.zarr"
     assert train(out, demo_cache, monkeypatch, "--epochs", "1") == 0
     assert train(out, demo_cache, monkeypatch, "--epochs", "2", "--resume") == 0
-    training = open_run(out).training
+    training = open_run(out).attrs.training
     assert training["epochs"] == 2
     assert training["resumes"] == [{"first_epoch": 2, "changed": {"epochs": {"from": 1, "to": 2}}}]
     straight = open_run(two_epoch_run)
-    assert {k: v for k, v in training.items() if k != "resumes"} == straight.training
+    assert {k: v for k, v in training.items() if k != "resumes"} == straight.attrs.training
     for layer in straight.layers:  # and the numbers are the uninterrupted run's
         np.testing.assert_array_equal(
             open_run(out).layer_activations(layer.name), straight.layer_activations(layer.name)
         )
     assert train(out, demo_cache, monkeypatch, "--epochs", "2", "--resume") == 0
-    assert len(open_run(out).training["resumes"]) == 1  # a plain resume changes nothing
+    assert len(open_run(out).attrs.training["resumes"]) == 1  # a plain resume changes nothing
 
 
 def hostile_dataset(root: Path) -> Path:
@@ -256,7 +256,7 @@ def test_train_any_torchvision_classifier(
     argv = ["-q", "train", "--out", str(out), *TINY, "--model", name, "--epochs", "2"]
     assert main(argv) == 0
     run = open_run(out)
-    assert run.epochs == 3 and run.training["model"] == name
+    assert run.epochs == 3 and run.attrs.training["model"] == name
     names = [layer.name for layer in run.layers]
     assert block in names and names[-1] in ("fc", "classifier.3")
     conv = next(layer for layer in run.layers if layer.kernel_shape is not None)

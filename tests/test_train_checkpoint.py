@@ -145,7 +145,7 @@ def test_resume_after_the_store_was_deleted_never_continues_the_old_run(
     reference = tmp_path / "seed7.zarr"
     assert train_cli(reference, "--seed", "7", "--epochs", "3") == 0
     assert_same_epochs(out, reference)  # the seed-7 run, every array, every epoch
-    assert open_run(out).training["seed"] == 7
+    assert open_run(out).attrs.training["seed"] == 7
     aside = tmp_path / "x.zarr.ckpt.orphan-1"  # the seed-1 checkpoints: kept, set aside
     assert {p.name: p.read_bytes() for p in aside.iterdir()} == old
 

@@ -94,7 +94,7 @@ def test_last_epoch_equals_a_fresh_forward_of_the_final_checkpoint(
 ) -> None:
     out, _ = ddp_run
     run = open_run(out)
-    model = NetlapseCNN(len(run.class_names), 32, (4, 8, 8, 16))
+    model = NetlapseCNN(len(run.attrs.class_names), 32, (4, 8, 8, 16))
     model.load_state_dict(load_checkpoint(checkpoint_path(out, 2))["model"])
     model.eval()
     inputs = to_model_input(torch.from_numpy(run.probe_images))

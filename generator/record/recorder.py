@@ -242,7 +242,7 @@ class Recorder:
     @property
     def run_id(self) -> str | None:
         """The store's run id, which binds the built-in loop's checkpoints to it."""
-        return self._open_writer().attrs.get("run_id")
+        return self._open_writer().attrs.run_id
 
     def close(self) -> None:
         """Shrink the arrays to the committed epochs and release the store (idempotent);
@@ -333,7 +333,7 @@ class Recorder:
     def _reopen(self, activation_dtype: str, opened: StoreWriter | None) -> StoreWriter:
         """The existing store, if it records this model on these probes; else one line."""
         writer = opened or StoreWriter.open_for_resume(self.out)
-        attrs = writer.attrs
+        attrs = writer.attrs.to_json()
         if not self._featviz_chosen:  # featviz_layers not given: continue as the store did
             self._featviz = follow_store(self._featviz, attrs.get("featviz"))
         ours = {

@@ -46,8 +46,8 @@ def run_card(ctx: RunContext, *, eager: bool) -> RunCard:
 def card_thumbnail(ctx: RunContext, *, eager: bool) -> Media | None:
     caption = ctx.probe_caption(0)
     thumb = ctx.media(ArtefactKind.PROBE, probe=0, here=HOME, caption=caption, eager=eager)
-    if thumb is None and ctx.run.conv_layers:
-        first = ctx.run.conv_layers[0].name
+    if thumb is None and ctx.run.attrs.conv_layers:
+        first = ctx.run.attrs.conv_layers[0].name
         thumb = ctx.media(
             ArtefactKind.GRID,
             layer=first,
@@ -62,7 +62,7 @@ def card_thumbnail(ctx: RunContext, *, eager: bool) -> Media | None:
 def waiting_card(entry: RunEntry, run: RunReader) -> RunCard:
     """The card of a run with no committed epoch (just started, or killed in epoch 0):
     it has no pages yet, and says so instead of breaking the build of every run."""
-    names = tuple(shown(n) for n in run.class_names)
+    names = tuple(shown(n) for n in run.attrs.class_names)
     return RunCard(
         name=shown(entry.name),
         href=None,
@@ -181,7 +181,7 @@ def _inside(layer: LayerSpec, block: LayerSpec) -> bool:
 
 
 def probe_view(ctx: RunContext, probe: int, here: str) -> ProbeView:
-    sources = ctx.run.probe_sources
+    sources = ctx.run.attrs.probe_sources
     animation = ctx.media(
         ArtefactKind.PROBE, probe=probe, here=here, caption="class probabilities over epochs"
     )

@@ -3,15 +3,20 @@
 This is the store's public face; every other stage imports from here and never from the
 private modules behind it:
 
-- ``_schema``: the contract (versions, ``LayerSpec``, ``RootAttrs``, the array plan, key
-  rules). Pure description, no zarr; ``docs/store.md`` is its human copy.
+- ``_schema``: the contract, gathered from ``_keys`` (names, a layer name as a key),
+  ``_layers`` (``LayerSpec``), ``_attrs`` (versions, ``RootAttrs``: the one typed
+  description of a run) and ``_checks`` (value checks), plus the array plan
+  (``array_plan_of``). Pure description, no zarr; ``docs/store.md`` is its human copy.
 - ``_backends``: where a store lives, a local folder or an object-storage URL
   (``StoreLocation``, ``StoreURL``, ``store_location``), and the one place that opens a URL.
 - ``_files``: what both sides check before zarr reads a folder (special files, the root
   document, chunk headers).
-- ``_writer``: the one writer (``StoreWriter``, ``EpochRecord``): staged creation, locks,
-  one committed epoch at a time.
-- ``_reader``: the reader (``open_run``, ``RunReader``), clipped to the committed epochs.
+- ``_writer``: the one writer (``StoreWriter``), one committed epoch at a time, with its
+  collaborators ``_records`` (``EpochRecord``, ``ExamplePoolRecord``), ``_staging``
+  (creating a store safely), ``_locks`` (one writer per store) and ``_arrays`` (zarr
+  arrays from the plan).
+- ``_reader``: the reader (``open_run``, ``RunReader``), clipped to the committed epochs
+  (or fewer: ``open_run(..., epochs=N)``); ``run.attrs`` is the run's ``RootAttrs``.
 
 The writer and the reader import zarr; they are loaded on first use (``__getattr__``), so
 the model, the config and the CLI's ``--help`` import this package without zarr.
@@ -47,7 +52,8 @@ from generator.store._schema import (
 if TYPE_CHECKING:
     from generator.store._files import check_remote_out
     from generator.store._reader import RunReader, open_run
-    from generator.store._writer import EpochRecord, ExamplePoolRecord, StoreWriter
+    from generator.store._records import EpochRecord, ExamplePoolRecord
+    from generator.store._writer import StoreWriter
 
 __all__ = [
     "ACTIVATION_DTYPES",
@@ -81,8 +87,8 @@ _LAZY = {
     "check_remote_out": "_files",
     "RunReader": "_reader",
     "open_run": "_reader",
-    "EpochRecord": "_writer",
-    "ExamplePoolRecord": "_writer",
+    "EpochRecord": "_records",
+    "ExamplePoolRecord": "_records",
     "StoreWriter": "_writer",
 }
 

@@ -9,9 +9,9 @@ the endpoint come from the standard environment variables of each cloud (for S3:
 Every failure of the object store becomes a one-line ``StoreError`` naming what to fix
 (:func:`remote_error`); retries are few and short, so a wrong endpoint fails in seconds.
 
-Object storage has no rename and no ``flock``; ``store.py`` commits in place instead (the
-root metadata is written last) and locks with an object created by a conditional put
-(:class:`RemoteLock`). ``docs/store.md`` describes that protocol.
+Object storage has no rename and no ``flock``; the writer commits in place instead (the
+root metadata is written last, ``_staging``) and locks with an object created by a
+conditional put (``_locks.RemoteLock``). ``docs/store.md`` describes that protocol.
 """
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ import json
 import logging
 import os
 import re
-import socket
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from generator.errors import OptionError, StoreError
 
+if TYPE_CHECKING:  # obstore is optional (the cloud extra)
+    from obstore.store import RetryConfig
+
 log = logging.getLogger(__name__)
 
 OPTIONS_ENV = "NETLAPSE_STORAGE_OPTIONS"  # JSON; carries --storage-option to build workers
-LOCK_SUFFIX = ".lock"
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # What a user sets to reach each kind of storage (named in error messages).
 CREDENTIALS = {
@@ -47,7 +47,7 @@ FAMILY = {"s3a": "s3", "gcs": "gs", "abfs": "az", "abfss": "az", "azure": "az", 
 # Fail within seconds on an unreachable endpoint instead of object_store's 3-minute retries
 # (its client keeps its defaults: 5 s to connect, 30 s a request; passing client options
 # would also drop those read from the environment, such as AWS_ALLOW_HTTP).
-RETRY = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
+RETRY: RetryConfig = {"max_retries": 3, "retry_timeout": timedelta(seconds=20)}
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,9 @@ def object_store(url: StoreURL) -> Any:
             f"{url}: object-storage URLs need the obstore package; pip install 'netlapse[cloud]'"
         ) from None
     try:
-        return from_url(url.url, retry_config=RETRY, **storage_options())
+        # any cloud's keys, chosen at run time: obstore checks them, not its overloads
+        options: dict[str, Any] = storage_options()
+        return from_url(url.url, retry_config=RETRY, **options)
     except Exception as exc:  # obstore raises its own kinds for a bad URL or option
         raise remote_error(url, exc) from exc
 
@@ -264,6 +266,12 @@ def remote_errors() -> tuple[type[BaseException], ...]:
     return (BaseError,)
 
 
+def io_errors() -> tuple[type[BaseException], ...]:
+    """What a write to a store of either kind raises when the storage fails: ``OSError``
+    for a folder, obstore's errors for object storage."""
+    return (OSError, *remote_errors())
+
+
 def remote_error(url: StoreURL, exc: BaseException) -> StoreError:
     """An obstore failure as one line: what went wrong and which setting fixes it."""
     text = str(exc)
@@ -311,107 +319,3 @@ def _unreachable(text: str) -> bool:
 def _error_code(text: str) -> str | None:
     match = re.search(r"<Code>([A-Za-z]+)</Code>", text)
     return match.group(1) if match else None
-
-
-# -- lock --------------------------------------------------------------------------------------
-class RemoteLock:
-    """The write lock of a store in object storage: the object ``<store>.lock`` beside it,
-    created only if absent (a conditional put, ``If-None-Match: *`` on S3) and deleted on
-    :meth:`release`.
-
-    Unlike ``flock`` nothing removes it when the holder dies. A lock left by a process of
-    this host that is gone is taken over; any other is reported with the object to delete.
-    """
-
-    def __init__(self, url: StoreURL) -> None:
-        self.url = url
-        self._parent = url.parent
-        self._key = url.name + LOCK_SUFFIX
-        self._held = False
-
-    @property
-    def location(self) -> str:
-        return f"{self._parent}/{self._key}"
-
-    def acquire(self) -> RemoteLock:
-        if self._try_create():
-            return self
-        holder = self._holder()
-        if holder is not None and _dead_here(holder):
-            self._delete()
-            if self._try_create():
-                return self
-            holder = self._holder()
-        raise StoreError(
-            f"{self.url}: another process is writing to this store ({_describe(holder)}); wait "
-            f"for it to finish, or if it is no longer running delete the lock object "
-            f"{self.location} and try again"
-        )
-
-    def release(self) -> None:
-        """Delete the lock object. Best effort: a closing writer whose server has gone away
-        only warns, naming the object that a later run will find (and how to clear it)."""
-        if not self._held:
-            return
-        self._held = False
-        try:
-            self._delete()
-        except StoreError as exc:
-            log.warning(
-                "%s; the lock object %s stays: delete it if no run writes there", exc, self.location
-            )
-
-    def _try_create(self) -> bool:
-        import obstore
-        from obstore.exceptions import AlreadyExistsError
-
-        body = {"host": socket.gethostname(), "pid": os.getpid(), "since": time.time()}
-        try:
-            obstore.put(
-                object_store(self._parent), self._key, json.dumps(body).encode(), mode="create"
-            )
-        except AlreadyExistsError:
-            return False
-        except Exception as exc:
-            raise remote_error(self.url, exc) from exc
-        self._held = True
-        return True
-
-    def _holder(self) -> dict[str, Any] | None:
-        try:
-            raw = get_bytes(self._parent, self._key, limit=2**16)
-            holder = json.loads(raw) if raw else None
-        except (ValueError, StoreError):
-            return None
-        return holder if isinstance(holder, dict) else None
-
-    def _delete(self) -> None:
-        import obstore
-
-        try:
-            obstore.delete(object_store(self._parent), self._key)
-        except Exception as exc:
-            raise remote_error(self.url, exc) from exc
-
-
-def _dead_here(holder: Mapping[str, Any]) -> bool:
-    """The lock's process ran on this host and is gone (killed: its lock stayed)."""
-    pid = holder.get("pid")
-    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
-def _describe(holder: Mapping[str, Any] | None) -> str:
-    if not holder:
-        return "its lock object is there"
-    since = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(float(holder.get("since", 0))))
-    return f"pid {holder.get('pid')} on {holder.get('host')}, since {since}"

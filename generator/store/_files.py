@@ -16,7 +16,7 @@ import stat
 import struct
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import zarr
@@ -168,7 +168,7 @@ def read_root(path: StoreLocation) -> RootAttrs:
     return parse_root_attrs(path, node.get("attributes", {}))
 
 
-def open_group_checked(path: StoreLocation, mode: str = "r") -> zarr.Group:
+def open_group_checked(path: StoreLocation, mode: Literal["r", "r+"] = "r") -> zarr.Group:
     """Open a run store's root group, or raise a one-line ``StoreError`` saying why not."""
     path = store_location(path)
     read_root(path)

@@ -1,24 +1,31 @@
-"""The store reader: the only code besides ``store`` that touches zarr, read-only.
+"""The store reader: the only code besides the writer (``_writer``) that touches zarr.
 
 Every accessor is clipped to the committed epochs, so a store that a training run is still
 appending to reads as the run so far, never as fill values. Arrays come back as numpy with
 the shapes of the schema in ``generator.store._schema``; activations keep their stored dtype
 (float16 by default) so a whole layer stays small in memory. Stores of schema version 1
 and 2 are read alike: layers are addressed by name, and their arrays are found through
-``schema.array_key``.
+``_keys.array_key``. The run's description is ``run.attrs`` (a ``RootAttrs``); the reader
+itself keeps only what is its own: ``epochs`` (clipped), ``layers``, ``name`` and reads.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
 
 import numpy as np
 import zarr
 
 from generator.errors import StoreError, one_line
-from generator.store._backends import StoreLocation, remote_error, remote_errors, store_location
+from generator.store._backends import (
+    StoreLocation,
+    StoreURL,
+    remote_error,
+    remote_errors,
+    store_location,
+)
 from generator.store._files import (
     check_array_metadata,
     open_group_checked,
@@ -26,34 +33,33 @@ from generator.store._files import (
 )
 from generator.store._schema import (
     CONFUSION,
-    EXAMPLE_POOL,
+    EXAMPLE_FIELDS,
     PROBE_PROBS,
     PROBES,
     SCALAR_METRICS,
     STAT_FIELDS,
     ArraySpec,
-    ExampleSettings,
-    FeatvizSpec,
     LayerSpec,
     RootAttrs,
     activation_path,
-    array_plan,
+    array_plan_of,
     channel_stat_path,
     example_path,
     example_pool_path,
-    example_pool_plan,
     featviz_path,
     kernel_path,
     metric_path,
     parse_root_attrs,
-    probe_plan,
+    probe_path,
     weight_change_path,
+    written_once,
 )
 
 __all__ = ["RunReader", "TopExamples", "open_group_checked", "open_run"]
 
 
-class TopExamples(NamedTuple):
+@dataclass(frozen=True)
+class TopExamples:
     """A conv layer's dataset examples: per epoch and channel the top-k pool images, best
     first. ``index`` (E, C, k) into the pool, ``position`` (E, C, k, 2) the (y, x) of the
     channel's maximum in its own map, ``value`` (E, C, k) that maximum. With a channel
@@ -74,66 +80,34 @@ class RunReader:
     header. Chunk contents are checksummed and verified when they are read.
     """
 
-    def __init__(self, path: StoreLocation | str, *, verify: bool = True) -> None:
+    def __init__(
+        self, path: StoreLocation | str, *, verify: bool = True, epochs: int | None = None
+    ) -> None:
         self.path = store_location(path)
         self._group = open_group_checked(self.path)
-        self._attrs: dict[str, Any] = self._group.attrs.asdict()
         # parsed again from zarr's copy: a writer may have committed since the check
-        self._root: RootAttrs = parse_root_attrs(self.path, self._attrs)
-        self.epochs = self._root.epochs_committed
+        self.attrs: RootAttrs = parse_root_attrs(self.path, self._group.attrs.asdict())
+        self.epochs = _clipped(self.path, self.attrs.epochs_committed, epochs)
         self._arrays: dict[str, zarr.Array] = {}
-        self._check_arrays()
+        for name, spec in array_plan_of(self.attrs, self._probe_count()).items():
+            _check_array(self.path, name, self._open_array(name), spec, self._epoch_limit(name))
         if verify:
             for name, array in self._arrays.items():
                 verify_chunks(self.path, name, array, self._epoch_limit(name))
 
     def _epoch_limit(self, name: str) -> int | None:
-        written_once = name.startswith((f"{PROBES}/", f"{EXAMPLE_POOL}/"))
-        return None if written_once else self.epochs
+        """How many epochs of array ``name`` are read: None for the arrays written once."""
+        return None if written_once(name) else self.epochs
 
-    def _expected_arrays(self) -> dict[str, ArraySpec]:
-        """path -> (shape of one epoch or whole shape, chunk of it, dtype) for every array."""
-        labels = self._open_array(f"{PROBES}/labels")
+    def _probe_count(self) -> int:
+        """How many probes the store has: the length of its labels, the one array whose
+        shape the root attributes do not give."""
+        labels = self._open_array(probe_path("labels"))
         if labels.ndim != 1 or labels.shape[0] < 1:
             raise StoreError(
                 f"{self.path}: {PROBES}/labels has shape {labels.shape}; the store is damaged"
             )
-        n = labels.shape[0]
-        examples = self._root.examples
-        plan = array_plan(
-            self.layers,
-            n,
-            len(self.class_names),
-            self._root.activation_dtype,
-            featviz=self._root.featviz,
-            example_top_k=examples.top_k if examples else 0,
-        )
-        pool = example_pool_plan(examples.pool, self.input_size) if examples else {}
-        return {**probe_plan(n, self.input_size), **pool, **plan}
-
-    def _check_arrays(self) -> None:
-        """Every array of the schema: present, of its dtype and shape, chunked sanely."""
-        for name, (shape, _chunk, dtype) in self._expected_arrays().items():
-            array = self._open_array(name)
-            epochs = self._epoch_limit(name) is not None
-            found = array.shape[1:] if epochs else array.shape
-            if array.dtype != np.dtype(dtype) or found != shape:
-                raise StoreError(
-                    f"{self.path}: {name} is {array.dtype} {array.shape}, "
-                    f"expected {dtype} {('E', *shape) if epochs else shape}; "
-                    "the store is damaged"
-                )
-            if epochs and array.shape[0] < self.epochs:
-                raise StoreError(
-                    f"{self.path}: {name} holds {array.shape[0]} epochs but "
-                    f"{self.epochs} are marked committed; the store is damaged"
-                )
-            limit = (1, *shape) if epochs else shape
-            if any(not 1 <= c <= max(s, 1) for c, s in zip(array.chunks, limit, strict=True)):
-                raise StoreError(
-                    f"{self.path}: {name} has chunks {array.chunks} that do not "
-                    f"fit its shape; the store is damaged"
-                )
+        return int(labels.shape[0])
 
     def _open_array(self, name: str) -> zarr.Array:
         """The array at ``name`` (cached), or a one-line ``StoreError`` saying what is wrong."""
@@ -160,28 +134,17 @@ class RunReader:
         self._arrays[name] = node
         return node
 
-    # -- run description -------------------------------------------------------------
+    # -- run description: ``attrs`` (a ``RootAttrs``) for everything else ------------
     @property
     def name(self) -> str:
         return self.path.name.removesuffix(".zarr")
 
-    @property
-    def attrs(self) -> dict[str, Any]:
-        return dict(self._attrs)
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self._root.class_names)
-
     @cached_property
     def layers(self) -> list[LayerSpec]:
-        return list(self._root.layers)
-
-    @property
-    def conv_layers(self) -> list[LayerSpec]:
-        return [layer for layer in self.layers if layer.is_conv]
+        return list(self.attrs.layers)
 
     def layer(self, name: str) -> LayerSpec:
+        """The recorded layer ``name``, or a one-line ``StoreError`` listing the layers."""
         for layer in self.layers:
             if layer.name == name:
                 return layer
@@ -190,47 +153,22 @@ class RunReader:
             f"{', '.join(layer.name for layer in self.layers)}"
         )
 
-    @property
-    def input_size(self) -> int:
-        return self._root.input_size
-
-    @property
-    def training(self) -> dict[str, Any]:
-        return dict(self._attrs.get("training", {}))
-
-    @property
-    def schema_version(self) -> int:
-        return self._root.schema_version
-
     # -- probes ----------------------------------------------------------------------
     @cached_property
     def probe_images(self) -> np.ndarray:
         """(P, 3, H, W) uint8, the images every activation was recorded for."""
-        return self._read(f"{PROBES}/images", epochs=False)
+        return self._read(probe_path("images"), epochs=False)
 
     @cached_property
     def probe_labels(self) -> np.ndarray:
         """(P,) int64 class index of each probe."""
-        return self._read(f"{PROBES}/labels", epochs=False)
-
-    @property
-    def probe_sources(self) -> list[str]:
-        return [str(s) for s in self._attrs.get("probe_sources", [])]
+        return self._read(probe_path("labels"), epochs=False)
 
     @property
     def n_probes(self) -> int:
-        return int(self._open_array(f"{PROBES}/labels").shape[0])
+        return int(self._open_array(probe_path("labels")).shape[0])
 
     # -- dataset examples ------------------------------------------------------------
-    @property
-    def example_settings(self) -> ExampleSettings | None:
-        """Pool size, top-k and sources of the dataset examples; None when not kept."""
-        return self._root.examples
-
-    @property
-    def has_examples(self) -> bool:
-        return self._root.examples is not None
-
     @cached_property
     def example_images(self) -> np.ndarray:
         """(N, S, S, 3) uint8: the example pool every epoch's top-k indexes into."""
@@ -250,11 +188,11 @@ class RunReader:
             raise StoreError(f"{self.path}: layer {name!r} has no dataset examples (not conv)")
         index = (slice(0, self.epochs),) if channel is None else (slice(0, self.epochs), channel)
         return TopExamples(
-            *(self._read(example_path(name, f), index=index) for f in TopExamples._fields)
+            *(self._read(example_path(name, f), index=index) for f in EXAMPLE_FIELDS)
         )
 
     def _need_examples(self) -> None:
-        if self._root.examples is None:
+        if self.attrs.examples is None:
             raise StoreError(
                 f"{self.path}: the run kept no dataset examples (train with --example-pool N)"
             )
@@ -305,15 +243,10 @@ class RunReader:
         return self._read(kernel_path(name), index=(epoch,))
 
     # -- feature visualizations (optional) -------------------------------------------
-    @property
-    def featviz_spec(self) -> FeatvizSpec | None:
-        """Which channels have feature visualizations (None: the run recorded none)."""
-        return self._root.featviz
-
     def featviz(self, name: str, epoch: int | None = None) -> np.ndarray:
         """(E, C, S, S, 3) uint8 images maximising each visualised channel of ``name``;
-        with ``epoch``, (C, S, S, 3). C is the layer's first ``featviz_spec`` channels."""
-        spec = self._root.featviz
+        with ``epoch``, (C, S, S, 3). C is the layer's first ``attrs.featviz`` channels."""
+        spec = self.attrs.featviz
         if spec is None or name not in spec.channels:
             have = ", ".join(spec.channels) if spec else "none"
             raise StoreError(
@@ -361,7 +294,9 @@ class RunReader:
                 f"{self.path}: epoch {epoch} is not committed (epochs 0..{self.epochs - 1} are)"
             )
 
-    def _read(self, path: str, index: tuple = (), epochs: bool = True) -> np.ndarray:
+    def _read(self, path: str, *, index: tuple = (), epochs: bool = True) -> np.ndarray:
+        """``path[index]`` as numpy (by default every epoch read, for an epoch-indexed
+        array); a failed read is a one-line ``StoreError`` saying what failed."""
         if epochs and not index:
             index = (slice(0, self.epochs),)
         array = self._open_array(path)
@@ -372,7 +307,9 @@ class RunReader:
                 f"{self.path}: {path} has no element {index} ({one_line(exc)})"
             ) from exc
         except remote_errors() as exc:  # the object store, not the chunk, failed
-            raise remote_error(self.path, exc) from exc
+            if isinstance(self.path, StoreURL):
+                raise remote_error(self.path, exc) from exc
+            raise
         except Exception as exc:  # zarr and its codecs raise many kinds for a bad chunk
             why = "a checksum does not match" if "checksum" in str(exc) else one_line(exc)
             raise StoreError(
@@ -381,18 +318,60 @@ class RunReader:
             ) from exc
 
 
+def _clipped(path: StoreLocation, committed: int, epochs: int | None) -> int:
+    """The epochs a reader shows: all committed ones, or the first ``epochs`` of them (a
+    build renders what it planned while a run keeps appending); more is refused."""
+    if epochs is None:
+        return committed
+    if not 0 <= epochs <= committed:
+        raise StoreError(
+            f"{path}: cannot read {epochs} epochs; the store has {committed} committed"
+        )
+    return epochs
+
+
+def _check_array(
+    path: StoreLocation, name: str, array: zarr.Array, spec: ArraySpec, epochs: int | None
+) -> None:
+    """One array of the plan: of its dtype and shape, long enough for the ``epochs`` read
+    (None: written once, the whole shape), chunked sanely; else a one-line ``StoreError``."""
+    shape, _chunk, dtype = spec
+    found = array.shape if epochs is None else array.shape[1:]
+    if array.dtype != np.dtype(dtype) or found != shape:
+        raise StoreError(
+            f"{path}: {name} is {array.dtype} {array.shape}, "
+            f"expected {dtype} {shape if epochs is None else ('E', *shape)}; "
+            "the store is damaged"
+        )
+    if epochs is not None and array.shape[0] < epochs:
+        raise StoreError(
+            f"{path}: {name} holds {array.shape[0]} epochs but "
+            f"{epochs} are marked committed; the store is damaged"
+        )
+    limit = shape if epochs is None else (1, *shape)
+    if any(not 1 <= c <= max(s, 1) for c, s in zip(array.chunks, limit, strict=True)):
+        raise StoreError(
+            f"{path}: {name} has chunks {array.chunks} that do not "
+            f"fit its shape; the store is damaged"
+        )
+
+
 def _show(index: tuple) -> str:
     """``(1, slice(0, 4))`` -> ``[1, 0:4]``: which part of an array a read asked for."""
     parts = [f"{i.start or 0}:{i.stop}" if isinstance(i, slice) else str(i) for i in index]
     return f"[{', '.join(parts)}]" if parts else ""
 
 
-def open_run(path: StoreLocation | str, *, verify: bool = True) -> RunReader:
+def open_run(
+    path: StoreLocation | str, *, verify: bool = True, epochs: int | None = None
+) -> RunReader:
     """Open a run store for reading (raises ``StoreError`` with a one-line reason).
 
     ``path`` may be an object-storage URL (``s3://bucket/runs/x.zarr``, see
     ``generator.store._backends``). ``verify=False`` skips the chunk-size check (one small read per
     chunk file) for callers that open the same store many times; reads still verify each
-    chunk's checksum.
+    chunk's checksum. ``epochs=N`` reads only the first N committed epochs (N more than
+    are committed is a ``StoreError``): a build renders exactly the epochs it planned while
+    a training run keeps appending.
     """
-    return RunReader(path, verify=verify)
+    return RunReader(path, verify=verify, epochs=epochs)

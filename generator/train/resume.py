@@ -54,7 +54,7 @@ def reopen(config: TrainConfig, *, ranks: Ranks | None = None) -> tuple[Session,
     epoch 0 is recorded again) and record what this resume changed."""
     writer = StoreWriter.open_for_resume(config.out)
     try:
-        stored = dict(writer.attrs.get("training", {}))
+        stored = dict(writer.attrs.training)
         changes = resume_changes(config, stored, committed=writer.epochs_committed)
         session = start_session(config, ranks=ranks)
         check_compatible(writer, session)
@@ -77,7 +77,7 @@ def _resume(session: Session, writer: StoreWriter) -> int:
     config = session.config
     remove_stale_temps(config.out)
     checkpoints = resumable_checkpoints(
-        config.out, made_before_run_ids="run_id" not in writer.attrs
+        config.out, made_before_run_ids=writer.attrs.run_id is None
     )
     committed = writer.epochs_committed
     later = [epoch for epoch in checkpoints if epoch >= committed]
@@ -117,7 +117,7 @@ def _load_state(session: Session, writer: StoreWriter, path: Path, epoch: int) -
     """Model and optimizer state from this store's checkpoint of ``epoch``, or a one-line
     error naming the file: of another run, of another network, or not loadable."""
     state = load_checkpoint(path)
-    check_owner(path, state, store=session.config.out, run_id=writer.attrs.get("run_id"))
+    check_owner(path, state, store=session.config.out, run_id=writer.attrs.run_id)
     problem = architecture_problem(session.model.state_dict(), state.get("model"))
     if problem:
         raise StoreError(
@@ -193,7 +193,7 @@ def recorded_kernels(session: Session) -> dict[str, np.ndarray]:
 def check_compatible(writer: StoreWriter, session: Session) -> None:
     """Refuse to append epochs of another model or data to a store (one line, naming how
     the run was made)."""
-    stored = writer.attrs
+    stored = writer.attrs.to_json()
     ours = {
         "class_names": session.dataset.class_names,
         "input_size": session.config.resolved_input_size,

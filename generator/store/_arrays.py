@@ -1,0 +1,76 @@
+"""How the writer lays arrays out in zarr: codecs, creation, the arrays written once, growth.
+
+The plan of arrays (``_schema.array_plan_of``) says what a store holds; this module turns
+a plan into zarr arrays. Only the writer imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import zarr
+import zarr.codecs
+
+from generator.errors import StoreError
+from generator.store._backends import StoreLocation
+from generator.store._schema import ArraySpec, written_once
+
+GROW_EPOCHS = 16
+
+
+def compressors() -> tuple[zarr.codecs.BloscCodec, zarr.codecs.Crc32cCodec]:
+    """Blosc, then a CRC-32C of the compressed chunk.
+
+    lz4 level 1 with byte shuffle was chosen by measurement (docs/store.md): the fastest
+    writer, and it still shrinks trained activations. The checksum (4 bytes per chunk) makes
+    a damaged chunk a read error instead of silently wrong pixels; every zarr reads it.
+    """
+    return (
+        zarr.codecs.BloscCodec(cname="lz4", clevel=1, shuffle="shuffle"),
+        zarr.codecs.Crc32cCodec(),
+    )
+
+
+def per_epoch(plan: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
+    """The epoch-indexed arrays of a plan (what ``write_epoch`` grows and fills)."""
+    return {name: spec for name, spec in plan.items() if not written_once(name)}
+
+
+def create_arrays(group: zarr.Group, plan: Mapping[str, ArraySpec]) -> None:
+    """Every epoch-indexed array of ``plan`` with zero epochs; ``write_epoch`` grows them."""
+    for name, (shape, chunk, dtype) in per_epoch(plan).items():
+        group.create_array(
+            name,
+            shape=(0, *shape),
+            chunks=(1, *chunk),
+            dtype=dtype,
+            compressors=compressors(),
+            fill_value=0,
+        )
+
+
+def write_once(
+    group: zarr.Group, plan: Mapping[str, ArraySpec], values: Mapping[str, np.ndarray]
+) -> None:
+    """Arrays written whole at creation (the probes, the example pool), each in its dtype,
+    shape and chunks of ``plan``; a value of another shape is refused."""
+    for name, value in values.items():
+        shape, chunk, dtype = plan[name]
+        data = np.ascontiguousarray(value, dtype=dtype)
+        if data.shape != shape:
+            raise StoreError(f"{name} must have shape {shape}, got {data.shape}")
+        group.create_array(name, data=data, chunks=chunk, compressors=compressors())
+
+
+def check_shape(
+    path: StoreLocation, name: str, value: np.ndarray | float, shape: tuple[int, ...]
+) -> None:
+    if np.shape(value) != shape:
+        raise StoreError(f"{path}: {name} has shape {np.shape(value)}, expected {shape}")
+
+
+def grown_length(epoch: int) -> int:
+    """Arrays grow in blocks of ``GROW_EPOCHS``: rewriting ~90 arrays' metadata for every
+    epoch was a third of an epoch's store write. Readers go by ``epochs_committed``."""
+    return (epoch // GROW_EPOCHS + 1) * GROW_EPOCHS

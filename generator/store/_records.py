@@ -1,0 +1,151 @@
+"""What the writer is given: one epoch's record, the example pool, and their store paths.
+
+``EpochRecord`` and ``ExamplePoolRecord`` are the writer's input types (numpy arrays keyed
+by layer name); ``epoch_slots`` turns a record into store path -> value for exactly the
+epoch-indexed arrays of the plan, checked before anything touches the disk.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from generator.errors import StoreError
+from generator.store._arrays import check_shape
+from generator.store._backends import StoreLocation
+from generator.store._schema import (
+    CONFUSION,
+    EXAMPLE_FIELDS,
+    EXAMPLES,
+    FEATVIZ,
+    PROBE_PROBS,
+    SCALAR_METRICS,
+    STAT_FIELDS,
+    ArraySpec,
+    activation_path,
+    channel_stat_path,
+    example_path,
+    example_pool_path,
+    featviz_path,
+    kernel_path,
+    metric_path,
+    weight_change_path,
+)
+
+
+@dataclass
+class EpochRecord:
+    """Everything recorded for one epoch, as numpy arrays keyed by layer name.
+
+    A metric the loop did not measure is left out: a missing scalar is stored as NaN, a
+    missing confusion matrix as zeros (no images counted), ``extra`` scalars by name.
+    """
+
+    activations: dict[str, np.ndarray]
+    channel_stats: dict[str, dict[str, np.ndarray]]
+    kernels: dict[str, np.ndarray]
+    weight_change: dict[str, float]
+    probe_probs: np.ndarray
+    confusion: np.ndarray | None = None
+    scalars: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+    featviz: dict[str, np.ndarray] = field(default_factory=dict)  # (C, S, S, 3) uint8
+    # conv layer -> "index" (C, k), "position" (C, k, 2), "value" (C, k): dataset examples,
+    # required exactly when the store keeps them (``ExamplePoolRecord``)
+    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExamplePoolRecord:
+    """The example pool a store keeps once: images (N, S, S, 3) uint8, labels (N,) with
+    -1 = unknown, a source name per image, and how many top images each channel keeps."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    sources: tuple[str, ...]
+    top_k: int
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Its two arrays by store path (``example_pool/images`` and ``labels``)."""
+        return {example_pool_path("images"): self.images, example_pool_path("labels"): self.labels}
+
+
+Slot = np.ndarray | float  # one array's value at one epoch
+
+
+def epoch_slots(
+    path: StoreLocation, record: EpochRecord, plan: Mapping[str, ArraySpec]
+) -> dict[str, Slot]:
+    """``record`` as store path -> value for the epoch-indexed arrays of ``plan``: a missing
+    confusion matrix or visualization becomes blanks, anything else missing or of another
+    shape is a one-line ``StoreError`` naming the store."""
+    given = flatten_record(record)
+    for name in plan:  # a record without its visualizations stores blanks
+        if name.startswith(f"{FEATVIZ}/"):
+            given.setdefault(name, None)
+    _check_examples(path, record, plan)
+    slots: dict[str, Slot] = {}
+    for name, value in given.items():
+        if name not in plan:
+            raise StoreError(f"{path}: {name} is not an array of this store")
+        shape, _, dtype = plan[name]
+        if value is None:
+            value = np.zeros(shape, dtype) if "int" in dtype else np.full(shape, np.nan)
+        check_shape(path, name, value, shape)
+        slots[name] = value
+    return slots
+
+
+def _check_examples(
+    path: StoreLocation, record: EpochRecord, plan: Mapping[str, ArraySpec]
+) -> None:
+    """A store that keeps dataset examples gets them every epoch (a missing one would
+    read as pool image 0), and one that does not never gets them."""
+    wanted = {name for name in plan if name.startswith(f"{EXAMPLES}/")}
+    given = {example_path(layer, f) for layer in record.examples for f in EXAMPLE_FIELDS}
+    missing = sorted(wanted - given)
+    if missing:
+        raise StoreError(
+            f"{path}: this store keeps dataset examples but the epoch has no "
+            f"{missing[0]}; record it with the example pool it was created with"
+        )
+
+
+def flatten_record(record: EpochRecord) -> dict[str, Slot | None]:
+    """An epoch record as store paths -> values, matching ``array_plan``."""
+    out: dict[str, Slot | None] = {}
+    for layer, value in record.activations.items():
+        out[activation_path(layer)] = value
+    for layer, stats in record.channel_stats.items():
+        for stat in STAT_FIELDS:
+            out[channel_stat_path(layer, stat)] = stats[stat]
+    for layer, value in record.kernels.items():
+        out[kernel_path(layer)] = value
+    for layer, change in record.weight_change.items():
+        out[weight_change_path(layer)] = change
+    for name in SCALAR_METRICS:
+        out[metric_path(name)] = record.scalars.get(name, math.nan)
+    out[metric_path(CONFUSION)] = record.confusion
+    out[metric_path(PROBE_PROBS)] = record.probe_probs
+    for layer, value in record.featviz.items():
+        out[featviz_path(layer)] = value
+    for layer, fields_ in record.examples.items():
+        for name, value in fields_.items():
+            out[example_path(layer, name)] = value
+    return out
+
+
+def merge_extra_metrics(
+    stored: Mapping[str, list[float | None]], epoch: int, values: Mapping[str, float]
+) -> dict[str, list[float | None]]:
+    """name -> per-epoch values up to ``epoch`` (values of rewound epochs dropped)."""
+    merged: dict[str, list[float | None]] = {}
+    for name in dict.fromkeys([*stored, *values]):
+        kept = list(stored.get(name, []))[:epoch]
+        value = values.get(name)
+        now = float(value) if value is not None and math.isfinite(value) else None
+        merged[name] = kept + [None] * (epoch - len(kept)) + [now]
+    return merged
