@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
@@ -67,9 +68,31 @@ def add_options(parser: argparse.ArgumentParser, config: type) -> None:
         if meta["parse"] is None:
             kwargs["action"] = "store_true"
         else:
-            kwargs.update(type=meta["parse"], choices=meta["choices"])
+            kwargs.update(type=_refusing(meta["parse"]), choices=meta["choices"])
         kwargs["help"] = f"{meta['help']} ({_shown_default(f)})"
         parser.add_argument(flag_name(f.name), **kwargs)
+
+
+class _Refused(Exception):
+    """An option's parser refused its value with a ``NetlapseError``: carried past argparse,
+    which would turn any ``ValueError`` (``OptionError`` is one) into "invalid value"."""
+
+    def __init__(self, error: NetlapseError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _refusing(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``parse``, with its one-line ``NetlapseError`` kept for ``main`` to print."""
+
+    @functools.wraps(parse)
+    def parsed(text: str) -> Any:
+        try:
+            return parse(text)
+        except NetlapseError as exc:
+            raise _Refused(exc) from exc
+
+    return parsed
 
 
 def _shown_default(f: dataclasses.Field) -> str:
@@ -176,7 +199,7 @@ def add_info(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument(
         "store",
-        type=store_location,
+        type=_refusing(store_location),
         help="a run store made by `train`: a folder or a URL such as s3://bucket/runs/x.zarr",
     )
     add_options(p, InfoConfig)
@@ -213,7 +236,7 @@ def add_build(sub: argparse._SubParsersAction) -> None:
 
     p.add_argument(
         "--store",
-        type=store_location,
+        type=_refusing(store_location),
         action="append",
         default=[],
         metavar="STORE",
@@ -320,9 +343,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except NetlapseError as exc:  # an option's parser refused its value
-        print(f"{_who(_command_in(argv))}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except _Refused as refused:  # an option's parser refused its value
+        print(f"{_who(_command_in(argv))}: error: {refused.error}", file=sys.stderr)
+        return refused.error.exit_code
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(message)s",
