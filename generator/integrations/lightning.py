@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'generator.integrations.lightning needs Lightning: pip install "netlapse[lightning]"'
     ) from exc
 
-from generator.record.recorder import Recorder
+from generator.record import Recorder
 
 # Lightning users often log accuracy as "*_acc"; the store's names are "*_accuracy".
 ALIASES = {"train_acc": "train_accuracy", "val_acc": "val_accuracy"}

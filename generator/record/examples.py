@@ -31,6 +31,7 @@ from torch import nn
 from generator.data import storable_text, to_model_input
 from generator.errors import ExamplePoolError
 from generator.record.hooks import untouched
+from generator.record.layers import recorded_modules
 from generator.record.probes import (
     ProbeError,
     Transform,
@@ -126,7 +127,7 @@ def top_examples(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Each conv layer's top-k pool images per channel, as the store takes them: layer ->
     ``index`` (C, k) int32, ``position`` (C, k, 2) int32 (y, x), ``value`` (C, k) float32."""
-    modules = {spec.name: model.get_submodule(spec.module) for spec in example_layers(layers)}
+    modules = recorded_modules(model, example_layers(layers))
     best: dict[str, _Best] = {}
     widths: dict[str, int] = {}
     with untouched(model):
@@ -220,7 +221,11 @@ def resumed_pool(
 
 
 def split_pool(
-    dataset: Any, indices: Sequence[int], requested: int | None, *, top_k: int = DEFAULT_TOP_K
+    dataset: Any,
+    indices: Sequence[int] | np.ndarray,
+    requested: int | None,
+    *,
+    top_k: int = DEFAULT_TOP_K,
 ) -> ExamplePool | None:
     """The pool ``train`` searches: ``requested`` images of the validation split
     (``indices`` into a dataset of (uint8 image, label) items), spread over its classes;

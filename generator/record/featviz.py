@@ -32,17 +32,18 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from generator.defaults import FEATVIZ_STEPS
 from generator.errors import FeatvizLayerError, OptionError
 from generator.record.hooks import untouched
+from generator.record.layers import recorded_modules
 from generator.store import FEATVIZ_KINDS, FeatvizSpec, LayerSpec
 
-DEFAULT_STEPS = 8  # warm-started steps per epoch (measured: bench/featviz.py)
+DEFAULT_STEPS = FEATVIZ_STEPS  # the old name, which tests and bench/featviz.py import
 FIRST_STEPS_FACTOR = 4  # steps from noise at the first record: 4 x 8 = 32
 DEFAULT_SIZE = 48  # side of each image in px (64 px cost 1.8x as much; bench/README.md)
 DEFAULT_CHANNELS = 64  # channels visualised per layer: the first N (cost grows with N)
@@ -71,7 +72,7 @@ class FeatvizSettings:
     cap per layer (the first N); ``seed`` of the random transforms and the first noise."""
 
     layers: tuple[str, ...] | None = None
-    steps: int = DEFAULT_STEPS
+    steps: int = FEATVIZ_STEPS
     size: int = DEFAULT_SIZE
     channels: int = DEFAULT_CHANNELS
     seed: int = 0
@@ -219,7 +220,9 @@ def _layer_output(module: nn.Module) -> Iterator[list[torch.Tensor]]:
     got: list[torch.Tensor] = []
 
     def hook(_module: nn.Module, _inputs: object, output: object) -> None:
-        got.append(output[0] if isinstance(output, (tuple, list)) else output)
+        value = output[0] if isinstance(output, (tuple, list)) else output
+        if isinstance(value, torch.Tensor):  # a conv layer's map; anything else is not kept
+            got.append(value)
         raise _Reached
 
     handle = module.register_forward_hook(hook)
@@ -343,18 +346,17 @@ def visualizer_for(
     spec = featviz_spec(layers, settings, option=option)
     if spec is None:
         return None
-    modules = {layer.name: model.get_submodule(layer.module or layer.name) for layer in layers}
+    modules = recorded_modules(model, layers)
     return FeatureVisualizer(model, spec, modules, to_input=affine_input(transform))
 
 
 def follow_store(
-    visualizer: FeatureVisualizer | None, stored: Mapping[str, Any] | None
+    visualizer: FeatureVisualizer | None, stored: FeatvizSpec | None
 ) -> FeatureVisualizer | None:
     """The visualizer a resumed run uses when its layers were not chosen: the store's own
     (a store made without feature visualizations continues without them)."""
     if visualizer is None or stored is None:
         return None
-    spec = FeatvizSpec.from_json(stored)
     return FeatureVisualizer(
-        visualizer.model, spec, visualizer.modules, to_input=visualizer.to_input
+        visualizer.model, stored, visualizer.modules, to_input=visualizer.to_input
     )

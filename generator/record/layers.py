@@ -197,3 +197,14 @@ def describe(model: nn.Module, path: str, found: Trace) -> LayerSpec:
         module_type=type(module).__name__,
         parent=path.rpartition(".")[0],
     )
+
+
+def module_path(spec: LayerSpec) -> str:
+    """Where a recorded layer's module is in its model: ``module``, or for a layer described
+    before paths were stored (schema version 1), its name."""
+    return spec.module or spec.name
+
+
+def recorded_modules(model: nn.Module, layers: Iterable[LayerSpec]) -> dict[str, nn.Module]:
+    """Layer name -> the module whose output the store records."""
+    return {spec.name: model.get_submodule(module_path(spec)) for spec in layers}

@@ -10,7 +10,7 @@ the model input, and its stored picture is each image rescaled to 0-255.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 from generator.data import load_uint8, to_model_input
-from generator.errors import ProbeError
+from generator.defaults import PROBE_COUNT
+from generator.errors import OptionError, ProbeError
 
-DEFAULT_COUNT = 8
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -45,7 +45,7 @@ def prepare_probes(
     *,
     labels: Sequence[int] | None = None,
     input_size: int | None = None,
-    count: int = DEFAULT_COUNT,
+    count: int = PROBE_COUNT,
     transform: Transform = to_model_input,
 ) -> ProbeSet:
     """A ``ProbeSet`` from a tensor/array, a list of image paths or a dataset."""
@@ -65,6 +65,16 @@ def prepare_probes(
         f"probes= got {type(probes).__name__}: pass a (N, 3, S, S) tensor, a list of image "
         "paths or a dataset of (image, label) pairs"
     )
+
+
+def with_sources(probes: ProbeSet, sources: Sequence[str]) -> ProbeSet:
+    """``probes`` with where each came from (shown in the gallery), one text per probe."""
+    if len(sources) != len(probes.labels):
+        raise OptionError(
+            f"probe_sources has {len(sources)} entries for {len(probes.labels)} probes; "
+            f"pass {len(probes.labels)}"
+        )
+    return replace(probes, sources=[str(source) for source in sources])
 
 
 def _from_tensor(

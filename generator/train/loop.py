@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -20,12 +20,21 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from generator.config import TrainConfig
-from generator.data import make_demo_dataset, storable
+from generator.data import make_demo_dataset, storable, to_model_input
 from generator.errors import OptionError
 from generator.faults import maybe_die
-from generator.record.examples import ExamplePool, split_pool
-from generator.record.recorder import Recorder
-from generator.store import StoreWriter
+from generator.record import (
+    ExamplePool,
+    FeatvizSettings,
+    ProbeSet,
+    Recorder,
+    RecorderSetup,
+    prepare_probes,
+    recorded_settings,
+    split_pool,
+    with_sources,
+)
+from generator.store import StoreLocation, StoreWriter
 from generator.train.checkpoint import save_checkpoint, set_aside_orphans
 from generator.train.distributed import Ranks, from_environment, stop
 from generator.train.resume import load_same_state, reopen, resumed_checkpoint
@@ -34,7 +43,7 @@ from generator.train.session import (
     check_model_options,
     check_out,
     choose_probes,
-    main_output,
+    logits_of,
     model_input,
     pick_device,
     start_session,
@@ -43,7 +52,23 @@ from generator.train.session import (
 log = logging.getLogger(__name__)
 
 
-def run_training(config: TrainConfig) -> Path:
+class TrainScalars(TypedDict):
+    """One epoch's training loss and accuracy, as ``Recorder.epoch()`` takes them."""
+
+    train_loss: float
+    train_accuracy: float
+
+
+class Validation(TypedDict):
+    """One pass over the validation split, as ``Recorder.epoch()`` takes it: the loss and
+    accuracy, and the (K, K) confusion matrix of counts (rows = true class)."""
+
+    val_loss: float
+    val_accuracy: float
+    confusion: np.ndarray
+
+
+def run_training(config: TrainConfig) -> StoreLocation:
     """Train (or resume) the run ``config.out`` and return the store's path.
 
     Under torchrun (``WORLD_SIZE`` > 1) every rank runs this: the options are checked on
@@ -69,41 +94,48 @@ def _begin(config: TrainConfig, ranks: Ranks) -> tuple[Session, Recorder | None,
     """Every rank's session (all from one state), rank 0's Recorder (the only one), and
     whether epoch 0 was recorded now (its checkpoint follows)."""
     if config.resume:
-        opened = ranks.main_only(lambda: reopen(config, ranks=ranks))
-        session = opened[0] if opened else start_session(config, ranks=ranks)
-        writer = opened[1] if opened else None
-        resumed_from = ranks.share(resumed_checkpoint(writer) if writer else None)
-        if not ranks.is_main:
-            load_same_state(session, resumed_from)
-        record_epoch0 = ranks.share(writer.epochs_committed == 0 if writer else None)
-        metrics0 = evaluate(session) if record_epoch0 else None
-        rec = ranks.main_only(lambda: _resumed_recorder(session, writer, metrics0))
-    else:
-        session, record_epoch0 = start_session(config, ranks=ranks), True
-        pool = ranks.main_only(  # a bad --example-pool is refused before any pass over data
-            lambda: split_pool(session.dataset, session.val_idx, config.example_pool)
-        )
-        metrics0 = evaluate(session)
-        rec = ranks.main_only(lambda: _new_recorder(session, metrics0, pool))
+        return _begin_resumed(config, ranks)
+    session = start_session(config, ranks=ranks)
+    pool = ranks.main_only(  # a bad --example-pool is refused before any pass over data
+        lambda: split_pool(session.dataset, session.val_idx, config.example_pool)
+    )
+    metrics0 = evaluate(session)
+    rec = ranks.main_only(lambda: _new_recorder(session, metrics0, pool))
     session.go_parallel()
-    return session, rec, bool(record_epoch0)
+    return session, rec, True
+
+
+def _begin_resumed(config: TrainConfig, ranks: Ranks) -> tuple[Session, Recorder | None, bool]:
+    """``_begin`` for ``--resume``: rank 0 reopens and rewinds the store and loads the
+    checkpoint; the other ranks load the same one."""
+    opened = ranks.main_only(lambda: reopen(config, ranks=ranks))  # rank 0 only
+    session = opened[0] if opened else start_session(config, ranks=ranks)
+    writer = opened[1] if opened else None
+    resumed_from = ranks.share(resumed_checkpoint(writer) if writer else None)
+    if not ranks.is_main:
+        load_same_state(session, resumed_from)
+    record_epoch0 = ranks.share(writer.epochs_committed == 0 if writer else False)
+    metrics0 = evaluate(session) if record_epoch0 else None
+    rec = ranks.main_only(_resumed_recorder, session, writer, metrics0)  # rank 0: a writer
+    session.go_parallel()
+    return session, rec, record_epoch0
 
 
 def _train_epochs(session: Session, rec: Recorder | None) -> None:
     """Train, evaluate, record and checkpoint each epoch after the committed ones."""
     ranks, config = session.ranks, session.config
-    first = ranks.share(rec.epochs_committed if rec else None)
+    first = ranks.share(rec.epochs_committed if rec else 0)  # rank 0's count on every rank
     for epoch in range(first, config.epochs + 1):
         train_scalars = _train_one_epoch(session, epoch)
         metrics = evaluate(session)
-        ranks.main_only(_record_epoch, rec, {**train_scalars, **metrics})
+        ranks.main_only(_record_epoch, rec, train_scalars, metrics)
         _after_commit(session, rec, epoch)
     if rec is not None:
         log.info("%s: %d epochs committed", config.out, rec.epochs_committed)
 
 
-def _record_epoch(rec: Recorder, scalars: dict[str, object]) -> None:
-    rec.epoch(**scalars)
+def _record_epoch(rec: Recorder, train: TrainScalars, validation: Validation) -> None:
+    rec.epoch(**train, **validation)
 
 
 def _prepare_data(config: TrainConfig) -> None:
@@ -122,9 +154,7 @@ def _quiet() -> None:
     logging.getLogger("generator").setLevel(logging.WARNING)
 
 
-def _new_recorder(
-    session: Session, metrics0: dict[str, object], pool: ExamplePool | None
-) -> Recorder:
+def _new_recorder(session: Session, metrics0: Validation, pool: ExamplePool | None) -> Recorder:
     """A new store, with epoch 0 (the untrained network) recorded.
 
     A checkpoint folder already at its place belongs to a run whose store was deleted:
@@ -132,50 +162,61 @@ def _new_recorder(
     config = session.config
     probes = choose_probes(session)
     set_aside_orphans(config.out)
-    return Recorder(
-        session.model,
-        probes=torch.from_numpy(probes.images),
-        probe_labels=probes.labels.tolist(),
-        probe_sources=probes.sources,
-        out=config.out,
-        class_names=session.dataset.class_names,
-        layer_specs=session.layers,
-        activation_dtype=config.activation_dtype,
+    chosen = prepare_probes(torch.from_numpy(probes.images), labels=probes.labels.tolist())
+    setup = _recorder_setup(
+        session,
+        with_sources(chosen, probes.sources),
         training=storable(config.to_json()),
-        initial_metrics=metrics0,
-        site=config.site,
         featviz_layers=config.featviz_layers,
-        featviz_steps=config.featviz_steps,
-        example_pool=pool,
+        pool=pool,
     )
+    return Recorder._for_training(session.model, setup, initial_metrics=metrics0)
 
 
 def _resumed_recorder(
-    session: Session, writer: StoreWriter, metrics0: dict[str, object] | None
+    session: Session, writer: StoreWriter, metrics0: Validation | None
 ) -> Recorder:
     """The Recorder on the reopened, rewound store (its lock passes to the Recorder), on the
-    stored probes; it records epoch 0 again when the rewind left none."""
+    stored probes and feature visualizations; it records epoch 0 again when the rewind
+    left none."""
     try:
-        return Recorder(
-            session.model,
-            probes=torch.from_numpy(writer.probe_images()),
-            out=session.config.out,
-            class_names=session.dataset.class_names,
-            layer_specs=session.layers,
-            activation_dtype=session.config.activation_dtype,
-            initial_metrics=metrics0,
-            writer=writer,
-            featviz_steps=session.config.featviz_steps,
-            site=session.config.site,
-        )
+        setup = _recorder_setup(session, prepare_probes(torch.from_numpy(writer.probe_images())))
+        return Recorder._for_training(session.model, setup, initial_metrics=metrics0, writer=writer)
     except BaseException:
         writer.close()  # what the Recorder has not released already
         raise
 
 
+def _recorder_setup(
+    session: Session,
+    probes: ProbeSet,
+    *,
+    training: dict[str, Any] | None = None,
+    featviz_layers: tuple[str, ...] | None = None,
+    pool: ExamplePool | None = None,
+) -> RecorderSetup:
+    """What the Recorder records of this run: the session's layers (the reference CNN
+    names its own blocks) and classes, the probes (uint8 images, seen through the one
+    normalisation) and the options of ``train`` that recording takes. ``featviz_layers``
+    None: the default layers in a new store, the store's own on resume."""
+    config = session.config
+    return RecorderSetup(
+        out=config.out,
+        probes=probes,
+        class_names=list(session.dataset.class_names),
+        layers=session.layers,
+        transform=to_model_input,
+        activation_dtype=config.activation_dtype,
+        training=recorded_settings(session.model, training or {}),
+        featviz=FeatvizSettings(featviz_layers, config.featviz_steps),
+        pool=pool,
+        site=config.site,
+    )
+
+
 def _after_commit(session: Session, rec: Recorder | None, epoch: int) -> None:
     """Checkpoint the committed epoch on rank 0; the other ranks wait for it."""
-    session.ranks.main_only(lambda: _checkpoint(session, rec, epoch))
+    session.ranks.main_only(_checkpoint, session, rec, epoch)  # rank 0 holds the Recorder
 
 
 def _checkpoint(session: Session, rec: Recorder, epoch: int) -> None:
@@ -200,7 +241,7 @@ def _checkpoint(session: Session, rec: Recorder, epoch: int) -> None:
 
 def _loader(session: Session, indices: np.ndarray, epoch: int | None) -> DataLoader:
     """Batches of (uint8 images, labels); shuffled with a per-epoch seed when training."""
-    subset = Subset(session.dataset, indices.tolist())
+    subset: Subset[tuple[torch.Tensor, int]] = Subset(session.dataset, indices.tolist())
     config, ranks = session.config, session.ranks
     if epoch is None:
         return DataLoader(subset, batch_size=config.batch_size, shuffle=False)
@@ -226,7 +267,7 @@ def _shard_loader(session: Session, subset: Subset, epoch: int) -> DataLoader:
     return DataLoader(subset, batch_size=config.batch_size, sampler=sampler, drop_last=drop_last)
 
 
-def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
+def _train_one_epoch(session: Session, epoch: int) -> TrainScalars:
     model, optimizer, loss_fn = session.trained, session.optimizer, nn.CrossEntropyLoss()
     ranks = session.ranks
     model.train()
@@ -241,7 +282,7 @@ def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
     for batch, (images, labels) in enumerate(bar):
         inputs, labels = model_input(images, session), labels.to(session.device)
         optimizer.zero_grad(set_to_none=True)
-        logits = main_output(model(inputs))
+        logits = logits_of(model(inputs))
         loss = loss_fn(logits, labels)
         value = loss.item()
         if not math.isfinite(_on_every_rank(ranks, value)):
@@ -258,7 +299,9 @@ def _train_one_epoch(session: Session, epoch: int) -> dict[str, float]:
     if ranks.distributed:
         sums = ranks.sum(torch.tensor([total_loss, correct, seen], dtype=torch.float64))
         total_loss, correct, seen = float(sums[0]), int(sums[1]), int(sums[2])
-    scalars = {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+    scalars = TrainScalars(
+        train_loss=total_loss / max(seen, 1), train_accuracy=correct / max(seen, 1)
+    )
     log.info(
         "epoch %d: train loss %.4f acc %.3f",
         epoch,
@@ -288,14 +331,14 @@ def _diverged(session: Session, epoch: int, batch: int, loss: float) -> OptionEr
 
 
 @torch.no_grad()
-def evaluate(session: Session) -> dict[str, object]:
+def evaluate(session: Session) -> Validation:
     """Validation loss and accuracy, and the (K, K) confusion matrix (rows = true class),
     as ``Recorder.epoch()`` takes them."""
     model, k = session.model, len(session.dataset.classes)
     model.eval()
     loss_sum, confusion = 0.0, torch.zeros(k * k, dtype=torch.int64)
     for images, labels in _loader(session, session.ranks.shard(session.val_idx), None):
-        logits = main_output(model(model_input(images, session))).cpu()
+        logits = logits_of(model(model_input(images, session))).cpu()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         confusion += torch.bincount(labels * k + logits.argmax(1), minlength=k * k)
     if session.ranks.distributed:  # each rank saw its own share: add them up
@@ -304,8 +347,6 @@ def evaluate(session: Session) -> dict[str, object]:
     matrix = confusion.reshape(k, k).numpy()
     total = max(int(matrix.sum()), 1)
     log.info("validation loss %.4f acc %.3f", loss_sum / total, float(np.trace(matrix)) / total)
-    return {
-        "val_loss": loss_sum / total,
-        "val_accuracy": float(np.trace(matrix)) / total,
-        "confusion": matrix,
-    }
+    return Validation(
+        val_loss=loss_sum / total, val_accuracy=float(np.trace(matrix)) / total, confusion=matrix
+    )

@@ -20,6 +20,7 @@ import torch
 from generator.config import TrainConfig
 from generator.data import storable
 from generator.errors import StoreError
+from generator.record import Recording, Setting, recorded_kernels
 from generator.store import StoreWriter, open_run
 from generator.train.checkpoint import (
     check_owner,
@@ -35,11 +36,13 @@ from generator.train.session import Session, start_session
 
 log = logging.getLogger(__name__)
 
-COMPATIBLE = {
+# how ``--resume`` names each setting a store's epochs share
+COMPATIBLE: dict[Setting, str] = {
     "class_names": "set of classes",
     "input_size": "input size",
     "layers": "network (--model, --channels, --kernel-size)",
     "activation_dtype": "activation dtype",
+    "featviz": "feature visualizations (--featviz-layers)",
 }
 
 # What a resumed run may change; the change is recorded in ``training.resumes``. Every
@@ -76,9 +79,7 @@ def _resume(session: Session, writer: StoreWriter) -> int:
     """
     config = session.config
     remove_stale_temps(config.out)
-    checkpoints = resumable_checkpoints(
-        config.out, made_before_run_ids=writer.attrs.run_id is None
-    )
+    checkpoints = resumable_checkpoints(config.out, made_before_run_ids=writer.attrs.run_id is None)
     committed = writer.epochs_committed
     later = [epoch for epoch in checkpoints if epoch >= committed]
     if later:
@@ -172,7 +173,7 @@ def _check_recorded_kernels(session: Session, path: Path, epoch: int) -> None:
     """The loaded weights must be the ones the store recorded at ``epoch``: binds a
     checkpoint to its store by content too, also for stores made before ``run_id``."""
     run = open_run(session.config.out)
-    for name, kernel in recorded_kernels(session).items():
+    for name, kernel in recorded_kernels(session.model, session.layers).items():
         if not np.array_equal(run.kernels(name, epoch), kernel, equal_nan=True):
             raise StoreError(
                 f"{path}: its {name} weights differ from those {session.config.out} recorded "
@@ -181,36 +182,28 @@ def _check_recorded_kernels(session: Session, path: Path, epoch: int) -> None:
             )
 
 
-def recorded_kernels(session: Session) -> dict[str, np.ndarray]:
-    """(O, I / groups, kh, kw) float32 weights of every recorded conv: what an epoch stores."""
-    return {
-        spec.name: session.model.get_submodule(spec.weights).weight.detach().float().cpu().numpy()
-        for spec in session.layers
-        if spec.kernel_shape is not None and spec.weights
-    }
-
-
 def check_compatible(writer: StoreWriter, session: Session) -> None:
     """Refuse to append epochs of another model or data to a store (one line, naming how
-    the run was made)."""
-    stored = writer.attrs.to_json()
-    ours = {
-        "class_names": session.dataset.class_names,
-        "input_size": session.config.resolved_input_size,
-        "layers": [layer.to_json() for layer in session.layers],
-        "activation_dtype": session.config.activation_dtype,
-    }
-    for key, value in ours.items():
-        if stored.get(key) != value:
-            training = stored.get("training", {})
-            raise StoreError(
-                f"{session.config.out}: --resume with a different {COMPATIBLE[key]} "
-                f"than the run was made with (it used --model "
-                f"{training.get('model', 'reference')} --input-size "
-                f"{training.get('input_size')} --channels "
-                f"{','.join(map(str, training.get('channels', [])))} --data "
-                f"{training.get('data')}); pass the same options"
-            )
+    the run was made): ``compatible.Recording``, the check the Recorder makes too."""
+    stored = writer.attrs
+    ours = Recording(
+        class_names=tuple(session.dataset.class_names),
+        input_size=session.config.resolved_input_size,
+        layers=tuple(session.layers),
+        activation_dtype=session.config.activation_dtype,
+        featviz=stored.featviz,  # a resumed run continues the store's (``_resumed_recorder``)
+    )
+    different = ours.first_difference(Recording.of_store(stored))
+    if different is not None:
+        training = stored.training
+        raise StoreError(
+            f"{session.config.out}: --resume with a different {COMPATIBLE[different]} "
+            f"than the run was made with (it used --model "
+            f"{training.get('model', 'reference')} --input-size "
+            f"{training.get('input_size')} --channels "
+            f"{','.join(map(str, training.get('channels', [])))} --data "
+            f"{training.get('data')}); pass the same options"
+        )
 
 
 def resume_changes(

@@ -21,7 +21,13 @@ from generator.data import (
     storable_text,
     to_model_input,
 )
-from generator.errors import DataError, OptionError, StoreError, StoreNotFoundError
+from generator.errors import (
+    DataError,
+    ModelOutputError,
+    OptionError,
+    StoreError,
+    StoreNotFoundError,
+)
 from generator.model import (
     MODEL_LIST_HINT,
     NetlapseCNN,
@@ -29,9 +35,13 @@ from generator.model import (
     check_architecture,
     check_model_name,
 )
-from generator.record.featviz import FeatvizSettings, featviz_spec
-from generator.record.hooks import untouched
-from generator.record.layers import describe_layers
+from generator.record import (
+    FeatvizSettings,
+    describe_layers,
+    featviz_spec,
+    pick_indices,
+    untouched,
+)
 from generator.store import LayerSpec, StoreURL, check_remote_out
 from generator.train.checkpoint import SUFFIX
 from generator.train.distributed import Ranks, rank_device, wrap
@@ -206,6 +216,17 @@ def main_output(output: object) -> object:
     return output
 
 
+def logits_of(output: object) -> torch.Tensor:
+    """The logits of a model's output (``main_output``), which ``check_classifier`` showed
+    to be a tensor before training began; one line if a forward returns anything else."""
+    logits = main_output(output)
+    if not isinstance(logits, torch.Tensor):
+        raise ModelOutputError(
+            f"the model returned {type(logits).__name__} instead of a logits tensor"
+        )
+    return logits
+
+
 def recorded_layers(model: nn.Module, input_size: int) -> list[LayerSpec]:
     """The layers each epoch records: the reference CNN's own blocks and head, or what the
     Recorder chooses for any other model (its default layers)."""
@@ -255,17 +276,14 @@ def pick_device(name: str) -> torch.device:
 
 
 def choose_probes(session: Session) -> Probes:
-    """Probes from --probe-images, else spread round-robin over classes of the val split."""
+    """Probes from --probe-images, else spread round-robin over the classes of the
+    validation split, picked as the Recorder picks from a dataset (``pick_indices``)."""
     dataset, count = session.dataset, session.config.probes
     if session.config.probe_images:
         return _probes_from_files(dataset, session.config.probe_images)
     labels = dataset_labels(dataset)[session.val_idx]
-    by_class = [list(session.val_idx[labels == cls]) for cls in range(len(dataset.classes))]
-    chosen: list[int] = []
-    while len(chosen) < count and any(by_class):
-        for members in by_class:
-            if members and len(chosen) < count:
-                chosen.append(int(members.pop(0)))
+    picked = pick_indices(labels.tolist(), len(labels), count)
+    chosen = [int(session.val_idx[position]) for position in picked]
     if len(chosen) < count:
         log.warning(
             "only %d validation images: using %d probes, not %d", len(chosen), len(chosen), count

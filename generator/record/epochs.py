@@ -1,0 +1,94 @@
+"""What goes into each epoch's record (the capture, plus the per-channel work), and the
+store's first epoch (``open_store``).
+
+``EpochMaker`` holds what one record needs from the one before it: the weights (the base
+of the next weight change) and the feature visualizations (each epoch warm-starts from the
+last); a resumed run takes both from where the store left off. The record is made in full
+before it goes to the writer, of copies only, so training may go on at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import nn
+
+from generator.record.capture import Metrics, ModelCapture, Weights
+from generator.record.examples import resumed_pool, top_examples
+from generator.record.featviz import visualizer_for
+from generator.record.opening import RecorderSetup, create_store, reopen_store
+from generator.record.writer import BackgroundWriter
+from generator.store import EpochRecord, StoreWriter, open_run
+
+
+class EpochMaker:
+    """Makes the epoch records of ``model`` for ``setup``: the capture, the feature
+    visualizations (``featviz``; None = off) and the dataset examples (``pool``)."""
+
+    def __init__(self, model: nn.Module, setup: RecorderSetup) -> None:
+        self.model, self.layers = model, setup.layers
+        self._capture = ModelCapture(
+            model, setup.layers, setup.probes.inputs, dtype=getattr(torch, setup.activation_dtype)
+        )
+        self.featviz = visualizer_for(  # None: featviz_layers=[] or no conv layer recorded
+            model, setup.layers, setup.featviz, transform=setup.transform
+        )
+        self.pool, self._transform = setup.pool, setup.transform
+        self._previous: Weights | None = None  # the base of the next weight change
+
+    def record(self, epoch: int, metrics: Metrics) -> EpochRecord:
+        """The model now as ``epoch``'s record, with its metrics and per-channel work."""
+        record, weights = self._capture.record(metrics, previous=self._previous)
+        record = replace(
+            record,
+            featviz=self.featviz.visualize(epoch) if self.featviz else {},
+            examples={} if self.pool is None else top_examples(self.model, self.pool, self.layers),
+        )
+        self._previous = weights
+        return record
+
+    def use_stored_pool(self, store: StoreWriter) -> None:
+        """A reopened store's example pool (a pool given again must be that one; a store
+        without examples gets none)."""
+        self.pool = resumed_pool(self.pool, store.example_pool(), transform=self._transform)
+
+    def continue_after(self, store: StoreWriter, epoch: int) -> None:
+        """A resumed run: the model is at the store's last committed ``epoch``, the base of
+        the next change, and the feature visualizations go on from that epoch's images."""
+        self._previous = self._capture.weights()
+        if self.featviz is not None:
+            run = open_run(store.path, verify=False)
+            self.featviz.warm_start({n: run.featviz(n, epoch) for n in self.featviz.spec.channels})
+
+
+def open_store(
+    setup: RecorderSetup,
+    epochs: EpochMaker,
+    *,
+    resume: bool,
+    opened: StoreWriter | None,
+    first: Metrics,
+) -> BackgroundWriter:
+    """The writer of ``setup.out``: a new store, or with ``resume`` (or a store ``opened``
+    already) the existing one, checked; with epoch 0 committed (``first`` its metrics)
+    when the store has none, else going on from its last committed epoch. On any failure
+    the lock is released and what was committed before stays."""
+    reopened = opened is not None or (resume and setup.out.exists())
+    if reopened:
+        store, epochs.featviz = reopen_store(setup, epochs.featviz, opened)
+    else:
+        store = create_store(setup, epochs.featviz)
+    writer = BackgroundWriter(store)
+    try:
+        if reopened:
+            epochs.use_stored_pool(store)
+        if store.epochs_committed == 0:  # committed before the Recorder is returned
+            writer.write(0, epochs.record(0, first))
+            writer.wait()
+        else:
+            epochs.continue_after(store, store.epochs_committed - 1)
+    except BaseException:
+        writer.abandon()
+        raise
+    return writer

@@ -1,0 +1,146 @@
+"""What a Recorder is asked to record (``RecorderSetup``) and the store it opens for it:
+a new one, or an existing one reopened and checked to continue (``resume``).
+
+The Recorder's two doors (its public constructor, and ``train``'s private one) each turn
+their arguments into one ``RecorderSetup``; everything after that is shared. A store is
+never overwritten, and a reopened store must be the same recording
+(``compatible.Recording``) on the same probe images; on a refusal the lock is released
+and the store is left exactly as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from generator.errors import ModelOutputError, OptionError, StoreError
+from generator.record.compatible import Recording
+from generator.record.examples import ExamplePool
+from generator.record.featviz import FeatureVisualizer, FeatvizSettings, follow_store
+from generator.record.probes import ProbeSet, Transform
+from generator.store import (
+    ACTIVATION_DTYPES,
+    ExamplePoolRecord,
+    LayerSpec,
+    StoreLocation,
+    StoreWriter,
+)
+
+
+@dataclass(frozen=True)
+class RecorderSetup:
+    """Everything a Recorder records, checked: where, on which probes, which layers and
+    classes, how activations are stored, the ``training`` settings a new store keeps, the
+    feature visualizations, the dataset examples (None = off) and the live gallery."""
+
+    out: StoreLocation
+    probes: ProbeSet
+    class_names: list[str]
+    layers: list[LayerSpec]
+    transform: Transform
+    activation_dtype: str
+    training: Mapping[str, Any]
+    featviz: FeatvizSettings
+    pool: ExamplePool | None = None
+    site: str | Path | None = None
+
+    def recording(self, featviz: FeatureVisualizer | None) -> Recording:
+        """What every epoch of this run shares (``featviz``: the visualizer in use)."""
+        return Recording(
+            class_names=tuple(self.class_names),
+            input_size=self.probes.size,
+            layers=tuple(self.layers),
+            activation_dtype=self.activation_dtype,
+            featviz=featviz.spec if featviz else None,
+        )
+
+
+def check_activation_dtype(activation_dtype: str) -> None:
+    if activation_dtype not in ACTIVATION_DTYPES:
+        raise OptionError(
+            f"activation_dtype={activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
+        )
+
+
+def checked_class_names(
+    output_shape: tuple[int, ...] | None, given: Sequence[str] | None, probes: ProbeSet
+) -> list[str]:
+    """The class names, checked against the model's logits (N, K)."""
+    if output_shape is None or len(output_shape) != 1 or output_shape[0] < 2:
+        shown = "no tensor" if output_shape is None else f"{tuple(output_shape)} per probe"
+        raise ModelOutputError(
+            f"the model returns {shown}; netlapse records "
+            "classifiers that return logits (N, classes) with at least 2 classes"
+        )
+    k = output_shape[0]
+    names = list(given) if given is not None else probes.class_names
+    if names is None:
+        return [f"class {i}" for i in range(k)]
+    if len(names) != k:
+        raise ModelOutputError(
+            f"class_names has {len(names)} names but the model returns {k} logits; pass {k} names"
+        )
+    return [str(name) for name in names]
+
+
+def recorded_settings(model: nn.Module, training: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``training`` attribute of a new store: the model's class and who recorded it,
+    under the settings the loop passed (a ``train`` run names its ``--model`` there)."""
+    return {"model": type(model).__name__, "recorded_by": "generator.Recorder", **training}
+
+
+def create_store(setup: RecorderSetup, featviz: FeatureVisualizer | None) -> StoreWriter:
+    """A new store for ``setup``, with no epoch yet; refuses a place already taken."""
+    if setup.out.exists():
+        raise StoreError(
+            f"{setup.out}: already exists; pass resume=True to continue that run or "
+            "choose another out= (a run is never overwritten)"
+        )
+    probes, pool = setup.probes, setup.pool
+    return StoreWriter.create(
+        setup.out,
+        class_names=setup.class_names,
+        layers=setup.layers,
+        input_size=probes.size,
+        training=setup.training,
+        probe_images=probes.images,
+        probe_labels=probes.labels,
+        probe_sources=probes.sources,
+        activation_dtype=setup.activation_dtype,
+        featviz=featviz.spec if featviz else None,
+        example_pool=None if pool is None else ExamplePoolRecord(*pool.stored()),
+    )
+
+
+def reopen_store(
+    setup: RecorderSetup, featviz: FeatureVisualizer | None, opened: StoreWriter | None
+) -> tuple[StoreWriter, FeatureVisualizer | None]:
+    """The existing store (``opened`` already, or opened here) and the feature visualizer
+    to continue it with, if the store records this model on these probes; else one line,
+    with the lock released."""
+    writer = opened or StoreWriter.open_for_resume(setup.out)
+    try:
+        stored = Recording.of_store(writer.attrs)
+        if setup.featviz.layers is None:  # featviz_layers not given: continue as the store did
+            featviz = follow_store(featviz, stored.featviz)
+        different = setup.recording(featviz).first_difference(stored)
+        if different is not None:
+            raise StoreError(
+                f"{setup.out}: resume=True with a different {different.replace('_', ' ')} "
+                "than the store was recorded with; pass the same model, probes and "
+                "class_names, or another out="
+            )
+        if not np.array_equal(writer.probe_images(), setup.probes.images):
+            raise StoreError(
+                f"{setup.out}: resume=True with other probe images than the store's; "
+                "pass the same probes"
+            )
+    except BaseException:
+        writer.close()
+        raise
+    return writer, featviz
