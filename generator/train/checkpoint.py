@@ -61,11 +61,11 @@ def legacy_checkpoint_dir(store: StoreLocation) -> Path | None:
     return None if legacy == checkpoint_dir(store) else legacy
 
 
-def checkpoint_path(store: Path, epoch: int) -> Path:
+def checkpoint_path(store: StoreLocation, epoch: int) -> Path:
     return checkpoint_dir(store) / f"epoch-{epoch:04d}.pt"
 
 
-def list_checkpoints(store: Path) -> dict[int, Path]:
+def list_checkpoints(store: StoreLocation) -> dict[int, Path]:
     """Epoch -> file of every complete checkpoint (temp files are ignored)."""
     return _list_folder(checkpoint_dir(store))
 
@@ -81,7 +81,7 @@ def _list_folder(folder: Path) -> dict[int, Path]:
     return dict(sorted(found.items()))
 
 
-def save_checkpoint(store: Path, epoch: int, state: dict[str, Any], keep: int) -> Path:
+def save_checkpoint(store: StoreLocation, epoch: int, state: dict[str, Any], keep: int) -> Path:
     """Atomically write epoch's checkpoint, then drop all but the newest ``keep`` (0 = all)."""
     target = checkpoint_path(store, epoch)
     try:
@@ -140,7 +140,7 @@ def _why_unloadable(exc: Exception) -> str:
     return lines[0][:200] if lines else type(exc).__name__
 
 
-def _prune(store: Path, keep: int, *, newest: int) -> None:
+def _prune(store: StoreLocation, keep: int, *, newest: int) -> None:
     """Drop all but the ``keep`` newest checkpoints up to epoch ``newest`` (just written).
     A later epoch is never this run's (its checkpoints follow its commits), so it is left
     alone rather than allowed to push the run's own checkpoints out."""
@@ -151,7 +151,7 @@ def _prune(store: Path, keep: int, *, newest: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def remove_stale_temps(store: Path) -> int:
+def remove_stale_temps(store: StoreLocation) -> int:
     """Delete temp files of checkpoint writes that were killed; returns how many."""
     folder = checkpoint_dir(store)
     if not folder.is_dir():
@@ -162,7 +162,9 @@ def remove_stale_temps(store: Path) -> int:
     return len(stale)
 
 
-def check_owner(path: Path, state: dict[str, Any], *, store: Path, run_id: str | None) -> None:
+def check_owner(
+    path: Path, state: dict[str, Any], *, store: StoreLocation, run_id: str | None
+) -> None:
     """Refuse a checkpoint that is not this store's: another run's id, or another epoch
     than its file name says (a file copied or renamed by hand)."""
     theirs = state.get("run_id")
@@ -181,7 +183,7 @@ def check_owner(path: Path, state: dict[str, Any], *, store: Path, run_id: str |
         )
 
 
-def resumable_checkpoints(store: Path, *, made_before_run_ids: bool) -> dict[int, Path]:
+def resumable_checkpoints(store: StoreLocation, *, made_before_run_ids: bool) -> dict[int, Path]:
     """The store's checkpoints; for a store made before run ids (and the full-name layout)
     with none there, those in its old folder (``runs/x.ckpt``), which
     :func:`move_to_current_layout` renames once one of them has been checked against the
@@ -193,7 +195,7 @@ def resumable_checkpoints(store: Path, *, made_before_run_ids: bool) -> dict[int
     return _list_folder(legacy)
 
 
-def move_to_current_layout(store: Path, used: Path) -> None:
+def move_to_current_layout(store: StoreLocation, used: Path) -> None:
     """After a checkpoint in the old folder proved to be this store's, rename that folder
     to the current name (``runs/x.ckpt`` -> ``runs/x.zarr.ckpt``)."""
     legacy, current = used.parent, checkpoint_dir(store)
@@ -211,7 +213,7 @@ def move_to_current_layout(store: Path, used: Path) -> None:
     log.info("%s: moved the checkpoints of %s to %s", legacy, store, current)
 
 
-def set_aside_orphans(store: Path) -> Path | None:
+def set_aside_orphans(store: StoreLocation) -> Path | None:
     """Before a new store is made at ``store``: a checkpoint folder already at its place
     belongs to a run whose store is gone. Move it aside (never delete it), so the new run
     neither resumes from nor prunes another run's checkpoints. Returns where it went."""
@@ -244,7 +246,7 @@ def set_aside_orphans(store: Path) -> Path | None:
     return aside
 
 
-def _refuse_a_neighbours_folder(store: Path, folder: Path) -> None:
+def _refuse_a_neighbours_folder(store: StoreLocation, folder: Path) -> None:
     """``runs/col.ckpt`` is also the old-layout folder of ``runs/col.zarr``: while that
     store exists and has not moved its checkpoints, they are not orphans."""
     if isinstance(store, StoreURL):
