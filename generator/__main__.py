@@ -8,15 +8,19 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from generator.errors import NetlapseError
+
+if TYPE_CHECKING:
+    from generator.store import StoreLocation
 
 log = logging.getLogger("generator")
 
@@ -287,17 +291,37 @@ def _run_serve(args: argparse.Namespace) -> int:
     from generator.config import ServeConfig
     from generator.errors import OptionError
     from generator.site import serve
+    from generator.site.server import STATUS_LOG
 
     config = ServeConfig(**given(args, ServeConfig))
     if not (config.site / "index.html").is_file():
         raise OptionError(
             f"--site {config.site}: no index.html there; run `python -m generator build` first"
         )
-    serve(config.site, config.port)
+    with _printing(STATUS_LOG):
+        serve(config.site, config.port)
     return 0
 
 
-def _train_demo(runs: Path, *, site: Path) -> Path:
+@contextlib.contextmanager
+def _printing(name: str) -> Iterator[None]:
+    """The records of logger ``name`` printed on stdout while the block runs, whatever
+    --quiet says: they are the command's output (as ``info``'s summary is), not progress."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(logging.NOTSET)
+        logger.propagate = True
+
+
+def _train_demo(runs: Path, *, site: Path) -> StoreLocation:
     """The embedded default: no store anywhere, so train the demo run to build from, with
     its gallery live in ``site`` from epoch 0 on (the newcomer watches while it trains),
     for the default number of epochs."""

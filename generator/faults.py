@@ -23,6 +23,7 @@ gallery's builds) go on. The points, in the order an epoch reaches them:
 
 from __future__ import annotations
 
+import enum
 import os
 import signal
 import time
@@ -42,13 +43,21 @@ POINTS = (
 )
 ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "pause": PAUSE}
 
-_UNPARSED = object()
-_target: object = _UNPARSED  # (point, epoch, index, signal) or None once parsed
+
+class _Unparsed(enum.Enum):
+    """``_target`` before the environment variable is read (None: read, names nothing)."""
+
+    TOKEN = 0
+
+
+_UNPARSED = _Unparsed.TOKEN
+# (point, epoch, index, signal) or None once parsed
+_target: tuple[str, int, int, int] | None | _Unparsed = _UNPARSED
 
 
 def maybe_die(point: str, epoch: int, index: int = 0) -> None:
     """Signal this process if ``NETLAPSE_KILL_AT`` names this exact moment; else nothing."""
-    target = _target if _target is not _UNPARSED else _load()
+    target = _load() if isinstance(_target, _Unparsed) else _target
     if target is not None and target[:3] == (point, epoch, index):
         if target[3] == PAUSE:
             _wait_for_resume_file()

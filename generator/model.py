@@ -45,6 +45,8 @@ def map_sizes(input_size: int, depth: int) -> list[int]:
 class ConvBlock(nn.Sequential):
     """[MaxPool2d(2)] -> Conv2d(k, same padding) -> LeakyReLU -> BatchNorm2d."""
 
+    conv: nn.Conv2d  # registered by add_module; declared so its type is known
+
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, pool: bool) -> None:
         layers: dict[str, nn.Module] = {}
         if pool:
@@ -103,11 +105,15 @@ class NetlapseCNN(nn.Module):
 
     def recorded_modules(self) -> dict[str, nn.Module]:
         """Layer name -> the module whose output the store records, in forward order."""
-        return {spec.name: self.get_submodule(spec.module) for spec in self.layer_specs()}
+        return {spec.name: self.get_submodule(_path(spec.module)) for spec in self.layer_specs()}
 
     def weights(self) -> dict[str, torch.Tensor]:
         """Layer name -> its main weight (conv kernel or linear matrix), for change tracking."""
-        return {spec.name: self.get_submodule(spec.weights).weight for spec in self.layer_specs()}
+        return {
+            spec.name: _weight_layer(path, self.get_submodule(path))[1].weight
+            for spec in self.layer_specs()
+            for path in (_path(spec.weights),)
+        }
 
     def layer_specs(self) -> list[LayerSpec]:
         """What the store records for each layer: shapes, kernel geometry, receptive field."""
@@ -203,12 +209,11 @@ def _weight_layer(path: str, module: nn.Module) -> tuple[str, nn.Conv2d | nn.Lin
 def conv_padding(conv: nn.Conv2d) -> tuple[int, int]:
     """The top and left padding of a conv; "same" pads (d (k - 1)) // 2 there (PyTorch puts
     the odd pixel of an even kernel at the bottom and right)."""
-    if conv.padding == "valid":
-        return (0, 0)
-    if conv.padding == "same":
-        return tuple(  # type: ignore[return-value]
-            d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size, strict=True)
-        )
+    if isinstance(conv.padding, str):  # "valid" or "same", the only names Conv2d takes
+        if conv.padding == "valid":
+            return (0, 0)
+        (dh, dw), (kh, kw) = conv.dilation, conv.kernel_size
+        return (dh * (kh - 1) // 2, dw * (kw - 1) // 2)
     return _pair(conv.padding)
 
 
@@ -221,6 +226,13 @@ def grow_receptive_field(
     pixels between two neighbouring outputs; both start at 1 for the input image.
     """
     return field + dilation * (kernel - 1) * jump, jump * stride
+
+
+def _path(path: str | None) -> str:
+    """A module path of a ``LayerSpec`` that ``describe_layer`` made (it always sets one)."""
+    if path is None:
+        raise ValueError("a layer described without its module path")
+    return path
 
 
 def _pair(value: int | Sequence[int]) -> tuple[int, int]:

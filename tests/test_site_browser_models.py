@@ -144,7 +144,9 @@ def test_kernel_views_follow_the_kernel_shape(watched: Watched, gallery: dict[st
         gallery["runs"]["mobilenet_v3_small"]["run"],
         gallery["runs"]["mobilenet_v3_small"]["paths"],
     )
-    depthwise = next(la for la in run.attrs.conv_layers if la.kernel_shape[1] == 1 and la.groups > 1)
+    depthwise = next(
+        la for la in run.attrs.conv_layers if la.kernel_shape[1] == 1 and la.groups > 1
+    )
     pointwise = next(la for la in run.attrs.conv_layers if la.kernel_shape[2:] == (1, 1))
     page = watched.open(url_of(gallery, paths.layer(depthwise.name)))
     kernels = page.locator("figure.anim[data-kind=kernels]")

@@ -19,9 +19,10 @@ import pytest
 from hypothesis import HealthCheck, Phase, example, given, note, settings
 from hypothesis import strategies as st
 
+from generator.__main__ import main
 from generator.errors import OptionError
 from generator.site import server as serve_module
-from generator.site.server import QuietHandler, make_server, serve, site_url
+from generator.site.server import STATUS_LOG, QuietHandler, make_server, serve, site_url
 
 BODY = bytes(range(256)) * 40  # 10,240 bytes
 SECRET = b"outside the site"
@@ -179,10 +180,31 @@ def test_serve_prints_the_url_and_stops_on_interrupt(
         return server
 
     monkeypatch.setattr(serve_module, "make_server", fake_make_server)
-    serve(site, port=8123)
+    # the library logs these lines (it prints nothing); the command prints them
+    main(["serve", "--site", str(site), "--port", "8123"])
     out = capsys.readouterr().out
     assert site_url(made[0]) in out and out.startswith(f"serving {site} at http://127.0.0.1:")
     assert "stopped" in out
+
+
+def test_serve_as_a_library_logs_its_url_and_prints_nothing(
+    site: Path, monkeypatch, capsys: pytest.CaptureFixture, caplog: pytest.LogCaptureFixture
+) -> None:
+    def fake_make_server(path: Path, port: int, host: str) -> ThreadingHTTPServer:
+        server = make_server(path, 0, host, handler=QuietHandler)
+
+        def interrupted() -> None:
+            raise KeyboardInterrupt
+
+        server.serve_forever = interrupted  # type: ignore[method-assign]
+        return server
+
+    monkeypatch.setattr(serve_module, "make_server", fake_make_server)
+    with caplog.at_level("INFO", logger=STATUS_LOG):
+        serve(site, port=8123)
+    assert capsys.readouterr().out == ""
+    lines = [r.getMessage() for r in caplog.records if r.name == STATUS_LOG]
+    assert lines[0].startswith(f"serving {site} at http://127.0.0.1:") and lines[1] == "stopped"
 
 
 # -- hostile raw requests to a running `serve` (hypothesis) -------------------------------

@@ -29,7 +29,10 @@ def kernel_change(run: RunReader, layer: str) -> np.ndarray:
     ‖W_c,e − W_c,e−1‖ / ‖W_c,e−1‖, NaN at epoch 0; read one epoch at a time so memory
     stays at two epochs of one layer's weights.
     """
-    out = run.layer(layer).kernel_shape[0]
+    kernel_shape = run.layer(layer).kernel_shape
+    if kernel_shape is None:
+        raise ValueError(f"{layer} has no kernels")
+    out = kernel_shape[0]
     change = np.full((run.epochs, out), np.nan)
     previous = None
     for epoch in range(run.epochs):

@@ -140,8 +140,13 @@ class PublishedOptions:
     def from_json(cls, data: Mapping[str, Any]) -> PublishedOptions:
         """Parse ``to_json``'s form; an option a manifest of an older build lacks keeps its
         default, one it has that this version does not know is ignored."""
-        given: dict[str, Any] = {f.name: data[f.name] for f in fields(cls) if f.name in data}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in given.items()})
+        given: dict[str, Any] = {
+            f.name: tuple(value) if isinstance(value, list) else value
+            for f in fields(cls)
+            if f.name in data
+            for value in (data[f.name],)
+        }
+        return cls(**given)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,9 +27,15 @@ _PILLOW = threading.RLock()  # FreeType use is not documented as thread-safe
 
 
 @lru_cache(maxsize=16)
-def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    """Pillow's bundled default font at ``size`` px (no font files needed, Pillow >= 10.1)."""
-    return ImageFont.load_default(size=size)
+def font(size: int) -> ImageFont.FreeTypeFont:
+    """Pillow's bundled default font at ``size`` px (no font files needed, Pillow >= 10.1).
+
+    Pillow without FreeType falls back to a fixed-size bitmap font, which has neither the
+    sizes nor the metrics captions are laid out with, so it is refused."""
+    loaded = ImageFont.load_default(size=size)
+    if not isinstance(loaded, ImageFont.FreeTypeFont):
+        raise RuntimeError("captions need Pillow built with FreeType (PIL.features.freetype2)")
+    return loaded
 
 
 def text_width(text: str, size: int) -> int:

@@ -97,11 +97,11 @@ def layer_maps(
         values = values[:, :, None, None]
     if values.ndim != 4:
         raise ValueError(f"layer values must be (E, C, H, W) or (E, N), got {values.shape}")
-    scale = (
+    low, high = (
         np.broadcast_to(np.asarray(s, dtype=np.float32), values.shape[:2])[..., None, None]
         for s in (neg, pos)
     )
-    return values, *scale
+    return values, low, high
 
 
 def _shrink_first(

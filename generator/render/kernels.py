@@ -254,10 +254,32 @@ def kernel_change(weights: np.ndarray) -> np.ndarray:
     return w - w[:1]
 
 
-def kernel_change_frames(weights: np.ndarray, **options: object) -> Frames:
+def kernel_change_frames(
+    weights: np.ndarray,
+    *,
+    colormap: str = "diverging",
+    layout: str | None = None,
+    max_out: int = 32,
+    max_in: int = 32,
+    min_tile: int = 24,
+    max_side: int = defaults.MAX_SIDE,
+    sep: int = 1,
+    captions: Sequence[str] | str | None = None,
+) -> Frames:
     """W_e - W_0 of kernels ``(E, O, I, kh, kw)`` drawn as ``kernel_frames`` draws the
-    kernels, on one fixed symmetric scale for the whole layer and every epoch (max |W_e -
-    W_0|), so a kernel that keeps moving gets stronger in colour and epoch 0 is neutral."""
+    kernels (its options but ``scale``; ``layout`` defaults to ``change_layout``), on one
+    fixed symmetric scale for the whole layer and every epoch (max |W_e - W_0|), so a
+    kernel that keeps moving gets stronger in colour and epoch 0 is neutral."""
     w = np.asarray(weights, dtype=np.float32)
-    layout = options.pop("layout", None) or change_layout(w.shape[1:])
-    return kernel_frames(kernel_change(w), scale="layer", layout=layout, **options)
+    return kernel_frames(
+        kernel_change(w),
+        scale="layer",
+        colormap=colormap,
+        layout=layout or change_layout(w.shape[1:]),
+        max_out=max_out,
+        max_in=max_in,
+        min_tile=min_tile,
+        max_side=max_side,
+        sep=sep,
+        captions=captions,
+    )

@@ -39,7 +39,9 @@ def shown_classes(probs: np.ndarray, true_class: int, max_classes: int) -> np.nd
 def _probe_rgb(image: np.ndarray, side: int) -> np.ndarray:
     """``(3, H, W)`` uint8 -> ``(h, w, 3)`` resized (nearest) to about ``side`` px."""
     hwc = np.moveaxis(np.asarray(image, dtype=np.uint8), 0, -1)
-    h, w = tile_size(*hwc.shape[:2], 1, 1, min_tile=side, max_w=side, max_h=side)
+    if hwc.ndim != 3:
+        raise ValueError(f"a probe image is (3, H, W), got shape {np.shape(image)}")
+    h, w = tile_size(hwc.shape[0], hwc.shape[1], 1, 1, min_tile=side, max_w=side, max_h=side)
     return resize_nearest(hwc, h, w, axes=(0, 1))
 
 

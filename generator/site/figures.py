@@ -56,7 +56,7 @@ def curves(metrics: Mapping[str, np.ndarray]) -> tuple[Chart, Chart]:
 def change_chart(change: Mapping[str, np.ndarray]) -> Chart:
     """Each layer's relative weight change per epoch, on a log axis when it spans decades."""
     names = list(change)
-    values = np.concatenate([np.ravel(v) for v in change.values()] or [[]])
+    values = np.concatenate([np.ravel(v) for v in change.values()] or [np.empty(0)])
     log = analysis.wants_log_scale(values)
     svg = line_chart(
         [Series(n, change[n], c) for n, c in zip(names, depth_colors(len(names)), strict=True)],

@@ -244,19 +244,26 @@ def kernels_shown(ctx: RunContext, layer: LayerSpec) -> int:
     """Output channels the layer's kernel animation draws (the build records it)."""
     record = ctx.record(ArtefactKind.KERNELS, layer=layer.name)
     shown_count = record.kernels_shown if record else None
-    return int(shown_count or layer.kernel_shape[0])
+    return int(shown_count or _kernel_shape(layer)[0])
+
+
+def _kernel_shape(layer: LayerSpec) -> tuple[int, ...]:
+    """A conv layer's weight shape (channel pages, which ask for it, are conv layers')."""
+    if layer.kernel_shape is None:
+        raise ValueError(f"{layer.name} has no kernels")
+    return layer.kernel_shape
 
 
 def kernel_note(layer: LayerSpec, c: int, shown_count: int) -> str:
     """Where this channel's kernel is in the layer's kernel animation, honestly."""
-    out = layer.kernel_shape[0]
+    out = _kernel_shape(layer)[0]
     if c >= shown_count:
         return (
             f"The layer's kernel animation draws the first {shown_count} of {out} "
             f"output channels, so channel {c + 1}'s kernel is not in it; the chart "
             "below shows how much it changed each epoch."
         )
-    layout = kernel_layout(layer.kernel_shape)
+    layout = kernel_layout(_kernel_shape(layer))
     if layout == RGB:
         where = (
             f"patch {c + 1} (counting left to right, top to bottom) and, in the change "

@@ -86,7 +86,7 @@ def static_files(templates: Path) -> dict[str, bytes]:
     }
 
 
-def write_order(relative: str) -> tuple[int, str]:
+def write_order(relative: str) -> tuple[bool, int, str]:
     """Static files and figures first, deeper pages before shallower, the home page and
     404 last: while a build writes, every link of a page already written resolves."""
     last = relative in (HOME, NOT_FOUND)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import logging
 import os
 import re
 import stat
@@ -35,6 +36,12 @@ CHUNK = 64 * 1024
 MAX_DIGITS = 18
 NOT_FOUND_PAGE = "404.html"
 READ_ONLY = "GET, HEAD"
+
+log = logging.getLogger(__name__)
+# What a user of ``serve`` reads on the terminal: the URL once it listens, and "stopped".
+# The CLI prints this logger's records on stdout; the library itself prints nothing.
+STATUS_LOG = f"{__name__}.status"
+status = logging.getLogger(STATUS_LOG)
 
 
 class Redirect(str):
@@ -86,7 +93,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
             self.end_headers()
             return None
         source = open_regular(found) if found is not None else None
-        if source is None:
+        if found is None or source is None:
             self.send_error(HTTPStatus.NOT_FOUND, "File not found")
             return None
         info = os.fstat(source.fileno())
@@ -227,10 +234,9 @@ class SiteServer(ThreadingHTTPServer):
         error = sys.exc_info()[1]
         if isinstance(error, (ConnectionResetError, BrokenPipeError)):
             return
-        print(  # noqa: T201 - as the stock server reports it, without its traceback
-            f"serve: could not answer {client_address[0]}: {type(error).__name__}: {error}",
-            file=sys.stderr,
-            flush=True,
+        # one line, as the stock server reports it, without its traceback
+        log.warning(
+            "serve: could not answer %s: %s: %s", client_address[0], type(error).__name__, error
         )
 
 
@@ -257,14 +263,17 @@ def make_server(
 
 def site_url(server: ThreadingHTTPServer) -> str:
     host, port = server.server_address[:2]
+    if not isinstance(host, str):  # the stubs allow bytes (as given); a bound address is str
+        host = bytes(host).decode()
     return f"http://{host}:{port}/"
 
 
 def serve(site: Path, port: int = defaults.PORT, host: str = "127.0.0.1") -> None:
-    """Serve ``site`` until interrupted, after printing its URL."""
+    """Serve ``site`` until interrupted. Its URL, once it listens, and "stopped" after the
+    interrupt are logged at INFO to ``STATUS_LOG`` (the CLI prints them)."""
     with make_server(site, port, host) as server:
-        print(f"serving {site} at {site_url(server)} (Ctrl+C to stop)", flush=True)  # noqa: T201
+        status.info("serving %s at %s (Ctrl+C to stop)", site, site_url(server))
         try:
             server.serve_forever()
         except KeyboardInterrupt:
-            print("stopped", flush=True)  # noqa: T201 - the command's output, as the URL
+            status.info("stopped")
