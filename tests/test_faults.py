@@ -231,7 +231,7 @@ def test_a_failed_create_leaves_no_store_and_no_staging(
     def disk_full(*_args, **_kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(store_module, "_create_arrays", disk_full)
+    monkeypatch.setattr(store_module, "create_arrays", disk_full)
     with pytest.raises(StoreError, match="No space left on device"):
         make_store(tmp_path / "run.zarr")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
