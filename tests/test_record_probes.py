@@ -32,9 +32,12 @@ def test_float_probes_are_the_model_input_and_stored_rescaled():
 @pytest.mark.parametrize(
     ("probes", "message"),
     [
-        (torch.zeros(2, 1, 8, 8, dtype=torch.uint8), r"shape \(2, 1, 8, 8\).*\(N, 3, S, S\)"),
+        (torch.zeros(0, 1, 8, 8, dtype=torch.uint8), r"shape \(0, 1, 8, 8\).*\(N, C, H, W\)"),
         (torch.zeros(3, 8, 8, dtype=torch.uint8), r"shape \(3, 8, 8\)"),
-        (torch.zeros(2, 3, 8, 6, dtype=torch.uint8), "square"),
+        (
+            torch.zeros(2, 3, 8, 0, dtype=torch.uint8),
+            r"shape \(2, 3, 8, 0\)",
+        ),  # grey, non-square: fine
         (torch.zeros(2, 3, 8, 8, dtype=torch.int32), "dtype torch.int32; pass uint8"),
         ("pictures/", "probes= got str"),
     ],

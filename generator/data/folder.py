@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
-from generator.data.images import SUPPORTED_MODES, fit_square, to_chw, to_rgb
+from generator.data.images import SUPPORTED_MODES, fit_box, to_chw, to_rgb
 from generator.data.names import storable_text
 from generator.errors import DataError
 
@@ -243,17 +243,32 @@ def _has_jpeg_end(path: Path) -> bool:
         return b"\xff\xd9" in handle.read()
 
 
-def decode_uint8(path: Path, size: int) -> np.ndarray:
-    """Decode one already-checked image to ``(3, size, size)`` uint8; DataError if it fails."""
+def decode_uint8(path: Path, size: int | tuple[int, ...]) -> np.ndarray:
+    """Decode one already-checked image to ``(3, size, size)`` uint8 (``size`` (H, W):
+    ``(3, H, W)``; (1, H, W): grey ``(1, H, W)``); DataError if it fails."""
+    channels, height, width = _box(size)
     try:
         with open_image(path) as img:
-            img.draft(img.mode, (size, size))  # JPEG: decode at the smallest scale >= size
+            img.draft(img.mode, (width, height))  # JPEG: decode at the smallest scale >= size
             rgb = to_rgb(img)
     except _UnusableImage as exc:
         raise DataError(f"{path}: {exc}; remove it or pass another image") from exc
     except Exception as exc:  # PIL raises many types on malformed files
         raise DataError(f"{path}: cannot decode the image ({exc}); re-save or remove it") from exc
-    return to_chw(fit_square(rgb, size))
+    if channels == 1:
+        grey = np.array(fit_box(rgb, height, width).convert("L"), dtype=np.uint8)
+        return np.ascontiguousarray(grey[None])
+    return to_chw(fit_box(rgb, height, width))
+
+
+def _box(size: int | tuple[int, ...]) -> tuple[int, int, int]:
+    """(channels, height, width) from a side, (H, W) or (C, H, W) with C 1 or 3."""
+    box = (3, size, size) if isinstance(size, int) else tuple(int(v) for v in size)
+    if len(box) == 2:
+        box = (3, *box)
+    if len(box) != 3 or box[0] not in (1, 3) or min(box) < 1:
+        raise DataError(f"input size {size} is not a side, (height, width) or (1 or 3, h, w)")
+    return box[0], box[1], box[2]
 
 
 def _kind(mode: int) -> str:
@@ -270,7 +285,7 @@ def _kind(mode: int) -> str:
     return "a special file"
 
 
-def load_uint8(path: Path, size: int) -> np.ndarray:
+def load_uint8(path: Path, size: int | tuple[int, ...]) -> np.ndarray:
     """Check and decode a single file given by the user (a probe image): ``(3, size, size)``.
     Only a regular file is ever opened (a FIFO would block the run, /dev/zero never end)."""
     path = Path(path)

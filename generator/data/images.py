@@ -62,13 +62,26 @@ def fit_square(img: Image.Image, size: int, *, native_scale: bool = False) -> Im
     return img.crop((left, top, left + size, top + size))
 
 
+def fit_box(img: Image.Image, height: int, width: int) -> Image.Image:
+    """The centre ``height`` x ``width`` box after resizing so the box just fits inside
+    (``fit_square`` for a non-square input; a square box is exactly ``fit_square``)."""
+    if height == width:
+        return fit_square(img, height)
+    scale = max(width / img.size[0], height / img.size[1])
+    new_w = max(width, round(img.size[0] * scale))
+    new_h = max(height, round(img.size[1] * scale))
+    img = img.resize((new_w, new_h), Image.Resampling.BILINEAR, reducing_gap=3.0)
+    left, top = (new_w - width) // 2, (new_h - height) // 2
+    return img.crop((left, top, left + width, top + height))
+
+
 def to_chw(img: Image.Image) -> np.ndarray:
     """An RGB image as a writable, contiguous ``(3, H, W)`` uint8 array, torch's layout."""
     return np.ascontiguousarray(np.array(img, dtype=np.uint8).transpose(2, 0, 1))
 
 
 def to_model_input(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``(N, 3, H, W)`` to float32 in [-1, 1]: the one normalisation every stage uses."""
+    """uint8 ``(N, C, H, W)`` (any C) to float32 in [-1, 1]: the one normalisation."""
     if images.dtype != torch.uint8:
         raise TypeError(f"to_model_input expects uint8 images, got {images.dtype}")
     return images.to(torch.float32).div(255.0).sub(0.5).div(0.5)

@@ -114,6 +114,7 @@ def create_store(setup: RecorderSetup, featviz: FeatureVisualizer | None) -> Sto
         activation_dtype=setup.activation_dtype,
         featviz=featviz.spec if featviz else None,
         example_pool=None if pool is None else ExamplePoolRecord(*pool.stored()),
+        probe_display=probes.display,
     )
 
 

@@ -1,10 +1,12 @@
 """The probe images a Recorder shows the model each epoch, from whatever the user has.
 
 Three sources, one result (``ProbeSet``): a tensor (uint8 images, or float model input), a
-list of image paths, or a dataset to pick from (round-robin over its classes). The store
-keeps uint8 pictures (P, 3, S, S); the model sees ``inputs``. uint8 images become model
-input through ``transform`` (default: the project's one normalisation); a float tensor *is*
-the model input, and its stored picture is each image rescaled to 0-255.
+list of image paths, or a dataset to pick from (round-robin over its classes). Any channel
+count C and any height and width: the store keeps uint8 pictures (P, C, H, W) as given; the
+model sees ``inputs``. uint8 images become model input through ``transform`` (default: the
+project's one normalisation); a float tensor *is* the model input, and its stored picture
+is each image rescaled to 0-255. A ``display`` mapping turns C channels other than 1 (grey)
+and 3 (RGB) into the RGB pictures the gallery shows; it runs here, at record time.
 """
 
 from __future__ import annotations
@@ -22,33 +24,45 @@ from generator.defaults import PROBE_COUNT
 from generator.errors import OptionError, ProbeError
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
+Display = Callable[[np.ndarray], np.ndarray]  # uint8 (P, C, H, W) -> uint8 (P, 3, H, W)
 
 
 @dataclass(frozen=True)
 class ProbeSet:
-    """Probes as stored (uint8 (P, 3, S, S), labels (P,) with -1 = unknown, sources) and
-    as the model sees them (``inputs``, float (P, 3, S, S) on the CPU)."""
+    """Probes as stored (uint8 (P, C, H, W), labels (P,) with -1 = unknown, sources), as
+    the model sees them (``inputs``, float (P, C, H, W) on the CPU) and, from a ``display``
+    mapping, as shown (uint8 (P, 3, H, W); None: grey/RGB as they are, else the first
+    three channels)."""
 
     images: np.ndarray
     labels: np.ndarray
     sources: list[str]
     inputs: torch.Tensor
     class_names: list[str] | None = None  # what a dataset says its classes are
+    display: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one probe."""
+        channels, height, width = self.images.shape[1:]
+        return int(channels), int(height), int(width)
 
     @property
     def size(self) -> int:
-        return int(self.images.shape[-1])
+        """The store's ``input_size``: the side of square probes, else the larger side."""
+        return max(self.shape[1:])
 
 
 def prepare_probes(
     probes: Any,
     *,
     labels: Sequence[int] | None = None,
-    input_size: int | None = None,
+    input_size: int | tuple[int, ...] | None = None,
     count: int = PROBE_COUNT,
     transform: Transform = to_model_input,
 ) -> ProbeSet:
-    """A ``ProbeSet`` from a tensor/array, a list of image paths or a dataset."""
+    """A ``ProbeSet`` from a tensor/array, a list of image paths (loaded at ``input_size``:
+    a side, (H, W), or (1, H, W) for grey) or a dataset."""
     if isinstance(probes, (torch.Tensor, np.ndarray)):
         return _from_tensor(torch.as_tensor(probes), labels, [], transform)
     if isinstance(probes, (list, tuple)) and probes and isinstance(probes[0], (str, Path)):
@@ -62,9 +76,25 @@ def prepare_probes(
     ):
         return _from_dataset(probes, count, transform)
     raise ProbeError(
-        f"probes= got {type(probes).__name__}: pass a (N, 3, S, S) tensor, a list of image "
+        f"probes= got {type(probes).__name__}: pass a (N, C, H, W) tensor, a list of image "
         "paths or a dataset of (image, label) pairs"
     )
+
+
+def with_display(probes: ProbeSet, display: Display | None) -> ProbeSet:
+    """``probes`` with the RGB pictures ``display`` maps them to: only for channel counts
+    other than grey (1) and RGB (3), which show as they are. Mapped here, at record time,
+    because the gallery is built in another process that has no callable."""
+    if display is None or probes.shape[0] in (1, 3):
+        return probes
+    shown = np.asarray(display(probes.images.copy()))
+    wanted = (len(probes.labels), 3, *probes.shape[1:])
+    if shown.dtype != np.uint8 or shown.shape != wanted:
+        raise ProbeError(
+            f"display= returned {shown.dtype} {shown.shape}; it must map the uint8 probes "
+            f"{probes.images.shape} to uint8 RGB pictures {wanted}"
+        )
+    return replace(probes, display=np.ascontiguousarray(shown))
 
 
 def with_sources(probes: ProbeSet, sources: Sequence[str]) -> ProbeSet:
@@ -82,9 +112,10 @@ def _from_tensor(
 ) -> ProbeSet:
     tensor = tensor.detach().cpu()
     shape = tuple(tensor.shape)
-    if tensor.ndim != 4 or shape[0] < 1 or shape[1] != 3 or shape[2] != shape[3]:
+    if tensor.ndim != 4 or min(shape) < 1:
         raise ProbeError(
-            f"probes have shape {shape}; pass N >= 1 square RGB images as (N, 3, S, S)"
+            f"probes have shape {shape}; pass N >= 1 images as (N, C, H, W) "
+            "(C channels, e.g. 1 grey or 3 RGB)"
         )
     if tensor.dtype == torch.uint8:
         images, inputs = tensor.numpy(), transform(tensor)
@@ -113,18 +144,21 @@ def _as_pictures(inputs: torch.Tensor) -> np.ndarray:
 def _from_paths(
     paths: Sequence[str | Path],
     labels: Sequence[int] | None,
-    input_size: int | None,
+    input_size: int | tuple[int, ...] | None,
     transform: Transform,
 ) -> ProbeSet:
     if input_size is None:
-        raise ProbeError("probe image paths need input_size= (the side in pixels the model sees)")
+        raise ProbeError(
+            "probe image paths need input_size= (the side in pixels the model sees, "
+            "(height, width), or (1, height, width) for grey)"
+        )
     images = torch.from_numpy(np.stack([load_uint8(Path(p), input_size) for p in paths]))
     return _from_tensor(images, labels, [str(p) for p in paths], transform)
 
 
 def _from_dataset(dataset: Any, count: int, transform: Transform) -> ProbeSet:
     """``count`` items spread round-robin over the dataset's classes (``targets``), else the
-    first ``count``; each item is (image (3, S, S) uint8 or float, label)."""
+    first ``count``; each item is (image (C, H, W) uint8 or float, label)."""
     indices = pick_indices(getattr(dataset, "targets", None), len(dataset), count)
     items = [dataset[i] for i in indices]
     if not all(isinstance(item, (tuple, list)) and len(item) >= 2 for item in items):

@@ -43,7 +43,14 @@ from generator.record.opening import (
     checked_class_names,
     recorded_settings,
 )
-from generator.record.probes import Transform, model_input_like, prepare_probes, with_sources
+from generator.record.probes import (
+    Display,
+    Transform,
+    model_input_like,
+    prepare_probes,
+    with_display,
+    with_sources,
+)
 from generator.record.writer import BackgroundWriter
 from generator.store import StoreLocation, StoreURL, StoreWriter, store_location
 
@@ -83,6 +90,9 @@ class Recorder:
         probe_sources: where each probe came from (shown in the gallery).
         site: a gallery folder kept current in the background after every epoch, and
             complete after ``close()``.
+        display: for probes of neither 1 (grey) nor 3 (RGB) channels, how to show them:
+            uint8 (P, C, H, W) -> uint8 (P, 3, H, W), applied once here and stored
+            (default: the first three channels).
 
     Raises:
         OptionError: a bad option or metric; ProbeError: unusable probes;
@@ -111,6 +121,7 @@ class Recorder:
         example_top_k: int = DEFAULT_TOP_K,
         probe_sources: Sequence[str] | None = None,
         site: str | Path | None = None,
+        display: Display | None = None,
     ) -> None:
         check_activation_dtype(activation_dtype)
         location = store_location(out)  # a path or an s3://... URL
@@ -123,6 +134,7 @@ class Recorder:
         )
         if probe_sources is not None:
             chosen = with_sources(chosen, probe_sources)
+        chosen = with_display(chosen, display)
         found, described = describe_layers(
             model, model_input_like(chosen.inputs[:1], model), layers
         )

@@ -20,8 +20,9 @@ from generator.store._layers import LayerSpec, layers_problem
 if TYPE_CHECKING:  # only named in messages; the schema imports no I/O
     from generator.store._backends import StoreLocation
 
-SCHEMA_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
+PROBE_SHAPE = "probe_shape"  # v3: the probes' (channels, height, width)
 ACTIVATION_DTYPES = ("float16", "float32")
 FEATVIZ_KINDS = ("conv", "block")  # layers with a (C, H, W) output a channel can drive
 REQUIRED_ATTRS = (
@@ -145,6 +146,14 @@ class RootAttrs:
     examples: ExampleSettings | None = None  # dataset examples, when the run kept them
     run_id: str | None = None
     extra_metrics: dict[str, list[float | None]] | None = None
+    probe_shape: tuple[int, int, int] | None = None  # (C, H, W); None: (3, S, S), S = input_size
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """The probes' (channels, height, width): stores before v3 held square RGB only."""
+        if self.probe_shape is not None:
+            return self.probe_shape
+        return (3, self.input_size, self.input_size)
 
     @property
     def conv_layers(self) -> tuple[LayerSpec, ...]:
@@ -166,6 +175,7 @@ class RootAttrs:
         }
         optional = {
             "run_id": self.run_id,
+            PROBE_SHAPE: list(self.probe_shape) if self.probe_shape else None,
             FEATVIZ: self.featviz.to_json() if self.featviz else None,
             EXAMPLES: self.examples.to_json() if self.examples else None,
             EXTRA_METRICS: self.extra_metrics,
@@ -210,7 +220,30 @@ def parse_root_attrs(store: StoreLocation | str, attrs: Any) -> RootAttrs:
         examples=ExampleSettings.from_json(attrs[EXAMPLES]) if EXAMPLES in attrs else None,
         run_id=attrs.get("run_id"),
         extra_metrics=_extra_metrics(attrs.get(EXTRA_METRICS)),
+        probe_shape=_probe_shape(attrs.get(PROBE_SHAPE)),
     )
+
+
+def _probe_shape(value: Sequence[int] | None) -> tuple[int, int, int] | None:
+    """The stored ``probe_shape`` (checked first) as a tuple, None when absent."""
+    return None if value is None else (int(value[0]), int(value[1]), int(value[2]))
+
+
+def input_size_of(shape: Sequence[int]) -> int:
+    """``input_size`` of probes of ``shape`` (C, H, W): the side of a square input, the
+    larger side of another, so readers of the attribute alone still get a bound."""
+    return int(max(shape[-2:]))
+
+
+def probe_shape_problem(value: Any, input_size: Any) -> str | None:
+    """What is wrong with a ``probe_shape`` attribute given ``input_size``, or None."""
+    if value is None:
+        return None
+    if not (isinstance(value, list) and len(value) == 3 and all(is_count(v, 1) for v in value)):
+        return f"{PROBE_SHAPE} is {short(value)}, not [channels, height, width]"
+    if is_int(input_size) and input_size_of(value) != input_size:
+        return f"{PROBE_SHAPE} {short(value)} does not match input_size {short(input_size)}"
+    return None
 
 
 def _extra_metrics(value: Mapping[str, Any] | None) -> dict[str, list[float | None]] | None:
@@ -241,6 +274,9 @@ def root_attrs_problem(attrs: Mapping[str, Any]) -> str | None:
     for key, ok, expected in checks:
         if not ok:
             return f"{key} is {short(attrs.get(key))}, not {expected}"
+    problem = probe_shape_problem(attrs.get(PROBE_SHAPE), attrs["input_size"])
+    if problem:
+        return problem
     problem = example_settings_problem(attrs[EXAMPLES]) if EXAMPLES in attrs else None
     if problem:
         return f"{EXAMPLES} {problem}"

@@ -12,6 +12,7 @@ import string
 from urllib.parse import unquote
 
 PROBES, ACTIVATIONS, KERNELS, METRICS = "probes", "activations", "kernels", "metrics"
+PROBE_DISPLAY = "display"  # probes/display: RGB pictures of probes that are neither grey nor RGB
 GROUPS = (PROBES, ACTIVATIONS, KERNELS, METRICS)
 SCALAR_METRICS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
 CONFUSION, PROBE_PROBS = "confusion", "probe_probs"
@@ -113,7 +114,7 @@ def example_pool_path(name: str) -> str:
 
 
 def probe_path(name: str) -> str:
-    """``images`` or ``labels``: the arrays written once, not per epoch."""
+    """``images``, ``labels`` or ``display``: the arrays written once, not per epoch."""
     return f"{PROBES}/{name}"
 
 

@@ -31,9 +31,11 @@ from generator.store._files import (
     open_group_checked,
     verify_chunks,
 )
+from generator.store._pictures import first_three, pictures_hwc
 from generator.store._schema import (
     CONFUSION,
     EXAMPLE_FIELDS,
+    PROBE_DISPLAY,
     PROBE_PROBS,
     PROBES,
     SCALAR_METRICS,
@@ -47,6 +49,7 @@ from generator.store._schema import (
     example_path,
     example_pool_path,
     featviz_path,
+    has_display,
     kernel_path,
     metric_path,
     parse_root_attrs,
@@ -156,8 +159,16 @@ class RunReader:
     # -- probes ----------------------------------------------------------------------
     @cached_property
     def probe_images(self) -> np.ndarray:
-        """(P, 3, H, W) uint8, the images every activation was recorded for."""
+        """(P, C, H, W) uint8, the images every activation was recorded for."""
         return self._read(probe_path("images"), epochs=False)
+
+    @cached_property
+    def probe_pictures(self) -> np.ndarray:
+        """(P, H, W, 3) uint8: the probes as every page shows them (grey repeated, RGB as
+        is, other channel counts through the mapping stored at record time)."""
+        keeps = has_display(self.attrs.input_shape)
+        shown = self._read(probe_path(PROBE_DISPLAY), epochs=False) if keeps else None
+        return pictures_hwc(self.probe_images, shown)
 
     @cached_property
     def probe_labels(self) -> np.ndarray:
@@ -171,9 +182,14 @@ class RunReader:
     # -- dataset examples ------------------------------------------------------------
     @cached_property
     def example_images(self) -> np.ndarray:
-        """(N, S, S, 3) uint8: the example pool every epoch's top-k indexes into."""
+        """(N, H, W, C) uint8: the example pool every epoch's top-k indexes into."""
         self._need_examples()
         return self._read(example_pool_path("images"), epochs=False)
+
+    @cached_property
+    def example_pictures(self) -> np.ndarray:
+        """(N, H, W, 3) uint8: the pool as shown (grey repeated, else the first three)."""
+        return np.ascontiguousarray(first_three(self.example_images, axis=-1))
 
     @cached_property
     def example_labels(self) -> np.ndarray:

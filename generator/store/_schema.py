@@ -21,6 +21,7 @@ from typing import NamedTuple
 from generator.store._attrs import (
     ACTIVATION_DTYPES,
     FEATVIZ_KINDS,
+    PROBE_SHAPE,
     READABLE_VERSIONS,
     REQUIRED_ATTRS,
     SCHEMA_VERSION,
@@ -28,6 +29,7 @@ from generator.store._attrs import (
     FeatvizSpec,
     RootAttrs,
     check_layers,
+    input_size_of,
     parse_root_attrs,
 )
 from generator.store._checks import short
@@ -45,6 +47,7 @@ from generator.store._keys import (
     KEY_CHARACTERS,
     MAX_KEY_LENGTH,
     METRICS,
+    PROBE_DISPLAY,
     PROBE_PROBS,
     PROBES,
     SCALAR_METRICS,
@@ -85,7 +88,9 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "METRICS",
     "PROBES",
+    "PROBE_DISPLAY",
     "PROBE_PROBS",
+    "PROBE_SHAPE",
     "READABLE_VERSIONS",
     "REQUIRED_ATTRS",
     "SCALAR_METRICS",
@@ -109,6 +114,8 @@ __all__ = [
     "example_pool_path",
     "example_pool_plan",
     "featviz_path",
+    "has_display",
+    "input_size_of",
     "file_stem",
     "kernel_path",
     "layer_name",
@@ -201,10 +208,12 @@ def example_plan(layers: Sequence[LayerSpec], top_k: int) -> dict[str, ArraySpec
     return plan
 
 
-def example_pool_plan(n_pool: int, input_size: int) -> dict[str, ArraySpec]:
-    """The example pool, written once: images (N, S, S, 3) uint8, in chunks of 64 images
-    (one chunk per image would be hundreds of small files), and labels (N,)."""
-    image = (input_size, input_size, 3)
+def example_pool_plan(n_pool: int, input_shape: Sequence[int]) -> dict[str, ArraySpec]:
+    """The example pool, written once: images (N, H, W, C) uint8 (the probes' shape, colour
+    last), in chunks of 64 images (one chunk per image would be hundreds of small files),
+    and labels (N,)."""
+    channels, height, width = input_shape
+    image = (height, width, channels)
     return {
         example_pool_path("images"): ArraySpec(
             (n_pool, *image), (min(n_pool, 64), *image), "uint8"
@@ -213,13 +222,25 @@ def example_pool_plan(n_pool: int, input_size: int) -> dict[str, ArraySpec]:
     }
 
 
-def probe_plan(n_probes: int, input_size: int) -> dict[str, ArraySpec]:
-    """The two arrays written once, not per epoch: the probe images and their labels."""
-    image = (3, input_size, input_size)
-    return {
+def has_display(input_shape: Sequence[int]) -> bool:
+    """Whether probes of ``input_shape`` (C, H, W) keep a ``probes/display`` array: only
+    when C is neither grey (1) nor RGB (3), which show as they are."""
+    return input_shape[0] not in (1, 3)
+
+
+def probe_plan(n_probes: int, input_shape: Sequence[int]) -> dict[str, ArraySpec]:
+    """The arrays written once, not per epoch: the probe images (P, C, H, W) as the model
+    saw them, their labels and, for C other than 1 and 3, the RGB pictures to show
+    (P, 3, H, W), mapped at record time (the builder runs in another process)."""
+    image = tuple(int(v) for v in input_shape)
+    plan = {
         probe_path("images"): ArraySpec((n_probes, *image), (1, *image), "uint8"),
         probe_path("labels"): ArraySpec((n_probes,), (n_probes,), "int64"),
     }
+    if has_display(image):
+        shown = (3, *image[1:])
+        plan[probe_path(PROBE_DISPLAY)] = ArraySpec((n_probes, *shown), (1, *shown), "uint8")
+    return plan
 
 
 def array_plan_of(attrs: RootAttrs, probes: int) -> dict[str, ArraySpec]:
@@ -228,7 +249,7 @@ def array_plan_of(attrs: RootAttrs, probes: int) -> dict[str, ArraySpec]:
     shape, then the epoch-indexed ones with the shape of one epoch. The writer creates and
     grows exactly these; the reader checks exactly these."""
     examples = attrs.examples
-    pool = example_pool_plan(examples.pool, attrs.input_size) if examples else {}
+    pool = example_pool_plan(examples.pool, attrs.input_shape) if examples else {}
     per_epoch = array_plan(
         attrs.layers,
         probes,
@@ -237,4 +258,4 @@ def array_plan_of(attrs: RootAttrs, probes: int) -> dict[str, ArraySpec]:
         featviz=attrs.featviz,
         example_top_k=examples.top_k if examples else 0,
     )
-    return {**probe_plan(probes, attrs.input_size), **pool, **per_epoch}
+    return {**probe_plan(probes, attrs.input_shape), **pool, **per_epoch}

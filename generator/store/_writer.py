@@ -42,6 +42,7 @@ from generator.store._backends import (
 )
 from generator.store._files import open_group_checked
 from generator.store._locks import WriteLock, lock_store, release
+from generator.store._pictures import first_three
 from generator.store._records import (
     EpochRecord,
     ExamplePoolRecord,
@@ -52,6 +53,7 @@ from generator.store._records import (
 from generator.store._schema import (
     ACTIVATION_DTYPES,
     EXTRA_METRICS,
+    PROBE_DISPLAY,
     SCHEMA_VERSION,
     STAT_FIELDS,
     ExampleSettings,
@@ -61,6 +63,8 @@ from generator.store._schema import (
     array_plan_of,
     check_layers,
     example_pool_path,
+    has_display,
+    input_size_of,
     parse_root_attrs,
     probe_path,
 )
@@ -98,17 +102,23 @@ class StoreWriter:
         *,
         class_names: Sequence[str],
         layers: Sequence[LayerSpec],
-        input_size: int,
         training: Mapping[str, Any],
         probe_images: np.ndarray,
         probe_labels: np.ndarray,
         probe_sources: Sequence[str],
+        input_size: int | None = None,
         activation_dtype: str = "float16",
         featviz: FeatvizSpec | None = None,
         example_pool: ExamplePoolRecord | None = None,
+        probe_display: np.ndarray | None = None,
     ) -> StoreWriter:
         """A new, empty store (no epochs committed) with the probes written once;
         ``featviz`` adds the optional feature-visualization arrays.
+
+        The probes' shape (C, H, W) is the images' own; ``input_size`` (the side stores
+        before v3 knew) is only checked against it. ``probe_display`` is their RGB pictures
+        (P, 3, H, W) uint8, kept only when C is neither 1 nor 3 (``has_display``); None
+        there keeps their first three channels.
 
         The store is built in a hidden staging folder beside ``path`` and renamed into place
         when complete, so a run killed while creating it leaves no half-made store behind.
@@ -116,10 +126,12 @@ class StoreWriter:
         are written last (``_staging.create_remote``).
         """
         path = store_location(path)
+        shape = probe_shape_of(path, probe_images, input_size, probe_display)
         attrs = RootAttrs(
             schema_version=SCHEMA_VERSION,
             class_names=tuple(class_names),
-            input_size=int(input_size),
+            input_size=input_size_of(shape),
+            probe_shape=shape,
             layers=tuple(layers),
             activation_dtype=activation_dtype,
             epochs_committed=0,
@@ -133,6 +145,9 @@ class StoreWriter:
         _check_new(path, attrs)
         plan = array_plan_of(attrs, len(probe_labels))
         once = {probe_path("images"): probe_images, probe_path("labels"): probe_labels}
+        if has_display(shape):
+            shown = first_three(probe_images, axis=1) if probe_display is None else probe_display
+            once[probe_path(PROBE_DISPLAY)] = shown
         once.update(example_pool.arrays() if example_pool is not None else {})
 
         def fill(group: zarr.Group) -> None:
@@ -185,7 +200,7 @@ class StoreWriter:
         return parse_root_attrs(self.path, self._group.attrs.asdict())
 
     def probe_images(self) -> np.ndarray:
-        """The stored probe images (P, 3, S, S) uint8, to check a resumed run uses them."""
+        """The stored probe images (P, C, H, W) uint8, to check a resumed run uses them."""
         return np.asarray(self._array(probe_path("images"))[...])
 
     def example_pool(self) -> ExamplePoolRecord | None:
@@ -329,3 +344,28 @@ def _check_new(path: StoreLocation, attrs: RootAttrs) -> None:
         )
     check_layers(path, attrs.layers)
     parse_root_attrs(path, attrs.to_json())  # never write what the reader would refuse
+
+
+def probe_shape_of(
+    path: StoreLocation,
+    images: np.ndarray,
+    input_size: int | None,
+    display: np.ndarray | None,
+) -> tuple[int, int, int]:
+    """The probes' (C, H, W), refused before anything is written when ``input_size`` or
+    ``display`` disagree with the images (a reader would refuse the store)."""
+    if images.ndim != 4:
+        raise StoreError(f"{path}: probe images are {images.shape}, not (P, C, H, W)")
+    shape = (int(images.shape[1]), int(images.shape[2]), int(images.shape[3]))
+    if input_size is not None and input_size_of(shape) != input_size:
+        raise StoreError(
+            f"{path}: probes/images must have shape (P, C, {input_size}, {input_size}) "
+            f"for input_size {input_size}, got {tuple(images.shape)}"
+        )
+    wanted = (len(images), 3, *shape[1:])
+    if display is not None and (tuple(display.shape) != wanted or display.dtype != np.uint8):
+        raise StoreError(
+            f"{path}: the probes' RGB pictures must be uint8 {wanted}, got "
+            f"{display.dtype} {tuple(display.shape)}"
+        )
+    return shape
