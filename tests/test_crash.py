@@ -302,8 +302,8 @@ def _spy_reads(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple, np.nda
     seen: list[tuple[str, tuple, np.ndarray]] = []
     real = RunReader._read
 
-    def read(self: RunReader, path: str, index: tuple = (), epochs: bool = True) -> np.ndarray:
-        data = real(self, path, index, epochs)
+    def read(self: RunReader, path: str, *, index: tuple = (), epochs: bool = True) -> np.ndarray:
+        data = real(self, path, index=index, epochs=epochs)
         seen.append((path, index or ((slice(0, self.epochs),) if epochs else ()), data))
         return data
 
