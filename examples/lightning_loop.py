@@ -19,11 +19,10 @@ from demo_options import build_gallery, parse_args  # examples/demo_options.py
 from torch import nn
 from torch.utils.data import DataLoader, random_split
 
+from generator import NetlapseError, build_model
 from generator.config import default_cache_dir
 from generator.data import load_image_folder, make_demo_dataset, to_model_input
-from generator.errors import NetlapseError
-from generator.integrations.lightning import NetlapseCallback
-from generator.model import build_model
+from generator.integrations import NetlapseCallback
 
 
 class Classifier(L.LightningModule):

@@ -18,11 +18,9 @@ from demo_options import build_gallery, parse_args  # examples/demo_options.py
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, random_split
 
-from generator import Recorder
+from generator import NetlapseError, Recorder, build_model
 from generator.config import default_cache_dir
 from generator.data import load_image_folder, make_demo_dataset, to_model_input
-from generator.errors import NetlapseError
-from generator.model import build_model
 
 
 def main(argv: list[str] | None = None) -> int:

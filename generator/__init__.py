@@ -25,7 +25,7 @@ from generator.errors import NetlapseError
 
 if TYPE_CHECKING:
     from generator.model import build_model
-    from generator.record.recorder import Recorder
+    from generator.record import Recorder
     from generator.store import RunReader, open_run
 
 __version__ = "0.1.0"
@@ -33,7 +33,7 @@ __all__ = ["NetlapseError", "Recorder", "RunReader", "__version__", "build_model
 
 # name -> the stage's face that defines it
 _LAZY = {
-    "Recorder": "generator.record.recorder",
+    "Recorder": "generator.record",
     "RunReader": "generator.store",
     "open_run": "generator.store",
     "build_model": "generator.model",
