@@ -37,6 +37,7 @@ from generator.record.layers import (
     trace,
 )
 from generator.record.opening import RecorderSetup, recorded_settings
+from generator.record.outputs import OutputChoice, pick_logits, unwrapped
 from generator.record.probes import (
     ProbeError,
     ProbeSet,
@@ -53,6 +54,7 @@ __all__ = [
     "FeatvizSettings",
     "LayerChoiceError",
     "ModelCapture",
+    "OutputChoice",
     "ProbeError",
     "ProbeSet",
     "Recorder",
@@ -67,6 +69,7 @@ __all__ = [
     "describe_layers",
     "featviz_spec",
     "pick_indices",
+    "pick_logits",
     "prepare_probes",
     "recorded_kernels",
     "recorded_settings",
@@ -74,6 +77,7 @@ __all__ = [
     "top_examples",
     "trace",
     "untouched",
+    "unwrapped",
     "visualizer_for",
     "with_sources",
 ]

@@ -21,7 +21,8 @@ from torch import nn
 
 from generator.errors import ModelOutputError, OptionError
 from generator.record.hooks import capture_outputs, untouched
-from generator.record.layers import module_path, recorded_modules
+from generator.record.layers import call_of, module_path, recorded_modules
+from generator.record.outputs import OutputChoice, pick_logits
 from generator.record.probes import model_input_like
 from generator.store import EpochRecord, LayerSpec
 
@@ -82,7 +83,14 @@ def kernel_of(model: nn.Module, path: str) -> torch.Tensor:
 def recorded_kernels(model: nn.Module, layers: Sequence[LayerSpec]) -> dict[str, np.ndarray]:
     """(O, I / groups, kh, kw) float32 copies of every recorded conv's kernel: what an epoch
     stores. Copies, because ``.float()`` of a float32 weight is the weight itself, which the
-    optimizer changes in place while the write thread still reads it."""
+    optimizer changes in place while the write thread still reads it. The kernel is the
+    weight the forward uses (``module.weight``: weight_norm's, spectral_norm's, a pruned
+    one's), computed under ``untouched`` so spectral_norm's power iteration does not run."""
+    with untouched(model):
+        return _kernels(model, layers)
+
+
+def _kernels(model: nn.Module, layers: Sequence[LayerSpec]) -> dict[str, np.ndarray]:
     return {
         spec.name: kernel_of(model, spec.weights)
         .detach()
@@ -123,9 +131,20 @@ def weight_change(
     return change
 
 
+def _tensor_at(model: nn.Module, name: str) -> torch.Tensor:
+    """The tensor ``model``'s attribute path ``name`` gives (``conv.weight`` as its forward
+    sees it, parametrised or pruned, or a parameter), detached."""
+    owner, _, attribute = name.rpartition(".")
+    value = getattr(model.get_submodule(owner), attribute)
+    if not isinstance(value, torch.Tensor):
+        raise ModelOutputError(f"layer weights {name!r}: {type(value).__name__}, not a tensor")
+    return value.detach()
+
+
 class ModelCapture:
     """What one record reads from ``model``: its recorded ``layers`` on the probe
-    ``inputs`` (float model input on the CPU), activations kept as ``dtype``."""
+    ``inputs`` (float model input on the CPU), activations kept as ``dtype``, the logits
+    picked from its output by ``output`` (``pick_logits``)."""
 
     def __init__(
         self,
@@ -134,31 +153,35 @@ class ModelCapture:
         inputs: torch.Tensor,
         *,
         dtype: torch.dtype,
+        output: OutputChoice = None,
     ) -> None:
         self.model, self.layers = model, list(layers)
-        self._inputs, self._dtype = inputs, dtype
+        self._inputs, self._dtype, self._output = inputs, dtype, output
         self._modules = recorded_modules(model, layers)
+        self._calls = {spec.name: call_of(spec) for spec in layers}
         self._followed = followed_parameters(model, layers)
 
     def weights(self) -> Weights:
-        """CPU float32 copies of every parameter a layer follows, each copied once (a block
-        shares its convs' kernels)."""
+        """CPU float32 copies of every weight a layer follows, each copied once (a block
+        shares its convs' kernels): a conv's or linear's as its forward uses it (a
+        reparametrised one computed, under ``untouched``), a block's parameters."""
+        with untouched(self.model):
+            return self._weights()
+
+    def _weights(self) -> Weights:
         wanted = {name for names in self._followed.values() for name in names}
-        return {
-            name: p.detach().float().cpu().clone()
-            for name, p in self.model.named_parameters(remove_duplicate=False)
-            if name in wanted
-        }
+        return {name: _tensor_at(self.model, name).float().cpu().clone() for name in wanted}
 
     def record(self, metrics: Metrics, *, previous: Weights | None) -> tuple[EpochRecord, Weights]:
         """The model now as an epoch record (no featviz or examples: those are the
         Recorder's per-channel work), and its weights, the base of the next change."""
-        activations, channel_stats, logits = self._forward()
-        weights = self.weights()
+        with untouched(self.model):
+            activations, channel_stats, logits = self._forward()
+            weights, kernels = self._weights(), _kernels(self.model, self.layers)
         record = EpochRecord(
             activations=activations,
             channel_stats=channel_stats,
-            kernels=recorded_kernels(self.model, self.layers),
+            kernels=kernels,
             weight_change=weight_change(self._followed, weights, previous),
             probe_probs=torch.softmax(logits.float(), dim=1).cpu().numpy(),
             confusion=metrics.confusion,
@@ -171,8 +194,11 @@ class ModelCapture:
         self,
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], torch.Tensor]:
         """Activations and channel statistics per layer (numpy copies), and the logits."""
-        with untouched(self.model), capture_outputs(self._modules, dtype=self._dtype) as got:
-            logits = self.model(model_input_like(self._inputs, self.model))
+        with capture_outputs(
+            self._modules, dtype=self._dtype, calls=self._calls, root=self.model
+        ) as got:
+            output = self.model(model_input_like(self._inputs, self.model))
+        logits = pick_logits(output, self._output)
         missing = [spec.name for spec in self.layers if spec.name not in got.activations]
         if missing:
             raise ModelOutputError(

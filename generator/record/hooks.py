@@ -57,23 +57,40 @@ def stored_form(output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 @contextmanager
-def capture_outputs(modules: Mapping[str, nn.Module], *, dtype: torch.dtype) -> Iterator[Captured]:
+def capture_outputs(
+    modules: Mapping[str, nn.Module],
+    *,
+    dtype: torch.dtype,
+    calls: Mapping[str, int] | None = None,
+    root: nn.Module | None = None,
+) -> Iterator[Captured]:
     """Yield a ``Captured`` that fills with each named module's output during forward passes.
 
-    A module's output must be one tensor (N, C, ...) ; the hooks are removed on exit.
+    A module's output must be one tensor (N, C, ...); the hooks are removed on exit. With
+    ``root`` (the model), a name may be a later call of its module: ``calls`` gives which
+    (default 1), counted afresh at the start of every forward of ``root``. Without it,
+    each name keeps its module's latest output.
     """
     captured = Captured()
-    handles = []
+    wanted: dict[int, dict[int, str]] = {}  # id(module) -> call -> name
     for name, module in modules.items():
+        call = (calls or {}).get(name, 1) if root is not None else 0
+        wanted.setdefault(id(module), {})[call] = name
+    counts: dict[int, int] = {}
 
-        def hook(_module: nn.Module, _inputs: object, output: object, name: str = name) -> None:
-            tensor = output[0] if isinstance(output, (tuple, list)) else output
-            if not isinstance(tensor, torch.Tensor):
-                return
-            captured.activations[name] = stored_form(tensor, dtype)
-            captured.channel_stats[name] = channel_statistics(tensor.detach())
+    def hook(module: nn.Module, _inputs: object, output: object) -> None:
+        counts[id(module)] = counts.get(id(module), 0) + 1
+        name = wanted[id(module)].get(counts[id(module)] if root is not None else 0)
+        tensor = output[0] if isinstance(output, (tuple, list)) else output
+        if name is None or not isinstance(tensor, torch.Tensor):
+            return
+        captured.activations[name] = stored_form(tensor, dtype)
+        captured.channel_stats[name] = channel_statistics(tensor.detach())
 
-        handles.append(module.register_forward_hook(hook))
+    hooked = {id(module): module for module in modules.values()}
+    handles = [module.register_forward_hook(hook) for module in hooked.values()]
+    if root is not None:
+        handles.append(root.register_forward_pre_hook(lambda _m, _a: counts.clear()))
     try:
         yield captured
     finally:

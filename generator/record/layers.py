@@ -23,10 +23,12 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from generator.errors import LayerChoiceError
 from generator.model import describe_layer, grow_receptive_field
 from generator.record.hooks import untouched
+from generator.record.outputs import OutputChoice, pick_logits
 from generator.store import LayerSpec
 
 LayerChoice = str | type[nn.Module]
@@ -37,54 +39,83 @@ CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 @dataclass
 class Trace:
-    """One dry forward pass: per module path that ran, one probe's output shape (in the
-    order modules finished), its receptive field, and the module giving the logits."""
+    """One dry forward pass: per layer that ran, one probe's output shape (in the order
+    modules finished), its receptive field, and the layer giving the logits. A layer is
+    one call of a module: its path for the first call, ``path#k`` for the k-th (a module
+    applied twice per forward, e.g. one conv at two resolutions, is two layers)."""
 
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     fields: dict[str, int | None] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)  # layer name -> module path
     logits: str | None = None
-    output_shape: tuple[int, ...] | None = None  # one probe's logits; None: not a tensor
+    output_shape: tuple[int, ...] | None = None  # one probe's logits
 
 
-def trace(model: nn.Module, example: torch.Tensor) -> Trace:
-    """Run ``example`` (one probe, model input) once, recording nothing, changing nothing."""
+def call_name(path: str, call: int) -> str:
+    """The layer name of a module's ``call``-th call in one forward (1 = its path)."""
+    return path if call == 1 else f"{path}#{call}"
+
+
+def call_of(spec: LayerSpec) -> int:
+    """Which call of its module a recorded layer is (1 unless named ``module#k``)."""
+    path = module_path(spec)
+    suffix = spec.name[len(path) + 1 :] if spec.name.startswith(f"{path}#") else ""
+    return int(suffix) if suffix.isdigit() else 1
+
+
+def traced_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every submodule but a parametrization's own (weight_norm's, spectral_norm's): those
+    compute a weight, not an output of the network."""
+    inside = {
+        id(sub)
+        for module in model.modules()
+        if isinstance(module, parametrize.ParametrizationList)
+        for sub in module.modules()
+    }
+    return [(p, m) for p, m in model.named_modules() if p and id(m) not in inside]
+
+
+def trace(model: nn.Module, example: torch.Tensor, *, output: OutputChoice = None) -> Trace:
+    """Run ``example`` (one probe, model input) once, recording nothing, changing nothing;
+    ``output`` picks the logits from what the model returns (``pick_logits``)."""
     found = Trace()
     windows: dict[int, tuple[int, int] | None] = {id(example): (1, 1)}
     alive: list[torch.Tensor] = [example]  # ids stay unique while the pass is traced
     outputs: dict[str, torch.Tensor] = {}
     inputs: dict[str, tuple[int, int] | None] = {}
+    calls: dict[str, int] = {}
 
     def before(path: str, args: tuple) -> None:
         first = args[0] if args and isinstance(args[0], torch.Tensor) else None
         inputs[path] = windows.get(id(first)) if first is not None else None
 
     def after(path: str, module: nn.Module, output: object) -> None:
+        calls[path] = calls.get(path, 0) + 1
         if not isinstance(output, torch.Tensor):
             return
         # A block's output usually is its last leaf's (known); else it sees what its input saw.
         if id(output) not in windows or not list(module.children()):
             windows[id(output)] = _window_after(module, inputs.get(path))
         alive.append(output)
-        if path not in found.shapes:  # a module run twice (a shared ReLU) keeps its first
-            window = windows[id(output)]
-            found.shapes[path] = tuple(output.shape[1:])
-            found.fields[path] = None if window is None else window[0]
-            outputs[path] = output
+        name = call_name(path, calls[path])
+        window = windows[id(output)]
+        found.shapes[name] = tuple(output.shape[1:])
+        found.fields[name] = None if window is None else window[0]
+        found.paths[name] = path
+        outputs[name] = output
 
     handles = []
-    for path, module in model.named_modules():
-        if path:
-            handles.append(module.register_forward_pre_hook(lambda _m, a, p=path: before(p, a)))
-            handles.append(module.register_forward_hook(lambda m, _a, o, p=path: after(p, m, o)))
+    for path, module in traced_modules(model):
+        handles.append(module.register_forward_pre_hook(lambda _m, a, p=path: before(p, a)))
+        handles.append(module.register_forward_hook(lambda m, _a, o, p=path: after(p, m, o)))
     try:
         with untouched(model):
-            result = model(example)
+            result = pick_logits(model(example), output)
     finally:
         for handle in handles:
             handle.remove()
-    if isinstance(result, torch.Tensor):
-        found.output_shape = tuple(result.shape[1:])
-        found.logits = next((p for p, out in outputs.items() if out is result), None)
+    found.output_shape = tuple(result.shape[1:])
+    found.logits = next((p for p, out in outputs.items() if out is result), None)
     return found
 
 
@@ -105,8 +136,8 @@ def _first(value: int | Sequence[int]) -> int:
 
 def default_layers(model: nn.Module, found: Trace) -> list[str]:
     """Every conv, every block output and the logits; every Linear when there are no blocks."""
-    modules = dict(model.named_modules())
-    ran = [path for path in found.shapes if path]
+    modules = _layer_modules(model, found)
+    ran = list(found.shapes)
     convs = [p for p in ran if isinstance(modules[p], nn.Conv2d) and len(found.shapes[p]) == 3]
     if not convs:
         raise LayerChoiceError(
@@ -133,8 +164,8 @@ def _is_block(module: nn.Module, shape: tuple[int, ...]) -> bool:
 
 def chosen_layers(model: nn.Module, found: Trace, choices: Iterable[LayerChoice]) -> list[str]:
     """The modules ``choices`` names (exact names, glob patterns or types), in model order."""
-    modules = dict(model.named_modules())
-    ran = [p for p in found.shapes if p and len(found.shapes[p]) in (1, 3)]
+    modules = _layer_modules(model, found)
+    ran = [p for p in found.shapes if len(found.shapes[p]) in (1, 3)]
     chosen: set[str] = set()
     for choice in choices:
         matches = _matches(choice, ran, modules)
@@ -146,6 +177,11 @@ def chosen_layers(model: nn.Module, found: Trace, choices: Iterable[LayerChoice]
             )
         chosen.update(matches)
     return [path for path in ran if path in chosen]
+
+
+def _layer_modules(model: nn.Module, found: Trace) -> dict[str, nn.Module]:
+    """Layer name -> the module whose call it is."""
+    return {name: model.get_submodule(path) for name, path in found.paths.items()}
 
 
 def _examples(paths: list[str]) -> list[str]:
@@ -163,31 +199,45 @@ def _matches(choice: LayerChoice, ran: list[str], modules: dict[str, nn.Module])
         raise LayerChoiceError(
             f"layers= takes module names, glob patterns or nn.Module types, got {choice!r}"
         )
-    return [p for p in ran if p == choice or fnmatch.fnmatchcase(p, choice)]
+    if choice in ran:
+        return [choice]
+    # A pattern never matches an Identity (a ViT's q_norm/k_norm when off): no layer at all.
+    return [
+        p for p in ran if fnmatch.fnmatchcase(p, choice) and not isinstance(modules[p], nn.Identity)
+    ]
 
 
 def describe_layers(
-    model: nn.Module, example: torch.Tensor, choices: Iterable[LayerChoice] | None = None
+    model: nn.Module,
+    example: torch.Tensor,
+    choices: Iterable[LayerChoice] | None = None,
+    *,
+    output: OutputChoice = None,
 ) -> tuple[Trace, list[LayerSpec]]:
     """Trace ``model`` on ``example`` (one probe) and describe the layers ``choices`` picks
     (default: ``default_layers``), in model order: what a Recorder records."""
-    found = trace(model, example)
-    paths = (
+    found = trace(model, example, output=output)
+    names = (
         default_layers(model, found) if choices is None else chosen_layers(model, found, choices)
     )
-    return found, [describe(model, path, found) for path in paths]
+    with untouched(model):  # reading a spectral_norm weight in training mode would step it
+        return found, [describe(model, name, found) for name in names]
 
 
-def describe(model: nn.Module, path: str, found: Trace) -> LayerSpec:
-    """The store's description of the module at ``path`` (its output as ``found`` saw it)."""
-    module, shape = model.get_submodule(path), found.shapes[path]
-    field_ = found.fields.get(path) if len(shape) == 3 else None
+def describe(model: nn.Module, name: str, found: Trace) -> LayerSpec:
+    """The store's description of layer ``name`` (its output as ``found`` saw it). A later
+    call of a conv or linear module is a block of that module: its kernel is recorded
+    once, with the first call."""
+    path = found.paths.get(name, name)
+    module, shape = model.get_submodule(path), found.shapes[name]
+    field_ = found.fields.get(name) if len(shape) == 3 else None
     convs = sum(isinstance(sub, nn.Conv2d) for sub in module.modules())
     linears = sum(isinstance(sub, nn.Linear) for sub in module.modules())
-    if (convs, linears) == ((1, 0) if len(shape) == 3 else (0, 1)):  # its one weight layer
+    one_weight = (convs, linears) == ((1, 0) if len(shape) == 3 else (0, 1))
+    if one_weight and name == path:
         return describe_layer(path, module, output_shape=shape, receptive_field=field_)
     return LayerSpec(
-        path,
+        name,
         "block" if len(shape) == 3 else "linear",
         shape,
         None,

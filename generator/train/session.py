@@ -40,6 +40,7 @@ from generator.record import (
     describe_layers,
     featviz_spec,
     pick_indices,
+    pick_logits,
     untouched,
 )
 from generator.store import LayerSpec, StoreURL, check_remote_out
@@ -193,38 +194,28 @@ def check_classifier(model: nn.Module, *, name: str, size: int, k: int) -> None:
     """One dry forward of two blank images, changing nothing (``untouched``)."""
     try:
         with untouched(model):
-            output = main_output(model(torch.zeros(2, 3, size, size)))
+            output = model(torch.zeros(2, 3, size, size))
+        logits = logits_of(output)
+    except ModelOutputError as exc:
+        raise OptionError(f"--model {name}: {exc}") from None
     except (RuntimeError, ValueError, AssertionError, IndexError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
         raise OptionError(
             f"--model {name} cannot run on --input-size {size} images ({first}); "
             "pass a larger --input-size"
         ) from None
-    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (2, k):
-        shown = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+    if tuple(logits.shape) != (2, k):
+        shown = tuple(logits.shape)
         raise OptionError(
             f"--model {name} returns {shown} for 2 images, not class logits (2, {k}); "
             f"pass an image classifier ({MODEL_LIST_HINT})"
         )
 
 
-def main_output(output: object) -> object:
-    """The logits of a model's output: itself, or the first of a tuple (the main head of a
-    GoogLeNet or Inception, whose training forward adds auxiliary heads)."""
-    if isinstance(output, (tuple, list)) and output:
-        return output[0]
-    return output
-
-
 def logits_of(output: object) -> torch.Tensor:
-    """The logits of a model's output (``main_output``), which ``check_classifier`` showed
-    to be a tensor before training began; one line if a forward returns anything else."""
-    logits = main_output(output)
-    if not isinstance(logits, torch.Tensor):
-        raise ModelOutputError(
-            f"the model returned {type(logits).__name__} instead of a logits tensor"
-        )
-    return logits
+    """The logits of a model's output (``pick_logits``: the tensor itself, its ``logits``,
+    or its one (N, classes) item), as the Recorder finds them; one line if none."""
+    return pick_logits(output)
 
 
 def recorded_layers(model: nn.Module, input_size: int) -> list[LayerSpec]:
