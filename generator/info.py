@@ -33,13 +33,20 @@ def printable(text: str) -> str:
     )
 
 
+def _input_words(shape: tuple[int, int, int]) -> str:
+    """``64x64`` for RGB, with ``grey`` or the channel count for other inputs."""
+    channels, height, width = shape
+    kind = {1: ", grey", 3: ""}.get(channels, f", {channels} channels")
+    return f"{height}x{width}{kind}"
+
+
 def summarise_run(run: RunReader) -> str:
     """Classes, layers with shapes, committed epochs, size on disk, last epoch's metrics."""
     lines = [
         f"store      {run.path}  (schema v{run.attrs.schema_version}, "
         f"{human_size(directory_size(run.path))} on disk)",
         f"classes    {len(run.attrs.class_names)}: {', '.join(run.attrs.class_names)}",
-        f"input      {run.attrs.input_size}x{run.attrs.input_size}, {run.n_probes} probes",
+        f"input      {_input_words(run.attrs.input_shape)}, {run.n_probes} probes",
         f"epochs     {run.epochs} committed (epoch 0 = untrained"
         f"{', last = ' + str(run.epochs - 1) if run.epochs else ''})",
         "layers",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from generator.build.animation import (
     OPTIONS_USED,
     RENDER_VERSION,
@@ -84,7 +86,7 @@ def _probe(
     """One probe image with its class probabilities over epochs (frames of a fixed size)."""
     probe = artefact.probe
     frames = probe_frames(
-        run.probe_images[probe],
+        np.moveaxis(run.probe_pictures[probe], -1, 0),  # as shown: grey/mapped to RGB
         run.probe_probs()[:, probe],
         run.attrs.class_names,
         int(run.probe_labels[probe]),

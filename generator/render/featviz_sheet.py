@@ -1,9 +1,11 @@
 """Feature visualizations as frames: one channel's image over epochs, or a layer's sheet.
 
-The stored images are already RGB pictures (``(E, C, S, S, 3)`` uint8, see
-``schema.featviz_path``), so nothing is colour-mapped: they are scaled by an integer
-factor (nearest neighbour, so pixels stay sharp), tiled with the gallery's separator
-colour and captioned. Every epoch is drawn in one numpy pass.
+The stored images are pictures at the model's input (``(E, C, H, W, K)`` uint8 with K
+input channels, colour last, see ``schema.featviz_path``; H and W need not be equal), so
+nothing is colour-mapped: grey (K = 1) is shown grey, RGB as it is, other K by their first
+three channels, like the probes. They are scaled by an integer factor (nearest neighbour,
+so pixels stay sharp), tiled with the gallery's separator colour and captioned. Every
+epoch is drawn in one numpy pass.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ MIN_TILE = 64  # px: a visualization is a texture; smaller than this it reads as
 def sheet_frames(
     images: np.ndarray, *, max_side: int, captions: Sequence[str] | None = None, sep: int = 2
 ) -> Frames:
-    """``(E, C, S, S, 3)`` -> RGB frames of every channel's image in a near-square grid,
+    """``(E, C, H, W, K)`` -> RGB frames of every channel's image in a near-square grid,
     one frame per epoch, fitting ``max_side`` px with its caption."""
     images = _checked(images, ndim=5)
     return image_grid_frames(
@@ -39,21 +41,35 @@ def sheet_frames(
 def channel_frames(
     images: np.ndarray, *, side: int, captions: Sequence[str] | None = None
 ) -> Frames:
-    """``(E, S, S, 3)`` one channel's images over epochs -> RGB frames at most ``side`` px."""
+    """``(E, H, W, K)`` one channel's images over epochs -> RGB frames at most ``side`` px."""
     images = _checked(images, ndim=4)
     return sheet_frames(images[:, None], max_side=side, captions=captions)
 
 
 def sheet(images: np.ndarray, *, max_side: int = defaults.MAX_SIDE) -> np.ndarray:
-    """``(C, S, S, 3)`` -> one uncaptioned ``(H, W, 3)`` sheet (a still, e.g. for a bench)."""
+    """``(C, H, W, K)`` -> one uncaptioned ``(H, W, 3)`` sheet (a still, e.g. for a bench)."""
     return sheet_frames(np.asarray(images)[None], max_side=max_side).frames[0]
 
 
 def _checked(images: np.ndarray, *, ndim: int) -> np.ndarray:
+    """``images`` as RGB (colour last), refused in one line when not uint8 pictures."""
     images = np.asarray(images)
-    if images.ndim != ndim or images.shape[-1] != 3 or images.dtype != np.uint8:
+    if images.ndim != ndim or images.dtype != np.uint8 or 0 in images.shape:
         raise ValueError(
-            f"feature visualizations must be uint8 with {ndim} dimensions ending in 3, "
+            f"feature visualizations must be uint8 with {ndim} dimensions, colour last, "
             f"got {images.dtype} {images.shape}"
         )
-    return images
+    return _as_rgb(images)
+
+
+def _as_rgb(images: np.ndarray) -> np.ndarray:
+    """Colour-last pictures of K channels as RGB: grey repeated, RGB as is, more than three
+    by their first three, two with a black third (the probes' default display)."""
+    channels = images.shape[-1]
+    if channels == 3:
+        return images
+    if channels == 1:
+        return np.repeat(images, 3, axis=-1)
+    if channels > 3:
+        return np.ascontiguousarray(images[..., :3])
+    return np.pad(images, [(0, 0)] * (images.ndim - 1) + [(0, 3 - channels)])

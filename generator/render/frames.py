@@ -253,14 +253,14 @@ def image_grid_frames(
     captions: Sequence[str] | None = None,
     sep: int = 2,
 ) -> Frames:
-    """``(T, N, S, S, 3)`` RGB images -> RGB ``Frames`` (T, H, W, 3): per frame a
+    """``(T, N, h, w, 3)`` RGB images -> RGB ``Frames`` (T, H, W, 3): per frame a
     near-square grid of the N images (row by row), fitting ``max_side`` with its caption.
     Shared by every view that shows pictures rather than maps (dataset-example patches,
-    feature visualizations)."""
+    feature visualizations); a non-square picture keeps its aspect."""
     rows, cols = grid_shape(images.shape[1])
-    side = images.shape[2]
+    height, width = images.shape[2:4]
     th, tw = captioned_tile_size(
-        side, side, rows, cols, min_tile=min_tile, max_side=max_side, captions=captions, sep=sep
+        height, width, rows, cols, min_tile=min_tile, max_side=max_side, captions=captions, sep=sep
     )
     tiles = resize_nearest(images, th, tw, axes=(2, 3))
     background, separator, text = (
