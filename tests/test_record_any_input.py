@@ -79,7 +79,7 @@ def test_a_grey_28px_network_is_recorded_and_shown_grey(tmp_path: Path) -> None:
     assert run.attrs.input_shape == (1, 28, 28)
     assert run.probe_images.shape == (3, 1, 28, 28)
     assert run.layer_at("0", 1).shape == (3, 4, 28, 28)
-    assert run.example_pictures.shape == (3, 28, 28, 3)
+    assert run.example_images.shape == (3, 28, 28, 1)  # the pool as the model saw it
     poster = probe_poster(store)[20:120, 20:120].astype(int)  # inside the probe's picture
     assert poster.std() > 0  # a picture, not the background
     assert (poster[..., 0] == poster[..., 1]).all() and (poster[..., 1] == poster[..., 2]).all()

@@ -53,7 +53,7 @@ def patches_job(run: RunReader, job: Job, site: Path) -> list[ArtefactRecord]:
     spec, top = run.layer(job.required_layer), run.examples(job.required_layer)
     cut = partial(
         channel_patches,
-        run.example_pictures,
+        run.example_images,
         map_size=spec.shape,
         receptive_field=spec.receptive_field,
     )

@@ -90,9 +90,8 @@ class Recorder:
         probe_sources: where each probe came from (shown in the gallery).
         site: a gallery folder kept current in the background after every epoch, and
             complete after ``close()``.
-        display: for probes of neither 1 (grey) nor 3 (RGB) channels, how to show them:
-            uint8 (P, C, H, W) -> uint8 (P, 3, H, W), applied once here and stored
-            (default: the first three channels).
+        display: how probes of neither 1 nor 3 channels are shown, uint8 (P, C, H, W) ->
+            (P, 3, H, W), applied here and stored (default: their first three channels).
 
     Raises:
         OptionError: a bad option or metric; ProbeError: unusable probes;

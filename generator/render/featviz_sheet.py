@@ -20,6 +20,7 @@ from generator.render.frames import (
     Frames,
     image_grid_frames,
 )
+from generator.render.layout import rgb_pictures
 
 RGB_TEXT, RGB_BACKGROUND, RGB_SEPARATOR = (
     rgb_of(i) for i in (TEXT_INDEX, BACKGROUND_INDEX, SEPARATOR_INDEX)
@@ -59,17 +60,4 @@ def _checked(images: np.ndarray, *, ndim: int) -> np.ndarray:
             f"feature visualizations must be uint8 with {ndim} dimensions, colour last, "
             f"got {images.dtype} {images.shape}"
         )
-    return _as_rgb(images)
-
-
-def _as_rgb(images: np.ndarray) -> np.ndarray:
-    """Colour-last pictures of K channels as RGB: grey repeated, RGB as is, more than three
-    by their first three, two with a black third (the probes' default display)."""
-    channels = images.shape[-1]
-    if channels == 3:
-        return images
-    if channels == 1:
-        return np.repeat(images, 3, axis=-1)
-    if channels > 3:
-        return np.ascontiguousarray(images[..., :3])
-    return np.pad(images, [(0, 0)] * (images.ndim - 1) + [(0, 3 - channels)])
+    return rgb_pictures(images)

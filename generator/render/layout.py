@@ -174,3 +174,16 @@ def caption_font_size(captions: Sequence[str], frame_width: int) -> int:
 def caption_room(captions: Sequence[str] | str | None) -> int:
     """Pixels of height to keep free for a caption strip, so the whole frame fits."""
     return 0 if captions is None else cap.strip_height(cap.MAX_FONT)
+
+
+def rgb_pictures(images: np.ndarray) -> np.ndarray:
+    """Colour-last pictures of K channels as RGB, as the probes are shown by default: grey
+    repeated, RGB as it is, more than three by their first three, two with a black third."""
+    channels = images.shape[-1]
+    if channels == 3:
+        return images
+    if channels == 1:
+        return np.repeat(images, 3, axis=-1)
+    if channels > 3:
+        return np.ascontiguousarray(images[..., :3])
+    return np.pad(images, [(0, 0)] * (images.ndim - 1) + [(0, 3 - channels)])

@@ -26,6 +26,7 @@ from generator.render.frames import (
     Frames,
     image_grid_frames,
 )
+from generator.render.layout import rgb_pictures
 
 GREY = 128  # outside the image
 SEP = 2
@@ -94,12 +95,13 @@ def channel_patches(
     map_size: Sequence[int],
     receptive_field: int | None,
 ) -> np.ndarray:
-    """The patches of top-k examples in ``images`` (N, H, W, 3): ``indices`` (...) and
+    """The patches of top-k examples in ``images`` (N, H, W, K): ``indices`` (...) and
     ``positions`` (..., 2) of a layer with output ``map_size`` (.., h, w) -> (..., ph, pw,
-    3) uint8, square unless the image is too narrow for the receptive field."""
+    3) uint8, square unless the image is too narrow for the receptive field; K channels
+    shown as the probes are by default (``rgb_pictures``)."""
     box = patch_box(receptive_field, images.shape[1:3])
     origins = patch_origins(positions, map_size, images.shape[1:3], box)
-    return cut_patches(images, indices, origins, box)
+    return rgb_pictures(cut_patches(images, indices, origins, box))
 
 
 def patch_grid_frames(

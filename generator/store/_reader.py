@@ -31,7 +31,7 @@ from generator.store._files import (
     open_group_checked,
     verify_chunks,
 )
-from generator.store._pictures import first_three, pictures_hwc
+from generator.store._pictures import pictures_hwc
 from generator.store._schema import (
     CONFUSION,
     EXAMPLE_FIELDS,
@@ -162,13 +162,7 @@ class RunReader:
         """(P, C, H, W) uint8, the images every activation was recorded for."""
         return self._read(probe_path("images"), epochs=False)
 
-    @cached_property
-    def probe_pictures(self) -> np.ndarray:
-        """(P, H, W, 3) uint8: the probes as every page shows them (grey repeated, RGB as
-        is, other channel counts through the mapping stored at record time)."""
-        keeps = has_display(self.attrs.input_shape)
-        shown = self._read(probe_path(PROBE_DISPLAY), epochs=False) if keeps else None
-        return pictures_hwc(self.probe_images, shown)
+    probe_pictures = cached_property(lambda self: shown_probes(self))  # (P, H, W, 3) uint8
 
     @cached_property
     def probe_labels(self) -> np.ndarray:
@@ -185,11 +179,6 @@ class RunReader:
         """(N, H, W, C) uint8: the example pool every epoch's top-k indexes into."""
         self._need_examples()
         return self._read(example_pool_path("images"), epochs=False)
-
-    @cached_property
-    def example_pictures(self) -> np.ndarray:
-        """(N, H, W, 3) uint8: the pool as shown (grey repeated, else the first three)."""
-        return np.ascontiguousarray(first_three(self.example_images, axis=-1))
 
     @cached_property
     def example_labels(self) -> np.ndarray:
@@ -332,6 +321,14 @@ class RunReader:
                 f"{self.path}: cannot read {path}{_show(index)} ({why}); a "
                 "chunk is truncated or corrupted"
             ) from exc
+
+
+def shown_probes(run: RunReader) -> np.ndarray:
+    """``run.probe_pictures``: (P, H, W, 3) uint8, the probes as every page shows them (grey
+    repeated, RGB as is, other channel counts through the mapping stored at record time)."""
+    keeps = has_display(run.attrs.input_shape)
+    shown = run._read(probe_path(PROBE_DISPLAY), epochs=False) if keeps else None
+    return pictures_hwc(run.probe_images, shown)
 
 
 def _clipped(path: StoreLocation, committed: int, epochs: int | None) -> int:

@@ -115,10 +115,7 @@ class StoreWriter:
         """A new, empty store (no epochs committed) with the probes written once;
         ``featviz`` adds the optional feature-visualization arrays.
 
-        The probes' shape (C, H, W) is the images' own; ``input_size`` (the side stores
-        before v3 knew) is only checked against it. ``probe_display`` is their RGB pictures
-        (P, 3, H, W) uint8, kept only when C is neither 1 nor 3 (``has_display``); None
-        there keeps their first three channels.
+        Probes keep their (C, H, W); ``probe_display``: see ``once_arrays``.
 
         The store is built in a hidden staging folder beside ``path`` and renamed into place
         when complete, so a run killed while creating it leaves no half-made store behind.
@@ -144,11 +141,7 @@ class StoreWriter:
         )
         _check_new(path, attrs)
         plan = array_plan_of(attrs, len(probe_labels))
-        once = {probe_path("images"): probe_images, probe_path("labels"): probe_labels}
-        if has_display(shape):
-            shown = first_three(probe_images, axis=1) if probe_display is None else probe_display
-            once[probe_path(PROBE_DISPLAY)] = shown
-        once.update(example_pool.arrays() if example_pool is not None else {})
+        once = once_arrays(probe_images, probe_labels, probe_display, example_pool)
 
         def fill(group: zarr.Group) -> None:
             """What a store holds once (the probes and, when kept, the example pool), then
@@ -344,6 +337,23 @@ def _check_new(path: StoreLocation, attrs: RootAttrs) -> None:
         )
     check_layers(path, attrs.layers)
     parse_root_attrs(path, attrs.to_json())  # never write what the reader would refuse
+
+
+def once_arrays(
+    images: np.ndarray,
+    labels: np.ndarray,
+    display: np.ndarray | None,
+    pool: ExamplePoolRecord | None,
+) -> dict[str, np.ndarray]:
+    """The arrays written at creation: the probes, their RGB pictures (``display``, or the
+    first three channels) when they are neither grey nor RGB, and the example pool."""
+    once = {probe_path("images"): images, probe_path("labels"): labels}
+    if has_display(images.shape[1:]):
+        once[probe_path(PROBE_DISPLAY)] = (
+            first_three(images, axis=1) if display is None else display
+        )
+    once.update(pool.arrays() if pool is not None else {})
+    return once
 
 
 def probe_shape_of(
