@@ -32,9 +32,8 @@ class NetlapseCallback(pl.Callback):
     """Records the LightningModule being fitted into the run store ``out``.
 
     ``probes`` and every other keyword are the ``Recorder``'s (``class_names``,
-    ``layers``, ``activation_dtype``, ...). Fitting again from a checkpoint continues the
-    store (``resume=True``).
-    """
+    ``layers``, ``activation_dtype``, ``output`` for a module that returns a dict or a
+    tuple, ...). Fitting again from a checkpoint continues the store (``resume=True``)."""
 
     def __init__(self, *, probes: Any, out: str | Path, **recorder_options: Any) -> None:
         super().__init__()

@@ -17,7 +17,13 @@ from torch import nn
 from generator.record.capture import Metrics, ModelCapture, Weights
 from generator.record.examples import resumed_pool, top_examples
 from generator.record.featviz import visualizer_for
-from generator.record.opening import RecorderSetup, create_store, reopen_store
+from generator.record.opening import (
+    RecorderSetup,
+    create_store,
+    refuse_existing,
+    remove_created,
+    reopen_store,
+)
 from generator.record.writer import BackgroundWriter
 from generator.store import EpochRecord, StoreWriter, open_run
 
@@ -29,7 +35,11 @@ class EpochMaker:
     def __init__(self, model: nn.Module, setup: RecorderSetup) -> None:
         self.model, self.layers = model, setup.layers
         self._capture = ModelCapture(
-            model, setup.layers, setup.probes.inputs, dtype=getattr(torch, setup.activation_dtype)
+            model,
+            setup.layers,
+            setup.probes.inputs,
+            dtype=getattr(torch, setup.activation_dtype),
+            output=setup.output,
         )
         self.featviz = visualizer_for(  # None: featviz_layers=[] or no conv layer recorded
             model, setup.layers, setup.featviz, transform=setup.transform
@@ -38,13 +48,15 @@ class EpochMaker:
         self._previous: Weights | None = None  # the base of the next weight change
 
     def record(self, epoch: int, metrics: Metrics) -> EpochRecord:
-        """The model now as ``epoch``'s record, with its metrics and per-channel work."""
-        record, weights = self._capture.record(metrics, previous=self._previous)
-        record = replace(
-            record,
-            featviz=self.featviz.visualize(epoch) if self.featviz else {},
-            examples={} if self.pool is None else top_examples(self.model, self.pool, self.layers),
-        )
+        """The model now as ``epoch``'s record, with its metrics and per-channel work. Works
+        inside a validation loop's ``inference_mode`` or ``no_grad``: none of it makes
+        tensors training could not use, and feature visualization gets its gradients."""
+        with torch.inference_mode(False):
+            record, weights = self._capture.record(metrics, previous=self._previous)
+            with torch.enable_grad():
+                featviz = self.featviz.visualize(epoch) if self.featviz else {}
+            examples = {} if self.pool is None else top_examples(self.model, self.pool, self.layers)
+        record = replace(record, featviz=featviz, examples=examples)
         self._previous = weights
         return record
 
@@ -77,12 +89,26 @@ def open_store(
     reopened = opened is not None or (resume and setup.out.exists())
     if reopened:
         store, epochs.featviz = reopen_store(setup, epochs.featviz, opened)
-    else:
-        store = create_store(setup, epochs.featviz)
+        return _continued(store, epochs, first)
+    refuse_existing(setup)
+    record = epochs.record(0, first)  # before anything is written: a failure leaves nothing
+    writer = BackgroundWriter(create_store(setup, epochs.featviz))
+    try:
+        writer.write(0, record)
+        writer.wait()
+    except BaseException:
+        writer.abandon()
+        remove_created(setup)
+        raise
+    return writer
+
+
+def _continued(store: StoreWriter, epochs: EpochMaker, first: Metrics) -> BackgroundWriter:
+    """The writer of a reopened store: epoch 0 recorded if it has none, else going on from
+    its last committed epoch; on a failure the lock is released and the store stays."""
     writer = BackgroundWriter(store)
     try:
-        if reopened:
-            epochs.use_stored_pool(store)
+        epochs.use_stored_pool(store)
         if store.epochs_committed == 0:  # committed before the Recorder is returned
             writer.write(0, epochs.record(0, first))
             writer.wait()

@@ -10,6 +10,7 @@ and the store is left exactly as it was.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,8 @@ from generator.errors import ModelOutputError, OptionError, StoreError
 from generator.record.compatible import Recording
 from generator.record.examples import ExamplePool
 from generator.record.featviz import FeatureVisualizer, FeatvizSettings, follow_store
+from generator.record.layers import Trace
+from generator.record.outputs import OutputChoice
 from generator.record.probes import ProbeSet, Transform
 from generator.store import (
     ACTIVATION_DTYPES,
@@ -48,6 +51,7 @@ class RecorderSetup:
     featviz: FeatvizSettings
     pool: ExamplePool | None = None
     site: str | Path | None = None
+    output: OutputChoice = None  # where the logits are in the model's output
 
     def recording(self, featviz: FeatureVisualizer | None) -> Recording:
         """What every epoch of this run shares (``featviz``: the visualizer in use)."""
@@ -88,19 +92,47 @@ def checked_class_names(
     return [str(name) for name in names]
 
 
+def check_single_calls(found: Trace, layers: Sequence[LayerSpec], pool: object) -> None:
+    """Dataset examples hook a conv module for its whole forward: one called more than
+    once per forward (recorded as ``name#k``) would mix its calls' maps; one line."""
+    if pool is None:
+        return
+    for spec in layers:
+        path = spec.module or spec.name
+        if spec.is_conv and f"{path}#2" in found.shapes:
+            raise OptionError(
+                f"example_pool: module {path!r} runs more than once per forward, so its "
+                f"dataset examples would mix its calls; pass example_pool=None or layers= "
+                f"without {spec.name!r}"
+            )
+
+
 def recorded_settings(model: nn.Module, training: Mapping[str, Any]) -> dict[str, Any]:
     """The ``training`` attribute of a new store: the model's class and who recorded it,
     under the settings the loop passed (a ``train`` run names its ``--model`` there)."""
     return {"model": type(model).__name__, "recorded_by": "generator.Recorder", **training}
 
 
-def create_store(setup: RecorderSetup, featviz: FeatureVisualizer | None) -> StoreWriter:
-    """A new store for ``setup``, with no epoch yet; refuses a place already taken."""
+def refuse_existing(setup: RecorderSetup) -> None:
+    """One line when ``setup.out`` is taken: a run is never overwritten."""
     if setup.out.exists():
         raise StoreError(
             f"{setup.out}: already exists; pass resume=True to continue that run or "
             "choose another out= (a run is never overwritten)"
         )
+
+
+def remove_created(setup: RecorderSetup) -> None:
+    """Delete the store this Recorder has just created and failed to fill (never one that
+    existed before it: only called after ``refuse_existing`` passed). A store in object
+    storage stays, marked incomplete by its missing epoch."""
+    if isinstance(setup.out, Path):
+        shutil.rmtree(setup.out, ignore_errors=True)
+
+
+def create_store(setup: RecorderSetup, featviz: FeatureVisualizer | None) -> StoreWriter:
+    """A new store for ``setup``, with no epoch yet; refuses a place already taken."""
+    refuse_existing(setup)
     probes, pool = setup.probes, setup.pool
     return StoreWriter.create(
         setup.out,

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from generator.data import to_model_input
@@ -34,17 +35,20 @@ from generator.defaults import ACTIVATION_DTYPE, FEATVIZ_STEPS, PROBE_COUNT
 from generator.errors import RecorderClosedError
 from generator.record.capture import Metrics, loop_metrics
 from generator.record.epochs import EpochMaker, open_store
-from generator.record.examples import DEFAULT_TOP_K, prepare_pool
+from generator.record.examples import DEFAULT_TOP_K, ExamplePool, prepare_pool
 from generator.record.featviz import FeatvizSettings
 from generator.record.layers import LayerChoice, describe_layers
 from generator.record.opening import (
     RecorderSetup,
     check_activation_dtype,
+    check_single_calls,
     checked_class_names,
     recorded_settings,
 )
+from generator.record.outputs import OutputChoice, unwrapped
 from generator.record.probes import (
     Display,
+    ProbeSet,
     Transform,
     model_input_like,
     prepare_probes,
@@ -67,7 +71,8 @@ class Recorder:
     next. Usable as a context manager; ``close()`` releases the store's write lock.
 
     Args:
-        model: the classifier, returning logits (N, classes).
+        model: the classifier, returning logits (N, classes) (see ``output``); compiled or
+            (Distributed)DataParallel, its inner module is recorded, under its own names.
         probes: a (N, 3, S, S) tensor (uint8 images or float model input), a list of image
             paths (with ``input_size``) or a dataset of (image, label) pairs.
         out: the run store to create (or continue): a folder or an object-storage URL.
@@ -90,8 +95,11 @@ class Recorder:
         probe_sources: where each probe came from (shown in the gallery).
         site: a gallery folder kept current in the background after every epoch, and
             complete after ``close()``.
-        display: how probes of neither 1 nor 3 channels are shown, uint8 (P, C, H, W) ->
-            (P, 3, H, W), applied here and stored (default: their first three channels).
+        output: the logits in the model's output: a key or attribute, an index or a callable
+            (default: the output, its ``.logits`` or its one 2-D tensor; ``pick_logits``).
+        display: for probes of neither 1 (grey) nor 3 (RGB) channels, how to show them:
+            uint8 (P, C, H, W) -> uint8 (P, 3, H, W), applied once here and stored
+            (default: the first three channels).
 
     Raises:
         OptionError: a bad option or metric; ProbeError: unusable probes;
@@ -99,6 +107,7 @@ class Recorder:
         (without ``resume``), differs from this run (with it), or cannot be written.
     """
 
+    @torch.inference_mode(False)  # a Recorder made in a validation loop makes normal tensors
     def __init__(
         self,
         model: nn.Module,
@@ -120,43 +129,38 @@ class Recorder:
         example_top_k: int = DEFAULT_TOP_K,
         probe_sources: Sequence[str] | None = None,
         site: str | Path | None = None,
+        output: OutputChoice = None,
         display: Display | None = None,
     ) -> None:
         check_activation_dtype(activation_dtype)
-        location = store_location(out)  # a path or an s3://... URL
-        chosen = prepare_probes(
+        model = unwrapped(model)  # a compiled or (Distributed)DataParallel model's own names
+        chosen = _probe_set(
             probes,
             labels=probe_labels,
             input_size=input_size,
             count=probe_count,
             transform=transform,
+            sources=probe_sources,
+            display=display,
         )
-        if probe_sources is not None:
-            chosen = with_sources(chosen, probe_sources)
-        chosen = with_display(chosen, display)
         found, described = describe_layers(
-            model, model_input_like(chosen.inputs[:1], model), layers
+            model, model_input_like(chosen.inputs[:1], model), layers, output=output
         )
         names = checked_class_names(found.output_shape, class_names, chosen)
-        pool = None
-        if example_pool is not None:
-            pool = prepare_pool(
-                example_pool, input_size=chosen.size, top_k=example_top_k, transform=transform
-            )
-        featviz = FeatvizSettings(
-            layers=None if featviz_layers is None else tuple(featviz_layers), steps=featviz_steps
-        )
+        pool = _example_pool(example_pool, chosen, top_k=example_top_k, transform=transform)
+        check_single_calls(found, described, pool)
         setup = RecorderSetup(
-            out=location,
+            out=store_location(out),  # a path or an s3://... URL
             probes=chosen,
             class_names=names,
             layers=described,
             transform=transform,
             activation_dtype=activation_dtype,
             training=recorded_settings(model, training or {}),
-            featviz=featviz,
+            featviz=FeatvizSettings(layers=_tuple(featviz_layers), steps=featviz_steps),
             pool=pool,
             site=site,
+            output=output,
         )
         self._start(model, setup, resume=resume)
 
@@ -169,14 +173,12 @@ class Recorder:
         initial_metrics: Mapping[str, Any] | None,
         writer: StoreWriter | None = None,
     ) -> Recorder:
-        """The built-in loop's Recorder (not public API): ``setup`` is what the loop already
-        knows (its layers described by the reference CNN itself, its probes picked from the
-        validation split); ``initial_metrics`` are the ``epoch()`` metrics of epoch 0 when
-        this records it; ``writer`` is the store ``setup.out`` already reopened and rewound
-        (the loop checks it before its model is ready), which implies resuming."""
+        """The built-in loop's Recorder (not public API): ``setup`` is what the loop knows;
+        ``initial_metrics`` are epoch 0's metrics when this records it; ``writer`` is the
+        store ``setup.out`` already reopened and rewound by the loop (implies resuming)."""
         recorder = cls.__new__(cls)
         recorder._start(
-            model,
+            unwrapped(model),
             setup,
             resume=writer is not None,
             initial_metrics=initial_metrics or {},
@@ -312,6 +314,30 @@ class Recorder:
         epoch = writer.epochs_committed
         writer.write(epoch, self._epochs.record(epoch, metrics))
         return epoch
+
+
+def _probe_set(
+    probes: Any,
+    *,
+    sources: Sequence[str] | None,
+    display: Display | None,
+    **options: Any,
+) -> ProbeSet:
+    """The probes as the Recorder records them: chosen and transformed
+    (``prepare_probes`` with ``options``), with their sources and display pictures."""
+    chosen = prepare_probes(probes, **options)
+    if sources is not None:
+        chosen = with_sources(chosen, sources)
+    return with_display(chosen, display)
+
+
+def _example_pool(pool: Any, probes: ProbeSet, **options: Any) -> ExamplePool | None:
+    """The dataset examples' pool (None = off), at the probes' size."""
+    return None if pool is None else prepare_pool(pool, input_size=probes.size, **options)
+
+
+def _tuple(names: Sequence[str] | None) -> tuple[str, ...] | None:
+    return None if names is None else tuple(names)
 
 
 def _live_site(out: StoreLocation, site: str | Path) -> LiveSite:
