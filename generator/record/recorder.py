@@ -97,9 +97,8 @@ class Recorder:
             complete after ``close()``.
         output: the logits in the model's output: a key or attribute, an index or a callable
             (default: the output, its ``.logits`` or its one 2-D tensor; ``pick_logits``).
-        display: for probes of neither 1 (grey) nor 3 (RGB) channels, how to show them:
-            uint8 (P, C, H, W) -> uint8 (P, 3, H, W), applied once here and stored
-            (default: the first three channels).
+        display: how probes of neither 1 nor 3 channels are shown, uint8 (P, C, H, W) ->
+            (P, 3, H, W), applied here and stored (default: their first three channels).
 
     Raises:
         OptionError: a bad option or metric; ProbeError: unusable probes;
