@@ -309,7 +309,22 @@ def main() -> None:
         "--loop-epochs", type=int, default=0, help="with --model: also time a training loop"
     )
     parser.add_argument("--loop-steps", type=int, default=4, help="training steps per epoch")
+    parser.add_argument("--cost", action="store_true", help="issue 23: resnet18 loop cost")
+    parser.add_argument("--images", type=int, default=10_000, help="with --cost: per epoch")
+    parser.add_argument("--epochs", type=int, default=3, help="with --cost: per run")
+    parser.add_argument("--batch", type=int, default=64, help="with --cost: batch size")
     args = parser.parse_args()
+    if args.cost:
+        from cost import measure_cost  # bench/cost.py, beside this script
+
+        args.repeats = args.repeats or 2
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, resnet18 at 32 px, "
+            f"{args.images} images x {args.epochs} epochs, {args.repeats} alternating runs\n"
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            print_table(("measurement", "value"), measure_cost(args, Path(tmp)))
+        return
     args.repeats = args.repeats or (5 if args.model else 3)
     if args.model:
         print(

@@ -12,6 +12,8 @@ from __future__ import annotations
 PROBE_COUNT = 8  # probe images recorded per run
 ACTIVATION_DTYPE = "float16"  # how activations are stored (the other choice: "float32")
 FEATVIZ_STEPS = 8  # warm-started feature-visualization steps per epoch (bench/featviz.py)
+KERNEL_DTYPE = "float16"  # how conv kernels are stored ("float32" on request): half the store
+OVERHEAD = 0.03  # recording's share of the training time between epochs (None: no limit)
 
 # -- training (train) ---------------------------------------------------------------------
 EPOCHS = 10  # epochs to train in total; also the demo run `build` trains when it finds none

@@ -218,11 +218,13 @@ def test_the_recorder_can_turn_it_off_and_names_a_bad_layer(tmp_path):
 def test_a_resumed_recorder_continues_the_visualizations_exactly(tmp_path):
     model = small_cnn()
     straight, split = tmp_path / "straight.zarr", tmp_path / "split.zarr"
-    with Recorder(model, probes=probes(), out=straight, featviz_steps=2) as rec:
+    with Recorder(model, probes=probes(), out=straight, featviz_steps=2, overhead=None) as rec:
         rec.epoch()
-    with Recorder(model, probes=probes(), out=split, featviz_steps=2):
+    with Recorder(model, probes=probes(), out=split, featviz_steps=2, overhead=None):
         pass
-    with Recorder(model, probes=probes(), out=split, featviz_steps=2, resume=True) as rec:
+    with Recorder(
+        model, probes=probes(), out=split, featviz_steps=2, resume=True, overhead=None
+    ) as rec:
         rec.epoch()
     assert np.array_equal(
         open_run(straight).featviz("block1.conv"), open_run(split).featviz("block1.conv")
@@ -245,6 +247,7 @@ def test_train_names_a_bad_featviz_layer_in_one_line(tmp_path, capsys, monkeypat
 def test_train_resumed_makes_the_same_images_as_an_uninterrupted_run(tmp_path, monkeypatch):
     monkeypatch.setenv("NETLAPSE_CACHE", str(tmp_path / "cache"))
     small = ["--demo-per-class", "4", "--input-size", "32", "--channels", "4,4"]
+    small += ["--overhead", "0"]  # exact images: no budget
 
     def train(out: str, *extra: str) -> None:
         assert main(["-q", "train", "--out", str(tmp_path / out), *small, *extra]) == 0

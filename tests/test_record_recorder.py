@@ -133,7 +133,13 @@ def test_epoch_stores_the_kernels_of_its_call_not_of_the_next_step(tmp_path, mon
     """The write runs while training goes on: an optimizer step taken before the write
     reads the record must not reach the stored kernels (they are copies, not views)."""
     model = reference_cnn()
-    rec = Recorder(model, probes=probe_images(), out=tmp_path / "r.zarr", class_names=CLASSES)
+    rec = Recorder(
+        model,
+        probes=probe_images(),
+        out=tmp_path / "r.zarr",
+        class_names=CLASSES,
+        kernel_dtype="float32",  # compared exactly below
+    )
     held = HeldWrites(monkeypatch)
     before = model.block1.conv.weight.detach().clone()
     assert rec.epoch(train_loss=1.0) == 1  # returns with the write still held
@@ -204,7 +210,12 @@ def test_store_holds_what_train_stores(tmp_path):
     model = reference_cnn()
     images = probe_images()
     rec = Recorder(
-        model, probes=images, out=tmp_path / "r.zarr", class_names=CLASSES, probe_labels=[0, 2]
+        model,
+        probes=images,
+        out=tmp_path / "r.zarr",
+        class_names=CLASSES,
+        probe_labels=[0, 2],
+        kernel_dtype="float32",  # compared exactly below
     )
     with torch.no_grad():
         model.block1.conv.weight.add_(0.5)

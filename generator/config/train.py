@@ -126,6 +126,18 @@ class TrainConfig:
         parse=str,
         choices=ACTIVATION_DTYPES,
     )
+    kernel_dtype: str = option(
+        defaults.KERNEL_DTYPE,
+        help="how conv kernels are stored: float16 halves the store",
+        parse=str,
+        choices=ACTIVATION_DTYPES,
+    )
+    overhead: float = option(
+        defaults.OVERHEAD,
+        help="recording's share of the training time; feature visualization and dataset "
+        "examples adapt (0 = no limit)",
+        parse=float,
+    )
     probe_images: tuple[Path, ...] = option(
         (),
         help="record these images instead of picking probes",

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
 import torch
 from torch import nn
 
+from generator.record.budget import OverheadBudget
 from generator.record.capture import Metrics, ModelCapture, Weights
 from generator.record.examples import resumed_pool, top_examples
 from generator.record.featviz import visualizer_for
@@ -42,23 +44,69 @@ class EpochMaker:
             output=setup.output,
         )
         self.featviz = visualizer_for(  # None: featviz_layers=[] or no conv layer recorded
-            model, setup.layers, setup.featviz, transform=setup.transform
+            model,
+            setup.layers,
+            setup.featviz,
+            transform=setup.transform,
+            input_shape=_shape_of(setup.probes.inputs),
+            image_channels=int(setup.probes.images.shape[1]),
         )
         self.pool, self._transform = setup.pool, setup.transform
         self._previous: Weights | None = None  # the base of the next weight change
+        self.budget = OverheadBudget(setup.overhead)
+        self.writer: BackgroundWriter | None = None  # its write and wait times are charged
+        self._examples: dict[str, dict[str, np.ndarray]] = {}  # the last ones found
 
     def record(self, epoch: int, metrics: Metrics) -> EpochRecord:
         """The model now as ``epoch``'s record, with its metrics and per-channel work. Works
         inside a validation loop's ``inference_mode`` or ``no_grad``: none of it makes
         tensors training could not use, and feature visualization gets its gradients."""
+        writer = self.writer
+        self.budget.begin(
+            writes=writer.write_seconds if writer else 0.0,
+            waits=writer.wait_seconds if writer else 0.0,
+        )
         with torch.inference_mode(False):
             record, weights = self._capture.record(metrics, previous=self._previous)
             with torch.enable_grad():
-                featviz = self.featviz.visualize(epoch) if self.featviz else {}
-            examples = {} if self.pool is None else top_examples(self.model, self.pool, self.layers)
-        record = replace(record, featviz=featviz, examples=examples)
+                featviz, steps = self._featviz(epoch)
+            examples, found = self._dataset_examples()
+        record = replace(
+            record,
+            featviz=featviz,
+            examples=examples,
+            featviz_skipped=dict(self.featviz.skipped) if self.featviz else {},
+            budget=self.budget.note(steps, found),
+        )
         self._previous = weights
+        self.budget.end()
         return record
+
+    def _featviz(self, epoch: int) -> tuple[dict[str, np.ndarray], int | None]:
+        """The feature visualizations with the steps the budget allows, and those steps
+        (None: featviz is off)."""
+        featviz = self.featviz
+        if featviz is None:
+            return {}, None
+        warm = epoch > 0 and self.budget.step_cost is not None
+        steps = self.budget.featviz_steps(featviz.spec.steps) if warm else None
+        images, seconds = self.budget.timed(lambda: featviz.visualize(epoch, steps=steps))
+        done = featviz.spec.first_steps if steps is None else steps
+        if done:
+            self.budget.step_cost = seconds / done
+        return images, done
+
+    def _dataset_examples(self) -> tuple[dict[str, dict[str, np.ndarray]], bool | None]:
+        """The dataset examples (the last ones again when the budget leaves them out), and
+        whether they were found this epoch (None: no example pool)."""
+        if self.pool is None:
+            return {}, None
+        if self._examples and not self.budget.examples_due():
+            return self._examples, False
+        pool = self.pool
+        found, seconds = self.budget.timed(lambda: top_examples(self.model, pool, self.layers))
+        self._examples, self.budget.examples_cost = found, seconds
+        return found, True
 
     def use_stored_pool(self, store: StoreWriter) -> None:
         """A reopened store's example pool (a pool given again must be that one; a store
@@ -92,7 +140,7 @@ def open_store(
         return _continued(store, epochs, first)
     refuse_existing(setup)
     record = epochs.record(0, first)  # before anything is written: a failure leaves nothing
-    writer = BackgroundWriter(create_store(setup, epochs.featviz))
+    writer = epochs.writer = BackgroundWriter(create_store(setup, epochs.featviz))
     try:
         writer.write(0, record)
         writer.wait()
@@ -100,13 +148,14 @@ def open_store(
         writer.abandon()
         remove_created(setup)
         raise
+    epochs.budget.end()  # creating the store and writing epoch 0 were recording too
     return writer
 
 
 def _continued(store: StoreWriter, epochs: EpochMaker, first: Metrics) -> BackgroundWriter:
     """The writer of a reopened store: epoch 0 recorded if it has none, else going on from
     its last committed epoch; on a failure the lock is released and the store stays."""
-    writer = BackgroundWriter(store)
+    writer = epochs.writer = BackgroundWriter(store)
     try:
         epochs.use_stored_pool(store)
         if store.epochs_committed == 0:  # committed before the Recorder is returned
@@ -117,4 +166,11 @@ def _continued(store: StoreWriter, epochs: EpochMaker, first: Metrics) -> Backgr
     except BaseException:
         writer.abandon()
         raise
+    epochs.budget.end()
     return writer
+
+
+def _shape_of(inputs: torch.Tensor) -> tuple[int, int, int]:
+    """The model's input (C, H, W), from the probes it is shown."""
+    channels, height, width = inputs.shape[-3:]
+    return int(channels), int(height), int(width)

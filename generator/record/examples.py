@@ -80,10 +80,12 @@ def prepare_pool(
     top_k: int = DEFAULT_TOP_K,
     count: int = DEFAULT_POOL,
     transform: Transform = to_model_input,
+    channels: int | None = None,
 ) -> ExamplePool:
-    """An ``ExamplePool`` from a (N, 3, S, S) tensor, image paths or a dataset (``count``
-    images spread over its classes), checked against the probes' ``input_size``; a pool
-    prepared already (``split_pool``) passes through."""
+    """An ``ExamplePool`` from a (N, C, S, S) tensor, image paths or a dataset (``count``
+    images spread over its classes), checked against the probes' ``input_size`` and
+    ``channels`` (None: not checked); a pool prepared already (``split_pool``) passes
+    through."""
     if isinstance(pool, ExamplePool):
         return pool
     if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -92,6 +94,11 @@ def prepare_pool(
         found = prepare_probes(pool, input_size=input_size, count=count, transform=transform)
     except ProbeError as exc:
         raise ExamplePoolError(f"example_pool: {exc}".replace("probes", "pool images")) from None
+    if channels is not None and found.images.shape[1] != channels:
+        raise ExamplePoolError(
+            f"example_pool: pool images have {found.images.shape[1]} channels but the probes "
+            f"have {channels}; pass pool images like the probes"
+        )
     if found.size != input_size:
         raise ExamplePoolError(
             f"example_pool images are {found.size} px but the probes are {input_size} px; "

@@ -20,6 +20,15 @@ changes: ``FIRST_STEPS_FACTOR`` x ``steps`` from noise at the first record, ``st
 afterwards. Because the warm start goes through the stored uint8 images only, a resumed
 run produces the same images as one that never stopped.
 
+The images live in the model's own input space: its channel count (the colour
+decorrelation only for 3 channels; a grey model's images are grey) and, after the random
+transforms, its own height and width (``input_shape``, from the probes), so a fixed-size
+model (a ViT) sees exactly the input it takes. The stored sheet stays ``size`` px square,
+RGB: one channel is shown grey, two get a grey third, more show their first three. A layer
+the model cannot visualise (any exception from its forward, no gradient reaching the
+image) is skipped with the reason (``skipped``), never a crash: feature visualization is
+an extra, and recording must not stop a user's training.
+
 The model is used as it is at record time and left exactly so: eval mode inside
 ``hooks.untouched`` (modes and every global generator restored), gradients taken with
 ``torch.autograd.grad`` with respect to the spectrum only (no parameter's ``.grad`` is
@@ -28,7 +37,7 @@ written), and the random transforms drawn from a private, seeded ``torch.Generat
 
 from __future__ import annotations
 
-import math
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -38,7 +47,16 @@ import torch
 from torch import nn
 
 from generator.defaults import FEATVIZ_STEPS
-from generator.errors import FeatvizLayerError, OptionError
+from generator.errors import FeatvizLayerError, OptionError, one_line
+from generator.record.featviz_image import (
+    INIT_SD,
+    from_uint8,
+    image_to_spectrum,
+    random_views,
+    spectrum_scale,
+    spectrum_to_image,
+    to_uint8,
+)
 from generator.record.hooks import untouched
 from generator.record.layers import recorded_modules
 from generator.store import FEATVIZ_KINDS, FeatvizSpec, LayerSpec
@@ -49,20 +67,18 @@ DEFAULT_SIZE = 48  # side of each image in px (64 px cost 1.8x as much; bench/RE
 DEFAULT_CHANNELS = 64  # channels visualised per layer: the first N (cost grows with N)
 DEFAULT_LAYER_COUNT = 2  # default layers: the first two conv layers recorded
 LEARNING_RATE = 0.1  # Adam on the spectrum; 2x Lucid's 0.05: few steps per epoch
-DECAY_POWER = 1.0  # spectrum scale 1 / frequency ** DECAY_POWER
-INIT_SD = 0.01  # the first spectrum's noise: a near-grey start
-MAGIC = 4.0  # Lucid's divisor of the spatial image before the sigmoid
-PAD = 1 / 8  # grey border added before the transforms, as a share of the side
-JITTER = 1 / 16  # random shift each way, as a share of the side
-SCALE = 0.1  # random scale in [1 - SCALE, 1 + SCALE]
-ROTATION = 10.0  # random rotation in degrees, each way
-# sqrt of the ImageNet colour covariance (Lucid): maps decorrelated colour to RGB
-COLOR_SQRT = np.array(
-    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float64
-)
-COLOR = COLOR_SQRT / np.linalg.norm(COLOR_SQRT, axis=0).max()
+
+__all__ = [  # the image's functions live in featviz_image; tests and bench import them here
+    "from_uint8",
+    "image_to_spectrum",
+    "random_views",
+    "spectrum_scale",
+    "spectrum_to_image",
+    "to_uint8",
+]
 
 ToInput = Callable[[torch.Tensor], torch.Tensor]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,72 +156,19 @@ def featviz_spec(
     )
 
 
-def affine_input(transform: Callable[[torch.Tensor], torch.Tensor]) -> ToInput:
+def affine_input(
+    transform: Callable[[torch.Tensor], torch.Tensor], *, image_channels: int = 3
+) -> ToInput:
     """A differentiable [0, 1] image -> model input map equal to ``transform`` of uint8
-    images, found by applying it to black and white: exact for per-colour affine
-    normalisations (the project's and ImageNet's)."""
-    black = transform(torch.zeros(1, 3, 2, 2, dtype=torch.uint8)).float()
-    white = transform(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8)).float()
-    offset = black.mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
-    gain = (white - black).mean(dim=(0, 2, 3)).view(1, 3, 1, 1)
+    images of ``image_channels``, found by applying it to black and white: exact for
+    per-channel affine normalisations (the project's and ImageNet's), and for a grey
+    transform of grey images. The image has as many channels as the model input."""
+    black = transform(torch.zeros(1, image_channels, 2, 2, dtype=torch.uint8)).float()
+    white = transform(torch.full((1, image_channels, 2, 2), 255, dtype=torch.uint8)).float()
+    channels = black.shape[1]
+    offset = black.mean(dim=(0, 2, 3)).view(1, channels, 1, 1)
+    gain = (white - black).mean(dim=(0, 2, 3)).view(1, channels, 1, 1)
     return lambda image: image * gain.to(image.device) + offset.to(image.device)
-
-
-# -- the image parametrization --------------------------------------------------------------
-def spectrum_scale(size: int) -> torch.Tensor:
-    """(size, size // 2 + 1) weights 1 / max(frequency, 1 / size) ** DECAY_POWER."""
-    fy = np.fft.fftfreq(size)[:, None]
-    fx = np.fft.rfftfreq(size)[None, :]
-    frequency = np.sqrt(fx * fx + fy * fy)
-    return torch.from_numpy(1.0 / np.maximum(frequency, 1.0 / size) ** DECAY_POWER).float()
-
-
-def spectrum_to_image(spectrum: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """(B, 3, S, S // 2 + 1, 2) real/imaginary spectrum -> (B, 3, S, S) RGB in (0, 1)."""
-    size = scale.shape[0]
-    complex_spectrum = torch.view_as_complex(spectrum) * scale
-    spatial = torch.fft.irfft2(complex_spectrum, s=(size, size), norm="ortho") / MAGIC
-    color = torch.as_tensor(COLOR, dtype=spatial.dtype, device=spatial.device)
-    return torch.sigmoid(torch.einsum("ij,bjhw->bihw", color, spatial))
-
-
-def image_to_spectrum(image: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """The exact inverse of ``spectrum_to_image`` for images in (0, 1): a warm start."""
-    logits = torch.logit(image.double())
-    decorrelated = torch.einsum("ij,bjhw->bihw", torch.from_numpy(np.linalg.inv(COLOR)), logits)
-    complex_spectrum = torch.fft.rfft2(decorrelated * MAGIC, norm="ortho") / scale.double()
-    return torch.view_as_real(complex_spectrum).float().contiguous()
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(B, 3, S, S) in [0, 1] -> (B, S, S, 3) uint8, as stored."""
-    return (image.detach() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def from_uint8(images: np.ndarray) -> torch.Tensor:
-    """(B, S, S, 3) uint8 -> (B, 3, S, S) pixel centres in (0, 1) (never 0 or 1: logit)."""
-    return (torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).double() + 0.5) / 256
-
-
-# -- robustness transforms ------------------------------------------------------------------
-def random_views(image: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Each image padded with grey, then shifted, scaled and rotated at random (its own
-    draw), resampled bilinearly in one ``grid_sample``; same size as the padded image."""
-    batch = image.shape[0]
-    pad = round(image.shape[-1] * PAD)
-    padded = nn.functional.pad(image, (pad,) * 4, value=0.5)
-    side = padded.shape[-1]
-    jitter = image.shape[-1] * JITTER
-    draws = torch.rand(batch, 4, generator=generator).to(image.device)
-    angle = (draws[:, 0] * 2 - 1) * math.radians(ROTATION)
-    zoom = 1 + (draws[:, 1] * 2 - 1) * SCALE
-    shift = (draws[:, 2:] * 2 - 1) * (2 * jitter / side)  # grid units: 2 = the whole side
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack(
-        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
-    )
-    grid = nn.functional.affine_grid(theta, list(padded.shape), align_corners=False)
-    return nn.functional.grid_sample(padded, grid, padding_mode="border", align_corners=False)
 
 
 # -- the optimisation -----------------------------------------------------------------------
@@ -255,16 +218,18 @@ def optimise(
     steps: int,
     to_input: ToInput,
     generator: torch.Generator,
+    out: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """``steps`` Adam steps of gradient ascent on each image's own channel mean; returns
-    the images (B, 3, S, S) in (0, 1). Only ``spectrum`` receives gradients."""
+    """``steps`` Adam steps of gradient ascent on each image's own channel mean, the model
+    seeing views of ``out`` (height, width) px; returns the images (B, C, S, S) in (0, 1).
+    Only ``spectrum`` receives gradients."""
     scale = spectrum_scale(spectrum.shape[2]).to(spectrum.device)
     reference = next((p for p in model.parameters() if p.is_floating_point()), spectrum)
     spectrum = spectrum.detach().clone().requires_grad_(True)
     adam = torch.optim.Adam([spectrum], lr=LEARNING_RATE)
     channels = spectrum.shape[0]
     for _ in range(steps):
-        view = random_views(spectrum_to_image(spectrum, scale), generator)
+        view = random_views(spectrum_to_image(spectrum, scale), generator, out)
         inputs = to_input(view).to(dtype=reference.dtype)
         score = channel_means(model, module, inputs, channels).sum()
         (grad,) = torch.autograd.grad(-score, [spectrum])
@@ -275,7 +240,12 @@ def optimise(
 
 class FeatureVisualizer:
     """Visualises the chosen channels of ``model`` at each record, warm-starting each
-    layer from the images of the record before (``warm_start`` sets them on resume)."""
+    layer from the images of the record before (``warm_start`` sets them on resume).
+
+    ``input_shape`` is the model's input (C, H, W) (None: 3 channels, the views as they
+    are). A layer that cannot be visualised is skipped from then on, its reason kept in
+    ``skipped`` (layer -> one line); ``steps`` of ``visualize`` lets a budget ask for fewer.
+    """
 
     def __init__(
         self,
@@ -284,42 +254,67 @@ class FeatureVisualizer:
         modules: Mapping[str, nn.Module],
         *,
         to_input: ToInput,
+        input_shape: tuple[int, int, int] | None = None,
     ) -> None:
         self.model, self.spec, self.to_input = model, spec, to_input
         self.modules = dict(modules)  # by layer name; ``spec.channels`` says which are used
+        self.input_shape = input_shape
+        self.skipped: dict[str, str] = {}
         self._previous: dict[str, np.ndarray] = {}
+
+    @property
+    def channels(self) -> int:
+        """The image's channel count: the model input's."""
+        return 3 if self.input_shape is None else self.input_shape[0]
 
     def warm_start(self, images: Mapping[str, np.ndarray]) -> None:
         """Start the next record from these (C, S, S, 3) uint8 images per layer."""
         self._previous = {name: np.asarray(images[name]) for name in self.spec.channels}
 
-    def visualize(self, epoch: int) -> dict[str, np.ndarray]:
-        """layer -> (C, S, S, 3) uint8 images of the model as it is now, one per channel."""
-        device = _device_of(self.model)
-        out = {}
-        with untouched(self.model), torch.enable_grad():
-            for index, (name, channels) in enumerate(self.spec.channels.items()):
-                generator = torch.Generator().manual_seed(_stream(self.spec.seed, epoch, index))
-                start = self._start(name, channels, generator).to(device)
-                steps = self.spec.steps if name in self._previous else self.spec.first_steps
-                images = optimise(
-                    self.model,
-                    self.modules[name],
-                    start,
-                    steps=steps,
-                    to_input=self.to_input,
-                    generator=generator,
-                )
-                out[name] = to_uint8(images.cpu())
-        self._previous = out
+    def visualize(self, epoch: int, *, steps: int | None = None) -> dict[str, np.ndarray]:
+        """layer -> (C, S, S, 3) uint8 images of the model as it is now, one per channel,
+        after ``steps`` warm-started steps (default: the spec's; 0 = the last images
+        again). Runs with gradients even inside the caller's ``inference_mode``."""
+        out: dict[str, np.ndarray] = {}
+        with torch.inference_mode(False), untouched(self.model), torch.enable_grad():
+            for index, name in enumerate(self.spec.channels):
+                if name in self.skipped:
+                    continue
+                images = self._layer(name, epoch, index, steps)
+                if images is not None:
+                    out[name] = images
+        self._previous.update(out)
         return out
+
+    def _layer(self, name: str, epoch: int, index: int, steps: int | None) -> np.ndarray | None:
+        """One layer's images, or None with the reason in ``skipped``."""
+        warm = name in self._previous
+        if steps == 0:  # the budget left it out: the last images stand (none at first)
+            return self._previous.get(name)
+        generator = torch.Generator().manual_seed(_stream(self.spec.seed, epoch, index))
+        start = self._start(name, self.spec.channels[name], generator)
+        try:
+            images = optimise(
+                self.model,
+                self.modules[name],
+                start.to(_device_of(self.model)),
+                steps=(steps or self.spec.steps) if warm else self.spec.first_steps,
+                to_input=self.to_input,
+                generator=generator,
+                out=None if self.input_shape is None else self.input_shape[1:],
+            )
+        except Exception as error:  # noqa: BLE001 - any model may refuse; training goes on
+            self.skipped[name] = one_line(error)
+            log.warning("feature visualization of %s skipped: %s", name, self.skipped[name])
+            return None
+        return to_uint8(images.cpu())
 
     def _start(self, name: str, channels: int, generator: torch.Generator) -> torch.Tensor:
         """The spectrum to start from: the previous record's images, else faint noise."""
         size, scale = self.spec.size, spectrum_scale(self.spec.size)
         if name in self._previous:
-            return image_to_spectrum(from_uint8(self._previous[name]), scale)
-        shape = (channels, 3, size, size // 2 + 1, 2)
+            return image_to_spectrum(from_uint8(self._previous[name], self.channels), scale)
+        shape = (channels, self.channels, size, size // 2 + 1, 2)
         return torch.randn(shape, generator=generator) * INIT_SD
 
 
@@ -339,15 +334,19 @@ def visualizer_for(
     settings: FeatvizSettings,
     *,
     transform: Callable[[torch.Tensor], torch.Tensor],
+    input_shape: tuple[int, int, int] | None = None,
+    image_channels: int = 3,
     option: str = "featviz_layers",
 ) -> FeatureVisualizer | None:
     """The visualizer of ``model``'s chosen recorded layers (None when none is chosen);
-    ``transform`` maps uint8 images to model input, as for the probes."""
+    ``transform`` maps uint8 images of ``image_channels`` to model input of
+    ``input_shape`` (C, H, W), as for the probes."""
     spec = featviz_spec(layers, settings, option=option)
     if spec is None:
         return None
     modules = recorded_modules(model, layers)
-    return FeatureVisualizer(model, spec, modules, to_input=affine_input(transform))
+    to_input = affine_input(transform, image_channels=image_channels)
+    return FeatureVisualizer(model, spec, modules, to_input=to_input, input_shape=input_shape)
 
 
 def follow_store(
@@ -358,5 +357,9 @@ def follow_store(
     if visualizer is None or stored is None:
         return None
     return FeatureVisualizer(
-        visualizer.model, stored, visualizer.modules, to_input=visualizer.to_input
+        visualizer.model,
+        stored,
+        visualizer.modules,
+        to_input=visualizer.to_input,
+        input_shape=visualizer.input_shape,
     )

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
+from generator.defaults import KERNEL_DTYPE, OVERHEAD
 from generator.errors import ModelOutputError, OptionError, StoreError
 from generator.record.compatible import Recording
 from generator.record.examples import ExamplePool
@@ -39,7 +40,8 @@ from generator.store import (
 class RecorderSetup:
     """Everything a Recorder records, checked: where, on which probes, which layers and
     classes, how activations are stored, the ``training`` settings a new store keeps, the
-    feature visualizations, the dataset examples (None = off) and the live gallery."""
+    feature visualizations, the dataset examples (None = off), the live gallery and where
+    the logits are in the model's output (``pick_logits``)."""
 
     out: StoreLocation
     probes: ProbeSet
@@ -52,6 +54,8 @@ class RecorderSetup:
     pool: ExamplePool | None = None
     site: str | Path | None = None
     output: OutputChoice = None  # where the logits are in the model's output
+    kernel_dtype: str = KERNEL_DTYPE  # how a new store keeps conv kernels
+    overhead: float | None = OVERHEAD  # recording's share of training time (None: no limit)
 
     def recording(self, featviz: FeatureVisualizer | None) -> Recording:
         """What every epoch of this run shares (``featviz``: the visualizer in use)."""
@@ -64,10 +68,10 @@ class RecorderSetup:
         )
 
 
-def check_activation_dtype(activation_dtype: str) -> None:
+def check_activation_dtype(activation_dtype: str, *, option: str = "activation_dtype") -> None:
     if activation_dtype not in ACTIVATION_DTYPES:
         raise OptionError(
-            f"activation_dtype={activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
+            f"{option}={activation_dtype!r}: use one of {', '.join(ACTIVATION_DTYPES)}"
         )
 
 
@@ -144,6 +148,7 @@ def create_store(setup: RecorderSetup, featviz: FeatureVisualizer | None) -> Sto
         probe_labels=probes.labels,
         probe_sources=probes.sources,
         activation_dtype=setup.activation_dtype,
+        kernel_dtype=setup.kernel_dtype,
         featviz=featviz.spec if featviz else None,
         example_pool=None if pool is None else ExamplePoolRecord(*pool.stored()),
         probe_display=probes.display,

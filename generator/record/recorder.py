@@ -31,8 +31,15 @@ import torch
 from torch import nn
 
 from generator.data import to_model_input
-from generator.defaults import ACTIVATION_DTYPE, FEATVIZ_STEPS, PROBE_COUNT
+from generator.defaults import (
+    ACTIVATION_DTYPE,
+    FEATVIZ_STEPS,
+    KERNEL_DTYPE,
+    OVERHEAD,
+    PROBE_COUNT,
+)
 from generator.errors import RecorderClosedError
+from generator.record.budget import check_overhead
 from generator.record.capture import Metrics, loop_metrics
 from generator.record.epochs import EpochMaker, open_store
 from generator.record.examples import DEFAULT_TOP_K, ExamplePool, prepare_pool
@@ -83,6 +90,10 @@ class Recorder:
         input_size: the side in pixels of probe images given as paths.
         transform: uint8 images to model input (default: the project's normalisation).
         activation_dtype: how activations are stored, "float16" or "float32".
+        kernel_dtype: how conv kernels are stored, "float16" or "float32".
+        overhead: the share of the training time between ``epoch()`` calls recording may
+            take (the feature visualizations and dataset examples adapt; what they leave
+            out is said in the store); None = no limit.
         resume: continue the store ``out`` (created when missing): same model, probes
             and class names.
         training: settings to keep with a new store (shown in the gallery).
@@ -130,8 +141,10 @@ class Recorder:
         site: str | Path | None = None,
         output: OutputChoice = None,
         display: Display | None = None,
+        kernel_dtype: str = KERNEL_DTYPE,
+        overhead: float | None = OVERHEAD,
     ) -> None:
-        check_activation_dtype(activation_dtype)
+        _check_options(activation_dtype, kernel_dtype=kernel_dtype, overhead=overhead)
         model = unwrapped(model)  # a compiled or (Distributed)DataParallel model's own names
         chosen = _probe_set(
             probes,
@@ -160,6 +173,8 @@ class Recorder:
             pool=pool,
             site=site,
             output=output,
+            kernel_dtype=kernel_dtype,
+            overhead=overhead,
         )
         self._start(model, setup, resume=resume)
 
@@ -332,7 +347,17 @@ def _probe_set(
 
 def _example_pool(pool: Any, probes: ProbeSet, **options: Any) -> ExamplePool | None:
     """The dataset examples' pool (None = off), at the probes' size."""
-    return None if pool is None else prepare_pool(pool, input_size=probes.size, **options)
+    if pool is None:
+        return None
+    channels = int(probes.images.shape[1])
+    return prepare_pool(pool, input_size=probes.size, channels=channels, **options)
+
+
+def _check_options(activation_dtype: str, *, kernel_dtype: str, overhead: float | None) -> None:
+    """One line for a storage dtype or an overhead the Recorder cannot use."""
+    check_activation_dtype(activation_dtype)
+    check_activation_dtype(kernel_dtype, option="kernel_dtype")
+    check_overhead(overhead)
 
 
 def _tuple(names: Sequence[str] | None) -> tuple[str, ...] | None:

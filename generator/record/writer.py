@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -35,6 +36,8 @@ class BackgroundWriter:
         self.store = store
         self.on_commit: Callable[[], None] | None = None
         self._writing: Future[None] | None = None  # the epoch being written, if any
+        self.write_seconds = 0.0  # all writes so far (the overhead budget charges them)
+        self.wait_seconds = 0.0  # all waits for a write (not the user's training)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=WRITE_THREAD)
 
     def write(self, epoch: int, record: EpochRecord) -> None:
@@ -43,7 +46,11 @@ class BackgroundWriter:
         store, on_commit = self.store, self.on_commit
 
         def job() -> None:
-            store.write_epoch(epoch, record)
+            start = time.perf_counter()
+            try:
+                store.write_epoch(epoch, record)
+            finally:
+                self.write_seconds += time.perf_counter() - start
             if on_commit is not None:
                 on_commit()
 
@@ -56,9 +63,11 @@ class BackgroundWriter:
         writing = self._writing
         if writing is None:
             return
+        start = time.perf_counter()
         try:
             writing.result()
         finally:
+            self.wait_seconds += time.perf_counter() - start
             if writing.done():
                 self._writing = None
 

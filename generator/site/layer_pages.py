@@ -24,7 +24,7 @@ from generator.site.pages import (
 from generator.site.paths import url
 from generator.site.run_pages import layer_row
 from generator.site.text import shown
-from generator.store import LayerSpec
+from generator.store import LayerSpec, RootAttrs
 
 STATS = ("min", "max", "mean", "abs_mean")
 
@@ -87,6 +87,7 @@ def layer_page(
             here=path,
             caption="each channel's feature visualization; the poster is the last epoch",
         ),
+        featviz_note=recording_note(ctx.run.attrs, name),
         example_sheet=ctx.media(
             ArtefactKind.PATCH_SHEET,
             layer=name,
@@ -104,6 +105,29 @@ def kernels_media(ctx: RunContext, layer: LayerSpec, here: str) -> Media | None:
 def kernel_change_media(ctx: RunContext, layer: LayerSpec, here: str) -> Media | None:
     caption = f"{shown(layer.name)} kernel change since initialisation (W_e − W_0)"
     return ctx.media(ArtefactKind.KERNEL_CHANGE, layer=layer.name, here=here, caption=caption)
+
+
+def recording_note(attrs: RootAttrs, layer: str) -> str:
+    """One line on what recording left out for ``layer``: its feature visualization
+    skipped (and why), or the overhead budget's fewer steps and skipped examples."""
+    skipped = (attrs.featviz_skipped or {}).get(layer)
+    if skipped:
+        return f"No feature visualization for this layer: {skipped}"
+    budget = attrs.budget or {}
+    if attrs.featviz is None or layer not in attrs.featviz.channels or not budget:
+        return ""
+    steps = [s for s in budget.get("featviz_steps", []) if s is not None]
+    fewer = sum(1 for s in steps if s < attrs.featviz.steps)
+    missed = sum(1 for s in steps if s == 0)
+    examples = sum(1 for e in budget.get("examples", []) if e is False)
+    if not (fewer or examples):
+        return ""
+    share = f"{float(budget.get('overhead') or 0):.0%}"
+    return (
+        f"To keep recording within {share} of training time, feature visualization took "
+        f"fewer steps in {fewer} epochs (none in {missed}) and dataset examples were "
+        f"carried over in {examples}; those epochs show the last images found."
+    )
 
 
 def channels_note(ctx: RunContext, layer: LayerSpec) -> str:

@@ -229,6 +229,7 @@ class LayerPage(Page):
     next: Link | None
     featviz: Media | None = None  # every visualised channel's image over epochs
     example_sheet: Media | None = None  # every channel's top dataset example, last epoch
+    featviz_note: str = ""  # what recording left out of it (a skipped layer, the budget)
 
 
 @dataclass(frozen=True, kw_only=True)

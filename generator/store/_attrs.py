@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 from generator.errors import StoreError
 from generator.store._checks import is_count, is_int, is_str_list, is_text, short
-from generator.store._keys import EXAMPLES, EXTRA_METRICS, FEATVIZ, STAT_FIELDS
+from generator.store._keys import (
+    BUDGET,
+    EXAMPLES,
+    EXTRA_METRICS,
+    FEATVIZ,
+    FEATVIZ_SKIPPED,
+    KERNEL_DTYPE,
+    STAT_FIELDS,
+)
 from generator.store._layers import LayerSpec, layers_problem
 
 if TYPE_CHECKING:  # only named in messages; the schema imports no I/O
@@ -147,6 +155,9 @@ class RootAttrs:
     run_id: str | None = None
     extra_metrics: dict[str, list[float | None]] | None = None
     probe_shape: tuple[int, int, int] | None = None  # (C, H, W); None: (3, S, S), S = input_size
+    kernel_dtype: str = "float32"  # how kernels are stored (stores before it: float32)
+    featviz_skipped: dict[str, str] | None = None  # layer -> why it has no visualization
+    budget: dict[str, Any] | None = None  # the overhead budget and what it left out per epoch
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -176,6 +187,9 @@ class RootAttrs:
         optional = {
             "run_id": self.run_id,
             PROBE_SHAPE: list(self.probe_shape) if self.probe_shape else None,
+            KERNEL_DTYPE: None if self.kernel_dtype == "float32" else self.kernel_dtype,
+            FEATVIZ_SKIPPED: self.featviz_skipped,
+            BUDGET: self.budget,
             FEATVIZ: self.featviz.to_json() if self.featviz else None,
             EXAMPLES: self.examples.to_json() if self.examples else None,
             EXTRA_METRICS: self.extra_metrics,
@@ -221,6 +235,9 @@ def parse_root_attrs(store: StoreLocation | str, attrs: Any) -> RootAttrs:
         run_id=attrs.get("run_id"),
         extra_metrics=_extra_metrics(attrs.get(EXTRA_METRICS)),
         probe_shape=_probe_shape(attrs.get(PROBE_SHAPE)),
+        kernel_dtype=attrs.get(KERNEL_DTYPE, "float32"),
+        featviz_skipped=attrs.get(FEATVIZ_SKIPPED),
+        budget=attrs.get(BUDGET),
     )
 
 
@@ -270,6 +287,13 @@ def root_attrs_problem(attrs: Mapping[str, Any]) -> str | None:
         ("stat_fields", is_str_list(attrs.get("stat_fields", [])), "a list of names"),
         ("run_id", attrs.get("run_id") is None or is_text(attrs["run_id"]), "a run id"),
         (EXTRA_METRICS, _is_series_map(attrs.get(EXTRA_METRICS, {})), "an object of lists"),
+        (
+            KERNEL_DTYPE,
+            attrs.get(KERNEL_DTYPE, "float32") in ACTIVATION_DTYPES,
+            f"one of {', '.join(ACTIVATION_DTYPES)}",
+        ),
+        (FEATVIZ_SKIPPED, _is_text_map(attrs.get(FEATVIZ_SKIPPED, {})), "an object of texts"),
+        (BUDGET, isinstance(attrs.get(BUDGET, {}), dict), "an object"),
     )
     for key, ok, expected in checks:
         if not ok:
@@ -284,6 +308,11 @@ def root_attrs_problem(attrs: Mapping[str, Any]) -> str | None:
     if problem is None and attrs.get(FEATVIZ) is not None:
         problem = featviz_problem(attrs[FEATVIZ], attrs["layers"])
     return problem
+
+
+def _is_text_map(value: Any) -> bool:
+    """name -> text: the shape of ``featviz_skipped``."""
+    return isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
 
 
 def _is_series_map(value: Any) -> bool:

@@ -32,6 +32,14 @@ FEATVIZ = "featviz"
 # ({"pool": N, "top_k": k, "sources": [...]}) says a store has them; stores without it
 # (older ones, or ``--example-pool 0``) read and build as before.
 EXAMPLES, EXAMPLE_POOL = "examples", "example_pool"
+# Root attributes of what recording left out (optional; absent = nothing left out):
+# ``featviz_skipped`` layer -> why it has no feature visualization; ``budget`` the overhead
+# budget and, per committed epoch, the featviz steps done and whether dataset examples were
+# found (``{"overhead": f, "featviz_steps": [...], "examples": [...]}``).
+FEATVIZ_SKIPPED, BUDGET = "featviz_skipped", "budget"
+# How conv kernels are stored (root attribute ``kernel_dtype``; absent = "float32"); the
+# reader returns float32 either way.
+KERNEL_DTYPE = "kernel_dtype"
 EXAMPLE_FIELDS = {"index": "int32", "position": "int32", "value": "float32"}
 
 # A layer's name becomes one folder name in the store (``array_key``): a file system allows

@@ -243,9 +243,9 @@ class RunReader:
         if not self.layer(name).is_conv:
             raise StoreError(f"{self.path}: layer {name!r} has no conv kernels")
         if epoch is None:
-            return self._read(kernel_path(name))
+            return self._read(kernel_path(name)).astype(np.float32, copy=False)
         self._check_epoch(epoch)
-        return self._read(kernel_path(name), index=(epoch,))
+        return self._read(kernel_path(name), index=(epoch,)).astype(np.float32, copy=False)
 
     # -- feature visualizations (optional) -------------------------------------------
     def featviz(self, name: str, epoch: int | None = None) -> np.ndarray:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from generator.errors import StoreError
 from generator.store._arrays import check_shape
 from generator.store._backends import StoreLocation
+from generator.store._keys import BUDGET, FEATVIZ_SKIPPED
 from generator.store._schema import (
     CONFUSION,
     EXAMPLE_FIELDS,
@@ -56,6 +58,10 @@ class EpochRecord:
     # conv layer -> "index" (C, k), "position" (C, k, 2), "value" (C, k): dataset examples,
     # required exactly when the store keeps them (``ExamplePoolRecord``)
     examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    # what recording left out: layer -> why it has no visualization (kept once said), and
+    # this epoch's {"overhead": f, "featviz_steps": n, "examples": bool} (None: no budget)
+    featviz_skipped: dict[str, str] = field(default_factory=dict)
+    budget: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,27 @@ class ExamplePoolRecord:
 
 
 Slot = np.ndarray | float  # one array's value at one epoch
+
+
+def recording_notes(
+    skipped: Mapping[str, str] | None,
+    budget: Mapping[str, Any] | None,
+    epoch: int,
+    record: EpochRecord,
+) -> dict[str, Any]:
+    """The root attributes ``featviz_skipped`` and ``budget`` with ``record``'s notes for
+    ``epoch`` added to the stored ones (empty when there is nothing to say)."""
+    notes: dict[str, Any] = {}
+    if record.featviz_skipped:
+        notes[FEATVIZ_SKIPPED] = {**(skipped or {}), **record.featviz_skipped}
+    if record.budget is not None:
+        stored = dict(budget or {})
+        notes[BUDGET] = {"overhead": record.budget.get("overhead")}
+        for key in ("featviz_steps", "examples"):
+            series = list(stored.get(key, []))[:epoch]
+            series += [None] * (epoch - len(series)) + [record.budget.get(key)]
+            notes[BUDGET][key] = series
+    return notes
 
 
 def epoch_slots(

@@ -148,6 +148,7 @@ def array_plan(
     *,
     featviz: FeatvizSpec | None = None,
     example_top_k: int = 0,
+    kernel_dtype: str = "float32",
 ) -> dict[str, ArraySpec]:
     """Every epoch-indexed array: path -> one epoch's shape, chunk and dtype.
 
@@ -166,7 +167,7 @@ def array_plan(
             plan[channel_stat_path(layer.name, stat)] = ArraySpec(shape, shape, "float32")
         if layer.kernel_shape is not None:
             kernel = layer.kernel_shape
-            plan[kernel_path(layer.name)] = ArraySpec(kernel, kernel, "float32")
+            plan[kernel_path(layer.name)] = ArraySpec(kernel, kernel, kernel_dtype)
         if layer.params:
             plan[weight_change_path(layer.name)] = ArraySpec((), (), "float32")
     for name in SCALAR_METRICS:
@@ -257,5 +258,6 @@ def array_plan_of(attrs: RootAttrs, probes: int) -> dict[str, ArraySpec]:
         attrs.activation_dtype,
         featviz=attrs.featviz,
         example_top_k=examples.top_k if examples else 0,
+        kernel_dtype=attrs.kernel_dtype,
     )
     return {**probe_plan(probes, attrs.input_shape), **pool, **per_epoch}

@@ -49,6 +49,7 @@ from generator.store._records import (
     Slot,
     epoch_slots,
     merge_extra_metrics,
+    recording_notes,
 )
 from generator.store._schema import (
     ACTIVATION_DTYPES,
@@ -111,6 +112,7 @@ class StoreWriter:
         featviz: FeatvizSpec | None = None,
         example_pool: ExamplePoolRecord | None = None,
         probe_display: np.ndarray | None = None,
+        kernel_dtype: str = "float32",
     ) -> StoreWriter:
         """A new, empty store (no epochs committed) with the probes written once;
         ``featviz`` adds the optional feature-visualization arrays.
@@ -138,6 +140,7 @@ class StoreWriter:
             featviz=featviz,
             examples=_example_settings(example_pool),
             run_id=uuid.uuid4().hex,  # binds the run's checkpoints to it
+            kernel_dtype=kernel_dtype,
         )
         _check_new(path, attrs)
         plan = array_plan_of(attrs, len(probe_labels))
@@ -259,15 +262,25 @@ class StoreWriter:
                 f"({reason(exc)}); the {epoch} epochs committed before "
                 "it are intact"
             ) from exc
-        self._set_committed(epoch + 1, extra=record.extra)
+        self._set_committed(epoch + 1, extra=record.extra, record=record)
 
-    def _set_committed(self, epochs: int, *, extra: Mapping[str, float] | None = None) -> None:
+    def _set_committed(
+        self,
+        epochs: int,
+        *,
+        extra: Mapping[str, float] | None = None,
+        record: EpochRecord | None = None,
+    ) -> None:
         """Rewrite the root metadata with a new ``epochs_committed`` (one atomic rename) and,
-        when committing an epoch, its ``extra`` scalars."""
+        when committing an epoch, its ``extra`` scalars and what recording left out."""
         update: dict[str, Any] = {"epochs_committed": int(epochs)}
         if extra is not None:
             stored = self.attrs.extra_metrics or {}
             update[EXTRA_METRICS] = merge_extra_metrics(stored, epochs - 1, extra)
+        if record is not None:
+            attrs = self.attrs
+            notes = recording_notes(attrs.featviz_skipped, attrs.budget, epochs - 1, record)
+            update.update(notes)
         try:
             self._group.attrs.update(update)
         except io_errors() as exc:

@@ -207,6 +207,8 @@ def _recorder_setup(
         layers=session.layers,
         transform=to_model_input,
         activation_dtype=config.activation_dtype,
+        kernel_dtype=config.kernel_dtype,
+        overhead=config.overhead or None,
         training=recorded_settings(session.model, training or {}),
         featviz=FeatvizSettings(featviz_layers, config.featviz_steps),
         pool=pool,

@@ -173,8 +173,10 @@ def _check_recorded_kernels(session: Session, path: Path, epoch: int) -> None:
     """The loaded weights must be the ones the store recorded at ``epoch``: binds a
     checkpoint to its store by content too, also for stores made before ``run_id``."""
     run = open_run(session.config.out)
+    stored_as = run.attrs.kernel_dtype  # float16 kernels: compare as they were rounded
     for name, kernel in recorded_kernels(session.model, session.layers).items():
-        if not np.array_equal(run.kernels(name, epoch), kernel, equal_nan=True):
+        rounded = np.asarray(kernel).astype(stored_as).astype(np.float32)
+        if not np.array_equal(run.kernels(name, epoch), rounded, equal_nan=True):
             raise StoreError(
                 f"{path}: its {name} weights differ from those {session.config.out} recorded "
                 f"at epoch {epoch}: it belongs to another run; move {path.parent} aside and "

@@ -1,0 +1,96 @@
+"""The overhead budget: recording takes at most ``overhead`` of the training time.
+
+The user's training is the wall time from the end of one ``epoch()`` to the start of the
+next (less any wait for the previous write); recording is everything else the Recorder
+does: creating it, each ``epoch()`` (capture, feature visualization, dataset examples) and
+the background write. The capture and the write are the record itself and always run;
+the optional work gets only the credit left, ``overhead x training - recording`` summed
+over the run so far: feature visualization fewer steps (0 = this epoch's images are the
+last ones again), dataset examples skipped (the last ones stand). Epoch 0 does all of it
+(its cost is what the estimates start from) and is paid back by the epochs after it.
+Every choice is a pure function of the times measured, and is said in the store.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+from generator.errors import OptionError
+
+
+def check_overhead(overhead: float | None) -> None:
+    """A share of training time in (0, 1], or None for no limit."""
+    if overhead is None:
+        return
+    if isinstance(overhead, bool) or not isinstance(overhead, (int, float)):
+        raise OptionError(f"overhead={overhead!r}: pass a share of training time or None")
+    if not 0 < overhead <= 1:
+        raise OptionError(f"overhead={overhead!r}: pass a share between 0 and 1, or None")
+
+
+class OverheadBudget:
+    """Time accounts of one Recorder: ``training`` and ``spent`` (recording) in seconds,
+    and the cost of the optional work as last measured. ``overhead`` None: no limit."""
+
+    def __init__(
+        self, overhead: float | None, *, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        self.overhead, self._clock = overhead, clock
+        self.training = self.spent = 0.0
+        self.step_cost: float | None = None  # seconds per featviz step (all layers)
+        self.examples_cost: float | None = None  # seconds per search of the pool
+        self._busy_since: float | None = clock()  # creating the Recorder is recording
+        self._idle_since: float | None = None
+        self._writes = self._waits = 0.0  # the background writer's totals, last seen
+
+    def begin(self, *, writes: float = 0.0, waits: float = 0.0) -> None:
+        """Recording starts: the time since it last ended was training, less the wait for
+        the write (``waits``: the writer's total), and the writes ran on (``writes``)."""
+        now = self._clock()
+        self.spent += writes - self._writes
+        if self._busy_since is None and self._idle_since is not None:
+            self.training += max(0.0, now - self._idle_since - (waits - self._waits))
+        self._writes, self._waits = writes, waits
+        if self._busy_since is None:
+            self._busy_since = now
+
+    def end(self) -> None:
+        """Recording ends (again: time since the last end is charged too)."""
+        now = self._clock()
+        since = self._busy_since if self._busy_since is not None else self._idle_since
+        self.spent += now - (since if since is not None else now)
+        self._busy_since, self._idle_since = None, now
+
+    def credit(self) -> float:
+        """Seconds the optional work may take now (negative: recording is over budget)."""
+        if self.overhead is None:
+            return math.inf
+        busy = 0.0 if self._busy_since is None else self._clock() - self._busy_since
+        return self.overhead * self.training - self.spent - busy
+
+    def featviz_steps(self, full: int) -> int:
+        """Warm-started steps featviz may take: ``full`` while unlimited or unmeasured."""
+        if self.overhead is None or self.step_cost is None:
+            return full
+        return max(0, min(full, math.floor(self.credit() / max(self.step_cost, 1e-9))))
+
+    def examples_due(self) -> bool:
+        """Whether the dataset examples fit in the credit left (always while unmeasured)."""
+        if self.overhead is None or self.examples_cost is None:
+            return True
+        return self.credit() >= self.examples_cost
+
+    def timed(self, work: Callable[[], Any]) -> tuple[Any, float]:
+        """``work()`` and the seconds it took."""
+        start = self._clock()
+        result = work()
+        return result, self._clock() - start
+
+    def note(self, featviz_steps: int | None, examples: bool | None) -> dict[str, Any] | None:
+        """This epoch's entry in the store's ``budget`` attribute (None: no limit)."""
+        if self.overhead is None:
+            return None
+        return {"overhead": self.overhead, "featviz_steps": featviz_steps, "examples": examples}
