@@ -194,8 +194,9 @@ class ModelCapture:
         self,
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, np.ndarray]], torch.Tensor]:
         """Activations and channel statistics per layer (numpy copies), and the logits."""
+        specs = {spec.name: spec for spec in self.layers}
         with capture_outputs(
-            self._modules, dtype=self._dtype, calls=self._calls, root=self.model
+            self._modules, dtype=self._dtype, calls=self._calls, root=self.model, specs=specs
         ) as got:
             output = self.model(model_input_like(self._inputs, self.model))
         logits = pick_logits(output, self._output)

@@ -3,8 +3,10 @@
 Hooks only exist inside ``capture_outputs`` (a context manager): they are removed on exit,
 whatever happens, so they can never run during a training step. Each hook turns its output
 into the stored form at once (the store dtype, contiguous, plus per-channel statistics in
-float32): a later in-place op of the model (``ReLU(inplace=True)`` after a conv without
-BatchNorm, ``out += identity``) would otherwise change what a kept reference shows.
+float32), first laid out as the stored (C, H, W) map where its layer's is not channels-first
+(``as_map``: tokens on the patch grid, channels-last permuted): a later in-place op of the
+model (``ReLU(inplace=True)`` after a conv without BatchNorm, ``out += identity``) would
+otherwise change what a kept reference shows.
 
 ``untouched`` runs a record without changing training: eval mode under ``no_grad``, every
 module's own train/eval flag restored, and the torch (CPU and CUDA), numpy and ``random``
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generator.store import STAT_FIELDS
+from generator.store import STAT_FIELDS, LayerSpec
 
 
 @dataclass
@@ -56,6 +58,19 @@ def stored_form(output: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return output.detach().to(dtype=dtype, memory_format=torch.contiguous_format, copy=True)
 
 
+def as_map(output: torch.Tensor, spec: LayerSpec) -> torch.Tensor:
+    """A layer's output (N, ...) as its stored (N, C, H, W) map, a view where it can be:
+    channels-last (N, H, W, C) permuted; tokens (N, T, D) with the class and register
+    tokens (the first ``extra_tokens``) left out and the rest laid on the (H, W) grid."""
+    if spec.layout == "channels_last":
+        return output.permute(0, 3, 1, 2)
+    if spec.layout != "tokens":
+        return output
+    rows, columns = spec.shape[1], spec.shape[2]
+    grid = output[:, spec.extra_tokens : spec.extra_tokens + rows * columns]
+    return grid.reshape(output.shape[0], rows, columns, output.shape[2]).permute(0, 3, 1, 2)
+
+
 @contextmanager
 def capture_outputs(
     modules: Mapping[str, nn.Module],
@@ -63,13 +78,15 @@ def capture_outputs(
     dtype: torch.dtype,
     calls: Mapping[str, int] | None = None,
     root: nn.Module | None = None,
+    specs: Mapping[str, LayerSpec] | None = None,
 ) -> Iterator[Captured]:
     """Yield a ``Captured`` that fills with each named module's output during forward passes.
 
     A module's output must be one tensor (N, C, ...); the hooks are removed on exit. With
     ``root`` (the model), a name may be a later call of its module: ``calls`` gives which
     (default 1), counted afresh at the start of every forward of ``root``. Without it,
-    each name keeps its module's latest output.
+    each name keeps its module's latest output. A name with a spec in ``specs`` is kept as
+    that layer's stored map (``as_map``), its statistics per channel of the map.
     """
     captured = Captured()
     wanted: dict[int, dict[int, str]] = {}  # id(module) -> call -> name
@@ -84,6 +101,8 @@ def capture_outputs(
         tensor = output[0] if isinstance(output, (tuple, list)) else output
         if name is None or not isinstance(tensor, torch.Tensor):
             return
+        if specs and name in specs:
+            tensor = as_map(tensor, specs[name])
         captured.activations[name] = stored_form(tensor, dtype)
         captured.channel_stats[name] = channel_statistics(tensor.detach())
 

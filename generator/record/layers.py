@@ -9,7 +9,15 @@ The default choice works for any architecture without knowing names:
 * every *block*: a module with a ``forward`` of its own (not a ``Sequential``) that holds
   a conv and outputs a feature map, e.g. a ResNet ``BasicBlock`` (after the residual
   addition), a MobileNet ``InvertedResidual`` or ``SqueezeExcitation``;
+* every *token block*: a module with a ``forward`` of its own (not a ``Sequential``) that
+  holds a ``Linear`` and a normalization and outputs a token or channels-last map, e.g. a
+  ViT's encoder layers, a swin stage's blocks and patch merging (not their ``Linear``,
+  ``LayerNorm`` or ``Dropout`` children);
 * the logits; and when a model has no such blocks, every ``Linear`` too.
+
+Outputs that are maps in another layout are stored as (C, H, W) maps all the same
+(``MapView``): tokens (N, T, D) on the patch grid, the class and register tokens left out,
+and channels-last (N, H, W, C) maps (swin, convnext's permuted LayerNorm).
 
 ``layers=`` replaces that choice with module names, glob patterns (``fnmatch``: ``*`` also
 crosses dots, ``?`` is one character) or module types.
@@ -18,8 +26,9 @@ crosses dots, ``?`` is one character) or module types.
 from __future__ import annotations
 
 import fnmatch
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
@@ -30,11 +39,28 @@ from generator.model import describe_layer, grow_receptive_field
 from generator.record.hooks import untouched
 from generator.record.outputs import OutputChoice, pick_logits
 from generator.store import LayerSpec
+from generator.store._layers import MAX_EXTRA_TOKENS
 
 LayerChoice = str | type[nn.Module]
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 # Modules whose forward only chains or holds children: never a block of their own.
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+NORMS = tuple(
+    norm
+    for norm in (nn.LayerNorm, nn.GroupNorm, getattr(nn, "RMSNorm", None))
+    if isinstance(norm, type)
+)
+
+
+@dataclass(frozen=True)
+class MapView:
+    """How one layer's output, not channels-first, becomes the stored (C, H, W) map:
+    ``layout`` is ``channels_last`` (H, W, C) or ``tokens`` (T, D) with ``extra_tokens``
+    (class, register) before the ``shape[1] x shape[2]`` patch grid."""
+
+    layout: str
+    shape: tuple[int, int, int]
+    extra_tokens: int = 0
 
 
 @dataclass
@@ -49,6 +75,67 @@ class Trace:
     paths: dict[str, str] = field(default_factory=dict)  # layer name -> module path
     logits: str | None = None
     output_shape: tuple[int, ...] | None = None  # one probe's logits
+    views: dict[str, MapView] = field(default_factory=dict)  # maps not channels-first
+
+    def map_shape(self, name: str) -> tuple[int, ...]:
+        """Layer ``name``'s output as stored: (C, H, W) for any map, (N,) for a vector."""
+        view = self.views.get(name)
+        return self.shapes[name] if view is None else view.shape
+
+    def recordable(self, name: str) -> bool:
+        """Whether layer ``name`` gives a (C, H, W) map (in any layout) or an (N,) vector."""
+        return name in self.views or len(self.shapes[name]) in (1, 3)
+
+
+class Grids:
+    """The spatial grids a trace has seen so far, to tell what a later output's dims are:
+    every channels-first map's (H, W), the patch grid (the last conv's output before the
+    first tokens: the patch embedding), and the input's aspect ratio."""
+
+    def __init__(self, example: torch.Tensor) -> None:
+        self.height, self.width = (int(s) for s in example.shape[-2:])
+        self.seen: set[tuple[int, int]] = set()
+        self.conv: tuple[int, int] | None = None
+        self.patch: tuple[int, int] | None = None
+
+    def view(self, module: nn.Module, shape: tuple[int, ...]) -> MapView | None:
+        """How an output of one probe's ``shape`` is a map (None: channels-first or none)."""
+        if len(shape) == 2:
+            return self._tokens(*shape)
+        if len(shape) != 3:
+            return None
+        last = self._fits(*shape[:2]) and not self._fits(*shape[1:])
+        if last and not isinstance(module, WINDOWS):
+            self.seen.add((shape[0], shape[1]))
+            return MapView("channels_last", (shape[2], shape[0], shape[1]))
+        self.seen.add((shape[1], shape[2]))
+        if isinstance(module, nn.Conv2d):
+            self.conv = (shape[1], shape[2])
+        return None
+
+    def _fits(self, rows: int, columns: int) -> bool:
+        """A grid seen before, or one of the input's aspect ratio."""
+        return (rows, columns) in self.seen or rows * self.width == columns * self.height
+
+    def _tokens(self, tokens: int, dim: int) -> MapView | None:
+        """(T, D) tokens on the patch grid, else on the smallest grid of the input's
+        aspect ratio leaving at most ``MAX_EXTRA_TOKENS`` over."""
+        self.patch = self.patch or self.conv
+        grids: list[tuple[int, int] | None] = [self.patch]
+        grids += [self._aspect_grid(tokens - extra) for extra in range(MAX_EXTRA_TOKENS + 1)]
+        for grid in grids:
+            if grid is not None and 0 <= tokens - grid[0] * grid[1] <= MAX_EXTRA_TOKENS:
+                return MapView("tokens", (dim, *grid), tokens - grid[0] * grid[1])
+        return None
+
+    def _aspect_grid(self, count: int) -> tuple[int, int] | None:
+        """(rows, columns) of ``count`` cells in the input's aspect ratio, if there is one."""
+        if count < 1:
+            return None
+        rows = max(1, round(math.sqrt(count * self.height / self.width)))
+        columns = count // rows
+        ok = rows * columns == count and rows * self.width == columns * self.height
+        return (rows, columns) if ok else None
 
 
 def call_name(path: str, call: int) -> str:
@@ -84,6 +171,7 @@ def trace(model: nn.Module, example: torch.Tensor, *, output: OutputChoice = Non
     outputs: dict[str, torch.Tensor] = {}
     inputs: dict[str, tuple[int, int] | None] = {}
     calls: dict[str, int] = {}
+    grids = Grids(example)
 
     def before(path: str, args: tuple) -> None:
         first = args[0] if args and isinstance(args[0], torch.Tensor) else None
@@ -103,6 +191,9 @@ def trace(model: nn.Module, example: torch.Tensor, *, output: OutputChoice = Non
         found.fields[name] = None if window is None else window[0]
         found.paths[name] = path
         outputs[name] = output
+        view = grids.view(module, found.shapes[name])
+        if view is not None:
+            found.views[name] = view
 
     handles = []
     for path, module in traced_modules(model):
@@ -144,7 +235,11 @@ def default_layers(model: nn.Module, found: Trace) -> list[str]:
             f"{type(model).__name__} ran no Conv2d layer on the probes; netlapse records "
             "convolutional networks (pass a model with at least one nn.Conv2d)"
         )
-    blocks = [p for p in ran if _is_block(modules[p], found.shapes[p])]
+    blocks = [
+        p
+        for p in ran
+        if _is_block(modules[p], found.shapes[p]) or _is_token_block(modules[p], found.views, p)
+    ]
     chosen = set(convs) | set(blocks)
     if not blocks:
         chosen |= {
@@ -162,16 +257,27 @@ def _is_block(module: nn.Module, shape: tuple[int, ...]) -> bool:
     return any(isinstance(sub, nn.Conv2d) for sub in module.modules())
 
 
+def _is_token_block(module: nn.Module, views: dict[str, MapView], name: str) -> bool:
+    """A module with its own forward, outputting tokens or a channels-last map, that holds
+    a Linear and a normalization: a transformer block (an encoder layer, a swin block, a
+    patch merging), never one of its parts (a Linear, a LayerNorm, an attention or MLP)."""
+    if name not in views or isinstance(module, CONTAINERS) or not list(module.children()):
+        return False
+    parts = list(module.modules())
+    return any(isinstance(m, nn.Linear) for m in parts) and any(isinstance(m, NORMS) for m in parts)
+
+
 def chosen_layers(model: nn.Module, found: Trace, choices: Iterable[LayerChoice]) -> list[str]:
     """The modules ``choices`` names (exact names, glob patterns or types), in model order."""
     modules = _layer_modules(model, found)
-    ran = [p for p in found.shapes if len(found.shapes[p]) in (1, 3)]
+    ran = [p for p in found.shapes if found.recordable(p)]
     chosen: set[str] = set()
     for choice in choices:
         matches = _matches(choice, ran, modules)
         if not matches:
             raise LayerChoiceError(
-                f"layers={choice!r} matches no module with a (C, H, W) or (N,) output; "
+                f"layers={choice!r} matches no module with a (C, H, W) or (N,) output "
+                "(or tokens, or a channels-last map); "
                 f"module names look like {', '.join(_examples(ran))} "
                 "(see [name for name, _ in model.named_modules()])"
             )
@@ -229,7 +335,18 @@ def describe(model: nn.Module, name: str, found: Trace) -> LayerSpec:
     call of a conv or linear module is a block of that module: its kernel is recorded
     once, with the first call."""
     path = found.paths.get(name, name)
-    module, shape = model.get_submodule(path), found.shapes[name]
+    shape, view = found.map_shape(name), found.views.get(name)
+    spec = _described(model, name, path, shape, found)
+    if view is None:
+        return spec
+    return replace(spec, layout=view.layout, extra_tokens=view.extra_tokens, receptive_field=None)
+
+
+def _described(
+    model: nn.Module, name: str, path: str, shape: tuple[int, ...], found: Trace
+) -> LayerSpec:
+    """``describe`` for an output already in its stored (C, H, W) or (N,) shape."""
+    module = model.get_submodule(path)
     field_ = found.fields.get(name) if len(shape) == 3 else None
     convs = sum(isinstance(sub, nn.Conv2d) for sub in module.modules())
     linears = sum(isinstance(sub, nn.Linear) for sub in module.modules())

@@ -20,6 +20,11 @@ from generator.store._keys import MAX_KEY_LENGTH, array_key
 # block: output (C, H, W) of a module holding several convs (a residual block), no kernels.
 LAYER_KINDS = {"conv": 3, "linear": 1, "block": 3}
 MAX_NAME_LENGTH = 200
+# How a layer's module gave its output before the capture stored it as (C, H, W):
+# channels-first already, channels-last (N, H, W, C) (swin stages, convnext's permuted
+# LayerNorm), or tokens (N, T, D) laid on the patch grid with ``extra_tokens`` left out.
+LAYOUTS = ("channels_first", "channels_last", "tokens")
+MAX_EXTRA_TOKENS = 8
 V1_LAYER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -49,6 +54,11 @@ class LayerSpec:
     stride: tuple[int, int] | None = None
     dilation: tuple[int, int] | None = None
     padding: tuple[int, int] | None = None  # top/left; "same" with an even kernel pads more
+    # Optional (absent = the defaults, so older stores read unchanged): how the module gave
+    # its output (``LAYOUTS``), and for tokens how many (class, register) tokens came
+    # before the patch grid and are not stored.
+    layout: str = "channels_first"
+    extra_tokens: int = 0
 
     @property
     def is_conv(self) -> bool:
@@ -85,7 +95,17 @@ class LayerSpec:
             "stride": listed(self.stride),
             "dilation": listed(self.dilation),
             "padding": listed(self.padding),
-        }
+        } | self._layout_json()
+
+    def _layout_json(self) -> dict[str, Any]:
+        """The optional layout fields, written only where they differ from the defaults so
+        a CNN's entry is byte for byte what it was before they existed."""
+        extra: dict[str, Any] = {}
+        if self.layout != "channels_first":
+            extra["layout"] = self.layout
+        if self.extra_tokens:
+            extra["extra_tokens"] = int(self.extra_tokens)
+        return extra
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> LayerSpec:
@@ -111,6 +131,8 @@ class LayerSpec:
             stride=pair("stride"),
             dilation=pair("dilation"),
             padding=pair("padding"),
+            layout=str(data.get("layout", "channels_first")),
+            extra_tokens=int(data.get("extra_tokens", 0)),
         )
 
 
@@ -170,6 +192,19 @@ def _v2_layer_problem(item: dict[str, Any]) -> str | None:
     kernel = item.get("kernel_shape")
     if kernel and item.get("groups", 1) > 1 and kernel[0] % item["groups"]:
         return "its groups does not divide its output channels"
+    return _layout_problem(item)
+
+
+def _layout_problem(item: dict[str, Any]) -> str | None:
+    """The optional layout fields: a known layout, and extra tokens only for tokens."""
+    layout = item.get("layout", "channels_first")
+    if layout not in LAYOUTS:
+        return f"its layout is not {' or '.join(LAYOUTS)}"
+    extra = item.get("extra_tokens", 0)
+    if not is_count(extra, 0) or extra > MAX_EXTRA_TOKENS:
+        return f"its extra_tokens is not a count of at most {MAX_EXTRA_TOKENS}"
+    if extra and layout != "tokens":
+        return "it has extra_tokens but its layout is not tokens"
     return None
 
 
