@@ -73,13 +73,17 @@ def probe_poster(store: Path) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_a_grey_28px_network_is_recorded_and_shown_grey(tmp_path: Path) -> None:
+def test_a_grey_28px_network_is_recorded_and_shown_grey(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     store = record_and_build(tmp_path, (3, 1, 28, 28))
     run = open_run(store)
     assert run.attrs.input_shape == (1, 28, 28)
     assert run.probe_images.shape == (3, 1, 28, 28)
     assert run.layer_at("0", 1).shape == (3, 4, 28, 28)
     assert run.example_images.shape == (3, 28, 28, 1)  # the pool as the model saw it
+    assert main(["info", str(store)]) == 0
+    assert "28x28, grey, 3 probes" in capsys.readouterr().out
     poster = probe_poster(store)[20:120, 20:120].astype(int)  # inside the probe's picture
     assert poster.std() > 0  # a picture, not the background
     assert (poster[..., 0] == poster[..., 1]).all() and (poster[..., 1] == poster[..., 2]).all()
@@ -125,3 +129,18 @@ def test_image_paths_load_grey_and_non_square(tmp_path: Path) -> None:
     wide = prepare_probes([path], input_size=(12, 24))
     assert wide.images.shape == (1, 3, 12, 24)
     assert tuple(wide.images[0, :, 5, 5]) == (200, 100, 50)
+
+
+def test_a_dataset_of_grey_non_square_items_gives_probes_as_given() -> None:
+    class Items:
+        targets = [0, 1, 0, 1]
+
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+            return torch.full((1, 6, 10), index * 10, dtype=torch.uint8), self.targets[index]
+
+    probes = prepare_probes(Items(), count=2)
+    assert probes.images.shape == (2, 1, 6, 10) and probes.labels.tolist() == [0, 1]
+    assert probes.inputs.shape == (2, 1, 6, 10)
