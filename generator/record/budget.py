@@ -6,8 +6,11 @@ does: creating it, each ``epoch()`` (capture, feature visualization, dataset exa
 the background write. The capture and the write are the record itself and always run;
 the optional work gets only the credit left, ``overhead x training - recording`` summed
 over the run so far: feature visualization fewer steps (0 = this epoch's images are the
-last ones again), dataset examples skipped (the last ones stand). Epoch 0 does all of it
-(its cost is what the estimates start from) and is paid back by the epochs after it.
+last ones again), dataset examples skipped (the last ones stand). Until its cost is
+measured (epoch 0, or the first epoch of a resumed run) feature visualization takes one
+step, the measurement; the warm start carries every step into the next epoch, so the
+images keep developing at whatever pace the budget allows. Dataset examples run in full
+the first time (their cost is one pass over the pool) and are paid back afterwards.
 Every choice is a pure function of the times measured, and is said in the store.
 """
 
@@ -71,10 +74,13 @@ class OverheadBudget:
         busy = 0.0 if self._busy_since is None else self._clock() - self._busy_since
         return self.overhead * self.training - self.spent - busy
 
-    def featviz_steps(self, full: int) -> int:
-        """Warm-started steps featviz may take: ``full`` while unlimited or unmeasured."""
-        if self.overhead is None or self.step_cost is None:
-            return full
+    def featviz_steps(self, full: int) -> int | None:
+        """Steps featviz may take, at most ``full``: None (its own default) without a
+        limit; 1 until a step's cost is measured; else what the credit pays for."""
+        if self.overhead is None:
+            return None
+        if self.step_cost is None:
+            return 1
         return max(0, min(full, math.floor(self.credit() / max(self.step_cost, 1e-9))))
 
     def examples_due(self) -> bool:

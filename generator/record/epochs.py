@@ -88,10 +88,12 @@ class EpochMaker:
         featviz = self.featviz
         if featviz is None:
             return {}, None
-        warm = epoch > 0 and self.budget.step_cost is not None
-        steps = self.budget.featviz_steps(featviz.spec.steps) if warm else None
+        steps = self.budget.featviz_steps(featviz.spec.steps)
         images, seconds = self.budget.timed(lambda: featviz.visualize(epoch, steps=steps))
-        done = featviz.spec.first_steps if steps is None else steps
+        if steps is not None:
+            done = steps
+        else:  # no limit: the spec's steps, from noise at epoch 0
+            done = featviz.spec.first_steps if epoch == 0 else featviz.spec.steps
         if done:
             self.budget.step_cost = seconds / done
         return images, done

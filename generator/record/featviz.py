@@ -273,8 +273,9 @@ class FeatureVisualizer:
 
     def visualize(self, epoch: int, *, steps: int | None = None) -> dict[str, np.ndarray]:
         """layer -> (C, S, S, 3) uint8 images of the model as it is now, one per channel,
-        after ``steps`` warm-started steps (default: the spec's; 0 = the last images
-        again). Runs with gradients even inside the caller's ``inference_mode``."""
+        after ``steps`` steps (default: the spec's ``steps`` from the last images, or its
+        ``first_steps`` from noise; 0 = the last images again). Runs with gradients even
+        inside the caller's ``inference_mode``."""
         out: dict[str, np.ndarray] = {}
         with torch.inference_mode(False), untouched(self.model), torch.enable_grad():
             for index, name in enumerate(self.spec.channels):
@@ -291,6 +292,8 @@ class FeatureVisualizer:
         warm = name in self._previous
         if steps == 0:  # the budget left it out: the last images stand (none at first)
             return self._previous.get(name)
+        if steps is None:
+            steps = self.spec.steps if warm else self.spec.first_steps
         generator = torch.Generator().manual_seed(_stream(self.spec.seed, epoch, index))
         start = self._start(name, self.spec.channels[name], generator)
         try:
@@ -298,7 +301,7 @@ class FeatureVisualizer:
                 self.model,
                 self.modules[name],
                 start.to(_device_of(self.model)),
-                steps=(steps or self.spec.steps) if warm else self.spec.first_steps,
+                steps=steps,
                 to_input=self.to_input,
                 generator=generator,
                 out=None if self.input_shape is None else self.input_shape[1:],
