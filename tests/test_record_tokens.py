@@ -135,10 +135,20 @@ def test_swin_stages_are_stored_channels_first(tmp_path: Path) -> None:
         "features.7": (768, 1, 1),
     }
     assert all(layers[name].layout == "channels_last" for name in SWIN_STAGES)
+    assert (
+        layers["features.0.0"].kind == "conv" and layers["features.0.0"].layout == "channels_first"
+    )
     with torch.no_grad():
         stage = model.eval().features[:2](probes().float() / 255)  # not the model input, a shape
     assert as_map(stage, layers["features.1"]).shape == (3, 96, 8, 8)
     assert run.layer_at("features.3", 1).shape == (3, 192, 4, 4)
+
+
+def test_a_channels_last_map_around_one_conv_is_a_block() -> None:
+    model = _swin()
+    _, specs = describe_layers(model, torch.zeros(1, 3, 32, 32), ["features.0"])
+    assert specs[0].kind == "block" and specs[0].kernel_shape is None
+    assert specs[0].layout == "channels_last" and specs[0].shape == (96, 8, 8)
 
 
 def test_a_permuted_layernorm_is_channels_last() -> None:

@@ -39,7 +39,6 @@ from generator.model import describe_layer, grow_receptive_field
 from generator.record.hooks import untouched
 from generator.record.outputs import OutputChoice, pick_logits
 from generator.store import LayerSpec
-from generator.store._layers import MAX_EXTRA_TOKENS
 
 LayerChoice = str | type[nn.Module]
 WINDOWS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
@@ -119,12 +118,11 @@ class Grids:
 
     def _tokens(self, tokens: int, dim: int) -> MapView | None:
         """(T, D) tokens on the patch grid, else on the smallest grid of the input's
-        aspect ratio leaving at most ``MAX_EXTRA_TOKENS`` over."""
-        self.patch = self.patch or self.conv
-        grids: list[tuple[int, int] | None] = [self.patch]
-        grids += [self._aspect_grid(tokens - extra) for extra in range(MAX_EXTRA_TOKENS + 1)]
+        aspect ratio leaving at most ``LayerSpec.MAX_EXTRA_TOKENS`` over."""
+        self.patch, most = self.patch or self.conv, LayerSpec.MAX_EXTRA_TOKENS
+        grids = [self.patch, *(self._aspect_grid(tokens - extra) for extra in range(most + 1))]
         for grid in grids:
-            if grid is not None and 0 <= tokens - grid[0] * grid[1] <= MAX_EXTRA_TOKENS:
+            if grid is not None and 0 <= tokens - grid[0] * grid[1] <= most:
                 return MapView("tokens", (dim, *grid), tokens - grid[0] * grid[1])
         return None
 
@@ -333,25 +331,28 @@ def describe_layers(
 def describe(model: nn.Module, name: str, found: Trace) -> LayerSpec:
     """The store's description of layer ``name`` (its output as ``found`` saw it). A later
     call of a conv or linear module is a block of that module: its kernel is recorded
-    once, with the first call."""
+    once, with the first call. A map in another layout is a block even around one conv
+    (swin's patch embedding: conv, permute, norm): its kernel is the conv's own layer, and
+    what reads a conv layer's output (dataset examples) reads it channels-first."""
     path = found.paths.get(name, name)
     shape, view = found.map_shape(name), found.views.get(name)
-    spec = _described(model, name, path, shape, found)
+    spec = _described(model, name, path, shape, found, single=view is None)
     if view is None:
         return spec
     return replace(spec, layout=view.layout, extra_tokens=view.extra_tokens, receptive_field=None)
 
 
 def _described(
-    model: nn.Module, name: str, path: str, shape: tuple[int, ...], found: Trace
+    model: nn.Module, name: str, path: str, shape: tuple[int, ...], found: Trace, *, single: bool
 ) -> LayerSpec:
-    """``describe`` for an output already in its stored (C, H, W) or (N,) shape."""
+    """``describe`` for an output already in its stored (C, H, W) or (N,) shape; ``single``:
+    a module with one conv (or linear) may be described as that layer."""
     module = model.get_submodule(path)
     field_ = found.fields.get(name) if len(shape) == 3 else None
     convs = sum(isinstance(sub, nn.Conv2d) for sub in module.modules())
     linears = sum(isinstance(sub, nn.Linear) for sub in module.modules())
     one_weight = (convs, linears) == ((1, 0) if len(shape) == 3 else (0, 1))
-    if one_weight and name == path:
+    if single and one_weight and name == path:
         return describe_layer(path, module, output_shape=shape, receptive_field=field_)
     return LayerSpec(
         name,

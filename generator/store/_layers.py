@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from generator.store._checks import dims, is_count, is_text, short
 from generator.store._keys import MAX_KEY_LENGTH, array_key
@@ -59,6 +59,8 @@ class LayerSpec:
     # before the patch grid and are not stored.
     layout: str = "channels_first"
     extra_tokens: int = 0
+    # The most class/register tokens a token map may leave out (the recorder's search too).
+    MAX_EXTRA_TOKENS: ClassVar[int] = MAX_EXTRA_TOKENS
 
     @property
     def is_conv(self) -> bool:
