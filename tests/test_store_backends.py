@@ -29,7 +29,7 @@ import zarr
 from generator.__main__ import main
 from generator.errors import OptionError, StoreError
 from generator.store import StoreWriter, open_run
-from generator.store._backends import OPTIONS_ENV, StoreURL, store_location
+from generator.store._backends import OPTIONS_ENV, StoreURL, store_location, zarr_store
 from generator.store._files import CREATING, remote_state
 from generator.train.checkpoint import checkpoint_dir
 from tests.conftest import make_store, synthetic_record
@@ -415,12 +415,7 @@ def test_train_kill_resume_read_and_build_on_s3(
     resumed = train_process(url, tmp_path, "--resume")  # the dead run's lock is taken over
     assert resumed.returncode == 0, resumed.stderr
     assert (tmp_path / "tiny.zarr.ckpt").is_dir()
-    group = zarr.open_group(
-        __import__("generator.store._backends").storage.zarr_store(
-            store_location(url), read_only=True
-        ),
-        mode="r",
-    )
+    group = zarr.open_group(zarr_store(store_location(url), read_only=True), mode="r")
     for name, expected in reference_arrays(reference).items():
         assert np.asarray(group[name][()]).tobytes() == expected.tobytes(), name
     # Two build workers (new processes) reach the endpoint through --storage-option alone.
