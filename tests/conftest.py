@@ -155,6 +155,7 @@ def tiny_store(tmp_path: Path) -> Path:
 TRAINED_RUN_ARGS = ("--input-size", "64", "--demo-per-class", "10", "--batch-size", "8")
 TRAINED_RUN_ARGS += ("--probes", "4")
 TRAINED_RUN_ARGS += ("--overhead", "0")  # every epoch's examples found: tests compare them
+TRAINED_RUN_ARGS += ("--kernel-dtype", "float32")  # tests compare kernels with the weights
 TRAINED_RUN_EPOCHS = 2
 
 
