@@ -210,6 +210,14 @@ class TrainConfig:
                 self.activation_dtype in ACTIVATION_DTYPES,
                 f"--activation-dtype must be one of {', '.join(ACTIVATION_DTYPES)}",
             ),
+            (
+                self.kernel_dtype in ACTIVATION_DTYPES,
+                f"--kernel-dtype must be one of {', '.join(ACTIVATION_DTYPES)}",
+            ),
+            (
+                0 <= self.overhead <= 1,
+                f"--overhead must be between 0 (no limit) and 1, got {self.overhead}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
