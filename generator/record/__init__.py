@@ -45,7 +45,7 @@ from generator.record.probes import (
     prepare_probes,
     with_sources,
 )
-from generator.record.recorder import Recorder, RecorderClosedError
+from generator.record.recorder import Recorder, RecorderClosedError, training_recorder
 from generator.record.writer import BackgroundWriter
 
 __all__ = [
@@ -75,6 +75,7 @@ __all__ = [
     "recorded_settings",
     "split_pool",
     "top_examples",
+    "training_recorder",
     "trace",
     "untouched",
     "unwrapped",

@@ -68,7 +68,7 @@ from generator.store import StoreLocation, StoreURL, StoreWriter, store_location
 if TYPE_CHECKING:
     from generator.build import LiveSite
 
-__all__ = ["Recorder", "RecorderClosedError"]
+__all__ = ["Recorder", "RecorderClosedError", "training_recorder"]
 
 
 class Recorder:
@@ -80,7 +80,7 @@ class Recorder:
     Args:
         model: the classifier, returning logits (N, classes) (see ``output``); compiled or
             (Distributed)DataParallel, its inner module is recorded, under its own names.
-        probes: a (N, 3, S, S) tensor (uint8 images or float model input), a list of image
+        probes: a (N, C, H, W) tensor (uint8 images or float model input), a list of image
             paths (with ``input_size``) or a dataset of (image, label) pairs.
         out: the run store to create (or continue): a folder or an object-storage URL.
         class_names: one per logit (default: the dataset's classes, else "class i").
@@ -177,28 +177,6 @@ class Recorder:
             overhead=overhead,
         )
         self._start(model, setup, resume=resume)
-
-    @classmethod
-    def _for_training(
-        cls,
-        model: nn.Module,
-        setup: RecorderSetup,
-        *,
-        initial_metrics: Mapping[str, Any] | None,
-        writer: StoreWriter | None = None,
-    ) -> Recorder:
-        """The built-in loop's Recorder (not public API): ``setup`` is what the loop knows;
-        ``initial_metrics`` are epoch 0's metrics when this records it; ``writer`` is the
-        store ``setup.out`` already reopened and rewound by the loop (implies resuming)."""
-        recorder = cls.__new__(cls)
-        recorder._start(
-            unwrapped(model),
-            setup,
-            resume=writer is not None,
-            initial_metrics=initial_metrics or {},
-            opened=writer,
-        )
-        return recorder
 
     def _start(
         self,
@@ -328,6 +306,28 @@ class Recorder:
         epoch = writer.epochs_committed
         writer.write(epoch, self._epochs.record(epoch, metrics))
         return epoch
+
+
+def training_recorder(
+    model: nn.Module,
+    setup: RecorderSetup,
+    *,
+    initial_metrics: Mapping[str, Any] | None,
+    writer: StoreWriter | None = None,
+) -> Recorder:
+    """The built-in loop's Recorder (not public API, so not a constructor parameter):
+    ``setup`` is what the loop knows; ``initial_metrics`` are epoch 0's metrics when this
+    records it; ``writer`` is the store ``setup.out`` already reopened and rewound by the
+    loop (implies resuming)."""
+    recorder = Recorder.__new__(Recorder)
+    recorder._start(
+        unwrapped(model),
+        setup,
+        resume=writer is not None,
+        initial_metrics=initial_metrics or {},
+        opened=writer,
+    )
+    return recorder
 
 
 def _probe_set(

@@ -32,6 +32,7 @@ from generator.record import (
     prepare_probes,
     recorded_settings,
     split_pool,
+    training_recorder,
     with_sources,
 )
 from generator.store import StoreLocation, StoreWriter
@@ -170,7 +171,7 @@ def _new_recorder(session: Session, metrics0: Validation, pool: ExamplePool | No
         featviz_layers=config.featviz_layers,
         pool=pool,
     )
-    return Recorder._for_training(session.model, setup, initial_metrics=metrics0)
+    return training_recorder(session.model, setup, initial_metrics=metrics0)
 
 
 def _resumed_recorder(
@@ -181,7 +182,7 @@ def _resumed_recorder(
     left none."""
     try:
         setup = _recorder_setup(session, prepare_probes(torch.from_numpy(writer.probe_images())))
-        return Recorder._for_training(session.model, setup, initial_metrics=metrics0, writer=writer)
+        return training_recorder(session.model, setup, initial_metrics=metrics0, writer=writer)
     except BaseException:
         writer.close()  # what the Recorder has not released already
         raise
