@@ -14,6 +14,10 @@ ACTIVATION_DTYPE = "float16"  # how activations are stored (the other choice: "f
 FEATVIZ_STEPS = 8  # warm-started feature-visualization steps per epoch (bench/featviz.py)
 KERNEL_DTYPE = "float16"  # how conv kernels are stored ("float32" on request): half the store
 OVERHEAD = 0.03  # recording's share of the training time between epochs (None: no limit)
+# train records everything (0 = no limit): its stores are then a function of the seed, so a
+# killed run resumed is bit-identical to an uninterrupted one (docs/reliability.md); a
+# budget's choices follow measured times, which differ from run to run
+TRAIN_OVERHEAD = 0.0
 
 # -- training (train) ---------------------------------------------------------------------
 EPOCHS = 10  # epochs to train in total; also the demo run `build` trains when it finds none

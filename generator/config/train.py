@@ -133,7 +133,7 @@ class TrainConfig:
         choices=ACTIVATION_DTYPES,
     )
     overhead: float = option(
-        defaults.OVERHEAD,
+        defaults.TRAIN_OVERHEAD,
         help="recording's share of the training time; feature visualization and dataset "
         "examples adapt (0 = no limit)",
         parse=float,
