@@ -183,6 +183,15 @@ def test_nice_ticks_are_round_and_cover_the_range() -> None:
     assert 3 <= len(ticks) <= 8
 
 
+@pytest.mark.parametrize("hi", [1e19, 1e20, 3.4e38])
+def test_nice_ticks_of_a_blown_up_range_are_floats(hi: float) -> None:
+    """A run whose activations blew up (1e20) charts like any other; the ticks were Python
+    ints past int64 there, an object array that np.round refused, and the build failed."""
+    ticks = base.nice_ticks(0.0, hi)
+    assert ticks.dtype == np.float64 and ticks[0] <= 0 and ticks[-1] >= hi
+    assert 3 <= len(ticks) <= 8
+
+
 def test_confusion_heatmap_shades_rows_and_escapes_names() -> None:
     counts = np.array([[3, 1], [0, 0]])
     svg = confusion_heatmap(counts, ["cat", EVIL], title="Confusion")

@@ -63,7 +63,8 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> np.ndarray:
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
     start = math.floor(lo / step + 1e-9) * step
     stop = math.ceil(hi / step - 1e-9) * step
-    return np.round(np.arange(start, stop + step / 2, step), 12)
+    # floats: a range of 1e19 or more would make Python ints past int64, an object array
+    return np.round(np.arange(float(start), float(stop) + step / 2, float(step)), 12)
 
 
 def log_ticks(lo: float, hi: float) -> np.ndarray:
