@@ -30,7 +30,6 @@ This face re-exports the writers and codecs; tune a module's constants on the mo
 
 from __future__ import annotations
 
-from generator.encode import gif, output, palette, png, priority, video, yuv
 from generator.encode.gif import write_gif
 from generator.encode.palette import quantise, to_rgb
 from generator.encode.png import png_bytes, write_png, write_poster
