@@ -44,7 +44,9 @@ def fit(tmp_path, *, epochs: int, **trainer_options) -> tuple[TinyClassifier, Ne
     torch.manual_seed(0)
     data = TensorDataset(torch.randn(16, 3, 16, 16), torch.arange(16) % 2)
     probes = torch.randint(0, 256, (2, 3, 16, 16), dtype=torch.uint8)
-    callback = NetlapseCallback(probes=probes, out=tmp_path / "run.zarr", class_names=["a", "b"])
+    callback = NetlapseCallback(  # float32 kernels: the test compares them with the weights
+        probes=probes, out=tmp_path / "run.zarr", class_names=["a", "b"], kernel_dtype="float32"
+    )
     trainer = L.Trainer(
         max_epochs=epochs,
         callbacks=[callback],
