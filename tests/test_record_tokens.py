@@ -233,3 +233,16 @@ def test_a_vit_store_builds_an_animation_per_layer(tmp_path: Path) -> None:
     for key in names:
         assert any(key in video for video in videos), (key, videos)
     assert np.isfinite(open_run(store).layer_at(ENCODER_LAYERS[0], 1)).all()
+
+
+def test_feature_visualization_takes_only_maps_the_module_itself_outputs() -> None:
+    """A ViT's default featviz layers were ``conv_proj`` and ``encoder`` (tokens): the
+    whole encoder ran on 64 images at 224 px, then was skipped. Now only channels-first
+    outputs are chosen, and asking for a token layer is one line."""
+    from generator.errors import FeatvizLayerError
+    from generator.record.featviz import choose_layers
+
+    _, specs = describe_layers(vit(), probes(1).float() / 255)
+    assert [layer.name for layer in choose_layers(specs, None)] == ["conv_proj"]
+    with pytest.raises(FeatvizLayerError, match="encoder_layer_0.*tokens"):
+        choose_layers(specs, [ENCODER_LAYERS[0]])

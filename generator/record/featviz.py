@@ -111,7 +111,13 @@ def choose_layers(
     """The recorded layers to visualise, in model order (default: the first two conv
     layers or blocks, a block counted once with its convs); one line naming ``option``
     for a name that is not a recorded layer or whose output is not a (C, H, W) map."""
-    maps = [layer for layer in layers if layer.kind in FEATVIZ_KINDS]
+    # a token or channels-last output is a map only after the capture rearranges it; the
+    # optimisation reads the module's own output, so it takes channels-first maps only
+    maps = [
+        layer
+        for layer in layers
+        if layer.kind in FEATVIZ_KINDS and layer.layout == "channels_first"
+    ]
     if wanted is None:
         return _outermost(maps)[:DEFAULT_LAYER_COUNT]
     by_name = {layer.name: layer for layer in layers}
@@ -125,6 +131,11 @@ def choose_layers(
             raise FeatvizLayerError(
                 f"{option} {name!r}: a {by_name[name].kind} layer; feature visualization "
                 "needs a conv layer's (C, H, W) output"
+            )
+        if by_name[name].layout != "channels_first":
+            raise FeatvizLayerError(
+                f"{option} {name!r}: its output is {by_name[name].layout.replace('_', '-')}; "
+                "feature visualization needs a layer whose own output is (C, H, W)"
             )
     return [layer for layer in maps if layer.name in set(wanted)]
 
