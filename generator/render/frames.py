@@ -35,6 +35,7 @@ from generator.render.layout import (
     tile,
     tile_size,
 )
+from generator.render.strip import STRIP_COLORMAP, nonfinite_count, reveal, strip_indices
 from generator.threads import helper_threads
 
 
@@ -179,12 +180,17 @@ def layer_frames_by_epoch(
     (``read(epoch)`` -> ``(C, H, W)`` or ``(N,)`` values) into one preallocated array: the
     only copy of the frames, so memory grows by one frame per epoch, never by a layer's
     activations. ``neg`` / ``pos`` are ``(E, C)`` scales; every frame gets the same caption
-    strip, sized for the longest caption."""
+    strip, sized for the longest caption. A layer of 1×1 maps is drawn as its channel
+    strip instead (``strip_frames``): a grid of one-colour tiles says nothing."""
     room = max_side - caption_room("")
+    first_map = np.asarray(read(0))
+    if first_map.ndim == 3 and first_map.shape[1] * first_map.shape[2] == 1:
+        rest = [np.asarray(read(e)).reshape(-1) for e in range(1, len(captions))]
+        return strip_frames(np.stack([first_map.reshape(-1), *rest]), captions, max_side=room)
 
     def grid(epoch: int) -> Frames:
         return layer_frames(
-            read(epoch)[None],
+            (first_map if epoch == 0 else read(epoch))[None],
             neg[epoch : epoch + 1],
             pos[epoch : epoch + 1],
             colormap=colormap,
@@ -207,6 +213,22 @@ def layer_frames_by_epoch(
     with ThreadPoolExecutor(max_workers=helper_threads()) as pool:
         nonfinite = first.nonfinite + sum(pool.map(draw, range(1, len(captions))))
     return Frames(frames, first.palette, nonfinite)
+
+
+def strip_frames(
+    values: np.ndarray, captions: Sequence[str], *, max_side: int = defaults.MAX_SIDE
+) -> Frames:
+    """``(E, C)`` values of a layer of 1×1 maps as its channel strip (rows = epochs,
+    columns = channels, one symmetric scale for the layer: ``strip.strip_indices``),
+    revealed one epoch per frame and captioned per frame; always on the diverging
+    colormap, as the values are signed and share one scale."""
+    image, note = strip_indices(values, max_w=max_side, max_h=max_side // 2)
+    frames = reveal(image, len(values))
+    size = caption_font_size(captions, image.shape[1])
+    framed = np.stack(
+        [finish(frames[e : e + 1], captions[e], font_size=size)[0] for e in range(len(frames))]
+    )
+    return Frames(framed, palette(STRIP_COLORMAP), nonfinite_count(values), note)
 
 
 def channel_frames(

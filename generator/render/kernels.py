@@ -50,8 +50,10 @@ from generator.render.layout import (
     resize_nearest,
     tile,
 )
+from generator.render.strip import peak_pool
 
 RGB, MATRIX, DEPTHWISE, GRID = "rgb", "matrix", "depthwise", "grid"
+MATRIX_MIN_CELL = 3  # px: a 1x1-kernel heatmap pools blocks of kernels rather than go below
 LAYOUTS = (RGB, MATRIX, DEPTHWISE, GRID)
 RGB_TEXT, RGB_BACKGROUND, RGB_NAN = (rgb_of(i) for i in (TEXT_INDEX, BACKGROUND_INDEX, NAN_INDEX))
 
@@ -173,18 +175,31 @@ def _matrix_kernel_frames(
     max_side: int,
     captions: Sequence[str] | str | None,
 ) -> Frames:
-    """1x1 kernels ``(E, O, I, 1, 1)`` as an O x I heatmap, cells as large as fit."""
+    """1x1 kernels ``(E, O, I, 1, 1)`` as an O x I heatmap, cells as large as fit.
+
+    A matrix larger than the frame at ``MATRIX_MIN_CELL`` px a cell (ConvNeXt's 1280 x 320)
+    is pooled, not squashed: each cell is the strongest kernel of its block
+    (``peak_pool``), so every kernel counts and the cells stay large enough to see."""
     e, o, i = weights.shape[:3]
     s = scale[:, :, None]
-    mapped = map_values(weights[..., 0, 0], s, s)  # (E, O, I)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        norm = np.where(
+            s > 0, weights[..., 0, 0] / s, np.where(np.isnan(weights[..., 0, 0]), np.nan, 0)
+        )
     room_h = max_side - caption_room(captions)
+    pooled, fr, fc = peak_pool(norm, room_h // MATRIX_MIN_CELL, max_side // MATRIX_MIN_CELL)
+    mapped = map_values(pooled, 1.0, 1.0)  # (E, O', I')
+    rows, cols = pooled.shape[1:]
     # Each axis gets its own integer cell size (at most ``cell`` px), so a 576 x 96 layer
-    # fills the frame instead of drawing 1 px squares; a side that cannot fit is shrunk.
-    h = o * max(1, min(cell, room_h // o)) if o <= room_h else room_h
-    w = i * max(1, min(cell, max_side // i)) if i <= max_side else max_side
+    # fills the frame instead of drawing 1 px squares.
+    h = rows * max(1, min(cell, room_h // rows))
+    w = cols * max(1, min(cell, max_side // cols))
     heatmap = resize_nearest(mapped.indices, h, w)
     note = f"1×1 kernels: rows are the {o} out-channels, columns the {i} in-channels"
-    return Frames(finish(heatmap, captions), palette(colormap), mapped.nonfinite, note)
+    if fr > 1 or fc > 1:
+        note += f"; each cell is the strongest of {fr} × {fc} kernels"
+    nonfinite = int(weights.size - np.count_nonzero(np.isfinite(weights)))
+    return Frames(finish(heatmap, captions), palette(colormap), nonfinite, note)
 
 
 def kernel_frames(
