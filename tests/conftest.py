@@ -107,6 +107,60 @@ def synthetic_record(
 TINY_FEATVIZ = FeatvizSpec(size=8, channels={"block1": 2}, steps=2, first_steps=8)
 
 
+def deep_layers(stages: int = 3, blocks: int = 12, channels: int = 4) -> list[LayerSpec]:
+    """A synthetic deep net as the recorder describes one, 2 + stages x blocks x 3 layers
+    (110 by default): a stem conv, then per stage ``blocks`` residual blocks of two convs
+    each (``stages.S.B.conv1``/``conv2``, recorded before their block ``stages.S.B``), and
+    the logits. Maps of ``channels`` x 4 x 4, cheap to write and to render."""
+
+    def conv(path: str, parent: str) -> LayerSpec:
+        kernel = (channels, channels if path != "stem" else 3, 3, 3)
+        return LayerSpec(
+            path,
+            "conv",
+            (channels, 4, 4),
+            kernel,
+            9 * channels**2,
+            3,
+            module=path,
+            module_type="Conv2d",
+            parent=parent,
+            weights=path,
+        )
+
+    layers = [conv("stem", "")]
+    for s in range(stages):
+        for b in range(blocks):
+            block = f"stages.{s}.{b}"
+            layers += [conv(f"{block}.conv1", block), conv(f"{block}.conv2", block)]
+            layers.append(
+                LayerSpec(
+                    block,
+                    "block",
+                    (channels, 4, 4),
+                    None,
+                    18 * channels**2,
+                    5,
+                    module=block,
+                    module_type="Block",
+                    parent=f"stages.{s}",
+                )
+            )
+    return [
+        *layers,
+        LayerSpec(
+            "logits",
+            "linear",
+            (3,),
+            None,
+            3 * channels + 3,
+            module="head",
+            module_type="Linear",
+            parent="",
+        ),
+    ]
+
+
 def make_store(
     path: Path,
     epochs: int = 3,
@@ -116,17 +170,18 @@ def make_store(
     *,
     featviz: bool = False,
     examples: bool = False,
+    layers: list[LayerSpec] = TINY_LAYERS,
 ) -> StoreWriter:
     """A committed store of ``epochs`` entries written by the real writer; ``trim`` as a
     finished training run leaves it (arrays exactly ``epochs`` long); ``featviz`` adds
     feature visualizations of ``TINY_FEATVIZ``; ``examples`` keeps dataset examples of
-    ``TINY_POOL``."""
+    ``TINY_POOL``; ``layers``: e.g. ``deep_layers()`` for a 110-layer net."""
     writer = StoreWriter.create(
         path,
         class_names=["alpha", "beta", "gamma", *(f"class {k}" for k in range(3, n_classes))][
             :n_classes
         ],
-        layers=TINY_LAYERS,
+        layers=layers,
         input_size=8,
         training={"epochs": epochs - 1, "seed": 0},
         probe_sources=["a.png", "b.png"][:n_probes],
@@ -136,7 +191,7 @@ def make_store(
         example_pool=TINY_POOL if examples else None,
     )
     for epoch in range(epochs):
-        record = synthetic_record(epoch, n_probes, n_classes, examples=examples)
+        record = synthetic_record(epoch, n_probes, n_classes, layers, examples=examples)
         if featviz:
             record.featviz = {"block1": np.full((2, 8, 8, 3), epoch, np.uint8)}
         writer.write_epoch(epoch, record)
