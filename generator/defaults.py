@@ -44,6 +44,12 @@ MAX_SIDE = 1024  # largest frame side in px
 CHANNEL_SIDE = 256  # side of per-channel animations in px
 GIF_MAX_SIDE = 256  # the GIFs to share with --formats auto
 
+# -- comparing runs (build: the compare page) -----------------------------------------------
+AGREE_THRESHOLD = 0.9  # two runs agree on a layer from the epoch its cross-run CKA stays >= this
+COMPARE_LAYERS = 32  # layers per run in the cross-run CKA; more are thinned evenly over depth
+COMPARE_SAMPLES = 512  # probe x region samples per layer in the cross-run CKA
+COMPARE_RUNS = 8  # runs whose pairs get a cross-run CKA (the first ones of the build)
+
 # -- ingest -------------------------------------------------------------------------------
 INGEST_SIZE = 512  # square crop side of ingested frames
 INGEST_EVERY = 1  # keep every N-th frame

@@ -22,11 +22,14 @@ from generator.store._schema import (
     LayerSpec,
     array_key,
     array_plan,
+    dimension_names,
+    example_pool_plan,
     check_layers,
     layer_name,
     parse_root_attrs,
+    probe_plan,
 )
-from tests.conftest import TINY_LAYERS
+from tests.conftest import TINY_FEATVIZ, TINY_LAYERS
 
 STORE = Path("runs/some.zarr")
 MODULE_PATHS = ["layer1.0.conv1", "features.3", "block1", "head.hidden", "conv-1_a"]
@@ -81,6 +84,33 @@ def test_the_plan_puts_each_layer_under_its_key() -> None:
     assert plan["activations/layer1.0%2Fconv"].shape == (3, 2, 4, 4)
     assert plan["kernels/layer1.0%2Fconv"].shape == (2, 1, 3, 3)
     assert "metrics/channel_stats/layer1.0%2Fconv/abs_max" in plan
+
+
+def test_every_planned_array_names_each_of_its_axes() -> None:
+    """zarr v3 ``dimension_names`` for every array (xarray's labels): the epoch axis first
+    where there is one, a layer's channels named alike wherever they appear."""
+    plan = array_plan(TINY_LAYERS, 2, 3, "float16", featviz=TINY_FEATVIZ, example_top_k=3)
+    plan |= probe_plan(2, (4, 8, 6)) | example_pool_plan(5, (4, 8, 6))
+    for path, spec in plan.items():
+        names = dimension_names(path, spec)
+        assert names is not None, path
+        once = path.startswith(("probes/", "example_pool/"))
+        assert len(names) == len(spec.shape) + (0 if once else 1), path
+        assert once or names[0] == "epoch"
+        assert len(set(names)) == len(names), path  # xarray needs distinct names
+    assert dimension_names("activations/block1", plan["activations/block1"]) == (
+        "epoch",
+        "probe",
+        "channel",
+        "y",
+        "x",
+    )
+    assert plan["kernels/block2"].dims == ("channel", "in_channel", "ky", "kx")
+    assert plan["metrics/channel_stats/hidden/max"].dims == ("probe", "channel")
+    assert plan["probes/display"].dims == ("probe", "rgb", "y", "x")
+    bad = plan["metrics/val_loss"]._replace(dims=("probe",))
+    with pytest.raises(ValueError, match="do not fit"):
+        dimension_names("metrics/val_loss", bad)
 
 
 # -- layer entries ---------------------------------------------------------------------------

@@ -262,7 +262,7 @@ def layer_by_layer(
     if not features:
         return np.zeros((0, 0)), 0
     rows = sample_rows(features[0].shape[0], budget=budget)
-    grams = [_unit_gram(f[rows]) for f in features]
+    grams = [unit_gram(f[rows]) for f in features]
     out = np.full((len(grams), len(grams)), np.nan)
     for i, a in enumerate(grams):
         for j in range(i, len(grams)):
@@ -272,7 +272,7 @@ def layer_by_layer(
     return out, rows.size
 
 
-def _unit_gram(features: np.ndarray) -> np.ndarray | None:
+def unit_gram(features: np.ndarray) -> np.ndarray | None:
     """XXᵀ of the centred features scaled to unit Frobenius norm (None if constant)."""
     centred = centre(features)
     if centred.self_norm == 0.0:

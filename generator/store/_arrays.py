@@ -14,7 +14,7 @@ import zarr.codecs
 
 from generator.errors import StoreError
 from generator.store._backends import StoreLocation
-from generator.store._schema import ArraySpec, written_once
+from generator.store._schema import ArraySpec, dimension_names, written_once
 
 GROW_EPOCHS = 16
 
@@ -39,12 +39,13 @@ def per_epoch(plan: Mapping[str, ArraySpec]) -> dict[str, ArraySpec]:
 
 def create_arrays(group: zarr.Group, plan: Mapping[str, ArraySpec]) -> None:
     """Every epoch-indexed array of ``plan`` with zero epochs; ``write_epoch`` grows them."""
-    for name, (shape, chunk, dtype) in per_epoch(plan).items():
+    for name, spec in per_epoch(plan).items():
         group.create_array(
             name,
-            shape=(0, *shape),
-            chunks=(1, *chunk),
-            dtype=dtype,
+            shape=(0, *spec.shape),
+            chunks=(1, *spec.chunk),
+            dtype=spec.dtype,
+            dimension_names=dimension_names(name, spec),
             compressors=compressors(),
             fill_value=0,
         )
@@ -56,11 +57,17 @@ def write_once(
     """Arrays written whole at creation (the probes, the example pool), each in its dtype,
     shape and chunks of ``plan``; a value of another shape is refused."""
     for name, value in values.items():
-        shape, chunk, dtype = plan[name]
-        data = np.ascontiguousarray(value, dtype=dtype)
-        if data.shape != shape:
-            raise StoreError(f"{name} must have shape {shape}, got {data.shape}")
-        group.create_array(name, data=data, chunks=chunk, compressors=compressors())
+        spec = plan[name]
+        data = np.ascontiguousarray(value, dtype=spec.dtype)
+        if data.shape != spec.shape:
+            raise StoreError(f"{name} must have shape {spec.shape}, got {data.shape}")
+        group.create_array(
+            name,
+            data=data,
+            chunks=spec.chunk,
+            compressors=compressors(),
+            dimension_names=dimension_names(name, spec),
+        )
 
 
 def check_shape(

@@ -348,7 +348,7 @@ def _check_array(
 ) -> None:
     """One array of the plan: of its dtype and shape, long enough for the ``epochs`` read
     (None: written once, the whole shape), chunked sanely; else a one-line ``StoreError``."""
-    shape, _chunk, dtype = spec
+    shape, dtype = spec.shape, spec.dtype
     found = array.shape if epochs is None else array.shape[1:]
     if array.dtype != np.dtype(dtype) or found != shape:
         raise StoreError(

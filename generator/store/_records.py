@@ -118,7 +118,7 @@ def epoch_slots(
     for name, value in given.items():
         if name not in plan:
             raise StoreError(f"{path}: {name} is not an array of this store")
-        shape, _, dtype = plan[name]
+        shape, dtype = plan[name].shape, plan[name].dtype
         if value is None:
             value = np.zeros(shape, dtype) if "int" in dtype else np.full(shape, np.nan)
         check_shape(path, name, value, shape)

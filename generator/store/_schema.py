@@ -10,7 +10,8 @@ The contract is kept in small modules and gathered here:
 - ``_layers``: one recorded layer (``LayerSpec``) and the checks of its stored entry.
 - ``_attrs``: the versions and the root attributes (``RootAttrs``, ``parse_root_attrs``),
   with the optional feature-visualization and dataset-example descriptions.
-- here: the array plan, every array a store holds (``array_plan_of``).
+- here: the array plan, every array a store holds (``array_plan_of``), with the names of
+  each array's axes (``ArraySpec.dims``, zarr v3 ``dimension_names``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,13 @@ __all__ = [
     "STAT_FIELDS",
     "WEIGHT_CHANGE",
     "ArraySpec",
+    "CHANNEL",
+    "EPOCH",
+    "IN_CHANNEL",
+    "PROBE",
+    "RGB",
+    "X",
+    "Y",
     "ExampleSettings",
     "FeatvizSpec",
     "LayerSpec",
@@ -114,11 +122,13 @@ __all__ = [
     "example_pool_path",
     "example_pool_plan",
     "featviz_path",
+    "dimension_names",
     "has_display",
     "input_size_of",
     "file_stem",
     "kernel_path",
     "layer_name",
+    "map_dims",
     "layers_problem",
     "metric_path",
     "parse_root_attrs",
@@ -131,13 +141,43 @@ __all__ = [
 
 
 # -- the arrays -------------------------------------------------------------------------------
+# Axis names every array carries as zarr v3 ``dimension_names`` (xarray labels its arrays
+# with them); the same quantity has the same name in every array, so a layer's activations,
+# its channel statistics and its kernels line up by ``channel``. Others used below: ``class``
+# and ``true_class`` (confusion rows), ``ky``/``kx`` (a kernel's window), ``rank``
+# (top-k, best first), ``yx`` (a position's two coordinates), ``image`` (the example pool).
+# ``in_channel`` is the input's channels: a probe's, and a first conv kernel's input axis.
+EPOCH, PROBE, CHANNEL, Y, X = "epoch", "probe", "channel", "y", "x"
+IN_CHANNEL, RGB = "in_channel", "rgb"
+
+
 class ArraySpec(NamedTuple):
     """One array of the store: the shape of one epoch (or the whole array for the probes),
-    the chunk of that shape, and the dtype."""
+    the chunk of that shape, the dtype, and the names of the axes of ``shape`` (``dims``;
+    ``dimension_names`` adds ``epoch`` in front of an epoch-indexed array's)."""
 
     shape: tuple[int, ...]
     chunk: tuple[int, ...]
     dtype: str
+    dims: tuple[str, ...] | None = None
+
+
+def dimension_names(path: str, spec: ArraySpec) -> tuple[str, ...] | None:
+    """The zarr v3 ``dimension_names`` of the array at ``path``: ``spec.dims``, after
+    ``epoch`` unless the array is written once. None (unnamed) only for a spec without
+    names; a count that does not match the shape is a programming error, refused here
+    rather than written into every store."""
+    if spec.dims is None:
+        return None
+    if len(spec.dims) != len(spec.shape):
+        raise ValueError(f"{path}: axis names {spec.dims} do not fit shape {spec.shape}")
+    return spec.dims if written_once(path) else (EPOCH, *spec.dims)
+
+
+def map_dims(shape: Sequence[int]) -> tuple[str, ...]:
+    """Axis names of one probe's output of a layer: (channel, y, x) for a (C, H, W) map,
+    (channel,) for a vector (a linear layer's units count as channels)."""
+    return (CHANNEL, Y, X) if len(shape) == 3 else (CHANNEL,)
 
 
 def array_plan(
@@ -150,7 +190,7 @@ def array_plan(
     example_top_k: int = 0,
     kernel_dtype: str = "float32",
 ) -> dict[str, ArraySpec]:
-    """Every epoch-indexed array: path -> one epoch's shape, chunk and dtype.
+    """Every epoch-indexed array: path -> one epoch's shape, chunk, dtype and axis names.
 
     Activation chunks are one probe x all channels of a layer: one file per probe and
     layer per epoch, and a whole layer of one probe across epochs is E reads. A feature
@@ -158,24 +198,28 @@ def array_plan(
     ``example_top_k`` > 0 adds the dataset-example arrays (``example_plan``).
     """
     plan: dict[str, ArraySpec] = {}
+    kernel_dims = (CHANNEL, IN_CHANNEL, "ky", "kx")
     for layer in layers:
         per_epoch = (n_probes, *layer.shape)
         chunk = (1, *layer.shape) if len(layer.shape) == 3 else per_epoch
-        plan[activation_path(layer.name)] = ArraySpec(per_epoch, chunk, activation_dtype)
+        dims = (PROBE, *map_dims(layer.shape))
+        plan[activation_path(layer.name)] = ArraySpec(per_epoch, chunk, activation_dtype, dims)
         for stat in STAT_FIELDS:
             shape = (n_probes, layer.channels)
-            plan[channel_stat_path(layer.name, stat)] = ArraySpec(shape, shape, "float32")
+            plan[channel_stat_path(layer.name, stat)] = ArraySpec(
+                shape, shape, "float32", (PROBE, CHANNEL)
+            )
         if layer.kernel_shape is not None:
             kernel = layer.kernel_shape
-            plan[kernel_path(layer.name)] = ArraySpec(kernel, kernel, kernel_dtype)
+            plan[kernel_path(layer.name)] = ArraySpec(kernel, kernel, kernel_dtype, kernel_dims)
         if layer.params:
-            plan[weight_change_path(layer.name)] = ArraySpec((), (), "float32")
+            plan[weight_change_path(layer.name)] = ArraySpec((), (), "float32", ())
     for name in SCALAR_METRICS:
-        plan[metric_path(name)] = ArraySpec((), (), "float32")
+        plan[metric_path(name)] = ArraySpec((), (), "float32", ())
     square = (n_classes, n_classes)
-    plan[metric_path(CONFUSION)] = ArraySpec(square, square, "int64")
+    plan[metric_path(CONFUSION)] = ArraySpec(square, square, "int64", ("true_class", "class"))
     probs = (n_probes, n_classes)
-    plan[metric_path(PROBE_PROBS)] = ArraySpec(probs, probs, "float32")
+    plan[metric_path(PROBE_PROBS)] = ArraySpec(probs, probs, "float32", (PROBE, "class"))
     if featviz is not None:
         plan.update(featviz_plan(featviz))
     if example_top_k:
@@ -189,7 +233,7 @@ def featviz_plan(featviz: FeatvizSpec) -> dict[str, ArraySpec]:
     plan: dict[str, ArraySpec] = {}
     for name, channels in featviz.channels.items():
         image = (channels, featviz.size, featviz.size, 3)
-        plan[featviz_path(name)] = ArraySpec(image, image, "uint8")
+        plan[featviz_path(name)] = ArraySpec(image, image, "uint8", (CHANNEL, Y, X, RGB))
     return plan
 
 
@@ -205,7 +249,8 @@ def example_plan(layers: Sequence[LayerSpec], top_k: int) -> dict[str, ArraySpec
     for layer in example_layers(layers):
         for field, dtype in EXAMPLE_FIELDS.items():
             shape = (layer.channels, top_k, 2) if field == "position" else (layer.channels, top_k)
-            plan[example_path(layer.name, field)] = ArraySpec(shape, shape, dtype)
+            dims = (CHANNEL, "rank", "yx")[: len(shape)]
+            plan[example_path(layer.name, field)] = ArraySpec(shape, shape, dtype, dims)
     return plan
 
 
@@ -217,9 +262,9 @@ def example_pool_plan(n_pool: int, input_shape: Sequence[int]) -> dict[str, Arra
     image = (height, width, channels)
     return {
         example_pool_path("images"): ArraySpec(
-            (n_pool, *image), (min(n_pool, 64), *image), "uint8"
+            (n_pool, *image), (min(n_pool, 64), *image), "uint8", ("image", Y, X, IN_CHANNEL)
         ),
-        example_pool_path("labels"): ArraySpec((n_pool,), (n_pool,), "int64"),
+        example_pool_path("labels"): ArraySpec((n_pool,), (n_pool,), "int64", ("image",)),
     }
 
 
@@ -235,12 +280,16 @@ def probe_plan(n_probes: int, input_shape: Sequence[int]) -> dict[str, ArraySpec
     (P, 3, H, W), mapped at record time (the builder runs in another process)."""
     image = tuple(int(v) for v in input_shape)
     plan = {
-        probe_path("images"): ArraySpec((n_probes, *image), (1, *image), "uint8"),
-        probe_path("labels"): ArraySpec((n_probes,), (n_probes,), "int64"),
+        probe_path("images"): ArraySpec(
+            (n_probes, *image), (1, *image), "uint8", (PROBE, IN_CHANNEL, Y, X)
+        ),
+        probe_path("labels"): ArraySpec((n_probes,), (n_probes,), "int64", (PROBE,)),
     }
     if has_display(image):
         shown = (3, *image[1:])
-        plan[probe_path(PROBE_DISPLAY)] = ArraySpec((n_probes, *shown), (1, *shown), "uint8")
+        plan[probe_path(PROBE_DISPLAY)] = ArraySpec(
+            (n_probes, *shown), (1, *shown), "uint8", (PROBE, RGB, Y, X)
+        )
     return plan
 
 

@@ -235,10 +235,10 @@ class StoreWriter:
         leaves some arrays exact and some padded, both valid.
         """
         committed = self.epochs_committed
-        for name, (shape, _, _) in self._plan.items():
+        for name, spec in self._plan.items():
             array = self._array(name)
             if array.shape[0] != committed:
-                array.resize((committed, *shape))
+                array.resize((committed, *spec.shape))
 
     def rewind(self, epochs: int) -> None:
         """Uncommit every epoch from ``epochs`` on; their slots are overwritten later."""
@@ -304,10 +304,10 @@ class StoreWriter:
 
     def _grow(self, epoch: int) -> None:
         """Make room for ``epoch`` in every array (once every ``GROW_EPOCHS`` epochs)."""
-        for name, (shape, _, _) in self._plan.items():
+        for name, spec in self._plan.items():
             array = self._array(name)
             if array.shape[0] <= epoch:
-                array.resize((grown_length(epoch), *shape))
+                array.resize((grown_length(epoch), *spec.shape))
 
     async def _write_slots(self, epoch: int, slots: Mapping[str, Slot]) -> None:
         """Every array's slot of ``epoch`` at once, in zarr's event loop: each write is a
@@ -324,7 +324,7 @@ class StoreWriter:
         await asyncio.gather(*(write(name, value) for name, value in slots.items()))
 
     async def _write_slot(self, name: str, epoch: int, value: Slot) -> None:
-        _, _, dtype = self._plan[name]
+        dtype = self._plan[name].dtype
         await self._array(name).async_array.setitem(epoch, np.asarray(value, dtype=dtype))
 
 
