@@ -9,6 +9,7 @@ This is the API for a user's own training loop and notebook:
 
 - ``Recorder``: records a model on fixed probe images into a run store, once per epoch;
 - ``open_run``: reads a run store (a folder or an object-storage URL) as a ``RunReader``;
+- ``animation``: one layer's (or channel's) animation shown inline in a notebook;
 - ``build_model``: the reference CNN or a torchvision/timm classifier by name;
 - ``NetlapseError``: the base of every error a user can fix (``generator.errors``).
 
@@ -25,11 +26,20 @@ from generator.errors import NetlapseError
 
 if TYPE_CHECKING:
     from generator.model import build_model
+    from generator.notebook import animation
     from generator.record import Recorder
     from generator.store import RunReader, open_run
 
 __version__ = "0.1.0"
-__all__ = ["NetlapseError", "Recorder", "RunReader", "__version__", "build_model", "open_run"]
+__all__ = [
+    "NetlapseError",
+    "Recorder",
+    "RunReader",
+    "__version__",
+    "animation",
+    "build_model",
+    "open_run",
+]
 
 # name -> the stage's face that defines it
 _LAZY = {
@@ -37,6 +47,7 @@ _LAZY = {
     "RunReader": "generator.store",
     "open_run": "generator.store",
     "build_model": "generator.model",
+    "animation": "generator.notebook",
 }
 
 

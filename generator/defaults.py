@@ -43,6 +43,7 @@ CHANNEL_PAGES = 32  # conv channels per layer with their own page
 MAX_SIDE = 1024  # largest frame side in px
 CHANNEL_SIDE = 256  # side of per-channel animations in px
 GIF_MAX_SIDE = 256  # the GIFs to share with --formats auto
+NOTEBOOK_SIDE = 512  # side of a layer grid shown inline in a notebook (generator.animation)
 
 # -- comparing runs (build: the compare page) -----------------------------------------------
 AGREE_THRESHOLD = 0.9  # two runs agree on a layer from the epoch its cross-run CKA stays >= this

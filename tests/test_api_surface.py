@@ -22,6 +22,7 @@ FACES: dict[str, set[str]] = {
         "Recorder",
         "RunReader",
         "__version__",
+        "animation",
         "build_model",
         "open_run",
     },

@@ -40,6 +40,7 @@ STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("site", ("site",)),
     ("info", ("info",)),
     ("build", ("build",)),
+    ("notebook", ("notebook",)),
     ("record", ("record",)),
     ("train", ("train",)),
     ("integrations", ("integrations",)),
