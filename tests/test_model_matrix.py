@@ -173,6 +173,7 @@ def record(case: Case, out: Path) -> Path:
         out=out,
         class_names=[f"class {k}" for k in range(CLASSES)],
         featviz_steps=1,
+        overhead=None,  # one featviz step however fast the tiny training is (no budget)
         **case.recorder,
     ) as rec:
         model.train()
@@ -199,7 +200,8 @@ def site_options(stores: tuple[Path, ...], out: Path) -> BuildConfig:
         out=out,
         jobs=1,
         formats=("mp4",),
-        probes=(1,),
+        probe_index=(1,),
+        all_layers=True,  # every layer animated, however deep the model
         channel_probes=0,
         contact_probes=0,
         channel_pages=0,

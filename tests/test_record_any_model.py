@@ -220,6 +220,16 @@ def test_wrappers_keep_the_plain_model_layer_names(tmp_path: Path) -> None:
     assert _layer_names(compiled, tmp_path / "compiled.zarr") == plain  # type: ignore[arg-type]
     assert _layer_names(nn.DataParallel(model), tmp_path / "dp.zarr") == plain
     assert "0" in plain
+    import torch.distributed as dist
+
+    dist.init_process_group(  # one CPU rank (gloo), enough to build a DDP wrapper
+        "gloo", init_method=f"file://{tmp_path / 'group'}", rank=0, world_size=1
+    )
+    try:
+        ddp = nn.parallel.DistributedDataParallel(model)
+        assert _layer_names(ddp, tmp_path / "ddp.zarr") == plain
+    finally:
+        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("mode", [torch.inference_mode, torch.no_grad])

@@ -7,10 +7,12 @@ the background write. The capture and the write are the record itself and always
 the optional work gets only the credit left, ``overhead x training - recording`` summed
 over the run so far: feature visualization fewer steps (0 = this epoch's images are the
 last ones again), dataset examples skipped (the last ones stand). Until its cost is
-measured (epoch 0, or the first epoch of a resumed run) feature visualization takes one
-step, the measurement; the warm start carries every step into the next epoch, so the
-images keep developing at whatever pace the budget allows. Dataset examples run in full
-the first time (their cost is one pass over the pool) and are paid back afterwards.
+measured, feature visualization takes one step, the measurement, at the first record with
+credit (so never while creating the Recorder, before any training was timed: epoch 0's
+images are then the noise they start from); the warm start carries every step into the
+next epoch, so the images keep developing at whatever pace the budget allows. Dataset
+examples run in full the first time (their cost is one pass over the pool) and are paid
+back afterwards.
 Every choice is a pure function of the times measured, and is said in the store.
 """
 
@@ -76,11 +78,12 @@ class OverheadBudget:
 
     def featviz_steps(self, full: int) -> int | None:
         """Steps featviz may take, at most ``full``: None (its own default) without a
-        limit; 1 until a step's cost is measured; else what the credit pays for."""
+        limit; until a step's cost is measured 1 when there is credit (the measurement,
+        over the budget by at most one step once), else 0; then what the credit pays for."""
         if self.overhead is None:
             return None
         if self.step_cost is None:
-            return 1
+            return 1 if self.credit() > 0 else 0
         return max(0, min(full, math.floor(self.credit() / max(self.step_cost, 1e-9))))
 
     def examples_due(self) -> bool:

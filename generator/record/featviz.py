@@ -301,8 +301,8 @@ class FeatureVisualizer:
     def _layer(self, name: str, epoch: int, index: int, steps: int | None) -> np.ndarray | None:
         """One layer's images, or None with the reason in ``skipped``."""
         warm = name in self._previous
-        if steps == 0:  # the budget left it out: the last images stand (none at first)
-            return self._previous.get(name)
+        if steps == 0 and warm:  # the budget left it out: the last images stand
+            return self._previous[name]
         if steps is None:
             steps = self.spec.steps if warm else self.spec.first_steps
         generator = torch.Generator().manual_seed(_stream(self.spec.seed, epoch, index))
