@@ -120,3 +120,17 @@ def reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc).split("\n", 1)[0][:200] or type(exc).__name__
+
+
+def discard_created(location: Path | StoreURL) -> None:
+    """Delete a store its creator has just made and failed to fill (epoch 0 never
+    committed): a local folder, or every object under a URL. Only for a store that did not
+    exist before, so a failed ``Recorder()`` leaves nothing behind anywhere. A failure to
+    delete is logged, not raised: the caller is already raising the error that matters."""
+    if isinstance(location, StoreURL):
+        try:
+            delete_prefix(location)
+        except remote_errors() as exc:
+            log.warning("%s: could not remove the unfinished store (%s)", location, exc)
+        return
+    shutil.rmtree(location, ignore_errors=True)
