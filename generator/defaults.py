@@ -18,6 +18,11 @@ OVERHEAD = 0.03  # recording's share of the training time between epochs (None: 
 # killed run resumed is bit-identical to an uninterrupted one (docs/reliability.md); a
 # budget's choices follow measured times, which differ from run to run
 TRAIN_OVERHEAD = 0.0
+# gradient norms, update/weight ratios and histograms per layer, gathered by hooks during
+# training (bench/record.py measures their cost); off: Recorder(gradients=False),
+# train --no-gradients
+GRADIENTS = True
+HISTOGRAM_BINS = 64  # bins between the fixed edges of every histogram (plus under/overflow)
 
 # -- training (train) ---------------------------------------------------------------------
 EPOCHS = 10  # epochs to train in total; also the demo run `build` trains when it finds none

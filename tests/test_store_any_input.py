@@ -39,15 +39,15 @@ def pictures(channels: int, height: int = 6, width: int = 10) -> np.ndarray:
     return (np.arange(size) % 251).astype(np.uint8).reshape(2, channels, height, width)
 
 
-def test_version_3_is_written_and_read() -> None:
-    assert SCHEMA_VERSION == 3
+def test_version_4_is_written_and_read() -> None:
+    assert SCHEMA_VERSION == 4  # v4 added gradients (issue 26); v3's probe_shape stays
 
 
 def test_grey_non_square_probes_are_stored_as_given_and_shown_grey(tmp_path: Path) -> None:
     images = pictures(1)
     create(tmp_path / "run.zarr", images).close()
     root = json.loads((tmp_path / "run.zarr" / "zarr.json").read_text())["attributes"]
-    assert (root["schema_version"], root["probe_shape"], root["input_size"]) == (3, [1, 6, 10], 10)
+    assert (root["schema_version"], root["probe_shape"], root["input_size"]) == (SCHEMA_VERSION, [1, 6, 10], 10)
     assert not (tmp_path / "run.zarr" / "probes" / "display").exists()
     run = open_run(tmp_path / "run.zarr")
     assert run.attrs.input_shape == (1, 6, 10)

@@ -9,16 +9,19 @@ before it goes to the writer, of copies only, so training may go on at once.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
+from generator.defaults import HISTOGRAM_BINS
 from generator.record.budget import OverheadBudget
 from generator.record.capture import Metrics, ModelCapture, Weights
 from generator.record.examples import resumed_pool, top_examples
 from generator.record.featviz import visualizer_for
+from generator.record.gradients import GradientMonitor
 from generator.record.opening import (
     RecorderSetup,
     create_store,
@@ -27,7 +30,7 @@ from generator.record.opening import (
     reopen_store,
 )
 from generator.record.writer import BackgroundWriter
-from generator.store import EpochRecord, StoreWriter, open_run
+from generator.store import HISTOGRAM_KINDS, EpochRecord, StoreWriter, open_run
 
 
 class EpochMaker:
@@ -56,6 +59,14 @@ class EpochMaker:
         self.budget = OverheadBudget(setup.overhead)
         self.writer: BackgroundWriter | None = None  # its write and wait times are charged
         self._examples: dict[str, dict[str, np.ndarray]] = {}  # the last ones found
+        self.gradients = (  # hooks from now on: they gather while the user trains
+            GradientMonitor(model, setup.layers, bins=HISTOGRAM_BINS) if setup.gradients else None
+        )
+
+    def close(self) -> None:
+        """Remove the gradient hooks (idempotent): the model trains on without them."""
+        if self.gradients is not None:
+            self.gradients.close()
 
     def record(self, epoch: int, metrics: Metrics) -> EpochRecord:
         """The model now as ``epoch``'s record, with its metrics and per-channel work. Works
@@ -66,13 +77,15 @@ class EpochMaker:
             writes=writer.write_seconds if writer else 0.0,
             waits=writer.wait_seconds if writer else 0.0,
         )
-        with torch.inference_mode(False):
+        with torch.inference_mode(False), self._own_passes():
             record, weights = self._capture.record(metrics, previous=self._previous)
             with torch.enable_grad():
                 featviz, steps = self._featviz(epoch)
             examples, found = self._dataset_examples()
+            gradients = self.gradients.take(record.activations) if self.gradients else {}
         record = replace(
             record,
+            gradients=gradients,
             featviz=featviz,
             examples=examples,
             featviz_skipped=dict(self.featviz.skipped) if self.featviz else {},
@@ -81,6 +94,10 @@ class EpochMaker:
         self._previous = weights
         self.budget.end()
         return record
+
+    def _own_passes(self) -> AbstractContextManager[None]:
+        """While the record runs, its own backward passes are not training's."""
+        return self.gradients.pause() if self.gradients is not None else nullcontext()
 
     def _featviz(self, epoch: int) -> tuple[dict[str, np.ndarray], int | None]:
         """The feature visualizations with the steps the budget allows, and those steps
@@ -119,9 +136,25 @@ class EpochMaker:
         """A resumed run: the model is at the store's last committed ``epoch``, the base of
         the next change, and the feature visualizations go on from that epoch's images."""
         self._previous = self._capture.weights()
+        self._follow_gradients(store, epoch)
         if self.featviz is not None:
             run = open_run(store.path, verify=False)
             self.featviz.warm_start({n: run.featviz(n, epoch) for n in self.featviz.spec.channels})
+
+    def _follow_gradients(self, store: StoreWriter, epoch: int) -> None:
+        """A resumed run keeps gradients as its store does: with the stored histogram
+        edges when it has them, none when it has not."""
+        run = open_run(store.path, verify=False, epochs=epoch + 1)
+        if self.gradients is not None and run.attrs.gradients is None:
+            self.gradients.close()
+            self.gradients = None
+        if self.gradients is None:
+            return
+        for kind in HISTOGRAM_KINDS:
+            stored = run.histograms(kind)
+            if stored is not None:
+                rows = dict(zip(stored.layers, stored.edges[epoch], strict=True))
+                self.gradients.continue_from({kind: rows})
 
 
 def open_store(
@@ -135,7 +168,23 @@ def open_store(
     """The writer of ``setup.out``: a new store, or with ``resume`` (or a store ``opened``
     already) the existing one, checked; with epoch 0 committed (``first`` its metrics)
     when the store has none, else going on from its last committed epoch. On any failure
-    the lock is released and what was committed before stays."""
+    the lock is released, what was committed before stays and no gradient hook remains."""
+    try:
+        return _opened(setup, epochs, resume=resume, opened=opened, first=first)
+    except BaseException:
+        epochs.close()
+        raise
+
+
+def _opened(
+    setup: RecorderSetup,
+    epochs: EpochMaker,
+    *,
+    resume: bool,
+    opened: StoreWriter | None,
+    first: Metrics,
+) -> BackgroundWriter:
+    """``open_store``'s work."""
     reopened = opened is not None or (resume and setup.out.exists())
     if reopened:
         store, epochs.featviz = reopen_store(setup, epochs.featviz, opened)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from generator.defaults import KERNEL_DTYPE, OVERHEAD
+from generator.defaults import GRADIENTS, HISTOGRAM_BINS, KERNEL_DTYPE, OVERHEAD
 from generator.errors import ModelOutputError, OptionError, StoreError
 from generator.record.compatible import Recording
 from generator.record.examples import ExamplePool
@@ -30,6 +30,7 @@ from generator.record.probes import ProbeSet, Transform
 from generator.store import (
     ACTIVATION_DTYPES,
     ExamplePoolRecord,
+    GradientSpec,
     LayerSpec,
     StoreLocation,
     StoreWriter,
@@ -56,6 +57,7 @@ class RecorderSetup:
     output: OutputChoice = None  # where the logits are in the model's output
     kernel_dtype: str = KERNEL_DTYPE  # how a new store keeps conv kernels
     overhead: float | None = OVERHEAD  # recording's share of training time (None: no limit)
+    gradients: bool = GRADIENTS  # gradient norms and histograms (a resumed store decides)
 
     def recording(self, featviz: FeatureVisualizer | None) -> Recording:
         """What every epoch of this run shares (``featviz``: the visualizer in use)."""
@@ -152,6 +154,7 @@ def create_store(setup: RecorderSetup, featviz: FeatureVisualizer | None) -> Sto
         featviz=featviz.spec if featviz else None,
         example_pool=None if pool is None else ExamplePoolRecord(*pool.stored()),
         probe_display=probes.display,
+        gradients=GradientSpec(HISTOGRAM_BINS) if setup.gradients else None,
     )
 
 

@@ -34,6 +34,7 @@ from generator.data import to_model_input
 from generator.defaults import (
     ACTIVATION_DTYPE,
     FEATVIZ_STEPS,
+    GRADIENTS,
     KERNEL_DTYPE,
     OVERHEAD,
     PROBE_COUNT,
@@ -110,6 +111,8 @@ class Recorder:
             (default: the output, its ``.logits`` or its one 2-D tensor; ``pick_logits``).
         display: how probes of neither 1 nor 3 channels are shown, uint8 (P, C, H, W) ->
             (P, 3, H, W), applied here and stored (default: their first three channels).
+        gradients: per-layer gradient norms, update/weight ratios and histograms, gathered
+            by hooks while the loop trains, changing nothing (``record.gradients``).
 
     Raises:
         OptionError: a bad option or metric; ProbeError: unusable probes;
@@ -143,6 +146,7 @@ class Recorder:
         display: Display | None = None,
         kernel_dtype: str = KERNEL_DTYPE,
         overhead: float | None = OVERHEAD,
+        gradients: bool = GRADIENTS,
     ) -> None:
         _check_options(activation_dtype, kernel_dtype=kernel_dtype, overhead=overhead)
         model = unwrapped(model)  # a compiled or (Distributed)DataParallel model's own names
@@ -155,9 +159,8 @@ class Recorder:
             sources=probe_sources,
             display=display,
         )
-        found, described = describe_layers(
-            model, model_input_like(chosen.inputs[:1], model), layers, output=output
-        )
+        sample = model_input_like(chosen.inputs[:1], model)
+        found, described = describe_layers(model, sample, layers, output=output)
         names = checked_class_names(found.output_shape, class_names, chosen)
         pool = _example_pool(example_pool, chosen, top_k=example_top_k, transform=transform)
         check_single_calls(found, described, pool)
@@ -175,6 +178,7 @@ class Recorder:
             output=output,
             kernel_dtype=kernel_dtype,
             overhead=overhead,
+            gradients=gradients,
         )
         self._start(model, setup, resume=resume)
 
@@ -251,6 +255,7 @@ class Recorder:
         with ``site=``, then build the finished run's gallery and wait for it."""
         writer, self._writer = self._writer, None
         live, self._live = getattr(self, "_live", None), None
+        self._epochs.close()  # the gradient hooks
         try:
             if writer is not None:
                 writer.close()
@@ -265,6 +270,7 @@ class Recorder:
         """Release the store as it is, without the trim: what leaving on an error does, so
         the error that stopped the loop is the one reported (the committed epochs stay)."""
         writer, self._writer = self._writer, None
+        self._epochs.close()
         if writer is not None:
             writer.release()  # the epoch in flight is kept, not cut short
         live, self._live = getattr(self, "_live", None), None
@@ -286,6 +292,8 @@ class Recorder:
             self.release()
 
     def __del__(self) -> None:
+        if hasattr(self, "_epochs"):  # dropped without close(): no hook stays behind
+            self._epochs.close()
         writer = getattr(self, "_writer", None)
         if writer is not None:
             writer.abandon()  # lets the write in flight finish

@@ -38,18 +38,26 @@ from generator.store._backends import (
 from generator.store._schema import (
     ACTIVATION_DTYPES,
     FEATVIZ_KINDS,
+    GRADIENT_FIELDS,
+    HISTOGRAM_KINDS,
     READABLE_VERSIONS,
     SCALAR_METRICS,
     SCHEMA_VERSION,
     STAT_FIELDS,
     FeatvizSpec,
+    GradientSpec,
     LayerSpec,
     RootAttrs,
     example_layers,
     file_stem,
+    gradient_layers,
+    gradient_path,
+    histogram_layers,
+    histogram_path,
 )
 
 if TYPE_CHECKING:
+    from generator.store._distributions import GradientStats, Histograms
     from generator.store._files import check_remote_out
     from generator.store._reader import RunReader, open_run
     from generator.store._records import EpochRecord, ExamplePoolRecord
@@ -58,6 +66,8 @@ if TYPE_CHECKING:
 __all__ = [
     "ACTIVATION_DTYPES",
     "FEATVIZ_KINDS",
+    "GRADIENT_FIELDS",
+    "HISTOGRAM_KINDS",
     "READABLE_VERSIONS",
     "SCALAR_METRICS",
     "SCHEMA_VERSION",
@@ -65,6 +75,9 @@ __all__ = [
     "EpochRecord",
     "ExamplePoolRecord",
     "FeatvizSpec",
+    "GradientSpec",
+    "GradientStats",
+    "Histograms",
     "LayerSpec",
     "RootAttrs",
     "RunReader",
@@ -74,6 +87,10 @@ __all__ = [
     "check_remote_out",
     "example_layers",
     "file_stem",
+    "gradient_layers",
+    "gradient_path",
+    "histogram_layers",
+    "histogram_path",
     "is_url",
     "open_run",
     "parse_storage_option",
@@ -85,6 +102,8 @@ __all__ = [
 # name -> the private module that defines it; imported (with zarr) on first use
 _LAZY = {
     "check_remote_out": "_files",
+    "GradientStats": "_distributions",
+    "Histograms": "_distributions",
     "RunReader": "_reader",
     "open_run": "_reader",
     "EpochRecord": "_records",

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from generator.errors import StoreError
 from generator.store._checks import is_count, is_int, is_str_list, is_text, short
+from generator.store._gradients import GRADIENTS, GradientSpec, gradient_spec_problem
 from generator.store._keys import (
     BUDGET,
     EXAMPLES,
@@ -28,8 +29,8 @@ from generator.store._layers import LayerSpec, layers_problem
 if TYPE_CHECKING:  # only named in messages; the schema imports no I/O
     from generator.store._backends import StoreLocation
 
-SCHEMA_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+SCHEMA_VERSION = 4  # v4: gradients and distributions (optional arrays, ``_gradients``)
+READABLE_VERSIONS = (1, 2, 3, 4)
 PROBE_SHAPE = "probe_shape"  # v3: the probes' (channels, height, width)
 ACTIVATION_DTYPES = ("float16", "float32")
 FEATVIZ_KINDS = ("conv", "block")  # layers with a (C, H, W) output a channel can drive
@@ -158,6 +159,7 @@ class RootAttrs:
     kernel_dtype: str = "float32"  # how kernels are stored (stores before it: float32)
     featviz_skipped: dict[str, str] | None = None  # layer -> why it has no visualization
     budget: dict[str, Any] | None = None  # the overhead budget and what it left out per epoch
+    gradients: GradientSpec | None = None  # v4: gradients and histograms recorded
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -192,6 +194,7 @@ class RootAttrs:
             BUDGET: self.budget,
             FEATVIZ: self.featviz.to_json() if self.featviz else None,
             EXAMPLES: self.examples.to_json() if self.examples else None,
+            GRADIENTS: self.gradients.to_json() if self.gradients else None,
             EXTRA_METRICS: self.extra_metrics,
         }
         attrs.update((key, value) for key, value in optional.items() if value is not None)
@@ -238,6 +241,7 @@ def parse_root_attrs(store: StoreLocation | str, attrs: Any) -> RootAttrs:
         kernel_dtype=attrs.get(KERNEL_DTYPE, "float32"),
         featviz_skipped=attrs.get(FEATVIZ_SKIPPED),
         budget=attrs.get(BUDGET),
+        gradients=GradientSpec.from_json(attrs[GRADIENTS]) if GRADIENTS in attrs else None,
     )
 
 
@@ -304,6 +308,9 @@ def root_attrs_problem(attrs: Mapping[str, Any]) -> str | None:
     problem = example_settings_problem(attrs[EXAMPLES]) if EXAMPLES in attrs else None
     if problem:
         return f"{EXAMPLES} {problem}"
+    problem = gradient_spec_problem(attrs[GRADIENTS]) if GRADIENTS in attrs else None
+    if problem:
+        return f"{GRADIENTS} {problem}"
     problem = layers_problem(attrs["layers"], version=attrs["schema_version"])
     if problem is None and attrs.get(FEATVIZ) is not None:
         problem = featviz_problem(attrs[FEATVIZ], attrs["layers"])

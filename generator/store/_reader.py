@@ -26,6 +26,7 @@ from generator.store._backends import (
     remote_errors,
     store_location,
 )
+from generator.store._distributions import DistributionViews
 from generator.store._files import (
     check_array_metadata,
     open_group_checked,
@@ -73,7 +74,7 @@ class TopExamples:
     value: np.ndarray
 
 
-class RunReader:
+class RunReader(DistributionViews):
     """Typed, read-only access to the committed epochs of one run store.
 
     Opening checks everything that can be checked cheaply, so a damaged store fails here

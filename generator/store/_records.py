@@ -23,6 +23,8 @@ from generator.store._schema import (
     EXAMPLE_FIELDS,
     EXAMPLES,
     FEATVIZ,
+    GRADIENTS,
+    HISTOGRAMS,
     PROBE_PROBS,
     SCALAR_METRICS,
     STAT_FIELDS,
@@ -62,6 +64,9 @@ class EpochRecord:
     # this epoch's {"overhead": f, "featviz_steps": n, "examples": bool} (None: no budget)
     featviz_skipped: dict[str, str] = field(default_factory=dict)
     budget: dict[str, Any] | None = None
+    # store path -> value of the gradient arrays (``_gradients``), when the store has them;
+    # one left out is stored blank (NaN, 0 passes)
+    gradients: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,8 +115,8 @@ def epoch_slots(
     confusion matrix or visualization becomes blanks, anything else missing or of another
     shape is a one-line ``StoreError`` naming the store."""
     given = flatten_record(record)
-    for name in plan:  # a record without its visualizations stores blanks
-        if name.startswith(f"{FEATVIZ}/"):
+    for name in plan:  # a record without its visualizations or gradients stores blanks
+        if name.startswith((f"{FEATVIZ}/", f"{GRADIENTS}/", f"{HISTOGRAMS}/")):
             given.setdefault(name, None)
     _check_examples(path, record, plan)
     slots: dict[str, Slot] = {}
@@ -162,6 +167,7 @@ def flatten_record(record: EpochRecord) -> dict[str, Slot | None]:
     for layer, fields_ in record.examples.items():
         for name, value in fields_.items():
             out[example_path(layer, name)] = value
+    out.update(record.gradients)
     return out
 
 

@@ -34,6 +34,18 @@ from generator.store._attrs import (
     parse_root_attrs,
 )
 from generator.store._checks import short
+from generator.store._gradients import (
+    GRADIENT_FIELDS,
+    GRADIENTS,
+    HISTOGRAM_KINDS,
+    HISTOGRAMS,
+    GradientSpec,
+    gradient_arrays,
+    gradient_layers,
+    gradient_path,
+    histogram_layers,
+    histogram_path,
+)
 from generator.store._keys import (
     ACTIVATIONS,
     CHANNEL_STATS,
@@ -81,6 +93,10 @@ __all__ = [
     "EXTRA_METRICS",
     "FEATVIZ",
     "FEATVIZ_KINDS",
+    "GRADIENTS",
+    "GRADIENT_FIELDS",
+    "HISTOGRAMS",
+    "HISTOGRAM_KINDS",
     "GROUPS",
     "KERNELS",
     "KEY_CHARACTERS",
@@ -108,6 +124,7 @@ __all__ = [
     "Y",
     "ExampleSettings",
     "FeatvizSpec",
+    "GradientSpec",
     "LayerSpec",
     "RootAttrs",
     "activation_path",
@@ -122,6 +139,10 @@ __all__ = [
     "example_pool_path",
     "example_pool_plan",
     "featviz_path",
+    "gradient_layers",
+    "gradient_path",
+    "histogram_layers",
+    "histogram_path",
     "dimension_names",
     "has_display",
     "input_size_of",
@@ -309,4 +330,7 @@ def array_plan_of(attrs: RootAttrs, probes: int) -> dict[str, ArraySpec]:
         example_top_k=examples.top_k if examples else 0,
         kernel_dtype=attrs.kernel_dtype,
     )
+    if attrs.gradients is not None:  # one chunk per epoch: the layers stacked
+        arrays = gradient_arrays(attrs.layers, attrs.gradients)
+        per_epoch.update((p, ArraySpec(s, s, d, dims)) for p, (s, d, dims) in arrays.items())
     return {**probe_plan(probes, attrs.input_shape), **pool, **per_epoch}

@@ -59,6 +59,7 @@ from generator.store._schema import (
     STAT_FIELDS,
     ExampleSettings,
     FeatvizSpec,
+    GradientSpec,
     LayerSpec,
     RootAttrs,
     array_plan_of,
@@ -113,11 +114,11 @@ class StoreWriter:
         example_pool: ExamplePoolRecord | None = None,
         probe_display: np.ndarray | None = None,
         kernel_dtype: str = "float32",
+        gradients: GradientSpec | None = None,
     ) -> StoreWriter:
-        """A new, empty store (no epochs committed) with the probes written once;
-        ``featviz`` adds the optional feature-visualization arrays.
-
-        Probes keep their (C, H, W); ``probe_display``: see ``once_arrays``.
+        """A new, empty store (no epochs committed) with the probes written once, keeping
+        their (C, H, W) (``probe_display``: see ``once_arrays``); ``featviz`` and
+        ``gradients`` add their optional arrays.
 
         The store is built in a hidden staging folder beside ``path`` and renamed into place
         when complete, so a run killed while creating it leaves no half-made store behind.
@@ -141,14 +142,14 @@ class StoreWriter:
             examples=_example_settings(example_pool),
             run_id=uuid.uuid4().hex,  # binds the run's checkpoints to it
             kernel_dtype=kernel_dtype,
+            gradients=gradients,
         )
         _check_new(path, attrs)
         plan = array_plan_of(attrs, len(probe_labels))
         once = once_arrays(probe_images, probe_labels, probe_display, example_pool)
 
         def fill(group: zarr.Group) -> None:
-            """What a store holds once (the probes and, when kept, the example pool), then
-            every epoch-indexed array with zero epochs."""
+            """The probes (and example pool) written once, then the per-epoch arrays."""
             write_once(group, plan, once)
             create_arrays(group, plan)
 

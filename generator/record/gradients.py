@@ -1,0 +1,265 @@
+"""Gradients and distributions per layer and epoch, gathered by hooks while the user trains.
+
+Nothing here runs a backward pass or touches a gradient: one hook per recorded layer with
+parameters (``torch.autograd.graph.register_multi_grad_hook`` on its parameters) reads
+the gradients each backward pass computes, before they are added into ``.grad``, and
+returns nothing, so training sees exactly the gradients it would without it; no random
+number is drawn. The hooks sit on the parameters themselves, so a compiled or
+(Distributed)DataParallel model is measured through its inner module's parameters (in DDP
+on the recording rank, the local gradient before the ranks average it).
+
+What is stored (docs/store.md), for a layer's parameters (its conv's or linear's weight
+and bias, weight_norm's originals, or every parameter of a block) over one epoch:
+
+- a *pass* is one backward pass that reaches them; its gradient norm ``g_t`` is the L2
+  norm over all of them of the gradient the pass computed (gradient accumulation counts
+  each pass). ``norm`` = sqrt(mean_t g_t^2), the root-mean-square over the epoch's passes,
+  ``norm_max`` = max_t g_t, ``passes`` = how many; NaN and 0 with no pass (epoch 0).
+- ``update_ratio`` = the mean over the epoch's optimizer steps of ||W_after - W_before|| /
+  ||W_before||: the weights are compared at each pass with a copy taken at the pass before
+  (and at the record with the last pass), so each step between two passes is seen once;
+  an interval in which they did not change (gradient accumulation) is no step. About 1e-3
+  is the usual healthy value. The copy costs one more copy of the recorded parameters.
+- histograms of the weights (at the record), of the activations of the probe batch (the
+  capture's) and of the gradients (every pass, then averaged over the epoch's passes, so
+  each sums to the element count like the others). Edges are fixed once per layer and
+  kind, so epochs compare: the first values seen (epoch 0's weights and activations, the
+  first pass's gradients), their range widened by half of itself on each side, in ``bins``
+  bins, plus an underflow and an overflow bin.
+
+The monitor's own work runs under ``no_grad`` on the parameters' device, without a device
+sync after the first pass (the first pass's gradient range is read once).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from generator.record.layers import module_path
+from generator.store import (
+    GRADIENT_FIELDS,
+    HISTOGRAM_KINDS,
+    LayerSpec,
+    gradient_layers,
+    gradient_path,
+    histogram_layers,
+    histogram_path,
+)
+
+Edges = tuple[float, float]  # the first and last edge; the bins are equal between them
+
+
+def fixed_edges(low: float, high: float, bins: int) -> np.ndarray:
+    """(bins + 1,) float32 edges from the range [low, high] widened by half of itself on
+    each side (a constant widened by half of its size, or by 1 for zeros)."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        low, high = -1.0, 1.0
+    spread = (high - low) / 2 or (abs(high) / 2 or 1.0)
+    return np.linspace(low - spread, high + spread, bins + 1).astype(np.float32)
+
+
+def histogram(values: Iterable[torch.Tensor], edges: np.ndarray) -> torch.Tensor:
+    """(B + 2,) float64 counts of every element of ``values`` in the bins [edges[i],
+    edges[i + 1]) of ``edges`` (B + 1), the first bin everything below them, the last
+    everything from the last edge up; NaN is not counted. Each value's bin is found
+    exactly (``bucketize``) and the bins counted by ``histc`` on the bin numbers (no device
+    sync); with deterministic algorithms asked for on CUDA, by sorting instead."""
+    bins = len(edges) + 1
+    total = torch.zeros(bins, dtype=torch.float64)
+    for value in values:
+        flat = value.detach().reshape(-1).float()
+        bounds = torch.as_tensor(edges, device=flat.device, dtype=flat.dtype)
+        if flat.is_cuda and torch.are_deterministic_algorithms_enabled():
+            ordered = flat[~flat.isnan()].sort().values
+            places = torch.searchsorted(ordered, bounds)
+            ends = places.new_tensor([0]), places.new_tensor([ordered.numel()])
+            counts = torch.diff(torch.cat([ends[0], places, ends[1]])).double()
+        else:
+            index = torch.bucketize(flat, bounds, right=True).float()
+            index = torch.where(flat.isnan(), -1.0, index)  # outside histc's range
+            counts = torch.histc(index, bins=bins, min=0, max=bins).double()
+        total = total.to(counts.device) + counts
+    return total
+
+
+@dataclass
+class _Layer:
+    """One layer's parameters and what its hook has gathered this epoch (device tensors)."""
+
+    params: list[nn.Parameter]
+    sum_squares: torch.Tensor
+    peak: torch.Tensor
+    ratios: torch.Tensor  # summed update/weight ratios
+    steps: torch.Tensor  # how many of them (the intervals in which the weights changed)
+    counts: torch.Tensor  # summed gradient histograms
+    passes: int = 0
+    before: list[torch.Tensor] | None = None  # the weights at the last pass
+    edges: np.ndarray | None = None  # the gradient histogram's, fixed at the first pass
+    handles: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
+
+
+def _zeros(device: torch.device, size: int = 1) -> torch.Tensor:
+    return torch.zeros(size, dtype=torch.float64, device=device)
+
+
+class GradientMonitor:
+    """Gathers gradient norms, update/weight ratios and histograms of ``model``'s recorded
+    ``layers`` between two records (``take``); ``close`` removes its hooks."""
+
+    def __init__(self, model: nn.Module, layers: Sequence[LayerSpec], *, bins: int) -> None:
+        self.bins, self.layers, self.paused = bins, list(layers), False
+        self._layers: dict[str, _Layer] = {}
+        for spec in gradient_layers(layers):
+            owner = model.get_submodule(spec.weights or module_path(spec))
+            params = [p for p in owner.parameters() if p.requires_grad]
+            device = params[0].device if params else torch.device("cpu")
+            state = _Layer(params, _zeros(device), _zeros(device), _zeros(device), _zeros(device),
+                           _zeros(device, bins + 2))  # fmt: skip
+            if params:
+                state.handles.append(
+                    torch.autograd.graph.register_multi_grad_hook(
+                        params, lambda grads, state=state: self._pass(state, grads)
+                    )
+                )
+            self._layers[spec.name] = state
+        # kind -> layer -> edges, fixed at the first record (weights, activations)
+        self.edges: dict[str, dict[str, np.ndarray]] = {kind: {} for kind in HISTOGRAM_KINDS}
+
+    def close(self) -> None:
+        """Remove every hook (idempotent): training goes on without the monitor."""
+        for state in self._layers.values():
+            for handle in state.handles:
+                handle.remove()
+            state.handles.clear()
+
+    @contextmanager
+    def pause(self) -> Iterator[None]:
+        """No pass counts inside (the record's own backward passes, feature visualization)."""
+        self.paused = True
+        try:
+            yield
+        finally:
+            self.paused = False
+
+    def _pass(self, state: _Layer, grads: Sequence[torch.Tensor | None]) -> None:
+        """One backward pass through a layer: its norm, histogram and update ratio."""
+        if self.paused:
+            return
+        given = [g.detach() for g in grads if g is not None and not g.is_sparse]
+        if not given:
+            return
+        with torch.no_grad():
+            squares = sum(torch.linalg.vector_norm(g, dtype=torch.float64) ** 2 for g in given)
+            state.sum_squares += squares
+            torch.maximum(state.peak, squares, out=state.peak)
+            if state.edges is None:
+                low = min(float(g.min()) for g in given)  # the one sync: the first pass
+                state.edges = fixed_edges(low, max(float(g.max()) for g in given), self.bins)
+            state.counts += histogram(given, state.edges)
+            self._update_ratio(state)
+        state.passes += 1
+
+    @staticmethod
+    def _update_ratio(state: _Layer) -> None:
+        """Compare the weights with their copy at the last pass (if any), then copy them."""
+        now = [p.detach() for p in state.params]
+        if state.before is None:
+            state.before = [w.clone() for w in now]
+            return
+        moved = sum(torch.linalg.vector_norm(w - b, dtype=torch.float64) ** 2
+                    for w, b in zip(now, state.before, strict=True))  # fmt: skip
+        size = sum(torch.linalg.vector_norm(b, dtype=torch.float64) ** 2 for b in state.before)
+        changed = torch.as_tensor(moved) > 0
+        ratio = torch.sqrt(torch.as_tensor(moved) / size)
+        state.ratios += torch.where(changed, torch.nan_to_num(ratio), 0.0)
+        state.steps += changed
+        for b, w in zip(state.before, now, strict=True):
+            b.copy_(w)
+
+    def take(self, activations: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The epoch's arrays by store path (the probe batch's ``activations`` histogrammed),
+        and a fresh start for the next epoch."""
+        with torch.no_grad():
+            out = self._gathered()
+            weights = {n: [p.detach() for p in s.params] for n, s in self._layers.items()}
+            out.update(self._histograms("weights", weights))
+            shown = {k: [torch.from_numpy(np.asarray(v))] for k, v in activations.items()}
+            out.update(self._histograms("activations", shown))
+        return out
+
+    def _gathered(self) -> dict[str, np.ndarray]:
+        """The hooks' statistics and gradient histograms of the epoch, by store path."""
+        if not self._layers:
+            return {}
+        rows = [self._finish(state) for state in self._layers.values()]
+        out = {
+            gradient_path(name): np.array([row[i] for row in rows], dtype=dtype)
+            for i, (name, dtype) in enumerate(GRADIENT_FIELDS.items())
+        }
+        blank = np.full(self.bins + 1, np.nan, np.float32)
+        edges = [s.edges if s.edges is not None else blank for s in self._layers.values()]
+        out[histogram_path("gradients", "edges")] = np.stack(edges)
+        out[histogram_path("gradients", "counts")] = np.stack([row[4] for row in rows])
+        return out
+
+    def _finish(self, state: _Layer) -> tuple[float, float, float, int, np.ndarray]:
+        """norm, norm_max, update_ratio, passes and the mean gradient histogram of the
+        epoch (NaN without a pass); the last step's update is seen here, and the next
+        epoch starts afresh."""
+        passes = state.passes
+        if passes:
+            self._update_ratio(state)
+        steps = float(state.steps)
+        norm = math.sqrt(float(state.sum_squares) / passes) if passes else math.nan
+        peak = math.sqrt(float(state.peak)) if passes else math.nan
+        ratio = float(state.ratios) / steps if steps else math.nan
+        counts = state.counts.cpu().numpy() / passes if passes else np.full(self.bins + 2, np.nan)
+        for tensor in (state.sum_squares, state.peak, state.ratios, state.steps, state.counts):
+            tensor.zero_()
+        state.passes, state.before = 0, None
+        return norm, peak, ratio, passes, counts
+
+    def _histograms(
+        self, kind: str, values: Mapping[str, list[torch.Tensor]]
+    ) -> dict[str, np.ndarray]:
+        """Edges and counts of ``kind`` for its layers, edges fixed at the first call."""
+        layers = histogram_layers(self.layers, kind)
+        if not layers:
+            return {}
+        fixed = self.edges[kind]
+        for spec in layers:
+            if spec.name not in fixed:
+                low, high = _range(values[spec.name])
+                fixed[spec.name] = fixed_edges(low, high, self.bins)
+        counts = [histogram(values[s.name], fixed[s.name]).cpu().numpy() for s in layers]
+        return {
+            histogram_path(kind, "edges"): np.stack([fixed[s.name] for s in layers]),
+            histogram_path(kind, "counts"): np.stack(counts),
+        }
+
+    def continue_from(self, edges: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+        """A resumed run: the stored edges (kind -> layer -> edges; NaN = not yet fixed)."""
+        for kind, layers in edges.items():
+            for name, row in layers.items():
+                if not np.isnan(row).any():
+                    if kind == "gradients":
+                        self._layers[name].edges = np.asarray(row, np.float32)
+                    else:
+                        self.edges[kind][name] = np.asarray(row, np.float32)
+
+
+def _range(values: Sequence[torch.Tensor]) -> tuple[float, float]:
+    """The smallest and largest finite element of ``values`` (0, 0 for none)."""
+    finite = [v.detach().float().reshape(-1) for v in values]
+    finite = [v[v.isfinite()] for v in finite]
+    finite = [v for v in finite if v.numel()]
+    if not finite:
+        return 0.0, 0.0
+    return min(float(v.min()) for v in finite), max(float(v.max()) for v in finite)

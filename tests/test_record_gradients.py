@@ -1,0 +1,154 @@
+"""Gradients and distributions (issue 26): what the hooks measure equals a fresh
+computation on the same batches, recording them changes no weight, and histograms count
+every element."""
+
+from __future__ import annotations
+
+import math
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from generator import Recorder
+from generator.record.gradients import GradientMonitor, fixed_edges, histogram
+from generator.store import LayerSpec, open_run
+
+CLASSES = ["a", "b", "c"]
+STEPS = 3
+
+
+class Tiny(nn.Module):
+    """A conv and two linear layers: every kind of parameter owner the monitor follows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.hidden = nn.Linear(4 * 8 * 8, 6)
+        self.logits = nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(torch.relu(self.hidden(torch.relu(self.conv(x)).flatten(1))))
+
+
+def train(out: Path | None, *, gradients: bool = True) -> tuple[nn.Module, list[dict]]:
+    """STEPS SGD steps on fixed batches, recorded as one epoch into ``out`` (None: bare);
+    returns the model and, per step, each parameter's gradient and weights before it."""
+    torch.manual_seed(0)
+    model = Tiny()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    data, labels = torch.rand(4 * STEPS, 3, 8, 8), torch.arange(4 * STEPS) % 3
+    probes = (torch.rand(2, 3, 8, 8) * 255).to(torch.uint8)
+    rec = None
+    if out is not None:
+        rec = Recorder(
+            model, probes=probes, out=out, class_names=CLASSES, featviz_layers=[],
+            overhead=None, gradients=gradients,
+        )  # fmt: skip
+    seen = []
+    for step in range(STEPS):
+        batch = slice(4 * step, 4 * step + 4)
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(data[batch]), labels[batch]).backward()
+        seen.append({n: (p.grad.clone(), p.detach().clone()) for n, p in model.named_parameters()})
+        optimizer.step()
+    if rec is not None:
+        rec.epoch(train_loss=1.0)
+        rec.close()
+    return model, seen
+
+
+def test_gradient_norms_ratios_and_histograms_match_a_fresh_computation(tmp_path: Path) -> None:
+    """One recorded epoch against the same steps without a Recorder: the same weights, and
+    per layer the RMS and max of the per-pass gradient norm, the mean update/weight ratio
+    and the gradient histogram computed here from that run's gradients."""
+    recorded, _ = train(tmp_path / "run.zarr")
+    bare, seen = train(None)
+    for (name, a), b in zip(recorded.state_dict().items(), bare.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name  # recording changes no weight
+    final = {n: p.detach() for n, p in bare.named_parameters()}
+    run = open_run(tmp_path / "run.zarr")
+    stats = run.gradients()
+    assert stats is not None and stats.layers == ("conv", "hidden", "logits")
+    assert np.isnan(stats.norm[0]).all() and (stats.passes[0] == 0).all()  # epoch 0
+    for index, layer in enumerate(stats.layers):
+        names = [f"{layer}.weight", f"{layer}.bias"]
+        norms = [math.sqrt(sum(float(s[n][0].square().sum()) for n in names)) for s in seen]
+        assert stats.passes[1, index] == STEPS
+        assert math.isclose(
+            stats.norm[1, index], math.sqrt(np.mean(np.square(norms))), rel_tol=1e-5
+        )
+        assert math.isclose(stats.norm_max[1, index], max(norms), rel_tol=1e-5)
+        weights = [[s[n][1] for n in names] for s in seen] + [[final[n] for n in names]]
+        ratios = [_ratio(after, before) for before, after in pairwise(weights)]
+        assert math.isclose(stats.update_ratio[1, index], np.mean(ratios), rel_tol=1e-4)
+        edges, counts = run.histograms("gradients").of(layer)
+        expected = np.mean([_counts([s[n][0] for n in names], edges[1]) for s in seen], axis=0)
+        np.testing.assert_allclose(counts[1], expected)
+    _check_histograms(run, {n: p.numel() for n, p in bare.named_parameters()})
+
+
+def _ratio(after: list[torch.Tensor], before: list[torch.Tensor]) -> float:
+    moved = sum(float((a - b).double().square().sum()) for a, b in zip(after, before, strict=True))
+    return math.sqrt(moved / sum(float(b.double().square().sum()) for b in before))
+
+
+def _counts(values: list[torch.Tensor], edges: np.ndarray) -> np.ndarray:
+    """Bins [e_i, e_i+1) with an underflow and an overflow bin, by where each edge falls
+    among the sorted values."""
+    flat = np.sort(np.concatenate([v.numpy().ravel() for v in values]))
+    return np.diff(np.concatenate([[0], np.searchsorted(flat, edges), [flat.size]]))
+
+
+def _check_histograms(run, params: dict[str, int]) -> None:
+    """Every histogram sums to its element count, with edges fixed over the epochs."""
+    size = {
+        layer: params[f"{layer}.weight"] + params[f"{layer}.bias"]
+        for layer in ("conv", "hidden", "logits")
+    }
+    for kind in ("weights", "activations", "gradients"):
+        histograms = run.histograms(kind)
+        for index, layer in enumerate(histograms.layers):
+            spec = run.layer(layer)
+            count = size[layer] if kind != "activations" else run.n_probes * math.prod(spec.shape)
+            sums = histograms.counts[:, index].sum(axis=1)
+            rows = slice(1, None) if kind == "gradients" else slice(None)
+            np.testing.assert_allclose(sums[rows], count, err_msg=f"{kind} {layer}")
+            assert (histograms.edges[rows, index] == histograms.edges[-1, index]).all()
+
+
+def test_gradients_off_stores_none_and_old_stores_read_none(tmp_path: Path) -> None:
+    train(tmp_path / "off.zarr", gradients=False)
+    run = open_run(tmp_path / "off.zarr")
+    assert run.attrs.gradients is None and run.gradients() is None
+    assert run.histograms("weights") is None
+    assert not (tmp_path / "off.zarr" / "gradients").exists()
+
+
+def test_monitor_hooks_leave_grads_alone_and_go_away_on_close() -> None:
+    """The hook returns nothing (a grad it changed would differ here), pauses and is
+    removed by close."""
+    torch.manual_seed(1)
+    model = Tiny()
+    spec = [LayerSpec("logits", "linear", (3,), None, 21, None, module="logits")]
+    monitor = GradientMonitor(model, spec, bins=8)
+    x = torch.rand(2, 3, 8, 8)
+    model(x).sum().backward()
+    hooked = model.logits.weight.grad.clone()
+    with monitor.pause():
+        model(x).sum().backward()
+    monitor.close()
+    model(x).sum().backward()
+    assert torch.equal(model.logits.weight.grad, 3 * hooked)
+    taken = monitor.take({"logits": np.zeros((2, 3), np.float16)})
+    assert taken["gradients/passes"].tolist() == [1]
+
+
+def test_histogram_edges_and_out_of_range_bins() -> None:
+    edges = fixed_edges(0.0, 4.0, 4)  # widened by half the range on each side
+    np.testing.assert_allclose(edges, [-2, 0, 2, 4, 6])
+    counts = histogram([torch.tensor([-9.0, -1.0, 1.0, 5.0, 7.0, float("nan")])], edges)
+    assert counts.tolist() == [1, 1, 1, 0, 1, 1]
+    np.testing.assert_allclose(fixed_edges(0.0, 0.0, 2), [-1, 0, 1])
