@@ -8,16 +8,15 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import logging
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from generator.errors import NetlapseError
+from generator.errors import NetlapseError, redact
 
 if TYPE_CHECKING:
     from generator.store import StoreLocation
@@ -46,7 +45,8 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.removeprefix(PROG).strip()
-        raise _UsageError(f"{_who(command)}: error: {' '.join(message.split())} (see --help)")
+        message = redact(" ".join(message.split()))
+        raise _UsageError(f"{_who(command)}: error: {message} (see --help)")
 
 
 def _who(command: str | None) -> str:
@@ -216,7 +216,7 @@ def _run_info(args: argparse.Namespace) -> int:
     from generator.store import open_run
 
     _use_storage_options(InfoConfig(**given(args, InfoConfig)).storage_option)
-    print(summarise_run(open_run(args.store)))
+    print(redact(summarise_run(open_run(args.store))))
     return 0
 
 
@@ -292,33 +292,16 @@ def _run_serve(args: argparse.Namespace) -> int:
     from generator.errors import OptionError
     from generator.site import serve
     from generator.site.server import STATUS_LOG
+    from generator.terminal import printing
 
     config = ServeConfig(**given(args, ServeConfig))
     if not (config.site / "index.html").is_file():
         raise OptionError(
             f"--site {config.site}: no index.html there; run `python -m generator build` first"
         )
-    with _printing(STATUS_LOG):
+    with printing(STATUS_LOG):
         serve(config.site, config.port)
     return 0
-
-
-@contextlib.contextmanager
-def _printing(name: str) -> Iterator[None]:
-    """The records of logger ``name`` printed on stdout while the block runs, whatever
-    --quiet says: they are the command's output (as ``info``'s summary is), not progress."""
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger = logging.getLogger(name)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(logging.NOTSET)
-        logger.propagate = True
 
 
 def _train_demo(runs: Path, *, site: Path) -> StoreLocation:
@@ -361,7 +344,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; return its exit code (0 ok, 2 bad input, 3 encode failure)."""
+    """Run one command; return its exit code (0 ok, 2 bad input, 3 encode failure, 141
+    when the reader of its output went away, e.g. ``info a.zarr | head -5``)."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # now, not at exit, where a closed pipe is a traceback
+    except BrokenPipeError:  # as a command killed by SIGPIPE: quiet
+        from generator.terminal import discard_stdout
+
+        return discard_stdout()
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except _UsageError as exc:
@@ -376,6 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
         force=True,
     )
+    from generator.terminal import redact_logs
+
+    redact_logs()
     try:
         return args.handler(args)
     except NetlapseError as exc:

@@ -63,3 +63,6 @@ DARK_THRESHOLD = 16.0  # mean brightness (0-255) below which a frame is dropped
 
 # -- serve --------------------------------------------------------------------------------
 PORT = 8000
+SERVE_REQUEST_TIMEOUT = 5.0  # s a client may take to send a request line and headers
+SERVE_SEND_TIMEOUT = 60.0  # s a client may stall reading an answer (a paused video)
+SERVE_CONNECTIONS = 64  # connections served at once; more wait, then are closed

@@ -12,6 +12,8 @@ a ``FileNotFoundError``, a misuse of an object's lifetime a ``RuntimeError``.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "DataError",
     "EncodeError",
@@ -28,13 +30,31 @@ __all__ = [
     "StoreError",
     "StoreNotFoundError",
     "one_line",
+    "redact",
 ]
+
+# ``scheme://user:password@host``: everything between ``://`` and the last ``@`` of the
+# authority is user info.
+_USER_INFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s@]*(?:@[^/?#\s@]*)*@")
+# Query parameters that carry a secret: S3/GCS presigned URLs (X-Amz-Signature,
+# X-Amz-Credential, X-Amz-Security-Token, X-Goog-Signature, Signature, AWSAccessKeyId),
+# Azure SAS (sig=), OAuth (access_token=, code=), API keys, passwords, CloudFront's Policy.
+_SECRET_PARAMETER = re.compile(
+    r"(?P<name>[?&;](?:[^=&#\s]*(?:sig|token|credential|secret|passw|pwd|key|auth|session"
+    r"|policy)[^=&#\s]*|code|se|st|sp|sv)=)[^&#\s]*?(?=[:,;.)'\"]{0,2}(?:[&#\s]|$))",
+    re.IGNORECASE,
+)
+REDACTED = "***"
 
 
 class NetlapseError(Exception):
-    """Base class: a problem the user can fix, reported as one line."""
+    """Base class: a problem the user can fix, reported as one line. Its message never
+    holds a URL's password or signature (:func:`redact`), whoever prints it."""
 
     exit_code = 2
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*(redact(arg) if isinstance(arg, str) else arg for arg in args))
 
 
 # -- options --------------------------------------------------------------------------------
@@ -101,3 +121,11 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def redact(text: str) -> str:
+    """``text`` with every URL's user info (``KEY:SECRET@``) and secret-bearing query
+    values (``X-Amz-Signature=``, ``sig=``, ``token=``...) replaced by ``***``: the one
+    helper for every message, log line, summary and page that may show a URL."""
+    text = _USER_INFO.sub(rf"\g<scheme>{REDACTED}@", text)
+    return _SECRET_PARAMETER.sub(rf"\g<name>{REDACTED}", text)

@@ -42,6 +42,7 @@ FACES: dict[str, set[str]] = {
         "StoreError",
         "StoreNotFoundError",
         "one_line",
+        "redact",
     },
     "generator.analysis": {
         "RunSimilarity",

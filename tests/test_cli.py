@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from generator.__main__ import main
+from tests.conftest import make_store
 
 
 @pytest.mark.parametrize("command", ["train", "ingest", "info"])
@@ -71,3 +75,20 @@ def test_build_with_no_store_trains_the_demo_with_its_gallery_live(
     assert main(["-q", "build", "--runs", str(runs), "--out", str(site)]) == 0
     assert [(c.out, c.site) for c in trained] == [(runs / "demo.zarr", site)]
     assert [(c.stores, c.out) for c in built] == [((runs / "demo.zarr",), site)]
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(tmp_path: Path) -> None:
+    """``info a.zarr | head -5``: the reader goes away; the command ends with 141 (as one
+    killed by SIGPIPE) and no ``BrokenPipeError`` traceback, for any command's output."""
+    store = tmp_path / "run.zarr"
+    make_store(store)
+    read, write = os.pipe()
+    os.close(read)  # the reader is already gone: every write to stdout fails
+    with os.fdopen(write, "wb") as stdout:
+        done = subprocess.run(
+            [sys.executable, "-m", "generator", "info", str(store)],
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
+    assert done.stderr.decode() == "" and done.returncode == 141

@@ -28,7 +28,17 @@ ROOT = "__init__"  # the package itself (``from generator import __version__``)
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "foundation",
-        (ROOT, "defaults", "errors", "atomic", "faults", "resources", "architecture", "threads"),
+        (
+            ROOT,
+            "defaults",
+            "errors",
+            "atomic",
+            "faults",
+            "resources",
+            "architecture",
+            "threads",
+            "terminal",
+        ),
     ),
     ("store", ("store",)),
     ("data", ("data",)),

@@ -372,3 +372,70 @@ def test_the_fuzzed_server_is_still_answering(running_serve: tuple[int, Path]) -
     """After the fuzzing (this runs later in the module) the same process still serves."""
     status, answer = raw_request(running_serve[0], b"GET /runs/clip.mp4 HTTP/1.0\r\n\r\n")
     assert status == 200 and answer.endswith(BODY)
+
+
+def request_with_host(server: ThreadingHTTPServer, host: str | None, version: str = "1.1") -> int:
+    """The status of ``GET /`` sent with ``Host: host`` (none when None)."""
+    port = server.server_address[1]
+    header = "" if host is None else f"Host: {host}\r\n"
+    raw = f"GET / HTTP/{version}\r\n{header}Connection: close\r\n\r\n".encode()
+    status, _ = raw_request(port, raw)
+    assert status is not None
+    return status
+
+
+def test_only_requests_naming_this_server_are_answered(server: ThreadingHTTPServer) -> None:
+    """DNS rebinding: a page on evil.example whose name now points at 127.0.0.1 sends its
+    own name in ``Host``; it gets 421, not the gallery. This server's names get the page."""
+    port = server.server_address[1]
+    for host in ("127.0.0.1", f"127.0.0.1:{port}", f"localhost:{port}", "LOCALHOST.", "[::1]"):
+        assert request_with_host(server, host) == 200, host
+    assert request_with_host(server, None, version="1.0") == 200  # curl -0, old tools
+    for host in ("evil.example", f"evil.example:{port}", f"localhost:{port + 1}", "a@localhost"):
+        assert request_with_host(server, host) == 421, host
+    for host in ("127.0.0.1.evil.example", f"{socket.gethostname()}", "10.1.2.3", "[fe80::1]"):
+        assert request_with_host(server, host) == 421, host
+    assert request_with_host(server, None) == 400  # HTTP/1.1 requires Host
+    # Bound to every interface, the machine's own name and its addresses name it too.
+    wildcard = ("0.0.0.0", port)
+    assert serve_module.host_allowed(f"{socket.gethostname()}:{port}", wildcard)
+    assert serve_module.host_allowed("10.1.2.3", wildcard)
+    assert not serve_module.host_allowed("evil.example", wildcard)
+    assert serve_module.host_allowed("192.0.2.7", ("192.0.2.7", port))
+
+
+def test_half_sent_requests_time_out_and_connections_are_capped(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slowloris: connections that send half a request are closed after the request
+    timeout, and no more than ``SERVE_CONNECTIONS`` are served (one thread each) at once;
+    the server answers again once they are gone."""
+    monkeypatch.setattr(serve_module.defaults, "SERVE_REQUEST_TIMEOUT", 1.0)
+    monkeypatch.setattr(serve_module.defaults, "SERVE_CONNECTIONS", 4)
+    monkeypatch.setattr(QuietHandler, "timeout", 1.0)
+    server = make_server(site, port=0, handler=QuietHandler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
+    before = threading.active_count()
+    port = server.server_address[1]
+    try:
+        held = [socket.create_connection(("127.0.0.1", port), timeout=6) for _ in range(12)]
+        for conn in held:
+            conn.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        time.sleep(0.5)
+        assert threading.active_count() - before <= 4
+        started = time.monotonic()
+        for conn in held:  # every one is closed by the server, none is left hanging
+            with conn:
+                assert closed_by_server(conn)
+        assert time.monotonic() - started < 6
+        assert get(server, "/")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def closed_by_server(conn: socket.socket) -> bool:
+    try:
+        return conn.recv(100) == b""
+    except ConnectionResetError:
+        return True

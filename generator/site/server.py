@@ -10,22 +10,31 @@ requests. The handler adds HTTP range requests, which the standard one lacks: wi
 Chrome treats an MP4 as unseekable until it is fully buffered and clamps every seek to 0,
 so the epoch scrubber would not move the videos (GitHub Pages and ``file://`` both allow
 seeking). A request the handler cannot answer is one log line, never a traceback.
+
+A page on another site must not read the gallery (its probe images come from the user's
+data) by pointing its own DNS name at 127.0.0.1 (DNS rebinding): only requests whose
+``Host`` names this server are answered (:func:`host_allowed`), others get 421. A client
+has ``SERVE_REQUEST_TIMEOUT`` seconds to send its request, at most ``SERVE_CONNECTIONS``
+connections are served at once, so half-sent requests cannot pile up threads.
 """
 
 from __future__ import annotations
 
 import email.utils
 import functools
+import ipaddress
 import logging
 import os
 import re
+import socket
 import stat
 import sys
+import threading
 import urllib.parse
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from generator import defaults
 from generator.errors import OptionError
@@ -53,6 +62,28 @@ class RangeHandler(SimpleHTTPRequestHandler):
     """Serves the site's regular files (whole, or one byte range ``Range: bytes=a-b``)."""
 
     _remaining: int | None = None
+    timeout = defaults.SERVE_REQUEST_TIMEOUT  # the socket's, while a request is read
+
+    def handle_one_request(self) -> None:
+        self.connection.settimeout(self.timeout)  # the next request: short again
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        """The stock parser, then the ``Host`` check (421 for another name, 400 for an
+        HTTP/1.1 request without one); an accepted request may take longer to send."""
+        if not super().parse_request():
+            return False
+        host = self.headers.get("Host")
+        if host is None and self.request_version < "HTTP/1.1":
+            pass  # HTTP/1.0 tools may leave it out; browsers never do
+        elif host is None or not host_allowed(host, self.server.server_address):
+            self.send_error(
+                HTTPStatus.BAD_REQUEST if host is None else HTTPStatus.MISDIRECTED_REQUEST,
+                "Host header names no address of this server",
+            )
+            return False
+        self.connection.settimeout(defaults.SERVE_SEND_TIMEOUT)
+        return True
 
     def end_headers(self) -> None:
         self.send_header("Accept-Ranges", "bytes")
@@ -168,6 +199,27 @@ class RangeHandler(SimpleHTTPRequestHandler):
             remaining -= len(chunk)
 
 
+def host_allowed(header: str, bound: Any) -> bool:
+    """Whether ``Host: header`` names the server bound to ``bound`` (address, port): a
+    loopback address or ``localhost``, the bound address, and, bound to every interface,
+    any address literal or this machine's name. A port, if given, must be the bound one.
+    An address literal cannot be rebound by DNS; any other name could be an attacker's."""
+    address, port = str(bound[0]), int(bound[1])
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::([0-9]{1,5}))?", header.strip())
+    if match is None or (match.group(2) is not None and int(match.group(2)) != port):
+        return False
+    name = match.group(1).strip("[]").lower().rstrip(".")
+    wildcard = address in ("0.0.0.0", "::", "")
+    try:
+        literal = ipaddress.ip_address(name)
+    except ValueError:
+        names = {"localhost"}
+        if wildcard:
+            names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
+        return name in names
+    return literal.is_loopback or wildcard or literal == ipaddress.ip_address(address)
+
+
 def inside_regular(root: Path, candidate: Path) -> Path | None:
     """``candidate`` with its symlinks resolved, if it exists, lies inside ``root`` (itself
     resolved) and is a regular file or a folder; else None."""
@@ -230,9 +282,32 @@ class SiteServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(defaults.SERVE_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve in a thread while fewer than ``SERVE_CONNECTIONS`` are; a connection that
+        finds every slot taken for ``SERVE_REQUEST_TIMEOUT`` seconds is closed."""
+        if not self.slots.acquire(timeout=defaults.SERVE_REQUEST_TIMEOUT):
+            log.warning("serve: %d connections open; closed one more", defaults.SERVE_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
     def handle_error(self, request: object, client_address: tuple) -> None:
         error = sys.exc_info()[1]
-        if isinstance(error, (ConnectionResetError, BrokenPipeError)):
+        if isinstance(error, (ConnectionResetError, BrokenPipeError, TimeoutError)):
             return
         # one line, as the stock server reports it, without its traceback
         log.warning(

@@ -82,7 +82,8 @@ class StoreURL:
 
     @property
     def name(self) -> str:
-        return self.url.rsplit("/", 1)[-1]
+        """The last part of the path, without a query (a presigned URL's signature)."""
+        return urlsplit(self.url).path.rsplit("/", 1)[-1]
 
     @property
     def parent(self) -> StoreURL:
