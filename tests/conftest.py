@@ -255,10 +255,12 @@ def record_model_run(
     size: int,
     steps: int = 2,
     class_names: tuple[str, ...] = ("alpha", "beta", "gamma"),
+    seed: int = 0,
 ) -> Path:
     """A store of any ``nn.Module`` recorded through the Recorder API: ``steps`` SGD steps
     on random images per epoch, enough for the weights and activations to change.
-    ``probes``: a count of random probe images, or anything ``Recorder`` takes."""
+    ``probes``: a count of random probe images (the same for every ``seed``), or anything
+    ``Recorder`` takes; ``seed`` draws the training batches."""
     import torch
 
     from generator import Recorder
@@ -269,6 +271,8 @@ def record_model_run(
     if isinstance(probes, int):
         labels = [k % classes for k in range(probes)]
         probes = torch.randint(0, 256, (probes, 3, size, size), dtype=torch.uint8)
+    if seed:
+        torch.manual_seed(seed)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     rec = Recorder(
         model, probes=probes, probe_labels=labels, out=out, class_names=list(class_names)
@@ -305,3 +309,54 @@ def torchvision_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
         )
         for name in TORCHVISION_MODELS
     }
+
+
+def tiny_cnn() -> Any:
+    """Two 3x3 convs and a linear head: the cheapest real CNN to record (16 px inputs)."""
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(6, 3),
+    )
+
+
+@pytest.fixture(scope="session")
+def seed_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two runs of ``tiny_cnn`` from seeds 0 and 1 (initial weights and batches) on the
+    same 3 probe images, 2 epochs at 16 px through the Recorder: what a compare page
+    compares."""
+    import torch
+
+    base = tmp_path_factory.mktemp("seeds")
+    stores = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        out = base / f"seed{seed}.zarr"
+        stores.append(record_model_run(out, tiny_cnn(), epochs=2, probes=3, size=16, seed=seed))
+    return stores[0], stores[1]
+
+
+@pytest.fixture(scope="session")
+def compare_site(
+    tmp_path_factory: pytest.TempPathFactory, seed_runs: tuple[Path, Path]
+) -> dict[str, Any]:
+    """``seed_runs`` and a copy of seed 0 (a run compared with itself) built into one site
+    in ``served/repo``, to be served from a sub-path (MP4 only, no contact sheets)."""
+    from generator.build import build
+    from generator.config import BuildConfig
+
+    base = tmp_path_factory.mktemp("compare")
+    twin = base / "seed0-twin.zarr"
+    shutil.copytree(seed_runs[0], twin)
+    stores = (*seed_runs, twin)
+    site = base / "served" / "repo"
+    config = BuildConfig(
+        stores=stores, out=site, jobs=1, formats=("mp4",), contact_probes=0, channel_pages=1
+    )
+    return {"site": site, "manifest": build(config).manifest, "stores": stores}

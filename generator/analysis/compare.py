@@ -21,7 +21,6 @@ defaults); time: one read of every shown layer at every epoch, as ``run_similari
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
@@ -117,9 +116,6 @@ class CrossSimilarity:
     def to_json(self) -> dict[str, object]:
         """Plain JSON (NaN as null) for the site's ``compare.json``."""
 
-        def plain(values: np.ndarray) -> list:
-            return np.where(np.isfinite(values), np.round(values, 4), np.nan).tolist()
-
         return {
             "first": self.first,
             "second": self.second,
@@ -130,17 +126,17 @@ class CrossSimilarity:
             "grid": self.grid,
             "threshold": self.threshold,
             "skipped": self.skipped,
-            "cka": _nulls(plain(self.values)),
-            "matched": _nulls(plain(self.matched)),
+            "cka": plain_json(np.round(self.values, 4)),
+            "matched": plain_json(np.round(self.matched, 4)),
             "agree_epoch": list(self.agree),
         }
 
 
-def _nulls(values: object) -> object:
-    """NaN -> None in nested lists (JSON has no NaN)."""
-    if isinstance(values, list):
-        return [_nulls(v) for v in values]
-    return None if isinstance(values, float) and not math.isfinite(values) else values
+def plain_json(values: np.ndarray) -> list:
+    """An array as nested lists for JSON, NaN as None (JSON has no NaN)."""
+    out = np.asarray(values, dtype=object)
+    out[~np.isfinite(np.asarray(values, dtype=np.float64))] = None
+    return out.tolist()
 
 
 def compare_runs(

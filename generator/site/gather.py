@@ -7,8 +7,9 @@ built in memory, so a failure raises before anything is written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from generator.site.compare import compare_link, compare_page
 from generator.site.context import RunContext, run_contexts
 from generator.site.layer_pages import layer_pages
 from generator.site.manifest import Manifest
@@ -48,16 +49,22 @@ def build_site_context(manifest: Manifest, readers: Mapping[str, RunReader]) -> 
     pages: list[Page] = []
     cards: list[RunCard] = []
     files: dict[str, bytes] = {}
+    shown_runs: list[RunContext] = []  # runs with pages: the compare page's
     for entry, run in run_contexts(manifest, readers):
         if min(entry.epochs, run.epochs) == 0:
             cards.append(waiting_card(entry, run))
             continue
         ctx = RunContext(run, entry, manifest, version, fps)
-        cards.append(run_card(ctx, eager=len(cards) < HOME_EAGER_RUNS))
+        cards.append(replace(run_card(ctx, eager=len(cards) < HOME_EAGER_RUNS), slug=entry.slug))
+        shown_runs.append(ctx)
         page, figures = run_page(ctx)
         pages += [page, *layer_pages(ctx)]
         files.update(figures)
     footer = site_footer(manifest)
+    if len(shown_runs) >= 2:
+        compared, data = compare_page(shown_runs, footer)
+        pages.append(compared)
+        files.update(data)
     home = HomePage(
         path=HOME,
         template="index.html",
@@ -66,6 +73,7 @@ def build_site_context(manifest: Manifest, readers: Mapping[str, RunReader]) -> 
         crumbs=(),
         footer=footer,
         runs=tuple(cards),
+        compare=compare_link(shown_runs),
     )
     missing = NotFoundPage(
         path=NOT_FOUND,

@@ -41,6 +41,7 @@ class Series:
     color: str
     width: float = 2.0
     dashed: bool = False
+    group: str = ""  # ``data-group`` of its <g>: the page script shows or hides it by this
 
 
 @dataclass(frozen=True)
@@ -236,8 +237,9 @@ def _line(frame: Frame, series: Series, markers: bool, fmt: Formatter) -> str:
     xs, ys = frame.x(epochs), frame.y(values)
     mask = np.isfinite(ys)
     dash = ' stroke-dasharray="5 3"' if series.dashed else ""
+    group = f' data-group="{escape(series.group)}"' if series.group else ""
     out = [
-        f'<g class="series" stroke="{series.color}" fill="{series.color}">'
+        f'<g class="series" stroke="{series.color}" fill="{series.color}"{group}>'
         f"<title>{escape(series.label)}</title>"
     ]
     for start, stop in finite_runs(mask):

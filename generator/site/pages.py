@@ -128,6 +128,7 @@ class RunCard:
     final_val_accuracy: str
     thumbnail: Media | None
     waiting: str = ""
+    slug: str = ""  # the value the home page's compare checkbox sends (runs with pages)
 
     @property
     def more_classes(self) -> int:
@@ -137,6 +138,7 @@ class RunCard:
 @dataclass(frozen=True, kw_only=True)
 class HomePage(Page):
     runs: tuple[RunCard, ...]
+    compare: Link | None = None  # the compare page of every run, when two or more have pages
 
 
 @dataclass(frozen=True)
@@ -252,3 +254,58 @@ class ChannelPage(Page):
 @dataclass(frozen=True, kw_only=True)
 class NotFoundPage(Page):
     pass
+
+
+# -- the compare page (site/compare.py) ------------------------------------------------------
+@dataclass(frozen=True)
+class CompareRun:
+    """A run on the compare page: its colour in every chart and a link to its page."""
+
+    slug: str
+    name: str
+    color: str
+    href: str
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """One layer of every run that has it (``media`` None where a run lacks the layer)."""
+
+    key: str
+    layer: str
+    media: tuple[tuple[CompareRun, Media | None], ...]
+
+
+@dataclass(frozen=True)
+class AgreeRow:
+    """A layer of the first run: its counterpart in the second, their CKA at the last
+    common epoch and the epoch from which they agree."""
+
+    layer: str
+    match: str
+    last: str
+    epoch: str
+
+
+@dataclass(frozen=True)
+class RunPair:
+    """CKA between two runs: a layer x layer heatmap the scrubber recolours per epoch
+    (``data``: (E, R, C) as JSON), or ``note`` saying why the pair was not compared."""
+
+    first: CompareRun
+    second: CompareRun
+    chart: Chart | None
+    data: str | None
+    agree: tuple[AgreeRow, ...]
+    note: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComparePage(Page):
+    runs: tuple[CompareRun, ...]
+    curves: tuple[Chart, ...]
+    layers: tuple[SideBySide, ...]
+    pairs: tuple[RunPair, ...]
+    threshold: str
+    notes: tuple[str, ...]
+    data_href: str
