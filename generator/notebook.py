@@ -32,7 +32,7 @@ from generator.store import RunReader, StoreLocation, open_run
 __all__ = ["Animation", "animation"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Animation:
     """Rendered frames that a notebook shows inline as a looping GIF.
 
@@ -51,6 +51,11 @@ class Animation:
         duration = round(1000 / self.fps)
         frames, palette = self.frames.frames, self.frames.palette
         return _written(lambda path: encode.write_gif(path, frames, palette, duration_ms=duration))
+
+    def __repr__(self) -> str:
+        """One line (the frames' array would print pages of pixel indices)."""
+        count, height, width = self.frames.frames.shape[:3]
+        return f"<Animation {self.title}: {count} frames, {width}x{height} px>"
 
     def _repr_html_(self) -> str:
         """Jupyter's rich display: the GIF inline, so the saved notebook keeps it."""

@@ -110,3 +110,30 @@ def test_an_existing_store_is_one_line_not_a_traceback(tmp_path, cache):
     result = run_example("own_loop.py", tmp_path, cache)
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "resume=True" in result.stderr
+
+
+def test_the_notebook_runs_on_a_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/notebook.ipynb executed as Jupyter would (nbclient, an IPython kernel) on a
+    store made here: the run opens, a layer and a channel show inline as GIFs, the metrics
+    plot, and xarray opens the metrics group and one layer with labelled axes."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from tests.conftest import make_store
+
+    make_store(tmp_path / "run.zarr", featviz=True, examples=True)
+    monkeypatch.setenv("NETLAPSE_RUN", str(tmp_path / "run.zarr"))
+    notebook = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = [out for cell in notebook.cells if cell.cell_type == "code" for out in cell.outputs]
+    assert not [out for out in outputs if out.output_type == "error"]
+    shown = [out.get("data", {}) for out in outputs]
+    gifs = [data for data in shown if 'src="data:image/gif;base64,' in data.get("text/html", "")]
+    assert len(gifs) == 2 and all("image/png" in data for data in gifs)  # with their stills
+    assert sum("image/png" in data for data in shown) == 4  # and the two plots
+    assert "<Animation block1, probe 0: 3 frames" in gifs[0]["text/plain"]
+    printed = "".join(out.get("text", "") for out in outputs)
+    assert "run: 3 epochs (0 = untrained), 2 probes" in printed and "block1" in printed
+    labelled = " ".join(data.get("text/plain", "") for data in shown)
+    assert "val_loss" in labelled and "(epoch: 3, channel: 4)" in labelled
+    assert not list(tmp_path.glob("runs")), "the notebook trained although a run was given"
