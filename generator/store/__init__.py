@@ -59,6 +59,7 @@ from generator.store._schema import (
 if TYPE_CHECKING:
     from generator.store._distributions import GradientStats, Histograms
     from generator.store._files import check_remote_out
+    from generator.store._staging import discard_created
     from generator.store._reader import RunReader, open_run
     from generator.store._records import EpochRecord, ExamplePoolRecord
     from generator.store._writer import StoreWriter
@@ -85,6 +86,7 @@ __all__ = [
     "StoreURL",
     "StoreWriter",
     "check_remote_out",
+    "discard_created",
     "example_layers",
     "file_stem",
     "gradient_layers",
@@ -102,6 +104,7 @@ __all__ = [
 # name -> the private module that defines it; imported (with zarr) on first use
 _LAZY = {
     "check_remote_out": "_files",
+    "discard_created": "_staging",
     "GradientStats": "_distributions",
     "Histograms": "_distributions",
     "RunReader": "_reader",
