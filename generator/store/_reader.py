@@ -145,6 +145,7 @@ class RunReader(DistributionViews):
 
     @cached_property
     def layers(self) -> list[LayerSpec]:
+        """The recorded layers in forward order (``LayerSpec``: name, kind, shape, ...)."""
         return list(self.attrs.layers)
 
     def layer(self, name: str) -> LayerSpec:
@@ -172,6 +173,7 @@ class RunReader(DistributionViews):
 
     @property
     def n_probes(self) -> int:
+        """How many probe images every activation was recorded for (P)."""
         return int(self._open_array(probe_path("labels")).shape[0])
 
     # -- dataset examples ------------------------------------------------------------
@@ -379,13 +381,16 @@ def _show(index: tuple) -> str:
 def open_run(
     path: StoreLocation | str, *, verify: bool = True, epochs: int | None = None
 ) -> RunReader:
-    """Open a run store for reading (raises ``StoreError`` with a one-line reason).
+    """Open a run store (a folder or an object-storage URL) for reading; any problem is a
+    one-line ``StoreError``. This is ``generator.open_run``, e.g. in a notebook::
 
-    ``path`` may be an object-storage URL (``s3://bucket/runs/x.zarr``, see
-    ``generator.store._backends``). ``verify=False`` skips the chunk-size check (one small read per
-    chunk file) for callers that open the same store many times; reads still verify each
-    chunk's checksum. ``epochs=N`` reads only the first N committed epochs (N more than
-    are committed is a ``StoreError``): a build renders exactly the epochs it planned while
-    a training run keeps appending.
+        run = generator.open_run("runs/demo.zarr")  # or "s3://bucket/runs/demo.zarr"
+        run.scalar_metric("val_accuracy")  # (E,) float32, epoch 0 = untrained
+        run.layer_activations("block1", probe=0)  # (E, C, H, W); see RunReader
+
+    ``verify=False`` skips the chunk-size check (one small read per chunk file) for callers
+    that open a store many times; reads still verify each chunk's checksum. ``epochs=N``
+    reads only the first N committed epochs (more is a ``StoreError``): a build renders
+    exactly the epochs it planned while a training run keeps appending.
     """
     return RunReader(path, verify=verify, epochs=epochs)
