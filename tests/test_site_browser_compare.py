@@ -82,7 +82,7 @@ def flat(matrix: list[list[float | None]]) -> list[float | None]:
 
 
 def near(shown: list[float | None], values: list[float | None]) -> bool:
-    """Shown (two places) and data (three) agree cell by cell."""
+    """Shown and data (both two places) agree cell by cell."""
     return len(shown) == len(values) and all(
         (a is None and b is None) or (a is not None and b is not None and abs(a - b) <= 0.006)
         for a, b in zip(shown, values, strict=True)

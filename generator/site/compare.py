@@ -116,19 +116,22 @@ def curves(contexts: Sequence[RunContext], runs: Sequence[CompareRun]) -> tuple[
         return out
 
     markers = max(ctx.run.epochs for ctx in contexts) <= 40
-    loss = line_chart(
-        lines("loss"), title="Loss per epoch", y_label="cross-entropy loss", markers=markers
+
+    def chart(kind: str, y_label: str, *, share: bool) -> Chart:
+        svg = line_chart(
+            lines(kind),
+            title=f"{kind.capitalize()} per epoch",
+            y_label=y_label,
+            y_min=0 if share else None,
+            y_max=1 if share else None,
+            y_format=percent if share else None,
+            markers=markers,
+        )
+        return Chart(kind.capitalize(), svg, CURVE_NOTE)
+
+    return chart("loss", "cross-entropy loss", share=False), chart(
+        "accuracy", "accuracy", share=True
     )
-    accuracy = line_chart(
-        lines("accuracy"),
-        title="Accuracy per epoch",
-        y_label="accuracy",
-        y_min=0,
-        y_max=1,
-        y_format=percent,
-        markers=markers,
-    )
-    return Chart("Loss", loss, CURVE_NOTE), Chart("Accuracy", accuracy, CURVE_NOTE)
 
 
 def side_by_side(
@@ -178,7 +181,7 @@ def run_pair(numbers: CrossSimilarity, first: CompareRun, second: CompareRun) ->
         f"resampled to {numbers.grid} × {numbers.grid} regions; 1 = the same up to a "
         "rotation and a scale"
     )
-    data = json.dumps(plain_json(np.round(values, 3)), separators=(",", ":"))
+    data = json.dumps(plain_json(np.round(values, 2)), separators=(",", ":"))
     return RunPair(first, second, Chart(title, svg, caption), data, agree_rows(numbers), "")
 
 
