@@ -14,11 +14,13 @@ from typing import Any
 
 import numpy as np
 
+from generator.analysis.cka import RunSimilarity, run_similarity
 from generator.errors import StoreError
 from generator.site.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
 from generator.site.pages import Footer, Link, Media, Scrubber
 from generator.site.paths import HOME, RunPaths, root_of, url
 from generator.site.text import format_settings, shown
+from generator.site.tree import TreeNode, module_tree
 from generator.store import LayerSpec, RunReader
 
 EAGER_MEDIA = 2  # animations per page assumed to be in the first screen (others lazy)
@@ -91,6 +93,21 @@ class RunContext:
     @cached_property
     def probe_probs(self) -> np.ndarray:
         return self.run.probe_probs()
+
+    @cached_property
+    def similarity(self) -> RunSimilarity:
+        """CKA of every layer (the run page and the network overview both show it)."""
+        return run_similarity(self.run)
+
+    @cached_property
+    def weight_change(self) -> dict[str, np.ndarray]:
+        """Each layer with weights: its (E,) relative weight change (read once)."""
+        return self.run.weight_change()
+
+    @cached_property
+    def tree(self) -> TreeNode:
+        """The network's module tree (``tree.module_tree``)."""
+        return module_tree(self.run.layers)
 
     @cached_property
     def footer(self) -> Footer:

@@ -53,25 +53,42 @@ def curves(metrics: Mapping[str, np.ndarray]) -> tuple[Chart, Chart]:
     return (Chart("Loss", loss, TRAINING_NOTE), Chart("Accuracy", accuracy, TRAINING_NOTE))
 
 
-def change_chart(change: Mapping[str, np.ndarray]) -> Chart:
-    """Each layer's relative weight change per epoch, on a log axis when it spans decades."""
-    names = list(change)
-    values = np.concatenate([np.ravel(v) for v in change.values()] or [np.empty(0)])
-    log = analysis.wants_log_scale(values)
+def change_chart(
+    groups: Sequence[tuple[str, Sequence[np.ndarray]]], *, title: str = "Weight change per layer"
+) -> Chart:
+    """The relative weight change per epoch of each group of layers (one series each: a
+    layer, or the mean of a stage's or block's layers, see ``tree.chart_groups``), on a
+    log axis when it spans decades."""
+    names = [
+        name if len(values) == 1 else f"{name} (mean of {len(values)})" for name, values in groups
+    ]
+    lines = [group_mean(values) for _, values in groups]
+    flat = np.concatenate([np.ravel(v) for v in lines] or [np.empty(0)])
+    log = analysis.wants_log_scale(flat)
     svg = line_chart(
-        [Series(n, change[n], c) for n, c in zip(names, depth_colors(len(names)), strict=True)],
-        title="Weight change per layer",
+        [Series(n, v, c) for n, v, c in zip(names, lines, depth_colors(len(names)), strict=True)],
+        title=title,
         markers=len(names) <= 4,
         y_label="relative change" + (" (log)" if log else ""),
         log_y=log,
         y_min=None if log else 0,
         size=(720, 280),
     )
-    return Chart(
-        "Which layers learn when",
-        svg,
-        "‖W(e) − W(e−1)‖ / ‖W(e−1)‖ of each layer's weights; undefined at epoch 0",
-    )
+    grouped = any(len(values) > 1 for _, values in groups)
+    caption = "‖W(e) − W(e−1)‖ / ‖W(e−1)‖ of each layer's weights; undefined at epoch 0"
+    if grouped:
+        caption += "; a group's line is the mean of its layers"
+    return Chart(title, svg, caption)
+
+
+def group_mean(values: Sequence[np.ndarray]) -> np.ndarray:
+    """The mean over layers of (E,) series, per epoch over the finite ones (NaN where
+    none is: epoch 0 of a change), without numpy's empty-slice warning."""
+    stack = np.stack([np.asarray(v, float) for v in values])
+    finite = np.isfinite(stack)
+    count = finite.sum(axis=0)
+    total = np.where(finite, stack, 0.0).sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
 def confusion(

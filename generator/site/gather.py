@@ -13,6 +13,7 @@ from generator.site.compare import compare_link, compare_page
 from generator.site.context import RunContext, run_contexts
 from generator.site.layer_pages import layer_pages
 from generator.site.manifest import Manifest
+from generator.site.overview import overview_page
 from generator.site.pages import Footer, HomePage, NotFoundPage, Page, RunCard
 from generator.site.paths import HOME, NOT_FOUND
 from generator.site.run_pages import run_card, run_page, waiting_card
@@ -58,8 +59,10 @@ def build_site_context(manifest: Manifest, readers: Mapping[str, RunReader]) -> 
         cards.append(replace(run_card(ctx, eager=len(cards) < HOME_EAGER_RUNS), slug=entry.slug))
         shown_runs.append(ctx)
         page, figures = run_page(ctx)
-        pages += [page, *layer_pages(ctx)]
+        network, thumbnails = overview_page(ctx)
+        pages += [page, network, *layer_pages(ctx)]
         files.update(figures)
+        files.update(thumbnails)
     footer = site_footer(manifest)
     if len(shown_runs) >= 2:
         compared, data = compare_page(shown_runs, footer)

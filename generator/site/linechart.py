@@ -16,6 +16,7 @@ from functools import lru_cache
 import numpy as np
 from markupsafe import Markup, escape
 
+from generator.analysis.statistics import wants_log_scale
 from generator.site.svg import (
     CHAR_W,
     Formatter,
@@ -317,3 +318,31 @@ def _legend(entries: tuple[tuple[str, str, str], ...], width: float, top: float)
 def _epoch_count(series: Sequence[Series], bands: Sequence[Band]) -> int:
     sizes = [np.asarray(s.values).size for s in series] + [np.asarray(b.lower).size for b in bands]
     return max(sizes, default=1)
+
+
+def sparkline(values: np.ndarray, *, label: str, size: tuple[int, int] = (96, 22)) -> Markup:
+    """A tiny line of ``values`` over epochs, no axes (a table cell's trend); on a log
+    scale when the values span decades. NaN epochs are gaps; ``label`` is its tooltip."""
+    width, height = size
+    v = np.asarray(values, float)
+    log = wants_log_scale(v)
+    shown = np.log10(np.where(v > 0, v, np.nan)) if log else v
+    finite = np.isfinite(shown)
+    head = (
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="spark" viewBox="0 0 {width} {height}"'
+        f' width="{width}" height="{height}" role="img" aria-label="{escape(label)}">'
+        f"<title>{escape(label)}</title>"
+    )
+    if not finite.any():
+        return Markup(head + "</svg>")
+    lo, hi = float(np.nanmin(shown)), float(np.nanmax(shown))
+    span = hi - lo or 1.0
+    xs = 2 + np.arange(v.size) * (width - 4) / max(v.size - 1, 1)
+    ys = height - 2 - (np.nan_to_num(shown, nan=lo) - lo) / span * (height - 4)
+    lines = "".join(
+        f'<polyline points="{_points(xs[a:b], ys[a:b])}" fill="none" stroke="currentColor"/>'
+        for a, b in finite_runs(finite)
+    )
+    last = int(np.flatnonzero(finite)[-1])
+    dot = f'<circle cx="{xs[last]:.1f}" cy="{ys[last]:.1f}" r="1.8" fill="currentColor"/>'
+    return Markup(head + lines + dot + "</svg>")

@@ -208,6 +208,7 @@ class RunPage(Page):
     confusion: Confusion
     probes: tuple[ProbeView, ...]
     similarity: Similarity | None = None
+    network: str = ""  # the network overview page, relative to this page
 
 
 @dataclass(frozen=True)

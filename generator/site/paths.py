@@ -1,6 +1,7 @@
 """Where each page of the site lies and how one page links to another.
 
-Site layout: ``index.html``; ``runs/<slug>/index.html``; ``runs/<slug>/layers/<layer>.html``;
+Site layout: ``index.html``; ``runs/<slug>/index.html``; ``runs/<slug>/network.html`` (the
+overview, with ``runs/<slug>/thumbs/<layer>.png``); ``runs/<slug>/layers/<layer>.html``;
 ``runs/<slug>/channels/<layer>-c<n>.html`` for every channel of every conv layer, with
 ``n`` counted from 1 as the captions count channels; ``404.html``. Every link is the
 shortest relative path from the page to its target and no link is absolute, so the site
@@ -57,6 +58,15 @@ class RunPaths:
     @property
     def run(self) -> str:
         return f"{self.base}/index.html"
+
+    @property
+    def overview(self) -> str:
+        """The network overview page: the module tree with a small view of every layer."""
+        return f"{self.base}/network.html"
+
+    def thumbnail(self, name: str) -> str:
+        """Layer ``name``'s view at every epoch, one PNG the overview moves per epoch."""
+        return f"{self.base}/thumbs/{self.files[name]}.png"
 
     @property
     def confusion_image(self) -> str:

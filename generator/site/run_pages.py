@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 import generator.site.figures as figures
 from generator.site.context import RunContext
 from generator.site.manifest import ArtefactKind, RunEntry
 from generator.site.pages import (
+    Chart,
     LayerGroup,
     LayerRow,
     Media,
@@ -21,6 +24,7 @@ from generator.site.paths import HOME, url
 from generator.site.similarity import similarity_section
 from generator.site.svg import format_number
 from generator.site.text import format_percent, public_name, shown
+from generator.site.tree import TreeNode, chart_groups
 from generator.store import LayerSpec, RunReader
 
 CARD_CLASSES = 24  # class names listed on a home card; the rest are counted
@@ -95,12 +99,35 @@ def run_page(ctx: RunContext) -> tuple[RunPage, dict[str, bytes]]:
             for name, kind, group in group_layers(run.layers)
         ),
         curves=figures.curves({m: run.scalar_metric(m) for m in TRAINING_METRICS}),
-        change=figures.change_chart(run.weight_change()),
+        change=run_change_chart(ctx),
         confusion=confusion,
         probes=tuple(probe_view(ctx, p, here) for p in range(ctx.n_probes)),
         similarity=similarity,
+        network=url(here, ctx.paths.overview),
     )
     return page, {**files, **data}
+
+
+def change_groups(ctx: RunContext, node: TreeNode) -> list[tuple[str, list[np.ndarray]]]:
+    """``tree.chart_groups`` of ``node`` as the weight-change series of their layers
+    (layers without weights, and groups of only such layers, left out)."""
+    change = ctx.weight_change
+    groups = [
+        (label, [change[layer.name] for layer in group if layer.name in change])
+        for label, group in chart_groups(node)
+    ]
+    return [(label, values) for label, values in groups if values]
+
+
+def run_change_chart(ctx: RunContext) -> Chart:
+    """Weight change per layer, or per stage (the mean of its layers) for a deep network,
+    so the chart never has more than ``tree.MAX_SERIES`` lines; the overview page has
+    each stage's layers."""
+    groups = change_groups(ctx, ctx.tree)
+    grouped = any(len(values) > 1 for _, values in groups)
+    return figures.change_chart(
+        groups, title="Weight change per stage" if grouped else "Weight change per layer"
+    )
 
 
 def run_metrics(ctx: RunContext) -> tuple[Metric, ...]:

@@ -11,37 +11,74 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 
 import generator.site.heatmap as heatmap
-from generator.analysis.cka import RunSimilarity, run_similarity
+from generator.analysis.cka import RunSimilarity, settle_epoch
 from generator.site.context import RunContext
+from generator.site.figures import group_mean
 from generator.site.pages import Chart, SettleRow, Similarity
 from generator.site.paths import url
 from generator.site.text import shown
+from generator.site.tree import chart_groups
+from generator.store import LayerSpec
 
 DATA_FILE = "similarity.json"
 MAX_EPOCH_COLUMNS = 40  # more epochs are shown as this many evenly spaced ones
 NOT_SETTLED = "not before the last epoch"
+MAX_ROWS = 24  # heatmap rows drawn one per layer; a deeper net is drawn one row per stage
 MAX_TIPS = 2500  # cells with a tooltip; a larger heatmap leaves them out to stay light
 
 
 def similarity_section(ctx: RunContext, here: str) -> tuple[Similarity, dict[str, bytes]]:
-    """The section of the run page at ``here``, and its data file by site path."""
-    numbers = run_similarity(ctx.run)
+    """The section of the run page at ``here``, and its data file by site path. A net of
+    more than ``MAX_ROWS`` layers is drawn per stage (``stage_similarity``) so the
+    heatmaps stay legible; the settle table and the data file keep every layer."""
+    numbers = ctx.similarity
     path = f"{ctx.paths.base}/{DATA_FILE}"
     names = [shown(n) for n in numbers.layers]
     channels = [ctx.run.layer(n).channels for n in numbers.layers]
+    drawn, drawn_names, note = numbers, names, ""
+    if len(names) > MAX_ROWS:
+        drawn = stage_similarity(numbers, chart_groups(ctx.tree))
+        drawn_names = [shown(n) for n in drawn.layers]
+        note = "; one row per stage, the mean of its layers (every layer: the network page)"
+    to_final, between = to_final_chart(drawn, drawn_names), between_chart(drawn, drawn_names)
     section = Similarity(
-        to_final=to_final_chart(numbers, names),
-        between=between_chart(numbers, names),
+        to_final=replace(to_final, caption=to_final.caption + note),
+        between=replace(between, caption=between.caption + note),
         threshold=f"{numbers.threshold:g}",
         settle=settle_rows(numbers, names, channels),
         data_href=url(here, path),
     )
     data = json.dumps(numbers.to_json(), indent=1).encode("utf-8")
     return section, {path: data}
+
+
+def stage_similarity(
+    numbers: RunSimilarity, groups: list[tuple[str, list[LayerSpec]]]
+) -> RunSimilarity:
+    """``numbers`` with one row per group of layers (``tree.chart_groups``): the mean
+    CKA of its layers (NaN ignored), its settle epoch from that mean, its fewest samples."""
+    index = {name: i for i, name in enumerate(numbers.layers)}
+    rows = [[index[layer.name] for layer in group] for _, group in groups]
+    to_final = np.stack([group_mean(list(numbers.to_final[r])) for r in rows])
+    between = np.array([[_finite_mean(numbers.between[np.ix_(a, b)]) for b in rows] for a in rows])
+    return replace(
+        numbers,
+        layers=tuple(label for label, _ in groups),
+        to_final=to_final,
+        between=between,
+        settle=tuple(settle_epoch(row, threshold=numbers.threshold) for row in to_final),
+        samples=tuple(min(numbers.samples[i] for i in r) for r in rows),
+    )
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def shown_epochs(epochs: int, limit: int = MAX_EPOCH_COLUMNS) -> np.ndarray:

@@ -124,6 +124,23 @@
     });
   }
 
+  function setupSprites() {
+    // The network overview: each layer's thumbnail is one image holding a square per
+    // shown epoch (data-frames of them, evenly spread over the run), moved to the
+    // scrubber's epoch. Without JavaScript it stays at the last epoch.
+    var sprites = Array.prototype.slice.call(document.querySelectorAll("[data-sprite]"));
+    var epochs = parseInt(document.querySelector("[data-scrubber]").getAttribute("data-epochs"), 10);
+    document.addEventListener("netlapse:epoch", function (event) {
+      sprites.forEach(function (img) {
+        var frames = parseInt(img.getAttribute("data-frames"), 10);
+        var side = parseInt(img.getAttribute("data-side"), 10);
+        var frame = epochs > 1 ? Math.round(event.detail.epoch * (frames - 1) / (epochs - 1)) : 0;
+        img.style.transform = "translateY(-" + frame * side + "px)";
+        img.setAttribute("data-frame", String(frame));
+      });
+    });
+  }
+
   function setupMarkers() {
     // Each chart has a dashed vertical line that follows the scrubber's epoch.
     var markers = Array.prototype.slice.call(document.querySelectorAll("[data-epoch-marker]"));
@@ -248,6 +265,7 @@
   var bar = document.querySelector("[data-scrubber]");
   if (bar) {
     setupMarkers();
+    setupSprites();
     setupScrubber(bar);
   }
   setupVisibility();
