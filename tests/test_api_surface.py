@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 from pathlib import Path
 
 import pytest
@@ -242,25 +243,36 @@ def test_every_package_has_a_face_with_all() -> None:
     assert not faceless, f"no __all__ in: {faceless}"
 
 
+def example_source(file: Path) -> str:
+    """An example's Python: the script, or a notebook's code cells."""
+    if file.suffix == ".ipynb":
+        cells = json.loads(file.read_text(encoding="utf-8"))["cells"]
+        return "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    return file.read_text(encoding="utf-8")
+
+
 def example_imports(file: Path) -> list[tuple[str, str]]:
-    """``(module, name)`` for every ``from generator... import name`` of an example."""
+    """``(module, name)`` for every ``from generator... import name`` of an example and every
+    ``generator.name`` it uses; ``(module, "")`` for ``import generator...``."""
     found = []
-    for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+    for node in ast.walk(ast.parse(example_source(file))):
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("generator"):
             found += [(node.module or "", alias.name) for alias in node.names]
         elif isinstance(node, ast.Import):
             found += [(a.name, "") for a in node.names if a.name.startswith("generator")]
+        elif isinstance(node, ast.Attribute) and ast.unparse(node.value) == "generator":
+            found.append(("generator", node.attr))
     return found
 
 
 def test_examples_import_only_public_faces() -> None:
     """What a user copies from an example must keep working: only pinned faces' names."""
-    files = sorted((REPO / "examples").glob("*.py"))
-    assert files
+    files = sorted((REPO / "examples").glob("*.py")) + sorted((REPO / "examples").glob("*.ipynb"))
+    assert files and files[-1].suffix == ".ipynb"
     offenders = [
         f"{file.name}: from {module} import {name}"
         for file in files
         for module, name in example_imports(file)
-        if module not in FACES or name not in FACES[module]
+        if module not in FACES or (name and name not in FACES[module])
     ]
     assert not offenders, "examples must import only pinned faces: " + "; ".join(offenders)
