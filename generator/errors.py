@@ -117,10 +117,14 @@ class EncodeError(NetlapseError):
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
-    """An exception as one short line: libraries put whole logs and tracebacks in theirs."""
+    """An exception as one short line, cut at a word: libraries put whole logs,
+    tracebacks and XML bodies in theirs."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 3]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut) + "..."  # at a word if it can
 
 
 def redact(text: str) -> str:

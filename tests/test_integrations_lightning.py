@@ -83,3 +83,17 @@ def test_an_epoch_without_validation_does_not_repeat_the_last(tmp_path):
     assert np.isfinite(val_loss[2])  # validated in epoch 2 only
     assert np.isnan(val_loss[[1, 3]]).all()
     assert np.isfinite(run.scalar_metric("train_loss")[1:]).all()
+
+
+def test_a_framework_metric_named_like_a_recorder_argument_is_kept_as_its_own():
+    """Lightning's ``self.log("confusion", 1.0)`` is a user's metric, stored as
+    ``logged/confusion`` beside netlapse's confusion matrix, never taken for it."""
+    from generator.integrations.lightning import logged_metrics
+    from generator.record.capture import loop_metrics
+
+    logged = {"confusion": torch.tensor(1.0), "val_acc": torch.tensor(0.5), "mine": 2.0}
+    metrics = logged_metrics(logged)
+    assert metrics == {"logged/confusion": 1.0, "val_accuracy": 0.5, "mine": 2.0}
+    stored = loop_metrics(3, **metrics)
+    assert stored.extra == {"logged/confusion": 1.0, "mine": 2.0} and stored.confusion is None
+    assert stored.scalars == {"val_accuracy": 0.5}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import random
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -441,3 +442,50 @@ def test_extra_metrics_continue_across_a_resume(tmp_path):
         "lr": [None, 0.1, None],
         "momentum": [None, None, 0.9],
     }
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("class_names", "abc", "class_names='abc' is one string"),
+        ("probe_labels", [7, 0], "probe_labels holds 7"),
+        ("probe_labels", [-3, 0], "probe_labels holds -3"),
+        ("probe_labels", [2**40, 0], f"probe_labels holds {2**40}"),
+        ("probe_labels", [0.5, 1], "probe_labels=.*not class indices"),
+        ("probe_labels", [2**70, 0], "probe_labels=.*not class indices"),
+    ],
+)
+def test_bad_recorder_arguments_are_one_line_before_anything_is_written(
+    tmp_path, option, value, words
+):
+    """The reference CNN has 3 classes: labels outside 0..2 (or -1) and a string of
+    class names are refused by name, and no store is made."""
+    with pytest.raises(OptionError, match=words):
+        Recorder(reference_cnn(), probes=probe_images(), out=tmp_path / "r.zarr", **{option: value})
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_out_of_range_metrics_are_one_line_and_earlier_epochs_stay(tmp_path):
+    """Negative counts, accuracies outside [0, 1], non-finite numbers and numbers that
+    overflow float32 (1e308 would be stored as inf, with a RuntimeWarning) are refused
+    before the epoch is written; the epochs before it stay."""
+    out = tmp_path / "r.zarr"
+    rec = Recorder(reference_cnn(), probes=probe_images(), out=out)
+    negative = np.array([[1, -2, 0], [0, 1, 0], [0, 0, 1]], np.int64)
+    bad = [
+        ({"confusion": negative}, "confusion= holds -2"),
+        ({"val_accuracy": -3.0}, r"val_accuracy=-3.0 is outside \[0, 1\]"),
+        ({"train_accuracy": 2.0}, r"train_accuracy=2.0 is outside \[0, 1\]"),
+        ({"lr": 1e308}, "metric lr=1e\\+308 is not a finite float32"),
+        ({"val_loss": float("nan")}, "metric val_loss=nan is not a finite"),
+        ({"grad": float("-inf")}, "metric grad=-inf is not a finite"),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning leaks
+        for metrics, words in bad:
+            with pytest.raises(OptionError, match=words):
+                rec.epoch(**metrics)
+    rec.epoch(val_accuracy=1.0, lr=3e38)
+    rec.close()
+    run = open_run(out)
+    assert run.epochs == 2

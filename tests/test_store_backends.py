@@ -328,6 +328,42 @@ def test_a_bad_storage_option_is_one_line(capsys) -> None:
     assert "expected KEY=VALUE" in one_line_error(capsys)
 
 
+MALFORMED_ENDPOINTS = ("http://127.0.0.1:99999", "http://[::1", "http://127.0.0.1:-1", "http://a b")
+
+
+@pytest.mark.parametrize("endpoint", MALFORMED_ENDPOINTS)
+@pytest.mark.parametrize("given", ["environment", "option"])
+def test_a_malformed_endpoint_is_one_line_never_a_panic(
+    endpoint: str, given: str, monkeypatch, capsys
+) -> None:
+    """obstore's client panics on such URLs at its first request (a ``BaseException``
+    that ``except Exception`` misses): they are refused first, naming where they came
+    from, and a panic that still happens is a one-line ``StoreError``."""
+    use_endpoint(monkeypatch, "http://127.0.0.1:9")
+    argv = ["info", "s3://bucket/runs/x.zarr"]
+    if given == "option":
+        argv += ["--storage-option", f"endpoint={endpoint}"]
+    else:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    assert main(argv) == 2
+    error = one_line_error(capsys)
+    named = "--storage-option endpoint" if given == "option" else "AWS_ENDPOINT_URL"
+    assert f"{named}={endpoint}: not a valid URL" in error
+
+
+def test_a_panic_of_the_object_store_client_is_a_store_error() -> None:
+    from generator.store._backends import remote_call
+
+    class PanicException(BaseException):  # as pyo3_runtime names it
+        pass
+
+    url = StoreURL("s3://b/x.zarr")
+    with pytest.raises(StoreError, match="object-storage client failed"), remote_call(url):
+        raise PanicException("called `Result::unwrap()` on an `Err` value: InvalidPort")
+    with pytest.raises(KeyboardInterrupt), remote_call(url):  # other BaseExceptions pass
+        raise KeyboardInterrupt
+
+
 @pytest.fixture(scope="module")
 def checking_server() -> Iterator[str]:
     """A second moto server that checks credentials (its settings are read at import, so
@@ -378,6 +414,43 @@ def test_an_endpoint_lost_mid_run_keeps_the_committed_epochs(monkeypatch) -> Non
         assert open_run(url).epochs == 3
     finally:
         again.stop()
+
+
+@pytest.mark.slow  # writes a store to moto: seconds
+def test_a_bucket_deleted_mid_run_is_one_honest_line(s3_server: str, monkeypatch) -> None:
+    """The bucket goes while training writes: the error says the committed epochs went
+    with it (checked, not assumed), in whole words, without the server's XML."""
+    import boto3
+
+    use_endpoint(monkeypatch, s3_server)
+    name = create_bucket(s3_server)
+    writer = make_store(store_location(f"s3://{name}/runs/gone.zarr"), trim=False)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            client.delete_object(Bucket=name, Key=item["Key"])
+    client.delete_bucket(Bucket=name)
+    with pytest.raises(StoreError) as caught:
+        writer.write_epoch(3, synthetic_record(3))
+    writer.close()  # its lock object went with the bucket: warns, never raises
+    message = str(caught.value)
+    assert "writing epoch 3 failed" in message and "intact" not in message
+    assert "the store is gone, and the 3 epochs committed before it with it" in message
+    assert "\n" not in message and "<" not in message and len(message) < 600
+
+
+def test_a_storage_error_is_shortened_at_a_word_without_its_xml() -> None:
+    from generator.store._staging import reason
+
+    body = "<?xml version='1.0'?><Error><Code>NoSuchBucket</Code></Error>"
+    text = reason(Exception("Server returned non-2xx status " + "code " * 60 + body))
+    assert text.endswith("code...") and "<" not in text and len(text) <= 200
 
 
 # -- end to end --------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         'generator.integrations.lightning needs Lightning: pip install "netlapse[lightning]"'
     ) from exc
 
-from generator.record import Recorder
+from generator.record import Recorder, user_metric_name
 
 # Lightning users often log accuracy as "*_acc"; the store's names are "*_accuracy".
 ALIASES = {"train_acc": "train_accuracy", "val_acc": "val_accuracy"}
@@ -90,9 +90,11 @@ class NetlapseCallback(pl.Callback):
 
 
 def logged_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """Lightning's logged values that are single numbers, under the store's names."""
+    """Lightning's logged values that are single numbers, under the store's names; one
+    named like an argument of ``Recorder.epoch()`` that is not a metric (``confusion``) is
+    kept as ``logged/<name>``, never taken for netlapse's own."""
     out = {}
     for name, value in metrics.items():
         if getattr(value, "numel", lambda: 1)() == 1:
-            out[ALIASES.get(name, name)] = float(value)
+            out[ALIASES.get(name) or user_metric_name(name)] = float(value)
     return out

@@ -24,7 +24,7 @@ the other stages use):
   visualizations, a pool's top images per channel).
 """
 
-from generator.record.capture import ModelCapture, recorded_kernels
+from generator.record.capture import ModelCapture, recorded_kernels, user_metric_name
 from generator.record.compatible import Recording, Setting
 from generator.record.examples import ExamplePool, split_pool, top_examples
 from generator.record.featviz import FeatvizSettings, featviz_spec, visualizer_for
@@ -79,6 +79,7 @@ __all__ = [
     "trace",
     "untouched",
     "unwrapped",
+    "user_metric_name",
     "visualizer_for",
     "with_sources",
 ]

@@ -27,6 +27,12 @@ from generator.record.probes import model_input_like
 from generator.store import EpochRecord, LayerSpec
 
 NAMED_SCALARS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy")
+FRACTIONS = ("train_accuracy", "val_accuracy")  # in [0, 1]
+# ``Recorder.epoch()``'s arguments that are not scalar metrics: a metric a framework logs
+# under such a name is stored under ``USER_PREFIX + name`` (``integrations``).
+RESERVED_METRICS = ("confusion",)
+USER_PREFIX = "logged/"
+STORED_MAX = float(np.finfo(np.float32).max)  # metrics are stored as float32
 
 Weights = dict[str, torch.Tensor]  # parameter name -> CPU float32 copy
 
@@ -52,12 +58,29 @@ def loop_metrics(classes: int, *, confusion: Any = None, **scalars: Any) -> Metr
     )
 
 
+def user_metric_name(name: str) -> str:
+    """The name a metric logged by a framework (Lightning's ``self.log``) is stored under:
+    its own, unless it is an argument of ``Recorder.epoch()`` that is not a scalar metric
+    (``confusion``): then ``logged/<name>``, so it never passes for netlapse's own."""
+    return USER_PREFIX + name if name in RESERVED_METRICS else name
+
+
 def _number(name: str, value: Any) -> float:
-    """A metric as a float (Python, numpy or one-element torch number), or one line."""
+    """A metric as a float (Python, numpy or one-element torch number), or one line: not
+    a number, not finite, beyond float32 (it would be stored as inf), an accuracy
+    outside [0, 1]."""
     try:
-        return float(value.item() if hasattr(value, "item") else value)
-    except (TypeError, ValueError, RuntimeError):
-        raise OptionError(f"metric {name}={value!r} is not a number; pass a float") from None
+        number = float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError, RuntimeError, OverflowError):
+        raise OptionError(f"metric {name}={value!r:.40} is not a number; pass a float") from None
+    if not abs(number) <= STORED_MAX:  # also NaN
+        raise OptionError(
+            f"metric {name}={number!r} is not a finite float32; pass a finite number "
+            f"(at most {STORED_MAX:.3g} in size), e.g. stop or skip a diverged epoch"
+        )
+    if name in FRACTIONS and not 0.0 <= number <= 1.0:
+        raise OptionError(f"metric {name}={number!r} is outside [0, 1]; pass a fraction")
+    return number
 
 
 def _confusion(confusion: Any, k: int) -> np.ndarray:
@@ -68,6 +91,10 @@ def _confusion(confusion: Any, k: int) -> np.ndarray:
         raise OptionError(
             f"confusion= has shape {matrix.shape} and dtype {matrix.dtype}; pass a "
             f"({k}, {k}) integer matrix of counts, rows = true class"
+        )
+    if matrix.size and (matrix.min() < 0 or matrix.max() > np.iinfo(np.int64).max):
+        raise OptionError(
+            f"confusion= holds {matrix.min()}; pass counts (integers >= 0), rows = true class"
         )
     return matrix.astype(np.int64)
 

@@ -88,6 +88,15 @@ def checked_class_names(
             "classifiers that return logits (N, classes) with at least 2 classes"
         )
     k = output_shape[0]
+    if isinstance(given, str | bytes):
+        raise OptionError(f"class_names={given!r} is one string; pass a list of {k} names")
+    labels = probes.labels
+    outside = labels[(labels < -1) | (labels >= k)]
+    if outside.size:
+        raise OptionError(
+            f"probe_labels holds {outside[0]}, not a class of the model's {k}; pass class "
+            f"indices 0..{k - 1} (-1 = unknown)"
+        )
     names = list(given) if given is not None else probes.class_names
     if names is None:
         return [f"class {i}" for i in range(k)]

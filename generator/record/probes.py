@@ -126,11 +126,24 @@ def _from_tensor(
             f"probes have dtype {tensor.dtype}; pass uint8 images (0-255) or float model input"
         )
     n = shape[0]
-    label_array = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
+    label_array = np.full(n, -1, np.int64) if labels is None else _labels(labels)
     if label_array.shape != (n,):
         raise ProbeError(f"probe_labels has {label_array.size} labels for {n} probes; pass {n}")
     names = sources or [f"probe {i}" for i in range(n)]
     return ProbeSet(np.ascontiguousarray(images), label_array, names, inputs.float())
+
+
+def _labels(labels: Any) -> np.ndarray:
+    """``probe_labels`` as int64, refusing what is not whole numbers (0.5, 2**70)."""
+    try:
+        given = np.asarray(labels)
+        if given.dtype.kind not in "iub":
+            raise TypeError
+        return given.astype(np.int64)
+    except (TypeError, ValueError, OverflowError):
+        raise OptionError(
+            f"probe_labels={labels!r:.60}: not class indices; pass whole numbers (-1 = unknown)"
+        ) from None
 
 
 def _as_pictures(inputs: torch.Tensor) -> np.ndarray:

@@ -20,14 +20,21 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from generator.errors import OptionError, StoreError
+from generator.errors import (
+    NetlapseError,
+    OptionError,
+    StoreError,
+    StoreNotFoundError,
+    one_line,
+)
 
 if TYPE_CHECKING:  # obstore is optional (the cloud extra)
     from obstore.store import RetryConfig
@@ -119,7 +126,11 @@ def store_location(text: str | os.PathLike | StoreURL) -> StoreLocation:
     text = os.fspath(text) if not isinstance(text, str) else text
     if not is_url(text):
         return Path(text)
-    if urlsplit(text).scheme.lower() == "file":
+    try:
+        scheme = urlsplit(text).scheme.lower()
+    except ValueError as exc:  # e.g. an unclosed [ of an IPv6 host
+        raise OptionError(f"{text}: not a valid URL ({exc}) (--out / --store)") from None
+    if scheme == "file":
         return Path(urlsplit(text).path)
     url = StoreURL(text)
     if "/" not in url.url.split("://", 1)[1]:
@@ -171,12 +182,78 @@ def object_store(url: StoreURL) -> Any:
         raise StoreError(
             f"{url}: object-storage URLs need the obstore package; pip install 'netlapse[cloud]'"
         ) from None
-    try:
-        # any cloud's keys, chosen at run time: obstore checks them, not its overloads
-        options: dict[str, Any] = storage_options()
+    # any cloud's keys, chosen at run time: obstore checks them, not its overloads
+    options: dict[str, Any] = storage_options()
+    check_endpoints(url, options)
+    with remote_call(url):  # obstore raises its own kinds for a bad URL or option
         return from_url(url.url, retry_config=RETRY, **options)
-    except Exception as exc:  # obstore raises its own kinds for a bad URL or option
+
+
+# Settings that hold a URL obstore's HTTP client parses when it sends a request (where a
+# bad one panics): the endpoint of each cloud, a proxy, a credentials server.
+_URL_SETTING = re.compile(r"endpoint|_url$|^url$|_uri$", re.IGNORECASE)
+_ENVIRONMENT = {"s3": "AWS_", "gs": "GOOGLE_", "az": "AZURE_"}
+_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+
+
+def check_endpoints(url: StoreURL, options: Mapping[str, str]) -> None:
+    """Refuse a malformed endpoint (or other URL setting) in ``--storage-option`` or the
+    cloud's environment variables before obstore sees it: its client would panic at the
+    first request (``pyo3_runtime.PanicException``, which ``except Exception`` misses)."""
+    prefix = _ENVIRONMENT.get(url.family)
+    named = {f"--storage-option {key}": value for key, value in options.items()}
+    if prefix is not None:
+        named.update({k: v for k, v in os.environ.items() if k.startswith(prefix)})
+    for name, value in named.items():
+        if _URL_SETTING.search(name.rsplit(" ", 1)[-1]) and value:
+            _check_url_setting(name, value, endpoint="ENDPOINT" in name.upper())
+
+
+def _check_url_setting(name: str, value: str, *, endpoint: bool) -> None:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError when out of 0..65535 or not a number
+    except ValueError as exc:
+        why = str(exc)
+    else:
+        schemes = ("http", "https") if endpoint else (parts.scheme.lower(),)
+        why = (
+            "characters a URL cannot hold"
+            if not _URL_CHARS.fullmatch(value)
+            else "no http:// or https:// scheme"
+            if parts.scheme.lower() not in schemes or not parts.scheme
+            else "no host"
+            if not parts.hostname
+            else "port 0"
+            if port == 0
+            else ""
+        )
+    if why:
+        raise OptionError(
+            f"{name}={value}: not a valid URL ({why}); use e.g. http://HOST:9000 "
+            "(a port from 1 to 65535, brackets around an IPv6 address)"
+        )
+
+
+@contextmanager
+def remote_call(url: StoreURL) -> Iterator[None]:
+    """Every failure of obstore in the block as a one-line ``StoreError``, a panic of its
+    Rust code included (pyo3 raises that as a ``BaseException``)."""
+    try:
+        yield
+    except NetlapseError:
+        raise
+    except Exception as exc:
         raise remote_error(url, exc) from exc
+    except BaseException as exc:
+        if not is_panic(exc):
+            raise
+        raise remote_error(url, exc) from None
+
+
+def is_panic(exc: BaseException) -> bool:
+    """A panic of obstore's Rust code (``pyo3_runtime.PanicException``, not importable)."""
+    return type(exc).__name__ == "PanicException"
 
 
 def zarr_store(url: StoreURL, *, read_only: bool) -> Any:
@@ -196,13 +273,13 @@ def head(url: StoreURL, key: str) -> dict[str, Any] | None:
     from obstore.exceptions import NotFoundError
 
     store = object_store(url)
-    try:
-        return dict(obstore.head(store, key))
-    except (NotFoundError, FileNotFoundError):
-        has_objects(url)  # raises for a missing bucket
-        return None
-    except Exception as exc:
-        raise remote_error(url, exc) from exc
+    with remote_call(url):
+        try:
+            return dict(obstore.head(store, key))
+        except (NotFoundError, FileNotFoundError):
+            pass
+    has_objects(url)  # raises for a missing bucket
+    return None
 
 
 def get_bytes(url: StoreURL, key: str, *, limit: int) -> bytes | None:
@@ -215,21 +292,17 @@ def get_bytes(url: StoreURL, key: str, *, limit: int) -> bytes | None:
         return None
     if meta["size"] > limit:
         raise StoreError(f"{url}/{key}: larger than {limit // 2**20} MB; the store is damaged")
-    try:
+    with remote_call(url):
         return bytes(obstore.get(object_store(url), key).bytes())
-    except Exception as exc:
-        raise remote_error(url, exc) from exc
 
 
 def has_objects(url: StoreURL) -> bool:
     """Anything at all under ``url/`` (a store, or something else in the way)."""
     import obstore
 
-    try:
+    with remote_call(url):
         for batch in obstore.list(object_store(url), chunk_size=1):
             return bool(batch)
-    except Exception as exc:
-        raise remote_error(url, exc) from exc
     return False
 
 
@@ -238,12 +311,10 @@ def delete_prefix(url: StoreURL) -> int:
     import obstore
 
     store = object_store(url)
-    try:
+    with remote_call(url):
         paths = [meta["path"] for batch in obstore.list(store) for meta in batch]
         if paths:
             obstore.delete(store, paths)
-    except Exception as exc:
-        raise remote_error(url, exc) from exc
     return len(paths)
 
 
@@ -251,10 +322,8 @@ def total_size(url: StoreURL) -> int:
     """Bytes of every object under ``url/`` (``info``'s "on disk")."""
     import obstore
 
-    try:
+    with remote_call(url):
         return sum(meta["size"] for batch in obstore.list(object_store(url)) for meta in batch)
-    except Exception as exc:
-        raise remote_error(url, exc) from exc
 
 
 # -- errors ------------------------------------------------------------------------------------
@@ -276,11 +345,13 @@ def io_errors() -> tuple[type[BaseException], ...]:
 def remote_error(url: StoreURL, exc: BaseException) -> StoreError:
     """An obstore failure as one line: what went wrong and which setting fixes it."""
     text = str(exc)
-    first = text.split("\n", 1)[0]
+    first = one_line(Exception(re.split(r"<\?xml|<Error>", text, maxsplit=1)[0]), 200)
     endpoint = ENDPOINTS.get(url.family, "the endpoint")
     options = "(or --storage-option KEY=VALUE)"
     bucket = urlsplit(url.url).netloc
-    if "Unable to recognise URL" in text or "Unknown url scheme" in text:
+    if is_panic(exc):
+        why = f"the object-storage client failed ({first}); check {endpoint} {options}"
+    elif "Unable to recognise URL" in text or "Unknown url scheme" in text:
         why = (
             f"no object store for {url.scheme}:// URLs; use s3://, gs://, az:// or https:// "
             "in --out / --store, or a local path"
@@ -301,10 +372,11 @@ def remote_error(url: StoreURL, exc: BaseException) -> StoreError:
     elif _unreachable(text):
         why = f"cannot reach the endpoint; check {endpoint} and that the server runs {options}"
     elif "Missing bucket" in text or "missing region" in text.lower():
-        why = f"{first[:160]}; check --out / --store and {endpoint} {options}"
+        why = f"{first}; check --out / --store and {endpoint} {options}"
     else:
-        why = f"{first[:200]}; check --out / --store, {endpoint} {options}"
-    return StoreError(f"{url}: {why}")
+        why = f"{first}; check --out / --store, {endpoint} {options}"
+    gone = why.startswith("the bucket")  # no bucket: no store either
+    return (StoreNotFoundError if gone else StoreError)(f"{url}: {why}")
 
 
 def _credentials_refused(text: str) -> bool:

@@ -10,11 +10,12 @@ here too (``verify_chunks``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
 import struct
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -204,6 +205,29 @@ def _remote_json(url: StoreURL, key: str, *, array: str | None = None) -> Any:
         raise StoreError(
             f"{url}: {key} is unreadable ({one_line(exc)}); the store is damaged"
         ) from exc
+
+
+def epochs_left(location: Path | StoreURL, epochs: int) -> str:
+    """What became of the ``epochs`` committed before a failed write, checked, not
+    assumed: a deleted bucket or folder takes them with it."""
+    before = f"the {epochs} epochs committed before it"
+    try:
+        committed = read_root(location).epochs_committed
+    except StoreNotFoundError:
+        return f"the store is gone, and {before} with it"
+    except Exception as exc:  # the storage cannot even be asked
+        return f"whether {before} are still there cannot be checked ({one_line(exc)})"
+    if committed >= epochs:
+        return f"{before} are intact"
+    return f"only {committed} of {before} are left"
+
+
+async def gather_all(writes: Iterable[Awaitable[None]]) -> None:
+    """Await every write, then raise the first error: none is left pending (asyncio would
+    report "Task was destroyed but it is pending!" at exit, with the server's reply)."""
+    done = await asyncio.gather(*writes, return_exceptions=True)
+    if failed := [result for result in done if isinstance(result, BaseException)]:
+        raise failed[0]
 
 
 def remote_state(url: StoreURL) -> str:

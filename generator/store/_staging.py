@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import zarr
 
-from generator.errors import StoreError
+from generator.errors import StoreError, one_line
 from generator.faults import maybe_die
 from generator.store._backends import (
     StoreURL,
@@ -30,6 +31,8 @@ from generator.store._backends import (
 from generator.store._files import CREATING, remote_state
 from generator.store._locks import RemoteLock
 from generator.store._schema import RootAttrs
+
+REASON_WIDTH = 200  # characters of a storage error's own words in a message
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +119,12 @@ def _publish(staging: Path, path: Path) -> None:
 
 def reason(exc: BaseException) -> str:
     """An OSError as its plain words, e.g. "No space left on device"; an object store's
-    error as its first line."""
+    error as its first line without the server's XML, shortened at a word (never cut
+    mid-word)."""
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    return str(exc).split("\n", 1)[0][:200] or type(exc).__name__
+    first = re.split(r"<\?xml|<Error>", str(exc), maxsplit=1)[0]
+    return one_line(Exception(first), REASON_WIDTH)
 
 
 def discard_created(location: Path | StoreURL) -> None:
@@ -131,6 +136,6 @@ def discard_created(location: Path | StoreURL) -> None:
         try:
             delete_prefix(location)
         except remote_errors() as exc:
-            log.warning("%s: could not remove the unfinished store (%s)", location, exc)
+            log.warning("%s: could not remove the unfinished store (%s)", location, reason(exc))
         return
     shutil.rmtree(location, ignore_errors=True)

@@ -20,7 +20,6 @@ lock is an object created by a conditional put (``generator.store._locks.RemoteL
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -40,7 +39,7 @@ from generator.store._backends import (
     io_errors,
     store_location,
 )
-from generator.store._files import open_group_checked
+from generator.store._files import epochs_left, gather_all, open_group_checked
 from generator.store._locks import WriteLock, lock_store, release
 from generator.store._pictures import first_three
 from generator.store._records import (
@@ -259,9 +258,8 @@ class StoreWriter:
             zarr_sync(self._write_slots(epoch, slots))
         except io_errors() as exc:
             raise StoreError(
-                f"{self.path}: writing epoch {epoch} failed "
-                f"({reason(exc)}); the {epoch} epochs committed before "
-                "it are intact"
+                f"{self.path}: writing epoch {epoch} failed ({reason(exc)}); "
+                f"{epochs_left(self.path, epoch)}"
             ) from exc
         self._set_committed(epoch + 1, extra=record.extra, record=record)
 
@@ -286,9 +284,8 @@ class StoreWriter:
             self._group.attrs.update(update)
         except io_errors() as exc:
             raise StoreError(
-                f"{self.path}: cannot mark {epochs} epochs committed "
-                f"({reason(exc)}); the epochs committed before are "
-                "intact"
+                f"{self.path}: cannot mark {epochs} epochs committed ({reason(exc)}); "
+                f"{epochs_left(self.path, self._committed)}"
             ) from exc
         self._committed = int(epochs)
 
@@ -322,7 +319,7 @@ class StoreWriter:
             written += 1
             maybe_die("store.array", epoch, written)
 
-        await asyncio.gather(*(write(name, value) for name, value in slots.items()))
+        await gather_all(map(write, slots, slots.values()))
 
     async def _write_slot(self, name: str, epoch: int, value: Slot) -> None:
         dtype = self._plan[name].dtype
