@@ -148,6 +148,7 @@ FACES: dict[str, set[str]] = {
         "untouched",
         "unwrapped",
         "visualizer_for",
+        "user_metric_name",
         "with_sources",
     },
     "generator.render": {

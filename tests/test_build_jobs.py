@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from generator.__main__ import main
 from generator.build import build
 from generator.build.artefacts import Job
 from generator.config import BuildConfig
-from generator.errors import StoreError
+from generator.errors import NetlapseError, StoreError
 from tests.conftest import make_store
 from tests.test_build import one_error_line, unlisted_files
 
@@ -201,3 +202,102 @@ def test_a_job_for_another_machine_names_its_store_absolutely(
     assert jobs.portable(job).store == str(tmp_path.resolve() / "runs" / "a.zarr")
     url = Job("s3://bucket/runs/a.zarr", 3, None, 0, (), None)  # type: ignore[arg-type]
     assert jobs.portable(url).store == "s3://bucket/runs/a.zarr"
+
+
+def peer(answer: bytes | None) -> Iterator[str]:
+    """A TCP listener on loopback that is not dask: it sends ``answer`` on each connection
+    (None: nothing, a silent socket) and keeps the connection open."""
+    import threading
+
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            held.append(conn)
+            if answer is not None:
+                conn.sendall(answer)
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+    server.close()
+    for conn in held:
+        conn.close()
+
+
+NOT_DASK = {
+    "silent": None,
+    "http": b"HTTP/1.0 200 OK\r\nServer: SimpleHTTP/0.6\r\n\r\n<html>" + bytes(100),
+    "garbage": bytes(range(256)) * 4,
+    "huge length": (2**60).to_bytes(8, "little") + b"x" * 100,
+}
+
+
+@pytest.mark.parametrize("kind", NOT_DASK)
+def test_a_peer_that_is_not_dask_is_one_line_within_the_timeout(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A silent socket, a web server, random bytes or a length dask would try to allocate
+    (6.75 EiB): refused in one line within the connect timeout, nothing written."""
+    pytest.importorskip("distributed")
+    monkeypatch.setattr(jobs, "CONNECT_TIMEOUT", 1.0)
+    store, site = tmp_path / "run.zarr", tmp_path / "site"
+    make_store(store)
+    for address in peer(NOT_DASK[kind]):
+        argv = ["-q", "build", "--store", str(store), "--out", str(site), "--scheduler", address]
+        started = time.monotonic()
+        assert main(argv) == 2
+        assert time.monotonic() - started < 5
+        assert f"--scheduler {address}: " in one_error_line(capsys)
+    assert not site.exists()
+
+
+@pytest.mark.parametrize("scheme", ["tls", "ws", "wss", "inproc", "ucx"])
+def test_a_scheme_other_than_tcp_is_one_line(
+    scheme: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    pytest.importorskip("distributed")
+    store = tmp_path / "run.zarr"
+    make_store(store)
+    address = f"{scheme}://127.0.0.1:{free_port()}"
+    argv = ["-q", "build", "--store", str(store), "--out", str(tmp_path / "site")]
+    started = time.monotonic()
+    assert main([*argv, "--scheduler", address]) == 2
+    assert time.monotonic() - started < 6
+    assert f"--scheduler {address}: " in one_error_line(capsys)
+
+
+def test_a_cluster_without_workers_fails_the_build_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every worker gone (here: none ever came): the build does not wait forever; after
+    ``WORKERLESS_TIMEOUT`` it stops with one line, and every file it wrote is owned."""
+    import threading
+
+    import generator.build.scheduler as scheduler_module
+
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(scheduler_module, "WORKER_POLL", 0.5, raising=False)
+    monkeypatch.setattr(scheduler_module, "WORKERLESS_TIMEOUT", 1.0, raising=False)
+    store, site = tmp_path / "run.zarr", tmp_path / "site"
+    make_store(store)
+    errors: list[BaseException] = []
+
+    def run(address: str) -> None:
+        try:
+            build(BuildConfig(stores=(store,), out=site, channel_probes=0, scheduler=address))
+        except BaseException as exc:
+            errors.append(exc)
+
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=":0") as cluster:
+        thread = threading.Thread(target=run, args=(cluster.scheduler_address,), daemon=True)
+        thread.start()
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the build waited for workers forever"
+    assert len(errors) == 1 and isinstance(errors[0], NetlapseError)
+    assert "no dask worker for" in str(errors[0]) and "\n" not in str(errors[0])
+    assert unlisted_files(site) == set()

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 from generator.atomic import atomic_path
 from generator.build.artefacts import Job, run_job
+from generator.build.scheduler import probe, wait_for_some
 from generator.errors import NetlapseError, OptionError
 from generator.site.manifest import ArtefactRecord
 
@@ -92,11 +93,12 @@ class DaskCluster(AbstractContextManager):
     def __enter__(self) -> DaskCluster:
         distributed = _import_distributed()
         _check_address(self.address)
+        probe(self.address, timeout=CONNECT_TIMEOUT)  # a peer that is not dask: one line
         try:
             self._client = distributed.Client(
                 self.address, timeout=CONNECT_TIMEOUT, set_as_default=False
             )
-        except OSError as exc:  # dask's connect timeout is an OSError too
+        except Exception as exc:  # dask's connect timeout is an OSError; anything else too
             raise OptionError(
                 f"--scheduler {self.address}: no dask scheduler answered within "
                 f"{CONNECT_TIMEOUT:g} s ({_first_line(exc)}); start one (`dask scheduler`) "
@@ -110,8 +112,6 @@ class DaskCluster(AbstractContextManager):
             self._client = None
 
     def run(self, jobs: Sequence[Job], site: Path) -> Iterator[list[ArtefactRecord]]:
-        from distributed import as_completed as completed
-
         client = self._client
         build_id = uuid.uuid4().hex[:8]  # keys are global on the scheduler: one per build
         futures = {
@@ -119,13 +119,14 @@ class DaskCluster(AbstractContextManager):
             for job in jobs
         }
         try:
-            for future in completed(list(futures), loop=client.loop):
-                job = futures.pop(future)
-                records, files = self._result(future, job)
-                future.release()  # the worker may drop the bytes now
-                for relative, data in files.items():
-                    _write(site, relative, data)
-                yield records
+            while futures:  # bounded: without workers for a minute, one line
+                for future in wait_for_some(client, futures, self.address):
+                    job = futures.pop(future)
+                    records, files = self._result(future, job)
+                    future.release()  # the worker may drop the bytes now
+                    for relative, data in files.items():
+                        _write(site, relative, data)
+                    yield records
         except BaseException:
             client.cancel(list(futures))  # start no more jobs; nothing late is written
             raise
