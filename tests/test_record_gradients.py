@@ -9,10 +9,12 @@ from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from generator import Recorder
+from generator.__main__ import main
 from generator.record.gradients import GradientMonitor, fixed_edges, histogram
 from generator.store import LayerSpec, open_run
 
@@ -152,3 +154,18 @@ def test_histogram_edges_and_out_of_range_bins() -> None:
     counts = histogram([torch.tensor([-9.0, -1.0, 1.0, 5.0, 7.0, float("nan")])], edges)
     assert counts.tolist() == [1, 1, 1, 0, 1, 1]
     np.testing.assert_allclose(fixed_edges(0.0, 0.0, 2), [-1, 0, 1])
+
+
+def test_train_records_gradients_unless_told_not_to(
+    trained_run: Path, demo_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``train`` records them by default (the shared run), ``--no-gradients`` not at all."""
+    stats = open_run(trained_run).gradients()
+    assert stats is not None and (stats.passes[1:] > 0).all()
+    assert np.isfinite(stats.update_ratio[1:]).all()
+    monkeypatch.setenv("NETLAPSE_CACHE", str(demo_cache))
+    out = tmp_path / "off.zarr"
+    settings = ["--demo-per-class", "4", "--batch-size", "8", "--probes", "2", "--epochs", "1"]
+    settings += ["--input-size", "32", "--channels", "4,8,8", "--featviz-layers", "none"]
+    assert main(["-q", "train", "--out", str(out), *settings, "--no-gradients"]) == 0
+    assert open_run(out).gradients() is None and open_run(out).attrs.gradients is None

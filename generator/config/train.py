@@ -138,6 +138,11 @@ class TrainConfig:
         "examples adapt (0 = no limit)",
         parse=float,
     )
+    no_gradients: bool = option(
+        not defaults.GRADIENTS,
+        help="record no gradient norms, update/weight ratios or weight, activation and "
+        "gradient histograms (gathered by hooks during training otherwise)",
+    )
     probe_images: tuple[Path, ...] = option(
         (),
         help="record these images instead of picking probes",

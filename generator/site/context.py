@@ -21,7 +21,7 @@ from generator.site.pages import Footer, Link, Media, Scrubber
 from generator.site.paths import HOME, RunPaths, root_of, url
 from generator.site.text import format_settings, shown
 from generator.site.tree import TreeNode, module_tree
-from generator.store import LayerSpec, RunReader
+from generator.store import HISTOGRAM_KINDS, Histograms, LayerSpec, RunReader
 
 EAGER_MEDIA = 2  # animations per page assumed to be in the first screen (others lazy)
 
@@ -103,6 +103,11 @@ class RunContext:
     def weight_change(self) -> dict[str, np.ndarray]:
         """Each layer with weights: its (E,) relative weight change (read once)."""
         return self.run.weight_change()
+
+    @cached_property
+    def histograms(self) -> tuple[Histograms | None, ...]:
+        """Every kind's histograms (None each for a store without them), read once."""
+        return tuple(self.run.histograms(kind) for kind in HISTOGRAM_KINDS)
 
     @cached_property
     def tree(self) -> TreeNode:

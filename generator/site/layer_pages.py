@@ -11,6 +11,7 @@ import generator.analysis.statistics as analysis
 import generator.site.figures as figures
 from generator.render.kernels import DEPTHWISE, MATRIX, RGB, kernel_layout
 from generator.site.context import RunContext, first_eager
+from generator.site.distributions import layer_distributions
 from generator.site.manifest import ArtefactKind
 from generator.site.pages import (
     ChannelPage,
@@ -88,6 +89,7 @@ def layer_page(
             caption="each channel's feature visualization; the poster is the last epoch",
         ),
         featviz_note=recording_note(ctx.run.attrs, name),
+        distributions=layer_distributions(ctx.histograms, name),
         example_sheet=ctx.media(
             ArtefactKind.PATCH_SHEET,
             layer=name,

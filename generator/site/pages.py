@@ -209,6 +209,7 @@ class RunPage(Page):
     probes: tuple[ProbeView, ...]
     similarity: Similarity | None = None
     network: str = ""  # the network overview page, relative to this page
+    gradient_flow: tuple[Chart, ...] = ()  # per layer (none: a store without gradients)
 
 
 @dataclass(frozen=True)
@@ -233,6 +234,7 @@ class LayerPage(Page):
     featviz: Media | None = None  # every visualised channel's image over epochs
     example_sheet: Media | None = None  # every channel's top dataset example, last epoch
     featviz_note: str = ""  # what recording left out of it (a skipped layer, the budget)
+    distributions: tuple[Chart, ...] = ()  # offset histograms (none: a store without them)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,6 +9,7 @@ import numpy as np
 
 import generator.site.figures as figures
 from generator.site.context import RunContext
+from generator.site.distributions import gradient_flow
 from generator.site.manifest import ArtefactKind, RunEntry
 from generator.site.pages import (
     Chart,
@@ -104,6 +105,7 @@ def run_page(ctx: RunContext) -> tuple[RunPage, dict[str, bytes]]:
         probes=tuple(probe_view(ctx, p, here) for p in range(ctx.n_probes)),
         similarity=similarity,
         network=url(here, ctx.paths.overview),
+        gradient_flow=gradient_flow(run.gradients()),
     )
     return page, {**files, **data}
 

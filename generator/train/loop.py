@@ -210,6 +210,7 @@ def _recorder_setup(
         activation_dtype=config.activation_dtype,
         kernel_dtype=config.kernel_dtype,
         overhead=config.overhead or None,
+        gradients=not config.no_gradients,
         training=recorded_settings(session.model, training or {}),
         featviz=FeatvizSettings(featviz_layers, config.featviz_steps),
         pool=pool,
