@@ -172,7 +172,9 @@ def measure_loop(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]
     """What recording adds to a real training loop: ``--loop-epochs`` epochs of
     ``--loop-steps`` Adam steps (batch 16), with and without the Recorder, alternating
     ``--repeats`` times; the write thread competes for the same cores, so this is the
-    whole cost as a user's loop feels it, in units of the bare probe forward."""
+    whole cost as a user's loop feels it, in units of the bare probe forward. The Recorder
+    runs with its gradient hooks (the default) and without (``gradients=False``), so their
+    share (hooks on every backward pass, histograms at each record) is its own row."""
     from generator.data import to_model_input
     from generator.model import build_model
     from generator.record.recorder import Recorder
@@ -182,14 +184,15 @@ def measure_loop(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]
     batch = torch.randn(16, 3, size, size)
     labels = torch.arange(16) % 6
 
-    def loop(run: int, *, record: bool) -> float:
+    def loop(run: int, *, record: bool, gradients: bool = True) -> float:
         torch.manual_seed(0)
         model = build_model(args.model, num_classes=6)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         rec = None
         if record:  # epoch 0 (the constructor) is set-up, not timed
             out = folder / f"loop{run}.zarr"
-            rec = Recorder(model, probes=images, out=out, featviz_layers=[])
+            out = out.with_name(f"{out.stem}{'' if gradients else '-off'}.zarr")
+            rec = Recorder(model, probes=images, out=out, featviz_layers=[], gradients=gradients)
         start = time.perf_counter()
         for _ in range(args.loop_epochs):
             model.train()
@@ -215,11 +218,13 @@ def measure_loop(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]
             model(inputs)
 
     bare = timed(forward, args.repeats)
-    times: dict[bool, list[float]] = {False: [], True: []}
+    times: dict[str, list[float]] = {"bare": [], "off": [], "on": []}
     for run in range(args.repeats):
-        for record in (False, True):
-            times[record].append(loop(run, record=record))
-    without, with_rec = statistics.median(times[False]), statistics.median(times[True])
+        times["bare"].append(loop(run, record=False))
+        times["off"].append(loop(run, record=True, gradients=False))
+        times["on"].append(loop(run, record=True))
+    without, with_rec = statistics.median(times["bare"]), statistics.median(times["on"])
+    no_gradients = statistics.median(times["off"])
     added = (with_rec - without) / args.loop_epochs
     return [
         (
@@ -231,6 +236,12 @@ def measure_loop(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]
         ("bare no-grad forward of the probes (baseline)", f"{bare:.3f}"),
         ("added per epoch / bare forward", f"{added / bare:.2f}"),
         ("loop slowdown", f"{100 * (with_rec / without - 1):.1f} %"),
+        ("the same loop recording with gradients=False", f"{no_gradients:.2f}"),
+        ("loop slowdown, gradients=False", f"{100 * (no_gradients / without - 1):.1f} %"),
+        (
+            "gradients' own share of the loop (on - off)",
+            f"{100 * (with_rec - no_gradients) / without:.1f} %",
+        ),
     ]
 
 
