@@ -1,6 +1,7 @@
 """Screenshots of "any model" in the gallery, for the README and docs/screenshots/.
 
     python bench/screenshots.py [--out docs/screenshots] [--work DIR] [--epochs 4]
+                                [--only any|compare]
 
 Records three runs through the Recorder on the demo images (the demo's pattern classes,
 converted to each model's input): a ViT-B/16 (``weights=None``, 224 px, 2 epochs: its
@@ -11,7 +12,10 @@ takes, in headless Chromium (Debian's /usr/bin/chromium, or ``NETLAPSE_CHROMIUM`
 
 * ``any-vit-block-layer.png``: the layer page of the ViT's middle transformer block;
 * ``any-grey-layer.png``: the grey run's first conv layer page;
-* ``any-non-square-channel.png``: a channel page of the non-square run's first conv.
+* ``any-non-square-channel.png``: a channel page of the non-square run's first conv;
+* ``compare-seeds.png``: the compare page (whole) of the small CNN on the 48 x 48 demo
+  images from seeds 0 and 1 (initial weights and batch order; the same probes): curves
+  overlaid, the first conv side by side, the CKA between the runs at each layer pair.
 
 The small nets record with ``overhead=None``: their epochs train in a fraction of a second,
 and the default 3 % budget would leave their feature visualizations no step after epoch 0.
@@ -107,15 +111,22 @@ def record(
     *,
     epochs: int,
     batch: int,
+    seed: int = 0,
+    hold_out: int = 0,
     **options: Any,
 ) -> Path:
-    """Adam on the images (as the project's [-1, 1] input), recorded every epoch."""
+    """Adam on the images (as the project's [-1, 1] input), recorded every epoch; the
+    probes are the first image of each class whatever ``seed`` (the batch order). With
+    ``hold_out`` every n-th image is kept out of training and gives the validation loss
+    and accuracy."""
     images, labels, classes = data
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     pick = torch.cat([torch.nonzero(labels == k)[:1, 0] for k in range(len(classes))])
     pick = pick[:PROBES]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     inputs = images.float() / 127.5 - 1
+    held = torch.arange(len(labels)) % hold_out == 0 if hold_out else labels < 0
+    trained = torch.nonzero(~held)[:, 0]
     with Recorder(
         model,
         probes=images[pick],
@@ -126,15 +137,28 @@ def record(
     ) as rec:
         for _ in range(epochs):
             model.train()
-            order = torch.randperm(len(labels))
+            order = trained[torch.randperm(len(trained))]
             for start in range(0, len(order), batch):
                 index = order[start : start + batch]
                 loss = nn.functional.cross_entropy(model(inputs[index]), labels[index])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-            rec.epoch(train_loss=loss.item())
+            rec.epoch(train_loss=loss.item(), **validation(model, inputs[held], labels[held]))
     return out
+
+
+def validation(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """The held-out loss and accuracy (nothing when no image is held out)."""
+    if not len(labels):
+        return {}
+    model.eval()
+    with torch.no_grad():
+        logits = model(inputs)
+    return {
+        "val_loss": nn.functional.cross_entropy(logits, labels).item(),
+        "val_accuracy": (logits.argmax(1) == labels).float().mean().item(),
+    }
 
 
 @contextmanager
@@ -151,9 +175,12 @@ def served(site: Path) -> Iterator[str]:
         server.server_close()
 
 
-def shoot(base: str, shots: dict[str, tuple[str, int]], out: Path) -> list[str]:
+def shoot(
+    base: str, shots: dict[str, tuple[str, int]], out: Path, *, full_page: bool = False
+) -> list[str]:
     """Each page of ``shots`` (file name -> site path and its run's last epoch) opened
-    at that epoch, every video paused there, and captured; the problems pages logged."""
+    at that epoch, every video paused there, and captured (the first screen, or with
+    ``full_page`` the whole page); the problems pages logged."""
     from playwright.sync_api import sync_playwright
 
     problems: list[str] = []
@@ -186,7 +213,7 @@ def shoot(base: str, shots: dict[str, tuple[str, int]], out: Path) -> list[str]:
                 page.goto(f"{base}{path}#epoch={epoch}", wait_until="load")
                 page.wait_for_load_state("networkidle")
                 page.wait_for_function(ON_SCREEN_SETTLED)
-                page.screenshot(path=str(out / name), full_page=False)
+                page.screenshot(path=str(out / name), full_page=full_page)
                 print(f"wrote {out / name} ({base + path})")
                 page.close()
             context.close()
@@ -200,12 +227,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     parser.add_argument("--work", type=Path, default=None, help="keep the runs and site here")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the small nets")
+    parser.add_argument("--only", choices=("any", "compare"), help="one set of screenshots")
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="netlapse-screens-"))
     runs = work / "runs"
     if runs.exists():
         shutil.rmtree(runs)
-    cache = work / "cache"
+    started = time.perf_counter()
+    problems = []
+    if args.only in (None, "any"):
+        problems += any_model(work, args.out, epochs=args.epochs)
+    if args.only in (None, "compare"):
+        problems += compare_seeds(work, args.out, epochs=args.epochs)
+    for problem in problems:
+        print("problem:", problem, file=sys.stderr)
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 1 if problems else 0
+
+
+def compare_seeds(work: Path, out: Path, *, epochs: int) -> list[str]:
+    """The compare page of one small CNN trained from two seeds on the same probes."""
+    data = demo_images(work / "cache", mode="RGB", size=(48, 48), per_class=24)
+    stores = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)  # the initial weights; record() seeds the batches
+        model = small_cnn(3, len(data[2]))
+        store = work / "runs" / f"seed-{seed}.zarr"
+        stores.append(
+            record(
+                model,
+                store,
+                data,
+                epochs=epochs,
+                batch=8,
+                seed=seed,
+                hold_out=4,
+                overhead=None,
+                featviz_layers=[],
+            )
+        )
+    site = work / "compare-site"
+    build(BuildConfig(stores=tuple(stores), out=site, formats=("mp4",), contact_probes=0))
+    with served(site) as base:
+        shot = {"compare-seeds.png": ("compare/index.html", epochs)}
+        return shoot(base, shot, out, full_page=True)
+
+
+def any_model(work: Path, out: Path, *, epochs: int) -> list[str]:
+    """A ViT-B/16, a grey and a non-square run, built into one site and shot."""
+    runs, cache = work / "runs", work / "cache"
     started = time.perf_counter()
 
     grey = demo_images(cache, mode="L", size=(28, 28), per_class=12)
@@ -217,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             small_cnn(1, classes),
             runs / "grey-28x28.zarr",
             grey,
-            epochs=args.epochs,
+            epochs=epochs,
             batch=8,
             overhead=None,
         ),
@@ -225,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             small_cnn(3, classes),
             runs / "non-square-48x64.zarr",
             wide,
-            epochs=args.epochs,
+            epochs=epochs,
             batch=8,
             overhead=None,
         ),
@@ -257,8 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         specs[key], last[key] = run.layers, run.epochs - 1
     tokens = [la for la in specs["vit"] if la.layout == "tokens"]
     if not tokens:
-        print("the ViT run recorded no transformer block (no token layer)", file=sys.stderr)
-        return 1
+        return ["the ViT run recorded no transformer block (no token layer)"]
     grey_conv = next(la for la in specs["grey"] if la.is_conv)
     wide_conv = next(la for la in specs["wide"] if la.is_conv)
     shots = {
@@ -273,11 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
     }
     with served(site) as base:
-        problems = shoot(base, shots, args.out)
-    for problem in problems:
-        print("problem:", problem, file=sys.stderr)
-    print(f"done in {time.perf_counter() - started:.0f} s")
-    return 1 if problems else 0
+        return shoot(base, shots, out)
 
 
 if __name__ == "__main__":
