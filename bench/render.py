@@ -423,6 +423,29 @@ def rebuild_and_memory(
     print_table(("build (new, default options, all cores)", "value"), rows)
 
 
+def deep_parts(args: argparse.Namespace, parts: set[str]) -> None:
+    """Issue 25's rows (bench/deep.py): deep runs, the demo and growth with epochs."""
+    from bench import deep
+
+    work = (args.workdir or Path(tempfile.mkdtemp(prefix="netlapse-bench-"))).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    old = baseline_code(work, args.baseline)
+    print(
+        f"today = {args.baseline}; {psutil.cpu_count()} cores; load average "
+        f"{' '.join(f'{x:.1f}' for x in psutil.getloadavg())}; medians of {args.repeats} "
+        "alternating runs\n"
+    )
+    if "deep" in parts:
+        deep.deep_rows([s.resolve() for s in args.deep_store], work, old, args.repeats)
+    if "demo" in parts:
+        if args.demo_store is None:
+            raise SystemExit("--parts demo needs --demo-store")
+        deep.demo_rows(args.demo_store.resolve(), work, old, args.repeats)
+    if "linear" in parts:
+        deep.linear_rows(work, args.repeats, set_committed)
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
@@ -436,10 +459,21 @@ def main() -> None:
     parser.add_argument(
         "--parts",
         default="throughput,animation,bytes,rebuild",
-        help="which measurements, comma-separated (default: all four)",
+        help="which measurements, comma-separated (default: the first four); deep, demo and "
+        "linear are issue 25's deep-network rows (bench/deep.py)",
+    )
+    parser.add_argument(
+        "--deep-store",
+        type=Path,
+        action="append",
+        default=[],
+        help="a trained deep run for --parts deep (repeat), e.g. densenet121 at 32 px",
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    if parts <= {"deep", "demo", "linear"}:
+        deep_parts(args, parts)
+        return
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="netlapse-bench-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)  # absolute: builds run from two code folders
     old = baseline_code(work, args.baseline)

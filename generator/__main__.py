@@ -233,7 +233,8 @@ def add_build(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  python -m generator build\n"
         "  python -m generator build --store runs/demo.zarr --out site/\n"
         "  python -m generator build --store runs/a.zarr --store runs/b.zarr --formats mp4 "
-        "--scale layer --layers block1,block2 --probes 1,2",
+        "--scale layer --layers block1,block2 --probe-index 1,2\n"
+        "  python -m generator build --all-layers --budget-mb 900   # every layer of a deep net",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from generator.store import store_location
@@ -254,6 +255,10 @@ def add_build(sub: argparse._SubParsersAction) -> None:
         help="where stores are looked for without --store (runs/)",
     )
     add_options(p, BuildConfig)
+    from generator.config import RenamedOption, int_list
+
+    # the old name (train's for how many probes to record): works, with a notice
+    p.add_argument("--probes", type=_refusing(int_list), **RenamedOption.of("probe_index"))
     p.set_defaults(handler=_run_build)
 
 
@@ -374,6 +379,8 @@ def _main(argv: Sequence[str] | None) -> int:
     from generator.terminal import redact_logs
 
     redact_logs()
+    for notice in getattr(args, "renamed", ()):
+        log.warning("netlapse %s: %s", args.command, notice)
     try:
         return args.handler(args)
     except NetlapseError as exc:

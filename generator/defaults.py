@@ -49,6 +49,12 @@ MAX_SIDE = 1024  # largest frame side in px
 CHANNEL_SIDE = 256  # side of per-channel animations in px
 GIF_MAX_SIDE = 256  # the GIFs to share with --formats auto
 NOTEBOOK_SIDE = 512  # side of a layer grid shown inline in a notebook (generator.animation)
+# The site's size a default build aims under: half of GitHub Pages' 1 GB (its files must
+# also stay under 100 MB each), leaving room for a second run or a later rebuild.
+BUDGET_MB = 500.0
+# A net of at most this many recorded layers gets every layer's animations by default; a
+# deeper one its block outputs, first and last conv and output (build --all-layers: all).
+ALL_LAYERS_UP_TO = 30
 
 # -- comparing runs (build: the compare page) -----------------------------------------------
 AGREE_THRESHOLD = 0.9  # two runs agree on a layer from the epoch its cross-run CKA stays >= this

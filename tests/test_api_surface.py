@@ -68,6 +68,7 @@ FACES: dict[str, set[str]] = {
         "MAX_FRAME_SIDE",
         "MIN_FRAME_SIDE",
         "PublishedOptions",
+        "RenamedOption",
         "ServeConfig",
         "TrainConfig",
         "UINT32_MAX",

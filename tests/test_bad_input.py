@@ -32,7 +32,7 @@ from tests.test_faults import TINY_TRAIN, one_line_error
 pytestmark = pytest.mark.slow
 
 CHUNK = "activations/block1/c/1/0/0/0/0"  # epoch 1, probe 0 of the tiny run's first layer
-BUILD = ["--layers", "block1", "--probes", "1", "--channel-probes", "0", "--formats", "gif"]
+BUILD = ["--layers", "block1", "--probe-index", "1", "--channel-probes", "0", "--formats", "gif"]
 
 
 @dataclass
@@ -775,7 +775,7 @@ def test_a_store_error_in_a_build_worker_reaches_the_cli_as_one_line(
         stores=(ctx.store,),
         out=tmp_path / "site",
         layers=("block1",),
-        probes=(1,),
+        probe_index=(1,),
         channel_probes=0,
         formats=("gif",),
         jobs=2,

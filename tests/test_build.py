@@ -146,7 +146,11 @@ def test_a_store_being_written_is_built_from_committed_epochs(
     shutil.copytree(demo_run, store)
     StoreWriter.open_for_resume(store).rewind(2)  # as if epoch 2 were being written
     out = tmp_path / "site"
-    build(BuildConfig(stores=(store,), out=out, layers=("block1",), probes=(1,), channel_probes=0))
+    build(
+        BuildConfig(
+            stores=(store,), out=out, layers=("block1",), probe_index=(1,), channel_probes=0
+        )
+    )
     record = next(r for r in manifest(out)["artefacts"].values() if r["kind"] == "grid")
     assert Image.open(out / record["files"]["gif"]).n_frames == 2
 

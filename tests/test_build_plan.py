@@ -128,7 +128,7 @@ def test_an_option_remakes_exactly_the_kinds_that_use_it(
 
 def test_layers_and_probes_carry_the_others_over(run: RunReader, tmp_path: Path) -> None:
     previous = fake_build(run, tmp_path)
-    only = plan(run, previous, tmp_path, layers=("block2",), probes=(2,), scale="layer")
+    only = plan(run, previous, tmp_path, layers=("block2",), probe_index=(2,), scale="layer")
     assert {a.layer for a in only.wanted.values()} == {"block2", None}  # None: probe 2
     assert {a.probe for a in only.wanted.values()} == {1, None}  # None: kernels
     assert all(a.layer == "block2" for a in only.todo)
@@ -223,7 +223,7 @@ def test_contact_probes_chooses_how_many_probes_get_a_contact_sheet(
     assert contacts() == {(layer, 0) for layer in layers}  # default: the first probe
     assert contacts(contact_probes=2) == {(layer, p) for layer in layers for p in (0, 1)}
     assert contacts(contact_probes=0) == set()
-    assert contacts(contact_probes=1, probes=(2,)) == {(layer, 1) for layer in layers}
+    assert contacts(contact_probes=1, probe_index=(2,)) == {(layer, 1) for layer in layers}
 
 
 def test_each_conv_layer_gets_its_kernels_and_their_change(run: RunReader, tmp_path: Path) -> None:

@@ -94,7 +94,7 @@ def test_every_kind_has_an_options_table_of_renderer_options() -> None:
         (BuildConfig, {"stores": (), "fps": 1e-9}, "--fps must be at least 0.1"),
         (BuildConfig, {"stores": (), "fps": float("inf")}, "--fps must be a finite number"),
         (BuildConfig, {"stores": (), "gif_max_side": 1}, "--gif-max-side must be at least"),
-        (BuildConfig, {"stores": (), "probes": (1, 0)}, "--probes must be at least 1"),
+        (BuildConfig, {"stores": (), "probe_index": (1, 0)}, "--probe-index must be at least 1"),
         (TrainConfig, {"out": Path("x"), "lr": 0.0}, "--lr must be positive"),
         (TrainConfig, {"out": Path("x"), "lr": float("nan")}, "--lr must be a finite number"),
         (TrainConfig, {"out": Path("x"), "seed": -1}, "--seed must be at least 0"),

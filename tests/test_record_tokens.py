@@ -227,7 +227,7 @@ def test_a_vit_store_builds_an_animation_per_layer(tmp_path: Path) -> None:
     store, site = tmp_path / "vit.zarr", tmp_path / "site"
     _record(vit(), store)
     args = ["build", "--store", str(store), "--out", str(site), "--formats", "mp4"]
-    main([*args, "--probes", "1", "--channel-probes", "0", "--channel-pages", "0"])
+    main([*args, "--probe-index", "1", "--channel-probes", "0", "--channel-pages", "0"])
     names = [layer.key for layer in open_run(store).attrs.layers]
     videos = [path.name for path in site.rglob("*.mp4")]
     for key in names:

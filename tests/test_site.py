@@ -418,7 +418,7 @@ SECRET = "/home/someone/secret-data"
 def small_build(stores: tuple[Path, ...], site: Path) -> Manifest:
     """A quick real build: one layer, one probe, no per-channel animations."""
     config = BuildConfig(
-        stores=stores, out=site, jobs=1, layers=("block1",), probes=(1,), channel_probes=0
+        stores=stores, out=site, jobs=1, layers=("block1",), probe_index=(1,), channel_probes=0
     )
     return typed(build(config).manifest)
 

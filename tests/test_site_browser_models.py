@@ -47,6 +47,7 @@ def gallery(
             formats=("mp4",),
             channel_probes=1,
             channel_pages=CHANNEL_PAGES,
+            all_layers=True,  # mobilenet_v3_small's 50+ layers all animated, as checked
         )
     )
     server = make_server(site, port=0, handler=QuietHandler)

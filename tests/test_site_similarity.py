@@ -25,7 +25,7 @@ def built(trained_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("similarity") / "site"
     first = open_run(trained_run).layers[0].name
     argv = ["-q", "build", "--store", str(trained_run), "--out", str(out), "--formats", "gif"]
-    assert main([*argv, "--layers", first, "--probes", "1", "--channel-probes", "0"]) == 0
+    assert main([*argv, "--layers", first, "--probe-index", "1", "--channel-probes", "0"]) == 0
     return out
 
 

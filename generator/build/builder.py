@@ -20,6 +20,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from generator.build.artefacts import Job, RenderOptions
+from generator.build.budget import fit_budget, say_estimate
 from generator.build.jobs import JobRunner, job_runner
 from generator.build.outdir import check_out_folder
 from generator.build.plan import (
@@ -40,16 +41,12 @@ from generator.site.manifest import (
     Manifest,
     load_manifest,
 )
-from generator.store import RunReader, open_run
+from generator.store import open_run
 from generator.threads import single_threaded
 
 log = logging.getLogger(__name__)
 
-WARN_BYTES = 2**30
 WARN_FILE_BYTES = 50 * 10**6  # GitHub warns above 50 MB per file and refuses 100 MB
-# Rough bytes per pixel per frame, measured on the reference run (bench/README.md); only
-# used to warn before a build that would outgrow GitHub Pages.
-BYTES_PER_PIXEL_FRAME = {"gif": 0.45, "mp4": 0.03, "webm": 0.01, "png": 0.6, "poster": 0.6}
 LAYER_KINDS = (ArtefactKind.GRID, ArtefactKind.CHANNEL, ArtefactKind.CONTACT)
 
 __all__ = ["BuildResult", "build", "check_out_folder", "discover_stores", "plan_run"]
@@ -79,9 +76,9 @@ def build(config: BuildConfig) -> BuildResult:
 
 def _build(config: BuildConfig, site: Path, runner: JobRunner) -> BuildResult:
     previous = load_manifest(site)
-    plans = [plan_run(open_run(store), config) for store in config.stores]
+    plans, estimate = fit_budget([plan_run(open_run(s), config) for s in config.stores], config)
     plan = plan_build(plans, previous, config, site)
-    _warn_if_large(plans, plan.todo, config)
+    say_estimate(plans, plan.todo, estimate, config)
     made: dict[str, ArtefactRecord] = {}
     pages: list[str] = []
     try:
@@ -177,25 +174,6 @@ def _remove_stale(site: Path, relatives: Iterable[str]) -> int:
     return removed
 
 
-def _warn_if_large(
-    plans: list[RunPlan], todo: Iterable[ArtefactRecord], config: BuildConfig
-) -> None:
-    ids = {a.id for a in todo}
-    estimate = sum(
-        _estimate_bytes(plan.run, a, config)
-        for plan in plans
-        for a in plan.artefacts
-        if a.id in ids
-    )
-    if estimate > WARN_BYTES:
-        log.warning(
-            "this build will write about %s (GitHub Pages refuses sites over 1 GB); "
-            "use --formats mp4, fewer --channel-probes or --contact-probes, or a smaller "
-            "--max-side",
-            human_size(estimate),
-        )
-
-
 def _warn_large_files(site: Path, relatives: Iterable[str]) -> None:
     """Name every file this build wrote above ``WARN_FILE_BYTES`` (GitHub refuses 100 MB)."""
     for relative in sorted(set(relatives)):
@@ -207,17 +185,6 @@ def _warn_large_files(site: Path, relatives: Iterable[str]) -> None:
                 relative,
                 human_size(size),
             )
-
-
-def _estimate_bytes(run: RunReader, artefact: ArtefactRecord, config: BuildConfig) -> float:
-    side = config.channel_side if artefact.kind is ArtefactKind.CHANNEL else config.max_side
-    frames = run.epochs if artefact.kind.is_animation else 1
-    total = 0.0
-    for fmt in artefact.files:
-        fmt_side = min(side, config.gif_max_side) if fmt == "gif" and config.auto_formats else side
-        count = 1 if fmt == "poster" else frames
-        total += BYTES_PER_PIXEL_FRAME[fmt] * fmt_side * fmt_side * count
-    return total
 
 
 def discover_stores(runs: Path) -> tuple[Path, ...]:

@@ -5,8 +5,9 @@ animations, contact sheets, kernels per conv layer, one per probe) becomes a pla
 ``ArtefactRecord`` whose fingerprint covers exactly its inputs: the store's identity and
 committed epochs, the options its renderer uses (``artefacts.OPTIONS_USED``) and
 ``RENDER_VERSION``. Against the previous manifest, each is then up to date (kept), to be
-(re)made, or outside ``--layers``/``--probes`` (carried over as it is). Nothing here
-renders or writes; ``build`` does, in that order.
+(re)made, or outside ``--layers``/``--probe-index`` (carried over as it is). Which layers
+are animated by default is ``selection``'s; what a ``--budget-mb`` leaves out, ``budget``'s.
+Nothing here renders or writes; ``build`` does, in that order.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from generator import __version__
+from generator import __version__, defaults
 from generator.build.artefacts import RENDER_VERSION, RenderOptions, options_used
+from generator.build.selection import matches, selected_layers
 from generator.config import BuildConfig, PublishedOptions
 from generator.errors import OptionError
-from generator.site.manifest import ArtefactKind, ArtefactRecord, Manifest, RunEntry
+from generator.site.manifest import ArtefactKind, ArtefactRecord, LeftOut, Manifest, RunEntry
 from generator.store import LayerSpec, RunReader, StoreLocation, file_stem, is_url
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RunPlan:
-    """One store in the build: its reader, site slug and every artefact it should have
-    (none for a run with no committed epoch yet)."""
+    """One store in the build: its reader, site slug, every artefact it should have (none
+    for a run with no committed epoch yet) and what the plan left out of it."""
 
     run: RunReader
     slug: str
     artefacts: tuple[ArtefactRecord, ...]
+    left_out: tuple[LeftOut, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class BuildPlan:
     wanted: Mapping[str, ArtefactRecord]  # this build's selection, as planned
     todo: tuple[ArtefactRecord, ...]  # of ``wanted``: missing or out of date
     kept: Mapping[str, ArtefactRecord]  # of ``wanted``: up to date (previous records)
-    carried: Mapping[str, ArtefactRecord]  # outside --layers/--probes: kept as they are
+    carried: Mapping[str, ArtefactRecord]  # outside --layers/--probe-index: kept as they are
 
     def records(self, made: Mapping[str, ArtefactRecord]) -> dict[str, ArtefactRecord]:
         """Every record the new manifest lists, once ``made`` holds the re-made ones."""
@@ -74,41 +77,67 @@ def display_name(path: StoreLocation) -> str:
 
 # -- gather ------------------------------------------------------------------------------
 def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
-    """Every artefact of one run that the options select, with fingerprints."""
+    """Every artefact of one run that the options select, with fingerprints; a deep net's
+    default leaves most layers' animations out (``selection``) and says so."""
     slug = run_slug(run.path)
-    layers = _selected_layers(run, config.layers)
-    probes = _selected_probes(run, config.probes)
+    chosen = set(selected_layers(run, config.layers, all_layers=config.all_layers))
+    probes = _selected_probes(run, config.probe_index)
     if run.epochs == 0:
         log.warning("%s has no committed epoch yet: its card says so, nothing is drawn", run.path)
         return RunPlan(run, slug, ())
     planner = _Planner(slug, _run_identity(run), config)
     artefacts: list[ArtefactRecord] = []
-    for layer in layers:
-        spec = run.layer(layer)
-        for number, probe in enumerate(probes):
-            artefacts.append(
-                planner.record(ArtefactKind.GRID, layer=layer, probe=probe, share=probe == 0)
-            )
-            if number < config.contact_probes:
-                artefacts.append(planner.record(ArtefactKind.CONTACT, layer=layer, probe=probe))
-            if spec.is_conv and number < config.channel_probes:
-                artefacts += [
-                    planner.record(ArtefactKind.CHANNEL, layer=layer, probe=probe, channel=c)
-                    for c in range(paged_channels(spec, config.channel_pages))
-                ]
-        if spec.is_conv:
-            artefacts += [
-                planner.record(ArtefactKind.KERNELS, layer=layer, share=True),
-                planner.record(ArtefactKind.KERNEL_CHANGE, layer=layer, share=True),
-            ]
-        artefacts += _featviz_records(planner, run, layer, config.channel_pages)
-        if spec.is_conv and run.attrs.examples:
-            paged = paged_channels(spec, config.channel_pages)
-            artefacts += _example_records(planner, layer, paged)
+    left: dict[str, int] = {}
+    for spec in run.layers:
+        records = _layer_records(planner, run, spec, probes, config)
+        if spec.name in chosen:
+            artefacts += records
+        elif config.layers is None:  # explicit --layers carry the others over instead
+            left[spec.name] = len(records)
     artefacts += [
         planner.record(ArtefactKind.PROBE, probe=probe, share=probe == 0) for probe in probes
     ]
-    return RunPlan(run, slug, tuple(artefacts))
+    return RunPlan(run, slug, tuple(artefacts), _left_out_by_default(left))
+
+
+def _layer_records(
+    planner: _Planner, run: RunReader, spec: LayerSpec, probes: list[int], config: BuildConfig
+) -> list[ArtefactRecord]:
+    """Every artefact of one layer: grids, contact sheets and per-channel animations per
+    probe, kernels, feature visualizations and dataset examples."""
+    layer, artefacts = spec.name, []
+    for number, probe in enumerate(probes):
+        artefacts.append(
+            planner.record(ArtefactKind.GRID, layer=layer, probe=probe, share=probe == 0)
+        )
+        if number < config.contact_probes:
+            artefacts.append(planner.record(ArtefactKind.CONTACT, layer=layer, probe=probe))
+        if spec.is_conv and number < config.channel_probes:
+            artefacts += [
+                planner.record(ArtefactKind.CHANNEL, layer=layer, probe=probe, channel=c)
+                for c in range(paged_channels(spec, config.channel_pages))
+            ]
+    if spec.is_conv:
+        artefacts += [
+            planner.record(ArtefactKind.KERNELS, layer=layer, share=True),
+            planner.record(ArtefactKind.KERNEL_CHANGE, layer=layer, share=True),
+        ]
+    artefacts += _featviz_records(planner, run, layer, config.channel_pages)
+    if spec.is_conv and run.attrs.examples:
+        artefacts += _example_records(planner, layer, paged_channels(spec, config.channel_pages))
+    return artefacts
+
+
+def _left_out_by_default(left: Mapping[str, int]) -> tuple[LeftOut, ...]:
+    """What the default plan of a deep net did not animate, and how to get it."""
+    if not left:
+        return ()
+    what = (
+        f"animations of {len(left)} layers: a net of more than {defaults.ALL_LAYERS_UP_TO} "
+        "layers gets its block outputs, first and last conv and output animated by default"
+    )
+    option = "--layers PATTERNS (names or globs, e.g. --layers 'stage2.*') or --all-layers"
+    return (LeftOut(what, option, tuple(left), sum(left.values()), channel_pages=False),)
 
 
 def _featviz_records(
@@ -140,20 +169,12 @@ def paged_channels(spec: LayerSpec, channel_pages: int) -> int:
     return min(spec.channels, channel_pages) if spec.is_conv else 0
 
 
-def _selected_layers(run: RunReader, names: tuple[str, ...] | None) -> list[str]:
-    if names is None:
-        return [layer.name for layer in run.layers]
-    for name in names:
-        run.layer(name)  # raises a StoreError naming the layers that exist
-    return list(names)
-
-
 def _selected_probes(run: RunReader, numbers: tuple[int, ...] | None) -> list[int]:
     if numbers is None:
         return list(range(run.n_probes))
     bad = [n for n in numbers if n > run.n_probes]
     if bad:
-        raise OptionError(f"--probes {bad[0]}: {run.path} has probes 1..{run.n_probes}")
+        raise OptionError(f"--probe-index {bad[0]}: {run.path} has probes 1..{run.n_probes}")
     return [n - 1 for n in numbers]
 
 
@@ -197,7 +218,7 @@ class _Planner:
     ) -> ArtefactRecord:
         """The planned record of one artefact. ``share``: with ``--formats auto`` it also
         gets a small GIF, offered as a download (one per layer and kind: probe 1's, whatever
-        ``--probes`` selects), the format that pastes into slides, chats and READMEs."""
+        ``--probe-index`` selects), the format that pastes into slides, chats and READMEs."""
         stem = file_stem(layer) if layer is not None else None
         parts = [
             kind.value,
@@ -285,7 +306,7 @@ def _up_to_date(artefact: ArtefactRecord, old: ArtefactRecord, site: Path) -> bo
 def _carried_over(
     previous: Manifest, plans: list[RunPlan], config: BuildConfig, site: Path
 ) -> dict[str, ArtefactRecord]:
-    """Artefacts of these runs that ``--layers``/``--probes`` left out: kept as they are,
+    """Artefacts of these runs that ``--layers``/``--probe-index`` left out: kept as they are,
     so building one layer again never throws away the others."""
     slugs = {plan.slug for plan in plans if plan.run.epochs > 0}
     kept = {}
@@ -293,11 +314,11 @@ def _carried_over(
         outside = (
             config.layers is not None
             and record.layer is not None
-            and record.layer not in config.layers
+            and not matches(record.layer, config.layers)
         ) or (
-            config.probes is not None
+            config.probe_index is not None
             and record.probe is not None
-            and record.probe + 1 not in config.probes
+            and record.probe + 1 not in config.probe_index
         )
         if aid.split("/", 1)[0] in slugs and outside and _files_exist(record, site):
             kept[aid] = record
@@ -318,6 +339,7 @@ def new_manifest(
             name=display_name(plan.run.path),
             epochs=plan.run.epochs,
             artefacts=tuple(sorted(aid for aid in records if aid.startswith(plan.slug + "/"))),
+            left_out=plan.left_out,
         )
         for plan in plans
     )

@@ -37,7 +37,7 @@ LIVE_PRIORITY = 15
 # The first look, built after each epoch while training runs (see the module docstring):
 # the first probe unless the user's options choose others, then what keeps it cheap, which
 # the user's options for the final build do not override.
-LIVE_PROBES = ("--probes", "1")
+LIVE_PROBES = ("--probe-index", "1")
 LIVE_COST: tuple[str, ...] = (
     "--channel-probes",
     "0",

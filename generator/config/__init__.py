@@ -19,6 +19,7 @@ from generator.config.build import (
 from generator.config.commands import InfoConfig, IngestConfig, ServeConfig
 from generator.config.fields import (
     FORMATS,
+    RenamedOption,
     check_ranges,
     featviz_layer_list,
     flag_name,
@@ -40,6 +41,7 @@ __all__ = [
     "IngestConfig",
     "InfoConfig",
     "PublishedOptions",
+    "RenamedOption",
     "ServeConfig",
     "TrainConfig",
     "check_ranges",

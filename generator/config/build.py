@@ -37,7 +37,7 @@ MAX_FRAME_SIDE = 8192
 class PublishedOptions:
     """The ``build`` options that shape the media, as a site publishes them: plain JSON
     values in ``manifest.json`` (``to_json``), never a local path or a machine's worker
-    count. ``probes`` are 1-based, as captions show them."""
+    count. ``probe_index`` is 1-based, as captions show probes."""
 
     formats: tuple[str, ...] = option(
         defaults.FORMATS,
@@ -61,15 +61,36 @@ class PublishedOptions:
         choices=SCALE_MODES,
     )
     layers: tuple[str, ...] | None = option(
-        None, help="only these layers, e.g. block1,block2", parse=name_list, shown="all"
-    )
-    probes: tuple[int, ...] | None = option(
         None,
-        help="only these probes, numbered from 1",
+        help="animate only the layers matching these names or glob patterns, comma-separated "
+        "(* also crosses dots), e.g. block1,block2 or 'features.denseblock2.*'; the others "
+        "keep what an earlier build made",
+        parse=name_list,
+        shown=f"every layer of a net of up to {defaults.ALL_LAYERS_UP_TO} layers; deeper: "
+        "block outputs, the first and last conv and the output",
+        cli={"metavar": "PATTERNS"},
+    )
+    all_layers: bool = option(
+        False, help="animate every layer, however deep the net (within --budget-mb)"
+    )
+    probe_index: tuple[int, ...] | None = option(
+        None,
+        help="render only these recorded probe images, numbered from 1 as the captions "
+        "count them, e.g. 1,3 (how many a run records is train's --probes)",
         parse=int_list,
         low=1,
         high=100_000,
-        shown="all",
+        shown="every recorded probe",
+        cli={"metavar": "N[,N...]"},
+    )
+    budget_mb: float = option(
+        defaults.BUDGET_MB,
+        help="the site's size to stay under, in MB (GitHub Pages hosts 1 GB): the least "
+        "important animations are left out to fit, and the build names them and the "
+        "option that brings them back",
+        parse=float,
+        positive=True,
+        high=10**9,
     )
     channel_probes: int = option(
         defaults.CHANNEL_PROBES,

@@ -6,6 +6,7 @@ benchmarks). The parsers of list-valued options live here too.
 
 from __future__ import annotations
 
+import argparse
 import math
 from collections.abc import Callable
 from dataclasses import MISSING, field, fields
@@ -133,3 +134,31 @@ def parse_formats(text: str) -> tuple[str, ...]:
     if not chosen or unknown:
         raise OptionError(f"--formats {text!r}: use auto or a comma list of {', '.join(FORMATS)}")
     return tuple(f for f in FORMATS if f in chosen)
+
+
+class RenamedOption(argparse.Action):
+    """An option's old spelling: stores its value under the new name (``dest``) and leaves
+    a one-line notice naming the new option in ``namespace.renamed`` for ``main`` to
+    print once logging is set up; hidden from ``--help``."""
+
+    @classmethod
+    def of(cls, dest: str) -> dict[str, Any]:
+        """``add_argument`` keywords for an old name of the option ``dest``."""
+        return {
+            "dest": dest,
+            "action": cls,
+            "default": argparse.SUPPRESS,
+            "help": argparse.SUPPRESS,
+        }
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, values)
+        notice = f"{option_string} is deprecated for {parser.prog.split()[-1]}: use "
+        notice += f"{flag_name(self.dest)} (same values)"
+        namespace.renamed = (*getattr(namespace, "renamed", ()), notice)

@@ -124,8 +124,12 @@ class RunContext:
 
     def paged_channels(self, layer: LayerSpec) -> int:
         """Channels of ``layer`` with a page of their own (``--channel-pages`` of the build
-        that made the manifest)."""
-        return min(layer.channels, self.manifest.options.channel_pages) if layer.is_conv else 0
+        that made the manifest; none for a layer whose animations a deep net's default
+        build left out: its page says how to get them)."""
+        left = self.entry.left_out_of(layer.name)
+        if not layer.is_conv or (left is not None and not left.channel_pages):
+            return 0
+        return min(layer.channels, self.manifest.options.channel_pages)
 
     @property
     def markers(self) -> bool:

@@ -89,6 +89,7 @@ def layer_page(
             caption="each channel's feature visualization; the poster is the last epoch",
         ),
         featviz_note=recording_note(ctx.run.attrs, name),
+        left_out=_left_out(ctx, name),
         distributions=layer_distributions(ctx.histograms, name),
         example_sheet=ctx.media(
             ArtefactKind.PATCH_SHEET,
@@ -134,9 +135,9 @@ def recording_note(attrs: RootAttrs, layer: str) -> str:
 
 def channels_note(ctx: RunContext, layer: LayerSpec) -> str:
     """Says which channels have a page when ``--channel-pages`` left some out."""
-    paged = ctx.paged_channels(layer)
-    if not layer.is_conv or paged == layer.channels:
-        return ""
+    paged, left = ctx.paged_channels(layer), ctx.entry.left_out_of(layer.name)
+    if not layer.is_conv or paged == layer.channels or (left and not left.channel_pages):
+        return ""  # all paged, or the build left this layer's animations out and says so
     first = f"channels 1–{paged}" if paged else "no channel"
     return (
         f"Of its {layer.channels} channels, {first} have a page of their own "
@@ -173,6 +174,13 @@ def layer_charts(
         unit="channels" if layer.is_conv else "units",
         markers=ctx.markers,
     )
+
+
+def _left_out(ctx: RunContext, layer: str) -> str:
+    """What the build left out of this layer's animations and the option that makes them
+    (a deep net's default build, or ``--budget-mb``), as the layer page says it."""
+    item = ctx.entry.left_out_of(layer)
+    return f"This build left out {item.what}; to make them: {item.option}." if item else ""
 
 
 def channel_pages(

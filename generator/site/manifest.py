@@ -132,15 +132,40 @@ class ArtefactRecord:
 
 
 @dataclass(frozen=True)
+class LeftOut:
+    """Animations a build chose not to make for a run, and the option that makes them:
+    ``what`` as a reader sees it, ``option`` to give ``build``, the ``layers`` it concerns
+    (their pages say so), how many ``artefacts`` that is, and whether those layers still
+    have ``channel_pages`` (a deep net's default makes none for its unanimated layers:
+    thousands of pages with nothing of their own to show)."""
+
+    what: str
+    option: str
+    layers: tuple[str, ...] = ()
+    artefacts: int = 0
+    channel_pages: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "layers": list(self.layers)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LeftOut:
+        layers = tuple(str(layer) for layer in data.get("layers", ()))
+        artefacts, pages = int(data.get("artefacts", 0)), bool(data.get("channel_pages", True))
+        return cls(str(data["what"]), str(data["option"]), layers, artefacts, pages)
+
+
+@dataclass(frozen=True)
 class RunEntry:
     """One run on the site: its slug (folder under ``runs/``), display name, the epochs
-    built, and the ids of its artefacts. Deliberately no store path (it would leak the
-    author's file system into a public site)."""
+    built, the ids of its artefacts and what the build left out of it. Deliberately no
+    store path (it would leak the author's file system into a public site)."""
 
     slug: str
     name: str
     epochs: int
     artefacts: tuple[str, ...] = ()
+    left_out: tuple[LeftOut, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -148,6 +173,7 @@ class RunEntry:
             "name": self.name,
             "epochs": self.epochs,
             "artefacts": list(self.artefacts),
+            "left_out": [item.to_json() for item in self.left_out],
         }
 
     @classmethod
@@ -157,7 +183,12 @@ class RunEntry:
             name=str(data["name"]),
             epochs=int(data["epochs"]),
             artefacts=tuple(str(a) for a in data.get("artefacts", ())),
+            left_out=tuple(LeftOut.from_json(item) for item in data.get("left_out", ())),
         )
+
+    def left_out_of(self, layer: str) -> LeftOut | None:
+        """What the build left out of ``layer``'s animations, if anything."""
+        return next((item for item in self.left_out if layer in item.layers), None)
 
 
 @dataclass(frozen=True)

@@ -234,6 +234,7 @@ class LayerPage(Page):
     featviz: Media | None = None  # every visualised channel's image over epochs
     example_sheet: Media | None = None  # every channel's top dataset example, last epoch
     featviz_note: str = ""  # what recording left out of it (a skipped layer, the budget)
+    left_out: str = ""  # what the build left out of its animations, and how to get them
     distributions: tuple[Chart, ...] = ()  # offset histograms (none: a store without them)
 
 
