@@ -12,10 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from markupsafe import Markup
 
 from generator.analysis.compare import CrossSimilarity
 from generator.site.compare import COMPARE, DATA_FILE, run_pair
-from generator.site.pages import CompareRun
+from generator.site.live import LiveStatus
+from generator.site.pages import ComparePage, CompareRun, Footer, SideBySide
+from generator.site.render import make_environment, render_page
 from tests.test_site import html_pages, parse, resolve
 
 
@@ -82,6 +85,27 @@ def test_a_pair_with_other_probes_says_why_it_shows_no_cka() -> None:
     )
     pair = run_pair(numbers, *runs)
     assert pair.chart is None and pair.data is None and pair.note == reason
+    page = ComparePage(
+        path=COMPARE,
+        template="compare.html",
+        title="Compare runs",
+        root="../",
+        crumbs=(),
+        footer=Footer("Build settings", (), "0"),
+        runs=tuple(runs),
+        curves=(),
+        layers=(SideBySide("layer-0", "x", ((runs[0], None), (runs[1], None))),),
+        pairs=(pair,),
+        threshold="0.9",
+        notes=("The runs have different lengths",),
+        data_href="compare.json",
+    )
+    env = make_environment()
+    env.globals["live"] = LiveStatus(training=False, built="", epochs=0)
+    shown = render_page(env, page, inline_css=Markup("")).decode("utf-8")
+    assert f"Not compared: {html.escape(reason)}" in shown
+    assert "a has no animation of x" in shown and "The runs have different lengths" in shown
+    assert "data-cka" not in shown
 
 
 def test_other_architectures_name_each_layer_s_best_match() -> None:
