@@ -4,8 +4,9 @@ Any model's layers are named by their dotted module paths (``layer1.0.conv1``,
 ``features.denseblock2.denselayer3.conv1``), so the tree is the trie of those paths: no
 model name and no layer name is assumed. Two rewrites make it read as stages → blocks →
 layers: a node that records nothing and holds a single child is merged into it
-(``downsample`` + ``0`` becomes ``downsample.0``), and a top-level wrapper that holds most
-of the network and records nothing itself (torchvision's ``features``) is opened, so its
+(``downsample`` + ``0`` becomes ``downsample.0``), and a top-level wrapper that holds three
+quarters of the network and records nothing itself (torchvision's ``features``, RegNet's
+``trunk_output``; not a ResNet's ``layer3``) is opened, so its
 children become the stages. ``chart_groups`` cuts a node's layers into at most a dozen
 consecutive groups along its children (the stages, for the root), which charts draw as
 one series each.
@@ -79,14 +80,14 @@ def _merged(node: TreeNode) -> TreeNode:
 
 
 def _opened(root: TreeNode, total: int) -> TreeNode:
-    """Open top-level wrappers that record nothing and hold more than half the layers,
+    """Open top-level wrappers that record nothing and hold three quarters of the layers,
     so the stages are the wrapper's children; their labels stay relative to it."""
     while True:
         wrapper = next(
             (
                 c
                 for c in root.children
-                if c.layer is None and len(c.children) > 1 and len(c.layers()) * 2 > total
+                if c.layer is None and len(c.children) > 1 and len(c.layers()) * 4 >= total * 3
             ),
             None,
         )
