@@ -37,7 +37,9 @@ def test_a_strip_has_one_row_band_per_epoch_on_one_layer_scale() -> None:
 def test_layer_frames_of_1x1_maps_are_the_strip_revealed_per_epoch() -> None:
     epochs, channels = 4, 6
     maps = np.arange(epochs * channels, dtype=np.float32).reshape(epochs, channels, 1, 1) - 10
-    scale = np.ones((epochs, channels), np.float32)  # per-channel scales: ignored for 1×1
+    # per-channel scales, as the build passes them: each channel's own max |value|, which
+    # made every 1×1 tile one saturated colour (the old mosaic); a strip ignores them
+    scale = np.abs(maps[:, :, 0, 0]).max(axis=0, keepdims=True).repeat(epochs, 0)
     frames = layer_frames_by_epoch(
         lambda e: maps[e],
         scale,

@@ -117,7 +117,7 @@ def test_chart_groups_never_exceed_a_dozen_and_cover_every_layer_in_order() -> N
     assert any(" … " in label for label, _ in joined)  # neighbouring stages joined
 
 
-def test_the_change_chart_of_179_layers_draws_at_most_a_dozen_lines() -> None:
+def test_the_change_chart_of_174_layers_draws_at_most_a_dozen_lines() -> None:
     layers = deep_layers(4, 14)
     assert len(layers) > 170
     change = {
