@@ -14,6 +14,7 @@ from generator.errors import StoreError
 from generator.store import SCHEMA_VERSION, LayerSpec, StoreWriter, open_run
 from generator.store._schema import parse_root_attrs
 from tests.conftest import TINY_LAYERS, make_store
+from tests.test_store_schema import unstack_to_v4
 
 
 def create(path: Path, images: np.ndarray, **options: object) -> StoreWriter:
@@ -39,15 +40,19 @@ def pictures(channels: int, height: int = 6, width: int = 10) -> np.ndarray:
     return (np.arange(size) % 251).astype(np.uint8).reshape(2, channels, height, width)
 
 
-def test_version_4_is_written_and_read() -> None:
-    assert SCHEMA_VERSION == 4  # v4 added gradients (issue 26); v3's probe_shape stays
+def test_version_5_is_written_and_read() -> None:
+    assert SCHEMA_VERSION == 5  # v4 added gradients (issue 26), v5 stacked statistics
 
 
 def test_grey_non_square_probes_are_stored_as_given_and_shown_grey(tmp_path: Path) -> None:
     images = pictures(1)
     create(tmp_path / "run.zarr", images).close()
     root = json.loads((tmp_path / "run.zarr" / "zarr.json").read_text())["attributes"]
-    assert (root["schema_version"], root["probe_shape"], root["input_size"]) == (SCHEMA_VERSION, [1, 6, 10], 10)
+    assert (root["schema_version"], root["probe_shape"], root["input_size"]) == (
+        SCHEMA_VERSION,
+        [1, 6, 10],
+        10,
+    )
     assert not (tmp_path / "run.zarr" / "probes" / "display").exists()
     run = open_run(tmp_path / "run.zarr")
     assert run.attrs.input_shape == (1, 6, 10)
@@ -91,6 +96,7 @@ def test_rgb_square_probes_are_shown_as_they_are(tmp_path: Path) -> None:
 def test_a_version_2_store_still_reads(tmp_path: Path) -> None:
     """A v2 store is a v3 one without ``probe_shape``: square RGB of ``input_size``."""
     make_store(tmp_path / "run.zarr").close()
+    unstack_to_v4(tmp_path / "run.zarr")
     meta = tmp_path / "run.zarr" / "zarr.json"
     node = json.loads(meta.read_text())
     node["attributes"]["schema_version"] = 2

@@ -68,7 +68,8 @@ class StoreBehaviour:
         run = open_run(location)
         plan = array_plan_of(run.attrs, run.n_probes)
         for epoch in range(EPOCHS):
-            written = flatten_record(written_record(epoch, optional=True))
+            record = written_record(epoch, optional=True)
+            written = flatten_record(record, layers=run.attrs.layers)
             assert set(written) == {name for name in plan if not written_once(name)}
             for name, value in written.items():
                 expected = np.asarray(value, dtype=plan[name].dtype)

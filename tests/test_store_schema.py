@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -15,21 +16,24 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator.errors import StoreError
+from generator.store import open_run
 from generator.store._schema import (
     KEY_CHARACTERS,
     MAX_KEY_LENGTH,
     SCHEMA_VERSION,
+    STAT_FIELDS,
     LayerSpec,
     array_key,
     array_plan,
     check_layers,
     dimension_names,
     example_pool_plan,
+    gradient_layers,
     layer_name,
     parse_root_attrs,
     probe_plan,
 )
-from tests.conftest import TINY_FEATVIZ, TINY_LAYERS
+from tests.conftest import TINY_FEATVIZ, TINY_LAYERS, make_store
 
 STORE = Path("runs/some.zarr")
 MODULE_PATHS = ["layer1.0.conv1", "features.3", "block1", "head.hidden", "conv-1_a"]
@@ -83,7 +87,63 @@ def test_the_plan_puts_each_layer_under_its_key() -> None:
     plan = array_plan([layer], 3, 4, "float16")
     assert plan["activations/layer1.0%2Fconv"].shape == (3, 2, 4, 4)
     assert plan["kernels/layer1.0%2Fconv"].shape == (2, 1, 3, 3)
-    assert "metrics/channel_stats/layer1.0%2Fconv/abs_max" in plan
+    assert plan["metrics/channel_stats/layer1.0%2Fconv"].shape == (5, 3, 2)  # stat, probe, ch
+    assert plan["metrics/weight_change"].shape == (1,)  # over the layers with parameters
+    old = array_plan([layer], 3, 4, "float16", version=4)  # older stores: one array a field
+    assert "metrics/channel_stats/layer1.0%2Fconv/abs_max" in old
+
+
+def test_an_epoch_of_a_resnet_like_net_is_a_few_arrays_per_layer() -> None:
+    """The write costs about 0.5 ms of CPU per array whatever its bytes: from v5 a layer's
+    five statistics are one array and the weight changes one array for the run."""
+    layers = [
+        LayerSpec(f"layer{k}", "conv", (8, 4, 4), (8, 8, 3, 3), 584, groups=1) for k in range(29)
+    ]
+    stacked, old = (
+        array_plan(layers, 8, 10, "float16"),
+        array_plan(layers, 8, 10, "float16", version=4),
+    )
+    assert len(stacked) == 3 * 29 + 1 + 6  # activations, kernels, statistics; changes; metrics
+    assert len(old) - len(stacked) == 29 * 5 - 1
+
+
+def unstack_to_v4(path: Path) -> None:
+    """Rewrite a store in the v4 layout, as netlapse wrote it before v5: one array per
+    channel statistic of a layer, one scalar array per layer's weight change."""
+    group = zarr.open_group(str(path), mode="r+")
+    attrs = parse_root_attrs(path, group.attrs.asdict())
+    stats = group["metrics/channel_stats"]
+    assert isinstance(stats, zarr.Group)
+    for layer in attrs.layers:
+        stacked = np.asarray(stats[array_key(layer.name)][...])  # (E, stat, P, C)
+        del stats[array_key(layer.name)]
+        fields = stats.create_group(array_key(layer.name))
+        for k, stat in enumerate(STAT_FIELDS):
+            data = np.ascontiguousarray(stacked[:, k])
+            fields.create_array(stat, data=data, chunks=(1, *data.shape[1:]))
+    changes = np.asarray(group["metrics/weight_change"][...])  # (E, layers with parameters)
+    del group["metrics/weight_change"]
+    per_layer = group.create_group("metrics/weight_change")
+    for k, layer in enumerate(gradient_layers(attrs.layers)):
+        per_layer.create_array(array_key(layer.name), data=changes[:, k], chunks=(1,))
+    group.attrs["schema_version"] = 4
+
+
+def test_a_v4_store_reads_the_statistics_a_v5_store_stacks(tmp_path: Path) -> None:
+    make_store(tmp_path / "v5.zarr").close()
+    shutil.copytree(tmp_path / "v5.zarr", tmp_path / "v4.zarr")
+    unstack_to_v4(tmp_path / "v4.zarr")
+    new, old = open_run(tmp_path / "v5.zarr"), open_run(tmp_path / "v4.zarr")
+    assert (new.attrs.schema_version, old.attrs.schema_version) == (SCHEMA_VERSION, 4)
+    for layer in new.layers:
+        for stat in STAT_FIELDS:
+            expected = new.channel_stats(layer.name, stat)
+            assert expected.shape == (new.epochs, new.n_probes, layer.channels)
+            np.testing.assert_array_equal(old.channel_stats(layer.name, stat), expected)
+    assert new.weight_change().keys() == old.weight_change().keys()
+    for name, changes in new.weight_change().items():
+        assert changes.shape == (new.epochs,)
+        np.testing.assert_array_equal(old.weight_change()[name], changes)
 
 
 def test_every_planned_array_names_each_of_its_axes() -> None:
@@ -106,7 +166,8 @@ def test_every_planned_array_names_each_of_its_axes() -> None:
         "x",
     )
     assert plan["kernels/block2"].dims == ("channel", "in_channel", "ky", "kx")
-    assert plan["metrics/channel_stats/hidden/max"].dims == ("probe", "channel")
+    assert plan["metrics/channel_stats/hidden"].dims == ("stat", "probe", "channel")
+    assert plan["metrics/weight_change"].dims == ("layer",)
     assert plan["probes/display"].dims == ("probe", "rgb", "y", "x")
     bad = plan["metrics/val_loss"]._replace(dims=("probe",))
     with pytest.raises(ValueError, match="do not fit"):

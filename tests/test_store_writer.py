@@ -28,10 +28,10 @@ def test_store_is_plain_zarr_v3_with_the_documented_layout(tiny_store: Path) -> 
     assert group["activations/hidden"].shape == (3, 2, 5)
     assert group["kernels/block2"].shape == (3, 6, 4, 3, 3)
     assert group["kernels/block2"].dtype == np.float32
-    assert group["metrics/weight_change/block1"].shape == (3,)
+    assert group["metrics/weight_change"].shape == (3, 4)  # epoch, layer with parameters
     assert group["metrics/confusion"].shape == (3, 3, 3)
     assert group["metrics/probe_probs"].shape == (3, 2, 3)
-    assert group["metrics/channel_stats/block2/abs_max"].shape == (3, 2, 6)
+    assert group["metrics/channel_stats/block2"].shape == (3, 5, 2, 6)  # epoch, stat, probe, ch
     assert group["probes/images"].dtype == np.uint8
     assert group["probes/images"].shape == (2, 3, 8, 8)
 

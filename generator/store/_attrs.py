@@ -29,8 +29,10 @@ from generator.store._layers import LayerSpec, layers_problem
 if TYPE_CHECKING:  # only named in messages; the schema imports no I/O
     from generator.store._backends import StoreLocation
 
-SCHEMA_VERSION = 4  # v4: gradients and distributions (optional arrays, ``_gradients``)
-READABLE_VERSIONS = (1, 2, 3, 4)
+# v4: gradients and distributions (optional arrays, ``_gradients``); v5: per-epoch scalars
+# and statistics stacked over layers (``STACKED_FROM``)
+SCHEMA_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 PROBE_SHAPE = "probe_shape"  # v3: the probes' (channels, height, width)
 ACTIVATION_DTYPES = ("float16", "float32")
 FEATVIZ_KINDS = ("conv", "block")  # layers with a (C, H, W) output a channel can drive

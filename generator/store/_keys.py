@@ -95,11 +95,18 @@ def kernel_path(name: str) -> str:
 
 
 def weight_change_path(name: str) -> str:
+    """Schema v1-v4: one scalar array per layer (v5: ``metrics/weight_change`` stacked)."""
     return f"{METRICS}/{WEIGHT_CHANGE}/{array_key(name)}"
 
 
 def channel_stat_path(name: str, stat: str) -> str:
+    """Schema v1-v4: one array per layer and statistic."""
     return f"{METRICS}/{CHANNEL_STATS}/{array_key(name)}/{stat}"
+
+
+def channel_stats_path(name: str) -> str:
+    """Schema v5: one array per layer, the ``STAT_FIELDS`` stacked on its first axis."""
+    return f"{METRICS}/{CHANNEL_STATS}/{array_key(name)}"
 
 
 def featviz_path(name: str) -> str:

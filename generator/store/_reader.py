@@ -40,13 +40,16 @@ from generator.store._schema import (
     PROBE_PROBS,
     PROBES,
     SCALAR_METRICS,
+    STACKED_FROM,
     STAT_FIELDS,
+    WEIGHT_CHANGE,
     ArraySpec,
     LayerSpec,
     RootAttrs,
     activation_path,
     array_plan_of,
     channel_stat_path,
+    channel_stats_path,
     example_path,
     example_pool_path,
     featviz_path,
@@ -282,18 +285,25 @@ class RunReader(DistributionViews):
 
     def weight_change(self) -> dict[str, np.ndarray]:
         """layer -> (E,) relative weight change from the previous epoch (NaN at epoch 0)."""
-        return {
-            layer.name: self._read(weight_change_path(layer.name))
-            for layer in self.layers
-            if layer.params
-        }
+        changed = [layer.name for layer in self.layers if layer.params]
+        if self._stacked and changed:
+            stacked = self._read(metric_path(WEIGHT_CHANGE))
+            return {name: stacked[:, k] for k, name in enumerate(changed)}
+        return {name: self._read(weight_change_path(name)) for name in changed}
 
     def channel_stats(self, name: str, stat: str) -> np.ndarray:
         """(E, P, C) float32 per-channel statistic ``stat`` (see ``STAT_FIELDS``)."""
         if stat not in STAT_FIELDS:
             raise StoreError(f"unknown statistic {stat!r}; use one of {', '.join(STAT_FIELDS)}")
         self.layer(name)
+        if self._stacked:  # one read of the layer's stacked statistics
+            return self._read(channel_stats_path(name))[:, STAT_FIELDS.index(stat)]
         return self._read(channel_stat_path(name, stat))
+
+    @property
+    def _stacked(self) -> bool:
+        """Whether this store stacks its per-layer statistics (schema v5 on)."""
+        return self.attrs.schema_version >= STACKED_FROM
 
     # -- plumbing --------------------------------------------------------------------
     def _check_epoch(self, epoch: int) -> None:

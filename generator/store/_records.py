@@ -8,7 +8,7 @@ epoch-indexed arrays of the plan, checked before anything touches the disk.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,15 +28,17 @@ from generator.store._schema import (
     PROBE_PROBS,
     SCALAR_METRICS,
     STAT_FIELDS,
+    WEIGHT_CHANGE,
     ArraySpec,
+    LayerSpec,
     activation_path,
-    channel_stat_path,
+    channel_stats_path,
     example_path,
     example_pool_path,
     featviz_path,
+    gradient_layers,
     kernel_path,
     metric_path,
-    weight_change_path,
 )
 
 
@@ -109,12 +111,19 @@ def recording_notes(
 
 
 def epoch_slots(
-    path: StoreLocation, record: EpochRecord, plan: Mapping[str, ArraySpec]
+    path: StoreLocation,
+    record: EpochRecord,
+    plan: Mapping[str, ArraySpec],
+    *,
+    layers: Sequence[LayerSpec],
 ) -> dict[str, Slot]:
     """``record`` as store path -> value for the epoch-indexed arrays of ``plan``: a missing
     confusion matrix or visualization becomes blanks, anything else missing or of another
     shape is a one-line ``StoreError`` naming the store."""
-    given = flatten_record(record)
+    try:
+        given = flatten_record(record, layers=layers)
+    except StoreError as exc:
+        raise StoreError(f"{path}: {exc}") from exc
     for name in plan:  # a record without its visualizations or gradients stores blanks
         if name.startswith((f"{FEATVIZ}/", f"{GRADIENTS}/", f"{HISTOGRAMS}/")):
             given.setdefault(name, None)
@@ -146,18 +155,20 @@ def _check_examples(
         )
 
 
-def flatten_record(record: EpochRecord) -> dict[str, Slot | None]:
-    """An epoch record as store paths -> values, matching ``array_plan``."""
+def flatten_record(record: EpochRecord, *, layers: Sequence[LayerSpec]) -> dict[str, Slot | None]:
+    """An epoch record as store paths -> values, matching ``array_plan`` of this schema
+    version for ``layers`` (the store's, in model order: the stacked weight changes follow
+    it)."""
     out: dict[str, Slot | None] = {}
     for layer, value in record.activations.items():
         out[activation_path(layer)] = value
     for layer, stats in record.channel_stats.items():
-        for stat in STAT_FIELDS:
-            out[channel_stat_path(layer, stat)] = stats[stat]
+        out[channel_stats_path(layer)] = np.stack([stats[stat] for stat in STAT_FIELDS])
     for layer, value in record.kernels.items():
         out[kernel_path(layer)] = value
-    for layer, change in record.weight_change.items():
-        out[weight_change_path(layer)] = change
+    changed = [layer.name for layer in gradient_layers(layers)]
+    if changed:
+        out[metric_path(WEIGHT_CHANGE)] = _stacked_changes(record.weight_change, changed)
     for name in SCALAR_METRICS:
         out[metric_path(name)] = record.scalars.get(name, math.nan)
     out[metric_path(CONFUSION)] = record.confusion
@@ -169,6 +180,14 @@ def flatten_record(record: EpochRecord) -> dict[str, Slot | None]:
             out[example_path(layer, name)] = value
     out.update(record.gradients)
     return out
+
+
+def _stacked_changes(changes: Mapping[str, float], layers: Sequence[str]) -> np.ndarray:
+    """The weight changes in the store's layer order; a record of other layers is refused."""
+    wrong = sorted(set(changes) ^ set(layers))
+    if wrong:
+        raise StoreError(f"the weight change of layer {wrong[0]!r} does not fit this store")
+    return np.array([changes[name] for name in layers], dtype=np.float32)
 
 
 def merge_extra_metrics(

@@ -39,6 +39,7 @@ from generator.store._gradients import (
     GRADIENTS,
     HISTOGRAM_KINDS,
     HISTOGRAMS,
+    LAYER,
     GradientSpec,
     gradient_arrays,
     gradient_layers,
@@ -69,6 +70,7 @@ from generator.store._keys import (
     activation_path,
     array_key,
     channel_stat_path,
+    channel_stats_path,
     example_path,
     example_pool_path,
     featviz_path,
@@ -112,6 +114,7 @@ __all__ = [
     "REQUIRED_ATTRS",
     "SCALAR_METRICS",
     "SCHEMA_VERSION",
+    "STACKED_FROM",
     "STAT_FIELDS",
     "WEIGHT_CHANGE",
     "ArraySpec",
@@ -132,6 +135,7 @@ __all__ = [
     "array_plan",
     "array_plan_of",
     "channel_stat_path",
+    "channel_stats_path",
     "check_layers",
     "example_layers",
     "example_path",
@@ -170,6 +174,8 @@ __all__ = [
 # ``in_channel`` is the input's channels: a probe's, and a first conv kernel's input axis.
 EPOCH, PROBE, CHANNEL, Y, X = "epoch", "probe", "channel", "y", "x"
 IN_CHANNEL, RGB = "in_channel", "rgb"
+STAT = "stat"  # v5 channel statistics: the STAT_FIELDS, in their order
+STACKED_FROM = 5  # the first schema version whose per-layer statistics are stacked
 
 
 class ArraySpec(NamedTuple):
@@ -210,13 +216,15 @@ def array_plan(
     featviz: FeatvizSpec | None = None,
     example_top_k: int = 0,
     kernel_dtype: str = "float32",
+    version: int = SCHEMA_VERSION,
 ) -> dict[str, ArraySpec]:
     """Every epoch-indexed array: path -> one epoch's shape, chunk, dtype and axis names.
 
     Activation chunks are one probe x all channels of a layer: one file per probe and
     layer per epoch, and a whole layer of one probe across epochs is E reads. A feature
     visualization is one chunk per layer and epoch (a layer's sheet is one read).
-    ``example_top_k`` > 0 adds the dataset-example arrays (``example_plan``).
+    ``example_top_k`` > 0 adds the dataset-example arrays (``example_plan``). ``version``:
+    the layout of the per-layer statistics (``layer_metric_plan``).
     """
     plan: dict[str, ArraySpec] = {}
     kernel_dims = (CHANNEL, IN_CHANNEL, "ky", "kx")
@@ -225,16 +233,10 @@ def array_plan(
         chunk = (1, *layer.shape) if len(layer.shape) == 3 else per_epoch
         dims = (PROBE, *map_dims(layer.shape))
         plan[activation_path(layer.name)] = ArraySpec(per_epoch, chunk, activation_dtype, dims)
-        for stat in STAT_FIELDS:
-            shape = (n_probes, layer.channels)
-            plan[channel_stat_path(layer.name, stat)] = ArraySpec(
-                shape, shape, "float32", (PROBE, CHANNEL)
-            )
         if layer.kernel_shape is not None:
             kernel = layer.kernel_shape
             plan[kernel_path(layer.name)] = ArraySpec(kernel, kernel, kernel_dtype, kernel_dims)
-        if layer.params:
-            plan[weight_change_path(layer.name)] = ArraySpec((), (), "float32", ())
+    plan.update(layer_metric_plan(layers, n_probes, version=version))
     for name in SCALAR_METRICS:
         plan[metric_path(name)] = ArraySpec((), (), "float32", ())
     square = (n_classes, n_classes)
@@ -245,6 +247,33 @@ def array_plan(
         plan.update(featviz_plan(featviz))
     if example_top_k:
         plan.update(example_plan(layers, example_top_k))
+    return plan
+
+
+def layer_metric_plan(
+    layers: Sequence[LayerSpec], n_probes: int, *, version: int
+) -> dict[str, ArraySpec]:
+    """Per-layer statistics and weight changes. From v5 (``STACKED_FROM``) each layer's
+    ``STAT_FIELDS`` are one (stat, probe, channel) array and the weight changes one array
+    over the layers with parameters: an epoch is then ~60 array writes for a resnet18, not
+    ~230, and each write costs about as much as its bytes (bench/record.py --cost)."""
+    plan: dict[str, ArraySpec] = {}
+    stacked = version >= STACKED_FROM
+    for layer in layers:
+        shape = (n_probes, layer.channels)
+        if stacked:
+            stats = (len(STAT_FIELDS), *shape)
+            dims = (STAT, PROBE, CHANNEL)
+            plan[channel_stats_path(layer.name)] = ArraySpec(stats, stats, "float32", dims)
+            continue
+        for stat in STAT_FIELDS:
+            path = channel_stat_path(layer.name, stat)
+            plan[path] = ArraySpec(shape, shape, "float32", (PROBE, CHANNEL))
+        if layer.params:
+            plan[weight_change_path(layer.name)] = ArraySpec((), (), "float32", ())
+    changed = len(gradient_layers(layers))
+    if stacked and changed:
+        plan[metric_path(WEIGHT_CHANGE)] = ArraySpec((changed,), (changed,), "float32", (LAYER,))
     return plan
 
 
@@ -329,6 +358,7 @@ def array_plan_of(attrs: RootAttrs, probes: int) -> dict[str, ArraySpec]:
         featviz=attrs.featviz,
         example_top_k=examples.top_k if examples else 0,
         kernel_dtype=attrs.kernel_dtype,
+        version=attrs.schema_version,
     )
     if attrs.gradients is not None:  # one chunk per epoch: the layers stacked
         arrays = gradient_arrays(attrs.layers, attrs.gradients)

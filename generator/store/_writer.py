@@ -95,6 +95,7 @@ class StoreWriter:
         self._committed = attrs.epochs_committed
         probes = int(self._array(probe_path("labels")).shape[0])
         self._plan = per_epoch(array_plan_of(attrs, probes))
+        self._layers = attrs.layers  # in model order: the stacked weight changes follow it
 
     @classmethod
     def create(
@@ -252,7 +253,8 @@ class StoreWriter:
                 f"{self.path}: cannot write epoch {epoch}; the store has "
                 f"{self.epochs_committed} epochs committed"
             )
-        slots = epoch_slots(self.path, record, self._plan)  # all checked before any write
+        # all checked before any write
+        slots = epoch_slots(self.path, record, self._plan, layers=self._layers)
         try:
             self._grow(epoch)
             zarr_sync(self._write_slots(epoch, slots))
