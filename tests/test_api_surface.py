@@ -148,8 +148,8 @@ FACES: dict[str, set[str]] = {
         "training_recorder",
         "untouched",
         "unwrapped",
-        "visualizer_for",
         "user_metric_name",
+        "visualizer_for",
         "with_sources",
     },
     "generator.render": {
@@ -201,6 +201,7 @@ FACES: dict[str, set[str]] = {
         "StoreURL",
         "StoreWriter",
         "check_remote_out",
+        "discard_created",
         "example_layers",
         "file_stem",
         "gradient_layers",

@@ -59,9 +59,9 @@ from generator.store._schema import (
 if TYPE_CHECKING:
     from generator.store._distributions import GradientStats, Histograms
     from generator.store._files import check_remote_out
-    from generator.store._staging import discard_created
     from generator.store._reader import RunReader, open_run
     from generator.store._records import EpochRecord, ExamplePoolRecord
+    from generator.store._staging import discard_created
     from generator.store._writer import StoreWriter
 
 __all__ = [
