@@ -430,19 +430,24 @@ def deep_parts(args: argparse.Namespace, parts: set[str]) -> None:
     work = (args.workdir or Path(tempfile.mkdtemp(prefix="netlapse-bench-"))).resolve()
     work.mkdir(parents=True, exist_ok=True)
     old = baseline_code(work, args.baseline)
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    new = baseline_code(work, commit)  # the committed code: a shared tree changes under us
     print(
-        f"today = {args.baseline}; {psutil.cpu_count()} cores; load average "
+        f"today = {args.baseline}, new = {commit}; {psutil.cpu_count()} cores; load average "
         f"{' '.join(f'{x:.1f}' for x in psutil.getloadavg())}; medians of {args.repeats} "
         "alternating runs\n"
     )
     if "deep" in parts:
-        deep.deep_rows([s.resolve() for s in args.deep_store], work, old, args.repeats)
+        codes = {"today": old, "new": new} if args.deep_today else {"new": new}
+        deep.deep_rows([s.resolve() for s in args.deep_store], work, codes, args.repeats)
     if "demo" in parts:
         if args.demo_store is None:
             raise SystemExit("--parts demo needs --demo-store")
-        deep.demo_rows(args.demo_store.resolve(), work, old, args.repeats)
+        deep.demo_rows(args.demo_store.resolve(), work, old, new, args.repeats)
     if "linear" in parts:
-        deep.linear_rows(work, args.repeats, set_committed)
+        deep.linear_rows(work, new, args.repeats, set_committed)
     print(f"load average after: {' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
 
 
@@ -468,6 +473,9 @@ def main() -> None:
         action="append",
         default=[],
         help="a trained deep run for --parts deep (repeat), e.g. densenet121 at 32 px",
+    )
+    parser.add_argument(
+        "--deep-today", action="store_true", help="--parts deep: build with today's code too"
     )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
