@@ -67,24 +67,27 @@ def fixed_edges(low: float, high: float, bins: int) -> np.ndarray:
 
 def histogram(values: Iterable[torch.Tensor], edges: np.ndarray) -> torch.Tensor:
     """(B + 2,) float64 counts of every element of ``values`` in the bins [edges[i],
-    edges[i + 1]) of ``edges`` (B + 1), the first bin everything below them, the last
-    everything from the last edge up; NaN is not counted. Each value's bin is found
-    exactly (``bucketize``) and the bins counted by ``histc`` on the bin numbers (no device
-    sync); with deterministic algorithms asked for on CUDA, by sorting instead."""
+    edges[i + 1]) of ``edges`` (B + 1, equal steps), the first bin everything below them,
+    the last everything from the last edge up; NaN is not counted. One ``histc`` over the
+    range one bin wider on each side, of the values clamped into it (two passes, no device
+    sync; a value within rounding of an edge may land in the bin beside it); with
+    deterministic algorithms asked for on CUDA (``histc`` has none there), by sorting."""
     bins = len(edges) + 1
+    width = (float(edges[-1]) - float(edges[0])) / (bins - 2)
+    low, high = float(edges[0]) - width, float(edges[-1]) + width
     total = torch.zeros(bins, dtype=torch.float64)
     for value in values:
-        flat = value.detach().reshape(-1).float()
-        bounds = torch.as_tensor(edges, device=flat.device, dtype=flat.dtype)
+        flat = value.detach().reshape(-1)
         if flat.is_cuda and torch.are_deterministic_algorithms_enabled():
-            ordered = flat[~flat.isnan()].sort().values
+            ordered = flat.float()[~flat.isnan()].sort().values
+            bounds = torch.as_tensor(edges, device=flat.device, dtype=ordered.dtype)
             places = torch.searchsorted(ordered, bounds)
             ends = places.new_tensor([0]), places.new_tensor([ordered.numel()])
             counts = torch.diff(torch.cat([ends[0], places, ends[1]])).double()
         else:
-            index = torch.bucketize(flat, bounds, right=True).float()
-            index = torch.where(flat.isnan(), -1.0, index)  # outside histc's range
-            counts = torch.histc(index, bins=bins, min=0, max=bins).double()
+            inside = flat.float() if flat.dtype != torch.float32 else flat.clone()
+            inside.clamp_(low, high)  # a private copy: the caller's tensor is untouched
+            counts = torch.histc(inside, bins=bins, min=low, max=high).double()
         total = total.to(counts.device) + counts
     return total
 
