@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from generator.__main__ import main
-from generator.build.estimate import human_duration, rounded_mb
 from generator.info import directory_size
 from generator.site.manifest import ArtefactKind, load_manifest
 from tests.conftest import make_store
@@ -65,5 +64,7 @@ def test_a_bad_budget_is_one_line(
 
 
 def test_sizes_and_durations_as_printed() -> None:
+    from generator.build.estimate import human_duration, rounded_mb
+
     assert [rounded_mb(x) for x in (3e5, 4.2e6, 61.3e6, 1234e6)] == [1, 5, 62, 1300]
     assert [human_duration(x) for x in (0.2, 8.4, 95)] == ["1 s", "8 s", "1 min 35 s"]
