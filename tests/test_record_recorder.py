@@ -54,9 +54,12 @@ def small_resnet() -> nn.Module:
     return torchvision.models.resnet18(weights=None, num_classes=len(CLASSES))
 
 
-def train_run(make_model, tmp_path, *, record: bool, steps: int = 3) -> dict[str, torch.Tensor]:
+def train_run(
+    make_model, tmp_path, *, record: bool, steps: int = 3, overhead: float | None = None
+) -> dict[str, torch.Tensor]:
     """A few SGD steps whose batches and noise come from the global generators (torch,
-    numpy, random), recording after every backward pass (before the step) when asked."""
+    numpy, random), recording after every backward pass (before the step) when asked,
+    within ``overhead`` (None: no budget, feature visualization at every record)."""
     torch.manual_seed(0)
     np.random.seed(0)
     random.seed(0)
@@ -71,6 +74,7 @@ def train_run(make_model, tmp_path, *, record: bool, steps: int = 3) -> dict[str
             out=tmp_path / "run.zarr",
             class_names=CLASSES,
             featviz_steps=1,
+            overhead=overhead,
         )
         if record
         else None
@@ -96,16 +100,22 @@ def train_run(make_model, tmp_path, *, record: bool, steps: int = 3) -> dict[str
 
 
 @pytest.mark.parametrize(
-    "make_model",
-    [reference_cnn, noisy_cnn, pytest.param(small_resnet, marks=pytest.mark.slow)],
-    ids=["reference", "noisy", "resnet18"],
+    ("make_model", "overhead"),
+    [
+        (reference_cnn, None),
+        (reference_cnn, 0.03),
+        (noisy_cnn, None),
+        pytest.param(small_resnet, 0.03, marks=pytest.mark.slow),
+    ],
+    ids=["reference", "reference-budget", "noisy", "resnet18-budget"],
 )
-def test_recording_changes_nothing(make_model, tmp_path):
+def test_recording_changes_nothing(make_model, overhead, tmp_path):
     """Same seed, with and without the recorder: bit-identical weights, BatchNorm running
     statistics, mode and random generators (the recorder runs between backward and step,
-    so the gradients must be untouched too)."""
+    so the gradients must be untouched too); with feature visualization at every record,
+    and within the default budget, which adapts what it does to the times it measures."""
     bare = train_run(make_model, tmp_path / "bare", record=False)
-    recorded = train_run(make_model, tmp_path / "rec", record=True)
+    recorded = train_run(make_model, tmp_path / "rec", record=True, overhead=overhead)
     assert bare.keys() == recorded.keys()
     for key in bare:
         assert torch.equal(bare[key], recorded[key]), key
