@@ -6,7 +6,8 @@ test costs a build of a few animations, not a training run. The build animates o
 layer only, as a deep net's default build leaves most layers out: every other layer's
 view must still be there. Checked: no console error or failed request with every block
 unfolded, every link and image of the page resolves, the scrubber moves every view, the
-run page links the overview and its change chart has at most a dozen lines.
+run page links the overview and its change chart has at most a dozen lines; a layer of
+1×1 maps the build did not animate still shows each probe's channel strip.
 """
 
 from __future__ import annotations
@@ -138,4 +139,10 @@ def test_the_overview_of_a_deep_net_loads_clean_links_resolve_and_scrubs(
     run.locator("a.network-link").click()
     run.wait_for_load_state("load")
     assert run.url.endswith(paths.overview)
+
+    flat = watched.open(gallery["base"] + paths.layer("pool"))  # 1×1 maps, not animated
+    strips = flat.evaluate(
+        "Array.from(document.querySelectorAll('.strip img')).map(i => i.naturalWidth)"
+    )
+    assert len(strips) == 2 and all(width > 0 for width in strips)  # one per probe
     assert watched.problems == []

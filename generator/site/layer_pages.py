@@ -3,13 +3,16 @@ and a page per channel of every conv layer (its animations, statistics and kerne
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping
 
 import numpy as np
 
 import generator.analysis.statistics as analysis
 import generator.site.figures as figures
+from generator.render.colormaps import palette
 from generator.render.kernels import DEPTHWISE, MATRIX, RGB, kernel_layout
+from generator.render.strip import STRIP_COLORMAP, strip_indices
 from generator.site.context import RunContext, first_eager
 from generator.site.distributions import layer_distributions
 from generator.site.manifest import ArtefactKind
@@ -17,6 +20,7 @@ from generator.site.pages import (
     ChannelPage,
     ChannelThumb,
     Chart,
+    Image,
     LayerPage,
     Link,
     Media,
@@ -90,6 +94,7 @@ def layer_page(
         ),
         featviz_note=recording_note(ctx.run.attrs, name),
         left_out=_left_out(ctx, name),
+        strips=channel_strips(ctx, layer, stats),
         distributions=layer_distributions(ctx.histograms, name),
         example_sheet=ctx.media(
             ArtefactKind.PATCH_SHEET,
@@ -174,6 +179,26 @@ def layer_charts(
         unit="channels" if layer.is_conv else "units",
         markers=ctx.markers,
     )
+
+
+def channel_strips(
+    ctx: RunContext, layer: LayerSpec, stats: Mapping[str, np.ndarray]
+) -> tuple[Image, ...]:
+    """A layer without spatial maps (1×1 maps, a vector): each probe's channels over
+    epochs as one strip (``render.strip``), inline. Drawn from the stored per-channel
+    means (a 1×1 map's mean is its value), so it costs no read and shows whether or not
+    the build animated the layer."""
+    if int(np.prod(layer.shape[1:])) != 1:
+        return ()
+    strips = []
+    for p in range(ctx.n_probes):
+        image, note = strip_indices(stats["mean"][:, p, :])
+        png = figures.indexed_png(image, palette(STRIP_COLORMAP))
+        src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        caption = f"{ctx.probe_caption(p)}: {note}; red below zero, blue above, one scale"
+        alt = f"{shown(layer.name)}, {ctx.probe_caption(p)}: channels over epochs"
+        strips.append(Image(src, alt, image.shape[1], image.shape[0], caption))
+    return tuple(strips)
 
 
 def _left_out(ctx: RunContext, layer: str) -> str:

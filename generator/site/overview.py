@@ -18,7 +18,6 @@ import numpy as np
 from markupsafe import Markup
 
 import generator.site.figures as figures
-from generator.encode import png_bytes
 from generator.render.colormaps import palette
 from generator.render.strip import STRIP_COLORMAP, thumbnail_sprite
 from generator.site.context import RunContext
@@ -134,17 +133,19 @@ def thumbnail_png(ctx: RunContext, layer: LayerSpec, epochs: np.ndarray) -> byte
     maps = np.stack([ctx.run.layer_at(layer.name, int(e), 0) for e in epochs])
     flat = maps.ndim == 2 or maps.shape[2] * maps.shape[3] == 1
     colours = palette(STRIP_COLORMAP if flat else ctx.manifest.options.colormap)
-    rgb = colours[thumbnail_sprite(maps, side=THUMB_SIDE)]
-    alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
-    return png_bytes(np.concatenate([rgb, alpha], axis=2))
+    return figures.indexed_png(thumbnail_sprite(maps, side=THUMB_SIDE), colours)
 
 
 def left_out_note(ctx: RunContext, layer: LayerSpec) -> str:
-    """Says how to get a layer's animations when the build made none."""
+    """Says how to get a layer's animations when the build made none: ``--layers`` with
+    its name, or the option the build named when that is another (``--budget-mb``)."""
     keys = ((ArtefactKind.GRID, layer.name, p, None) for p in range(ctx.n_probes))
     if any(key in ctx.index for key in keys):
         return ""
-    return f"not animated in this build: build with --layers '{shown(layer.name)}'"
+    item = ctx.entry.left_out_of(layer.name)
+    if item and "--layers" not in item.option:  # left out for another reason (the budget)
+        return f"not animated in this build; to animate it: {shown(item.option)}"
+    return f"not animated in this build; to animate it: --layers '{shown(layer.name)}'"
 
 
 def stage_charts(ctx: RunContext) -> tuple[Chart, ...]:

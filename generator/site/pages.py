@@ -235,6 +235,7 @@ class LayerPage(Page):
     example_sheet: Media | None = None  # every channel's top dataset example, last epoch
     featviz_note: str = ""  # what recording left out of it (a skipped layer, the budget)
     left_out: str = ""  # what the build left out of its animations, and how to get them
+    strips: tuple[Image, ...] = ()  # a layer without spatial maps: channels x epochs per probe
     distributions: tuple[Chart, ...] = ()  # offset histograms (none: a store without them)
 
 
