@@ -49,15 +49,23 @@ class Centred:
 
 def centre(features: np.ndarray) -> Centred:
     """(n, p) samples x features -> its ``Centred`` form (any real dtype in)."""
+    x = _unit_centred(features)
+    if x is None:
+        return Centred(np.zeros(np.shape(features)), 0.0)
+    return Centred(x, math.sqrt(_cross_sq(x, x)))
+
+
+def _unit_centred(features: np.ndarray) -> np.ndarray | None:
+    """Each column centred, the whole scaled to unit Frobenius norm (None if constant or
+    not finite)."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2:
         raise ValueError(f"CKA needs (samples, features), got shape {x.shape}")
     x = x - x.mean(axis=0, keepdims=True)
     scale = float(np.linalg.norm(x))
     if not math.isfinite(scale) or scale == 0.0:
-        return Centred(np.zeros_like(x), 0.0)
-    x = x / scale
-    return Centred(x, math.sqrt(_cross_sq(x, x)))
+        return None
+    return x / scale
 
 
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
@@ -273,9 +281,12 @@ def layer_by_layer(
 
 
 def unit_gram(features: np.ndarray) -> np.ndarray | None:
-    """XXᵀ of the centred features scaled to unit Frobenius norm (None if constant)."""
-    centred = centre(features)
-    if centred.self_norm == 0.0:
+    """XXᵀ of the centred features scaled to unit Frobenius norm (None if constant): one
+    matrix product, its norm taken from itself (the cross-run CKA makes one per layer,
+    run and epoch)."""
+    x = _unit_centred(features)
+    if x is None:
         return None
-    x = centred.matrix
-    return (x @ x.T) / centred.self_norm
+    gram = x @ x.T
+    norm = float(np.linalg.norm(gram))
+    return gram / norm if norm > 0.0 else None
