@@ -10,15 +10,23 @@ into their own one-line error.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+TEMP_NAME = re.compile(r"\..+\.[0-9]+-[0-9a-f]{6}\.tmp")
+
 
 def temp_path(target: Path) -> Path:
     """The hidden temp name for ``target``: same folder (so the rename is atomic)."""
     return target.with_name(f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:6]}.tmp")
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether ``name`` is one ``temp_path`` makes: what a killed writer leaves behind."""
+    return TEMP_NAME.fullmatch(name) is not None
 
 
 @contextmanager

@@ -19,6 +19,16 @@ gallery's builds) go on. The points, in the order an epoch reaches them:
     train.committed   the epoch is committed in the store, its checkpoint not yet written
     checkpoint.temp   checkpoint temp file written, not yet renamed into place
     train.epoch_end   the epoch and its checkpoint are done, the next epoch not started
+
+A build reaches its points through :func:`tick`, with ``EPOCH`` 0 and ``INDEX`` the number
+of times this process reached the point (from 1), in the order a build reaches them:
+
+    build.claimed     lock held, the manifest owning every file to come written, no media
+    encode.frame      the index-th video frame this process gave an encoder (mid-file)
+    build.job         the index-th job's files are in the site
+    site.page         the index-th page or site file is written
+    build.stale       the pages are written and stale files removed, the manifest not yet
+    build.manifest    the final manifest's temp file written, not yet renamed into place
 """
 
 from __future__ import annotations
@@ -40,6 +50,12 @@ POINTS = (
     "train.committed",
     "checkpoint.temp",
     "train.epoch_end",
+    "build.claimed",
+    "encode.frame",
+    "build.job",
+    "site.page",
+    "build.stale",
+    "build.manifest",
 )
 ACTIONS = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP, "pause": PAUSE}
 
@@ -53,6 +69,7 @@ class _Unparsed(enum.Enum):
 _UNPARSED = _Unparsed.TOKEN
 # (point, epoch, index, signal) or None once parsed
 _target: tuple[str, int, int, int] | None | _Unparsed = _UNPARSED
+_ticks: dict[str, int] = {}  # how often this process reached each point of ``tick``
 
 
 def maybe_die(point: str, epoch: int, index: int = 0) -> None:
@@ -63,6 +80,12 @@ def maybe_die(point: str, epoch: int, index: int = 0) -> None:
             _wait_for_resume_file()
         else:
             os.kill(os.getpid(), target[3])
+
+
+def tick(point: str) -> None:
+    """``maybe_die(point, 0, n)`` for the n-th time this process reaches ``point``."""
+    _ticks[point] = _ticks.get(point, 0) + 1
+    maybe_die(point, 0, _ticks[point])
 
 
 def _wait_for_resume_file(limit_s: float = PAUSE_LIMIT_S) -> None:

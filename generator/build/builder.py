@@ -19,10 +19,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from generator.atomic import atomic_path
 from generator.build.artefacts import Job, RenderOptions
 from generator.build.budget import fit_budget, say_estimate
 from generator.build.jobs import JobRunner, job_runner
+from generator.build.lock import claim_site
 from generator.build.outdir import check_out_folder
+from generator.build.parent import watch_parent_from_environment
 from generator.build.plan import (
     RunPlan,
     new_manifest,
@@ -32,8 +35,9 @@ from generator.build.plan import (
     stale_files,
 )
 from generator.config import BuildConfig
+from generator.faults import tick
 from generator.info import directory_size, human_size
-from generator.site import render_site, write_bytes_atomic, write_rendered
+from generator.site import inside, render_site, write_bytes_atomic, write_rendered
 from generator.site.manifest import (
     MANIFEST_NAME,
     ArtefactKind,
@@ -63,7 +67,11 @@ class BuildResult:
 
 
 def build(config: BuildConfig) -> BuildResult:
-    """Make the site's media, pages and manifest for ``config.stores``."""
+    """Make the site's media, pages and manifest for ``config.stores``.
+
+    Every option is checked before ``--out`` is created, and the build holds the folder's
+    lock from then on (``generator.build.lock``): a second build waits for it."""
+    watch_parent_from_environment()  # a build that train --site started dies with it
     # Entered first: an unreachable --scheduler is refused before anything is written.
     with (
         job_runner(workers=config.jobs, scheduler=config.scheduler) as runner,
@@ -71,14 +79,27 @@ def build(config: BuildConfig) -> BuildResult:
     ):
         if config.live:  # beside training: one thread per file (generator/threads.py)
             stack.enter_context(single_threaded())
-        return _build(config, check_out_folder(config.out, config.stores), runner)
+        site = check_out_folder(config.out, config.stores)
+        plans = _plans(config)
+        with claim_site(site) as waited:
+            # The store may have moved on while this build waited for the other one.
+            return _build(config, site, _plans(config) if waited else plans, runner)
 
 
-def _build(config: BuildConfig, site: Path, runner: JobRunner) -> BuildResult:
+def _plans(config: BuildConfig) -> list[RunPlan]:
+    return [plan_run(open_run(store), config) for store in config.stores]
+
+
+def _build(config: BuildConfig, site: Path, every: list[RunPlan], runner: JobRunner) -> BuildResult:
     previous = load_manifest(site)
-    plans, estimate = fit_budget([plan_run(open_run(s), config) for s in config.stores], config)
+    plans, estimate = fit_budget(every, config)
     plan = plan_build(plans, previous, config, site)
     say_estimate(plans, plan.todo, estimate, config)
+    # Before the first file: a manifest that owns every file this build may write, so a
+    # build killed at any point leaves nothing that the next one does not own.
+    claimed = _owning(previous, plan.todo, None)
+    write_bytes_atomic(site, MANIFEST_NAME, claimed.dumps())
+    tick("build.claimed")
     made: dict[str, ArtefactRecord] = {}
     pages: list[str] = []
     try:
@@ -87,13 +108,16 @@ def _build(config: BuildConfig, site: Path, runner: JobRunner) -> BuildResult:
         manifest = new_manifest(plans, plan.records(made), config)
         rendered = render_site(manifest, {p.slug: p.run for p in plans}, training=config.live)
         pages = list(rendered)
+        write_bytes_atomic(site, MANIFEST_NAME, claimed.with_files(pages).dumps())
         write_rendered(site, rendered)
     except BaseException:
         _own_what_was_written(site, previous, plan.todo, pages)
         raise
     manifest = manifest.with_files(pages)
+    # Only now that every page links to this build's files: the old files go.
     removed = _remove_stale(site, stale_files(previous, manifest))
-    write_bytes_atomic(site, MANIFEST_NAME, manifest.dumps())
+    tick("build.stale")
+    _write_manifest(site, manifest)
     _warn_large_files(site, [*(p for r in made.values() for p in r.files.values()), *pages])
     total = directory_size(site)
     log.info(
@@ -116,13 +140,29 @@ def _own_what_was_written(
     todo = list(todo)
     maybe = [p for r in todo for p in r.files.values()] + list(pages)
     written = [p for p in maybe if (site / p).is_file()]
-    redone = {r.id for r in todo}
-    kept = {aid: r for aid, r in previous.artefacts.items() if aid not in redone}
-    fallback = replace(previous, artefacts=kept).with_files(written)
     try:
-        write_bytes_atomic(site, MANIFEST_NAME, fallback.dumps())
+        write_bytes_atomic(site, MANIFEST_NAME, _owning(previous, todo, written).dumps())
     except OSError as exc:
         log.error("could not record the files of the failed build in %s: %s", site, exc)
+
+
+def _owning(
+    previous: Manifest, todo: Iterable[ArtefactRecord], files: Iterable[str] | None
+) -> Manifest:
+    """The previous manifest less the records this build re-makes, owning ``files`` too
+    (``None``: every file of ``todo``)."""
+    todo = list(todo)
+    redone = {r.id for r in todo}
+    kept = {aid: r for aid, r in previous.artefacts.items() if aid not in redone}
+    extra = [p for r in todo for p in r.files.values()] if files is None else list(files)
+    return replace(previous, artefacts=kept).with_files(extra)
+
+
+def _write_manifest(site: Path, manifest: Manifest) -> None:
+    """The last write of a build: from here on the site is this build's."""
+    with atomic_path(inside(site, MANIFEST_NAME)) as temp:
+        temp.write_bytes(manifest.dumps())
+        tick("build.manifest")
 
 
 # -- write -------------------------------------------------------------------------------
@@ -160,13 +200,15 @@ def _make(
         for results in runner.run(jobs, site):
             yield from results
             bar.update(len(results))
+            tick("build.job")
 
 
 def _remove_stale(site: Path, relatives: Iterable[str]) -> int:
     """Delete ``relatives`` (files a previous manifest listed), never outside ``site``."""
     removed = 0
     base = site.resolve()
-    for relative in relatives:
+    # Pages first: an old page still there never links to a file already gone.
+    for relative in sorted(relatives, key=lambda r: not r.endswith(".html")):
         target = (site / relative).resolve()
         if base in target.parents and target.is_file():
             target.unlink()

@@ -22,6 +22,7 @@ far is in the site, where ``build`` gives it to the manifest it leaves.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import tempfile
 import uuid
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from typing import Any, Protocol
 
 from generator.atomic import atomic_path
 from generator.build.artefacts import Job, run_job
+from generator.build.parent import watch_parent
 from generator.build.scheduler import probe, wait_for_some
 from generator.errors import NetlapseError, OptionError
 from generator.site.manifest import ArtefactRecord
@@ -70,7 +72,12 @@ class LocalProcesses(AbstractContextManager):
             return
         # spawn, not fork: the parent holds zarr's event-loop thread, which fork would copy.
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=context) as pool:
+        with ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=watch_parent,  # a worker never outlives a killed build
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = [pool.submit(run_job, job, site) for job in jobs]
             try:
                 for future in as_completed(futures):

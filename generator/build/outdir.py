@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -25,28 +24,39 @@ from generator.store import StoreLocation, is_url
 PACKAGE = Path(__file__).resolve().parent
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 CHECKPOINT_GLOB = "epoch-*.pt"
+SUGGESTED_NAMES = ("site", "netlapse-site", "gallery")
 SCAN_LIMIT = 2000  # entries looked at per folder: enough to tell, never a long walk
 
 
-def check_out_folder(out: Path, stores: Iterable[StoreLocation]) -> Path:
-    """Create and return ``out`` resolved, or raise a one-line ``OptionError`` naming it."""
+def check_out_folder(
+    out: Path | str, stores: Iterable[StoreLocation], *, option: str = "--out"
+) -> Path:
+    """Return ``out`` resolved, or raise a one-line ``OptionError`` naming it and a folder
+    this check accepts. Nothing is created here: the build creates the folder once its
+    other options are checked, under its lock (``generator.build.lock``)."""
     target = Path(out).expanduser().resolve()
-    why = refusal(target, [Path(s).resolve() for s in stores if not is_url(s)])
+    local = [Path(s).resolve() for s in stores if not is_url(s)]
+    why = refusal(target, local)
     if why:
+        shown = f"{option}{out}" if option.endswith("=") else f"{option} {out}"
         raise OptionError(
-            f"--out {out}: refusing to build into {target} ({why}); "
-            "use a folder of its own such as site/"
+            f"{shown}: refusing to build into {target} ({why}); "
+            f"use a folder of its own such as {suggestion(target, local)}"
         )
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        probe = target / f".netlapse-write-test-{os.getpid()}"
-        probe.touch()
-        probe.unlink()
-    except OSError as exc:
-        raise OptionError(
-            f"--out {out}: cannot write there ({exc.strerror or exc}); choose a writable folder"
-        ) from exc
     return target
+
+
+def suggestion(target: Path, stores: list[Path]) -> str:
+    """A folder for the site that ``refusal`` accepts, shown relative to the current
+    folder when it lies inside: a refusal's advice must itself be accepted."""
+    here = Path.cwd().resolve()
+    for base in (here, *(s.parent for s in stores), target.parent):
+        for name in SUGGESTED_NAMES:
+            candidate = base / name
+            if candidate != target and refusal(candidate, stores) is None:
+                shown = candidate.relative_to(here) if here in candidate.parents else candidate
+                return f"{shown}/"
+    return "a new, empty folder"
 
 
 def refusal(target: Path, stores: list[Path]) -> str | None:

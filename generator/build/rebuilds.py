@@ -21,6 +21,7 @@ its files are the ones a separate ``build`` writes.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import signal
 import subprocess
@@ -29,7 +30,10 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
+from generator.build.outdir import check_out_folder
+from generator.build.parent import PARENT_ENV
 from generator.errors import LiveSiteError
+from generator.store import StoreLocation, store_location
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class LiveSite:
     """
 
     def __init__(self, store: str | Path, site: str | Path, *, options: Sequence[str] = ()) -> None:
+        check_site(store, site)
         self.store, self.site = str(store), Path(site)
         self.options = tuple(options)
         self.builds = 0
@@ -76,7 +81,9 @@ class LiveSite:
     def finish(self) -> None:
         """Stop the background builds, then build the finished run at normal priority."""
         self._stop_background()
-        result = subprocess.run(self.command(live=False), capture_output=True, check=False)
+        result = subprocess.run(
+            self.command(live=False), capture_output=True, check=False, env=_child_environment()
+        )
         self.builds += 1
         if result.returncode != 0:
             raise LiveSiteError(
@@ -118,7 +125,10 @@ class LiveSite:
             if self._stopping.is_set():
                 return
             self._process = subprocess.Popen(
-                self.command(live=True), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+                self.command(live=True),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=_child_environment(),
             )
         _, stderr = self._process.communicate()
         with self._lock:
@@ -138,6 +148,18 @@ class LiveSite:
                 self._process.send_signal(signal.SIGINT)
         self._wanted.set()
         self._thread.join()
+
+
+def check_site(store: StoreLocation | str, site: str | Path, *, option: str = "--site") -> None:
+    """Refuse a site folder that ``build`` would refuse (one ``OptionError`` line with a
+    folder that is accepted) when a run starts, not when its first build runs."""
+    check_out_folder(site, [store_location(store)], option=option)
+
+
+def _child_environment() -> dict[str, str]:
+    """This environment, telling a build that it dies with this process (a ``kill -9``
+    of training must not leave a build writing on as an orphan)."""
+    return {**os.environ, PARENT_ENV: str(os.getpid())}
 
 
 def _last_line(stderr: bytes) -> str:

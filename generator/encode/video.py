@@ -24,6 +24,7 @@ from generator.encode.output import atomic_output, checked_frames, encoder_error
 from generator.encode.priority import normal_priority
 from generator.encode.yuv import PaletteYuv, yuv420_frame
 from generator.errors import EncodeError
+from generator.faults import tick
 from generator.render.colormaps import BACKGROUND_INDEX, rgb_of
 from generator.render.layout import pad_frames
 from generator.threads import helper_threads
@@ -68,11 +69,14 @@ class VideoCodec:
 # 5 % more bytes. SVT-AV1 without temporal filtering (a denoiser of the frames it predicts
 # from, made for camera noise): 5-20 % faster at the same PSNR, and up to a sixth fewer
 # bytes on the grids. Measured in bench/README.md, stop 20. Threads: see
-# ``encoder_threads``.
+# ``encoder_threads``. Without x264's macroblock-tree rate control (``mbtree=0``): it read
+# memory whose contents depended on the process's earlier work, so the same frames made a
+# different file now and then (issue 24); CRF 27 without it gives the PSNR that CRF 24
+# gave with it, at 5 % more bytes (bench/README.md, "Reproducible MP4s").
 H264 = VideoCodec(
     "mp4",
     "libx264",
-    {"crf": "24", "preset": "veryfast", "x264-params": "bframes=0:me=dia:subme=1"},
+    {"crf": "27", "preset": "veryfast", "x264-params": "bframes=0:me=dia:subme=1:mbtree=0"},
     ("threads", "{}"),
     {"movflags": "+faststart"},
 )
@@ -166,6 +170,7 @@ def write_videos(
             for path, codec, (container, stream) in outputs:
                 with encoder_errors(path, codec.encoder):
                     container.mux(stream.encode(image))
+            tick("encode.frame")  # the crash tests' mid-encode moment; else nothing
         for path, codec, (container, stream) in outputs:
             with encoder_errors(path, codec.encoder):
                 container.mux(stream.encode(None))

@@ -197,6 +197,8 @@ class Recorder:
         self.class_names, self.layers = setup.class_names, setup.layers
         self._writer: BackgroundWriter | None = None
         self._live: LiveSite | None = None
+        if setup.site is not None:  # refused now, not when the first build runs
+            _check_site(setup.out, setup.site)
         self._epochs = EpochMaker(model, setup)
         self._writer = open_store(
             setup,
@@ -370,6 +372,14 @@ def _check_options(activation_dtype: str, *, kernel_dtype: str, overhead: float 
 
 def _tuple(names: Sequence[str] | None) -> tuple[str, ...] | None:
     return None if names is None else tuple(names)
+
+
+def _check_site(out: StoreLocation, site: str | Path) -> None:
+    """Refuse a ``site=`` folder that the gallery's build would refuse, before the store
+    is created (the import is deferred as in ``_live_site``)."""
+    from generator.build.rebuilds import check_site
+
+    check_site(out, site, option="site=")
 
 
 def _live_site(out: StoreLocation, site: str | Path) -> LiveSite:

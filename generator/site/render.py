@@ -16,6 +16,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
+from generator.faults import tick
 from generator.resources import templates_path
 from generator.site.gather import build_site_context
 from generator.site.live import LIVE_FILE, live_file, live_status
@@ -101,5 +102,6 @@ def write_rendered(site: Path, rendered: Mapping[str, bytes]) -> list[str]:
     order = sorted(rendered, key=write_order)
     for relative in order:
         write_bytes_atomic(site, relative, rendered[relative])
+        tick("site.page")  # the crash tests' mid-page-write moment; else nothing
     log.info("gallery: wrote %d pages and files into %s", len(order), site)
     return order

@@ -91,7 +91,12 @@ def check_out(config: TrainConfig) -> None:
     """Refuse an ``--out`` that cannot hold this run, before any data is loaded: one
     inside ``--data`` (the store would be read as a class of its own dataset), and, for a
     new run, anything already there (a run store: resume it; anything else: never
-    written into)."""
+    written into). A ``--site`` that the gallery's build would refuse is refused here too,
+    before any training."""
+    if config.site is not None:
+        from generator.build.rebuilds import check_site  # only a --site run loads the build
+
+        check_site(config.out, config.site)
     if isinstance(config.out, StoreURL):
         check_remote_out(config.out, resume=config.resume)
         return
