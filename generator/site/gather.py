@@ -60,9 +60,11 @@ def build_site_context(manifest: Manifest, readers: Mapping[str, RunReader]) -> 
         shown_runs.append(ctx)
         page, figures = run_page(ctx)
         network, thumbnails = overview_page(ctx)
-        pages += [page, network, *layer_pages(ctx)]
+        layers, strips = layer_pages(ctx)
+        pages += [page, network, *layers]
         files.update(figures)
         files.update(thumbnails)
+        files.update(strips)
     footer = site_footer(manifest)
     if len(shown_runs) >= 2:
         compared, data = compare_page(shown_runs, footer)

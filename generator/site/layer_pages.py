@@ -3,8 +3,8 @@ and a page per channel of every conv layer (its animations, statistics and kerne
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
@@ -34,18 +34,23 @@ from generator.store import LayerSpec, RootAttrs
 STATS = ("min", "max", "mean", "abs_mean")
 
 
-def layer_pages(ctx: RunContext) -> list[Page]:
-    """Every layer's page, each followed by its channels' pages when it is a conv layer."""
+def layer_pages(ctx: RunContext) -> tuple[list[Page], dict[str, bytes]]:
+    """Every layer's page, each followed by its channels' pages when it is a conv layer,
+    and the files they show that the site draws (``channel_strips``) by site path."""
     pages: list[Page] = []
+    files: dict[str, bytes] = {}
     layers = ctx.run.layers
     for i, layer in enumerate(layers):
         previous = layers[i - 1] if i else None
         following = layers[i + 1] if i + 1 < len(layers) else None
         stats = {s: ctx.run.channel_stats(layer.name, s) for s in STATS}  # read once
-        pages.append(layer_page(ctx, layer, stats=stats, previous=previous, following=following))
+        page = layer_page(ctx, layer, stats=stats, previous=previous, following=following)
+        strips, drawn = channel_strips(ctx, layer, stats, page.path)
+        pages.append(replace(page, strips=strips))
+        files.update(drawn)
         if layer.is_conv:
             pages += channel_pages(ctx, layer, stats)
-    return pages
+    return pages, files
 
 
 def layer_page(
@@ -94,7 +99,6 @@ def layer_page(
         ),
         featviz_note=recording_note(ctx.run.attrs, name),
         left_out=_left_out(ctx, name),
-        strips=channel_strips(ctx, layer, stats),
         distributions=layer_distributions(ctx.histograms, name),
         example_sheet=ctx.media(
             ArtefactKind.PATCH_SHEET,
@@ -182,23 +186,23 @@ def layer_charts(
 
 
 def channel_strips(
-    ctx: RunContext, layer: LayerSpec, stats: Mapping[str, np.ndarray]
-) -> tuple[Image, ...]:
+    ctx: RunContext, layer: LayerSpec, stats: Mapping[str, np.ndarray], here: str
+) -> tuple[tuple[Image, ...], dict[str, bytes]]:
     """A layer without spatial maps (1×1 maps, a vector): each probe's channels over
-    epochs as one strip (``render.strip``), inline. Drawn from the stored per-channel
-    means (a 1×1 map's mean is its value), so it costs no read and shows whether or not
-    the build animated the layer."""
+    epochs as one strip (``render.strip``) for the page at ``here``, and the PNG files.
+    Drawn from the stored per-channel means (a 1×1 map's mean is its value), so it costs
+    no read and shows whether or not the build animated the layer."""
     if int(np.prod(layer.shape[1:])) != 1:
-        return ()
-    strips = []
+        return (), {}
+    strips, files = [], {}
     for p in range(ctx.n_probes):
         image, note = strip_indices(stats["mean"][:, p, :])
-        png = figures.indexed_png(image, palette(STRIP_COLORMAP))
-        src = "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+        path = ctx.paths.strip(layer.name, p)
+        files[path] = figures.indexed_png(image, palette(STRIP_COLORMAP))
         caption = f"{ctx.probe_caption(p)}: {note}; red below zero, blue above, one scale"
         alt = f"{shown(layer.name)}, {ctx.probe_caption(p)}: channels over epochs"
-        strips.append(Image(src, alt, image.shape[1], image.shape[0], caption))
-    return tuple(strips)
+        strips.append(Image(url(here, path), alt, image.shape[1], image.shape[0], caption))
+    return tuple(strips), files
 
 
 def _left_out(ctx: RunContext, layer: str) -> str:

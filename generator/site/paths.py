@@ -68,6 +68,11 @@ class RunPaths:
         """Layer ``name``'s view at every epoch, one PNG the overview moves per epoch."""
         return f"{self.base}/thumbs/{self.files[name]}.png"
 
+    def strip(self, name: str, probe: int) -> str:
+        """Layer ``name``'s channels over epochs for ``probe`` (counted from 0), a still of
+        a layer without spatial maps; named from 1."""
+        return f"{self.base}/strips/{self.files[name]}-p{probe + 1}.png"
+
     @property
     def confusion_image(self) -> str:
         return f"{self.base}/confusion.png"
