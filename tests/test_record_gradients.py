@@ -106,16 +106,16 @@ def _counts(values: list[torch.Tensor], edges: np.ndarray) -> np.ndarray:
 
 
 def _check_histograms(run, params: dict[str, int]) -> None:
-    """Every histogram sums to its element count, with edges fixed over the epochs."""
-    size = {
-        layer: params[f"{layer}.weight"] + params[f"{layer}.bias"]
-        for layer in ("conv", "hidden", "logits")
-    }
+    """Every histogram sums to its element count (weights: the kernel or matrix, as
+    weight_change follows it; gradients: every parameter), with edges fixed over epochs."""
     for kind in ("weights", "activations", "gradients"):
         histograms = run.histograms(kind)
         for index, layer in enumerate(histograms.layers):
-            spec = run.layer(layer)
-            count = size[layer] if kind != "activations" else run.n_probes * math.prod(spec.shape)
+            count = {
+                "weights": params[f"{layer}.weight"],
+                "gradients": params[f"{layer}.weight"] + params[f"{layer}.bias"],
+                "activations": run.n_probes * math.prod(run.layer(layer).shape),
+            }[kind]
             sums = histograms.counts[:, index].sum(axis=1)
             rows = slice(1, None) if kind == "gradients" else slice(None)
             np.testing.assert_allclose(sums[rows], count, err_msg=f"{kind} {layer}")
@@ -145,7 +145,8 @@ def test_monitor_hooks_leave_grads_alone_and_go_away_on_close() -> None:
     monitor.close()
     model(x).sum().backward()
     assert torch.equal(model.logits.weight.grad, 3 * hooked)
-    taken = monitor.take({"logits": np.zeros((2, 3), np.float16)})
+    weights = {f"logits.{n}": p.detach().clone() for n, p in model.logits.named_parameters()}
+    taken = monitor.take({"logits": np.zeros((2, 3), np.float16)}, weights)
     assert taken["gradients/passes"].tolist() == [1]
 
 

@@ -21,6 +21,7 @@ from generator.site.distributions import (
 )
 from generator.store import GradientStats, open_run
 from tests.conftest import make_store, record_model_run
+from tests.test_store_schema import unstack_to_v4
 
 
 def svg_of(markup: str) -> ET.Element:
@@ -80,6 +81,7 @@ def test_pages_show_gradients_and_a_store_before_them_still_builds(tmp_path: Pat
     recorded = record_model_run(tmp_path / "rec.zarr", Small(), epochs=2, probes=2, size=8)
     old = tmp_path / "old.zarr"
     make_store(old).close()
+    unstack_to_v4(old)  # the layout before v5, then the version before gradients
     meta = old / "zarr.json"
     node = json.loads(meta.read_text())
     node["attributes"]["schema_version"] = 3

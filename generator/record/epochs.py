@@ -82,7 +82,7 @@ class EpochMaker:
             with torch.enable_grad():
                 featviz, steps = self._featviz(epoch)
             examples, found = self._dataset_examples()
-            gradients = self.gradients.take(record.activations) if self.gradients else {}
+            gradients = self.gradients.take(record.activations, weights) if self.gradients else {}
         record = replace(
             record,
             gradients=gradients,

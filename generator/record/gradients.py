@@ -20,9 +20,11 @@ and bias, weight_norm's originals, or every parameter of a block) over one epoch
   (and at the record with the last pass), so each step between two passes is seen once;
   an interval in which they did not change (gradient accumulation) is no step. About 1e-3
   is the usual healthy value. The copy costs one more copy of the recorded parameters.
-- histograms of the weights (at the record), of the activations of the probe batch (the
-  capture's) and of the gradients (every pass, then averaged over the epoch's passes, so
-  each sums to the element count like the others). Edges are fixed once per layer and
+- histograms of the weights at the record (what ``weight_change`` follows: the kernel or
+  matrix as the forward uses it, or a block's parameters), of the activations of the probe
+  batch (the capture's), both made on the write thread from the record's copies, and of
+  the gradients (every pass, then averaged over the epoch's passes, so each sums to the
+  element count like the others). Edges are fixed once per layer and
   kind, so epochs compare: the first values seen (epoch 0's weights and activations, the
   first pass's gradients), their range widened by half of itself on each side, in ``bins``
   bins, plus an underflow and an overflow bin.
@@ -34,7 +36,7 @@ sync after the first pass (the first pass's gradient range is read once).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -42,6 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from generator.record.capture import followed_parameters
 from generator.record.layers import module_path
 from generator.store import (
     GRADIENT_FIELDS,
@@ -92,6 +95,32 @@ def histogram(values: Iterable[torch.Tensor], edges: np.ndarray) -> torch.Tensor
     return total
 
 
+class Deferred(Mapping[str, np.ndarray]):
+    """Arrays by store path, some of them computed when first read: the record is handed
+    to the write thread with the histograms still to make (their inputs are copies)."""
+
+    def __init__(
+        self, ready: dict[str, np.ndarray], later: Callable[[], dict[str, np.ndarray]]
+    ) -> None:
+        self._values = dict(ready)
+        self._later: Callable[[], dict[str, np.ndarray]] | None = later
+
+    def _complete(self) -> dict[str, np.ndarray]:
+        later, self._later = self._later, None
+        if later is not None:
+            self._values.update(later())
+        return self._values
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._complete()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._complete())
+
+    def __len__(self) -> int:
+        return len(self._complete())
+
+
 @dataclass
 class _Layer:
     """One layer's parameters and what its hook has gathered this epoch (device tensors)."""
@@ -118,6 +147,7 @@ class GradientMonitor:
 
     def __init__(self, model: nn.Module, layers: Sequence[LayerSpec], *, bins: int) -> None:
         self.bins, self.layers, self.paused = bins, list(layers), False
+        self._followed = followed_parameters(model, layers)  # the weights histogrammed
         self._layers: dict[str, _Layer] = {}
         for spec in gradient_layers(layers):
             owner = model.get_submodule(spec.weights or module_path(spec))
@@ -186,16 +216,27 @@ class GradientMonitor:
         for b, w in zip(state.before, now, strict=True):
             b.copy_(w)
 
-    def take(self, activations: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The epoch's arrays by store path (the probe batch's ``activations`` histogrammed),
-        and a fresh start for the next epoch."""
+    def take(
+        self, activations: Mapping[str, np.ndarray], weights: Mapping[str, torch.Tensor]
+    ) -> Deferred:
+        """The epoch's arrays by store path, and a fresh start for the next epoch. The
+        hooks' are read now; the histograms of the probe batch's ``activations`` and of the
+        ``weights`` (the capture's CPU copies, name -> tensor, of what ``weight_change``
+        follows) when the write thread reads them, off the training loop's time."""
         with torch.no_grad():
-            out = self._gathered()
-            weights = {n: [p.detach() for p in s.params] for n, s in self._layers.items()}
-            out.update(self._histograms("weights", weights))
-            shown = {k: [torch.from_numpy(np.asarray(v))] for k, v in activations.items()}
-            out.update(self._histograms("activations", shown))
-        return out
+            gathered = self._gathered()
+
+        def later() -> dict[str, np.ndarray]:
+            with torch.no_grad():
+                kept = {
+                    layer: [weights[n] for n in names] for layer, names in self._followed.items()
+                }
+                out = self._histograms("weights", kept)
+                shown = {k: [torch.from_numpy(np.asarray(v))] for k, v in activations.items()}
+                out.update(self._histograms("activations", shown))
+            return out
+
+        return Deferred(gathered, later)
 
     def _gathered(self) -> dict[str, np.ndarray]:
         """The hooks' statistics and gradient histograms of the epoch, by store path."""

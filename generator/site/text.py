@@ -4,8 +4,7 @@ Two decisions made once here. Names that are not valid UTF-8 (a class folder or 
 named with bytes that ``os.fsdecode`` turned into lone surrogates such as ``\\udcff``) are
 shown with the bytes escaped (``\\xff``), so a page always encodes and the name stays
 recognisable. And the site never publishes the author's file system: a setting that is a
-local path (the ``--data`` folder, probe image files) is shown by its last part only,
-and a URL without its user info or signed-query tokens (``errors.redact``).
+local path (the ``--data`` folder, probe image files) is shown by its last part only.
 """
 
 from __future__ import annotations
@@ -15,15 +14,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from generator.errors import redact
-
 PATH_SEPARATORS = re.compile(r"[\\/]+")
 
 
 def shown(text: str) -> str:
-    """``text`` safe to write as UTF-8: undecodable bytes become visible ``\\xNN``, a
-    URL's secrets ``***``."""
-    text = redact(text)
+    """``text`` safe to write as UTF-8: undecodable bytes become visible ``\\xNN``."""
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate os.fsdecode never makes: escape it as is
@@ -33,7 +28,7 @@ def shown(text: str) -> str:
 
 def public_name(text: str) -> str:
     """A path's last part ('/home/me/data/cats' -> 'cats'); other text unchanged."""
-    parts = [p for p in PATH_SEPARATORS.split(redact(text)) if p]
+    parts = [p for p in PATH_SEPARATORS.split(text) if p]
     return shown(parts[-1] if parts else text)
 
 

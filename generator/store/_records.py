@@ -68,7 +68,7 @@ class EpochRecord:
     budget: dict[str, Any] | None = None
     # store path -> value of the gradient arrays (``_gradients``), when the store has them;
     # one left out is stored blank (NaN, 0 passes)
-    gradients: dict[str, np.ndarray] = field(default_factory=dict)
+    gradients: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
