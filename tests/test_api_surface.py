@@ -101,6 +101,7 @@ FACES: dict[str, set[str]] = {
         "VIDEO_CODECS",
         "VideoCodec",
         "encoder_threads",
+        "palette_png_bytes",
         "png_bytes",
         "quantise",
         "to_rgb",

@@ -3,6 +3,7 @@ to their source, yuv420p, BT.709-tagged, faststart; failures are one line; atomi
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -431,3 +432,12 @@ def test_encoding_as_root_leaves_every_thread_at_normal_priority(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     before, after, seen = result.stdout.split(maxsplit=2)
     assert (before, after, seen.strip()) == (str(os.SCHED_OTHER), str(os.SCHED_OTHER), "[]")
+
+
+def test_palette_png_bytes_keep_the_indices_and_the_palette() -> None:
+    indices = (np.arange(48 * 16).reshape(48, 16) % 251).astype(np.uint8)
+    colours = palette("diverging")
+    data = encode.palette_png_bytes(indices, colours)
+    still = Image.open(io.BytesIO(data))
+    assert still.mode == "P" and np.array_equal(np.asarray(still), indices)
+    assert np.array_equal(np.asarray(still.getpalette(), np.uint8).reshape(-1, 3), colours)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from generator.encode.gif import write_gif
 from generator.encode.palette import quantise, to_rgb
-from generator.encode.png import png_bytes, write_png, write_poster
+from generator.encode.png import palette_png_bytes, png_bytes, write_png, write_poster
 from generator.encode.video import (
     AV1,
     H264,
@@ -53,6 +53,7 @@ __all__ = [
     "PaletteYuv",
     "VideoCodec",
     "encoder_threads",
+    "palette_png_bytes",
     "png_bytes",
     "quantise",
     "to_rgb",

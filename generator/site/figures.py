@@ -15,7 +15,6 @@ import numpy as np
 
 import generator.analysis.statistics as analysis
 import generator.site.heatmap as heatmap
-from generator.encode import png_bytes
 from generator.site.linechart import Band, Series, line_chart
 from generator.site.pages import Chart, ConfusedPair, Confusion, Image
 from generator.site.paths import url
@@ -90,13 +89,6 @@ def group_mean(values: Sequence[np.ndarray]) -> np.ndarray:
     count = finite.sum(axis=0)
     total = np.where(finite, stack, 0.0).sum(axis=0)
     return np.where(count > 0, total / np.maximum(count, 1), np.nan)
-
-
-def indexed_png(indices: np.ndarray, colours: np.ndarray) -> bytes:
-    """(H, W) palette indices in ``colours`` (256, 3) as opaque RGBA PNG bytes."""
-    rgb = colours[indices]
-    alpha = np.full((*rgb.shape[:2], 1), 255, np.uint8)
-    return png_bytes(np.concatenate([rgb, alpha], axis=2))
 
 
 def confusion(

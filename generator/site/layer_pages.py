@@ -10,6 +10,7 @@ import numpy as np
 
 import generator.analysis.statistics as analysis
 import generator.site.figures as figures
+from generator.encode import palette_png_bytes
 from generator.render.colormaps import palette
 from generator.render.kernels import DEPTHWISE, MATRIX, RGB, kernel_layout
 from generator.render.strip import STRIP_COLORMAP, strip_indices
@@ -198,7 +199,7 @@ def channel_strips(
     for p in range(ctx.n_probes):
         image, note = strip_indices(stats["mean"][:, p, :])
         path = ctx.paths.strip(layer.name, p)
-        files[path] = figures.indexed_png(image, palette(STRIP_COLORMAP))
+        files[path] = palette_png_bytes(image, palette(STRIP_COLORMAP))
         caption = f"{ctx.probe_caption(p)}: {note}; red below zero, blue above, one scale"
         alt = f"{shown(layer.name)}, {ctx.probe_caption(p)}: channels over epochs"
         strips.append(Image(url(here, path), alt, image.shape[1], image.shape[0], caption))

@@ -18,6 +18,7 @@ import numpy as np
 from markupsafe import Markup
 
 import generator.site.figures as figures
+from generator.encode import palette_png_bytes
 from generator.render.colormaps import palette
 from generator.render.strip import STRIP_COLORMAP, thumbnail_sprite
 from generator.site.context import RunContext
@@ -133,7 +134,7 @@ def thumbnail_png(ctx: RunContext, layer: LayerSpec, epochs: np.ndarray) -> byte
     maps = np.stack([ctx.run.layer_at(layer.name, int(e), 0) for e in epochs])
     flat = maps.ndim == 2 or maps.shape[2] * maps.shape[3] == 1
     colours = palette(STRIP_COLORMAP if flat else ctx.manifest.options.colormap)
-    return figures.indexed_png(thumbnail_sprite(maps, side=THUMB_SIDE), colours)
+    return palette_png_bytes(thumbnail_sprite(maps, side=THUMB_SIDE), colours)
 
 
 def left_out_note(ctx: RunContext, layer: LayerSpec) -> str:
