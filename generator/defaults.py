@@ -56,6 +56,10 @@ BUDGET_MB = 500.0
 # deeper one its block outputs, first and last conv and output (build --all-layers: all).
 ALL_LAYERS_UP_TO = 30
 
+# -- a dask cluster (build --scheduler) -----------------------------------------------------
+WORKER_POLL = 5.0  # s between looks at the cluster while a build's jobs wait
+WORKERLESS_TIMEOUT = 60.0  # s a build waits with no worker on the cluster, then fails
+
 # -- comparing runs (build: the compare page) -----------------------------------------------
 AGREE_THRESHOLD = 0.9  # two runs agree on a layer from the epoch its cross-run CKA stays >= this
 COMPARE_LAYERS = 32  # layers per run in the cross-run CKA; more are thinned evenly over depth

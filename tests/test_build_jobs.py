@@ -278,11 +278,11 @@ def test_a_cluster_without_workers_fails_the_build_in_one_line(
     ``WORKERLESS_TIMEOUT`` it stops with one line, and every file it wrote is owned."""
     import threading
 
-    import generator.build.scheduler as scheduler_module
+    from generator import defaults
 
     distributed = pytest.importorskip("distributed")
-    monkeypatch.setattr(scheduler_module, "WORKER_POLL", 0.5, raising=False)
-    monkeypatch.setattr(scheduler_module, "WORKERLESS_TIMEOUT", 1.0, raising=False)
+    monkeypatch.setattr(defaults, "WORKER_POLL", 0.5, raising=False)
+    monkeypatch.setattr(defaults, "WORKERLESS_TIMEOUT", 1.0, raising=False)
     store, site = tmp_path / "run.zarr", tmp_path / "site"
     make_store(store)
     errors: list[BaseException] = []

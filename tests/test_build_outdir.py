@@ -12,11 +12,11 @@ import torch
 
 from generator import Recorder
 from generator.__main__ import main
-from generator.build.rebuilds import check_site
+from generator.build.outdir import check_out_folder
 from generator.errors import OptionError
 from generator.model import NetlapseCNN
 
-TINY_TRAIN = ("--demo-per-class", "4", "--input-size", "16", "--epochs", "1", "--probes", "1")
+TINY_TRAIN = ("--input-size", "64", "--demo-per-class", "4", "--epochs", "1", "--probes", "1")
 
 
 def suggested(message: str) -> str:
@@ -45,7 +45,7 @@ def test_train_refuses_a_site_folder_before_training_and_suggests_one_it_accepts
     assert len(err.splitlines()) == 1 and "--site" in err and "refusing" in err, err
     assert sorted(p.name for p in work.iterdir()) == ["data"]  # no store, no site
     assert not (tmp_path / "cache").exists()  # no demo data made either
-    check_site(Path("r.zarr"), suggested(err))  # the advice is accepted
+    check_out_folder(suggested(err), [Path("r.zarr")])  # the advice is accepted
 
 
 def test_a_recorder_refuses_its_site_folder_when_it_is_made(
@@ -57,7 +57,7 @@ def test_a_recorder_refuses_its_site_folder_when_it_is_made(
     with pytest.raises(OptionError, match=r"site=\.: refusing .*such as ") as refused:
         Recorder(model, probes=probes, out=tmp_path / "r.zarr", class_names=list("abc"), site=".")
     assert list(tmp_path.iterdir()) == []  # refused before the store was made
-    check_site(tmp_path / "r.zarr", suggested(str(refused.value)))
+    check_out_folder(suggested(str(refused.value)), [tmp_path / "r.zarr"])
 
 
 @pytest.mark.parametrize(

@@ -410,8 +410,8 @@ def test_half_sent_requests_time_out_and_connections_are_capped(
     """Slowloris: connections that send half a request are closed after the request
     timeout, and no more than ``SERVE_CONNECTIONS`` are served (one thread each) at once;
     the server answers again once they are gone."""
-    monkeypatch.setattr(serve_module.defaults, "SERVE_REQUEST_TIMEOUT", 1.0)
-    monkeypatch.setattr(serve_module.defaults, "SERVE_CONNECTIONS", 4)
+    monkeypatch.setattr(serve_module.defaults, "SERVE_REQUEST_TIMEOUT", 1.0, raising=False)
+    monkeypatch.setattr(serve_module.defaults, "SERVE_CONNECTIONS", 4, raising=False)
     monkeypatch.setattr(QuietHandler, "timeout", 1.0)
     server = make_server(site, port=0, handler=QuietHandler)
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()

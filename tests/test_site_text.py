@@ -37,3 +37,14 @@ def test_paths_nested_in_a_users_training_settings_are_hidden_too() -> None:
     nested = {"data": {"root": "/home/me/secret/cats", "files": ["/home/me/secret/1.png"]}}
     text = format_setting(nested)
     assert "secret" not in text and "cats" in text and "1.png" in text
+
+
+def test_urls_on_pages_carry_no_password_or_signature() -> None:
+    """A probe source, a setting or any shown text that is a URL (the store, the data,
+    an image) loses its user info and signed-query tokens on a public page."""
+    image = "https://KEY:SECRET@host/bkt/cat.png?X-Amz-Signature=SIG&X-Amz-Date=1"
+    assert public_name(image) == "cat.png?X-Amz-Signature=***&X-Amz-Date=1"
+    assert "SECRET" not in public_name("https://KEY:SECRET@host")
+    shown_settings = format_setting({"data": "s3://KEY:SECRET@bkt/data", "n": [image]})
+    assert "SECRET" not in shown_settings and "SIG" not in shown_settings
+    assert shown("see https://h/x?sig=SIG") == "see https://h/x?sig=***"

@@ -34,10 +34,16 @@ VIDEO = {
 BYTES: dict[ArtefactKind, dict[str, tuple[float, float]]] = {
     ArtefactKind.GRID: VIDEO,
     ArtefactKind.CHANNEL: {"webm": (0.017, 0.0), "mp4": (0.031, 0.0), "poster": (0.042, 0.0)},
-    ArtefactKind.CONTACT: {"png": (0.28, 0.0)},
-    ArtefactKind.PATCHES: {"webm": (0.0, 6400.0), "mp4": (0.0, 9400.0), "poster": (0.0, 60e3)},
-    ArtefactKind.PATCH_SHEET: {"png": (0.0, 500e3)},
-    ArtefactKind.FEATVIZ: {"webm": (0.1, 0.0), "mp4": (0.127, 0.0), "poster": (0.47, 0.0)},
+    ArtefactKind.CONTACT: {"png": (0.6, 4000.0)},  # per map value shown (CONTACT_EPOCHS)
+    ArtefactKind.PATCHES: {"webm": (0.0, 6400.0), "mp4": (0.0, 9000.0), "poster": (0.0, 35e3)},
+    ArtefactKind.PATCH_SHEET: {"png": (0.0, 100e3)},
+    ArtefactKind.FEATVIZ: {"webm": (0.0, 1700.0), "mp4": (0.0, 2300.0), "poster": (0.0, 8500.0)},
+    ArtefactKind.FEATVIZ_SHEET: {
+        "webm": (0.0, 45e3),
+        "mp4": (0.0, 60e3),
+        "gif": (0.0, 40e3),
+        "poster": (0.0, 250e3),
+    },
     ArtefactKind.PROBE: {
         "webm": (0.01, 0.0),
         "mp4": (0.015, 0.0),
@@ -54,7 +60,7 @@ DEFAULT_BYTES: dict[str, tuple[float, float]] = {
     "png": (0.3, 2000.0),
     "poster": (0.04, 2500.0),
 }
-CONTACT_EPOCHS = 4  # about as many epochs as a contact sheet shows, per channel
+CONTACT_EPOCHS = 8  # at most as many epochs as a contact sheet shows, per channel
 # Seconds of one worker per artefact: (per frame pixel, per frame, per artefact), by kind.
 SECONDS: dict[ArtefactKind, tuple[float, float, float]] = {
     ArtefactKind.GRID: (0.0, 0.016, 0.0015),
@@ -66,12 +72,16 @@ SECONDS: dict[ArtefactKind, tuple[float, float, float]] = {
     ArtefactKind.FEATVIZ: (2.2e-7, 0.0, 0.0),
 }
 DEFAULT_SECONDS = (3.5e-7, 0.0, 0.0)
-# Pages: bytes of one page (and per epoch shown), a worker's seconds per page; per layer,
-# the run page's rows; per pair of layers and epoch, the similarity data.
+# Pages (one process): bytes of one page (and per epoch shown) and seconds per page; per
+# layer, the run and overview pages' rows and thumbnail strips; per pair of layers, the
+# similarity data, whose CKA costs seconds per pair of layers and epoch (a densenet121:
+# about a minute of CPU at 3 epochs, most of its build).
 PAGE_BYTES = (12e3, 1.6e3)
 PAGE_SECONDS = 0.018
-RUN_BYTES_PER_LAYER = 20e3
-SIMILARITY_BYTES = 24.0
+RUN_BYTES_PER_LAYER = 7e3  # the run and overview pages' rows, a thumbnail strip
+SIMILARITY_BYTES = 24.0  # per pair of layers
+LAYER_SECONDS = 0.02
+SIMILARITY_SECONDS = 4e-4
 START_SECONDS = 2.0  # reading the stores, starting the workers
 
 
@@ -130,8 +140,8 @@ def artefact_cost(run: RunReader, artefact: ArtefactRecord, options: PublishedOp
     frames = run.epochs if artefact.kind.is_animation else 1
     if artefact.kind is ArtefactKind.CHANNEL:
         pixels = min(pixels, options.channel_side**2)
-    if artefact.kind is ArtefactKind.CONTACT:
-        pixels *= min(run.epochs, CONTACT_EPOCHS)
+    if artefact.kind is ArtefactKind.CONTACT and spec is not None:
+        pixels = math.prod(spec.shape) * min(run.epochs, CONTACT_EPOCHS)  # lossless values
     per_format = BYTES.get(artefact.kind, DEFAULT_BYTES)
     size = 0.0
     for fmt in artefact.files:
@@ -158,8 +168,9 @@ def pages_cost(run: RunReader, options: PublishedOptions, *, paged: set[str]) ->
     pages = 1 + layers + channels
     per_page = PAGE_BYTES[0] + PAGE_BYTES[1] * run.epochs
     size = pages * per_page + layers * RUN_BYTES_PER_LAYER
-    size += SIMILARITY_BYTES * layers**2 * run.epochs
-    return Cost(size, pages * PAGE_SECONDS)
+    size += SIMILARITY_BYTES * layers**2
+    seconds = pages * PAGE_SECONDS + layers * LAYER_SECONDS
+    return Cost(size, seconds + SIMILARITY_SECONDS * layers**2 * run.epochs)
 
 
 def wall_seconds(work: float, pages: float, workers: int) -> float:

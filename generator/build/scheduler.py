@@ -9,8 +9,9 @@ scheme but ``tcp://`` (``tls://`` needs certificates netlapse does not pass, ``w
 and the rest are not what ``dask scheduler`` prints).
 
 While a build runs, :func:`wait_for_some` waits for finished jobs in rounds of
-``WORKER_POLL`` seconds: with no worker left on the cluster for ``WORKERLESS_TIMEOUT``
-seconds (all killed), the build stops with one line instead of waiting forever.
+``defaults.WORKER_POLL`` seconds: with no worker left on the cluster for
+``defaults.WORKERLESS_TIMEOUT`` seconds (all killed), the build stops with one line
+instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ import time
 from collections.abc import Collection
 from typing import Any
 
+from generator import defaults
 from generator.errors import NetlapseError, OptionError
 
 GREETING_MAX = 64 * 1024  # bytes: a scheduler's greeting is a few dozen
-WORKER_POLL = 5.0  # seconds between looks at the cluster while jobs are pending
-WORKERLESS_TIMEOUT = 60.0  # seconds without a single worker before the build gives up
 
 log = logging.getLogger(__name__)
 
@@ -78,14 +78,14 @@ def _read(conn: socket.socket, size: int, deadline: float) -> bytes:
 
 def wait_for_some(client: Any, pending: Collection[Any], address: str) -> set[Any]:
     """The futures of ``pending`` that are done, waiting as long as it takes while the
-    cluster has workers; with none for ``WORKERLESS_TIMEOUT`` seconds, one line."""
+    cluster has workers; with none for ``defaults.WORKERLESS_TIMEOUT`` s, one line."""
     from distributed.client import _wait  # ``wait`` itself needs a default client
 
     since = time.monotonic()
     while True:
         try:
             done = client.sync(
-                _wait, list(pending), timeout=WORKER_POLL, return_when="FIRST_COMPLETED"
+                _wait, list(pending), timeout=defaults.WORKER_POLL, return_when="FIRST_COMPLETED"
             )
             return set(done.done)
         except TimeoutError:
@@ -94,7 +94,7 @@ def wait_for_some(client: Any, pending: Collection[Any], address: str) -> set[An
             since = time.monotonic()
             continue
         waited = time.monotonic() - since
-        if waited >= WORKERLESS_TIMEOUT:
+        if waited >= defaults.WORKERLESS_TIMEOUT:
             raise NetlapseError(
                 f"--scheduler {address}: no dask worker for {waited:.0f} s with {len(pending)} "
                 "jobs left (all gone?); start workers (`dask worker ADDRESS`) and build again, "

@@ -4,7 +4,8 @@ Two decisions made once here. Names that are not valid UTF-8 (a class folder or 
 named with bytes that ``os.fsdecode`` turned into lone surrogates such as ``\\udcff``) are
 shown with the bytes escaped (``\\xff``), so a page always encodes and the name stays
 recognisable. And the site never publishes the author's file system: a setting that is a
-local path (the ``--data`` folder, probe image files) is shown by its last part only.
+local path (the ``--data`` folder, probe image files) is shown by its last part only,
+and a URL without its user info or signed-query tokens (``errors.redact``).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from generator.errors import redact
+
 PATH_SEPARATORS = re.compile(r"[\\/]+")
 
 
 def shown(text: str) -> str:
-    """``text`` safe to write as UTF-8: undecodable bytes become visible ``\\xNN``."""
+    """``text`` safe to write as UTF-8: undecodable bytes become visible ``\\xNN``, a
+    URL's secrets ``***``."""
+    text = redact(text)
     try:
         raw = text.encode("utf-8", "surrogateescape")
     except UnicodeEncodeError:  # a surrogate os.fsdecode never makes: escape it as is
@@ -28,7 +33,7 @@ def shown(text: str) -> str:
 
 def public_name(text: str) -> str:
     """A path's last part ('/home/me/data/cats' -> 'cats'); other text unchanged."""
-    parts = [p for p in PATH_SEPARATORS.split(text) if p]
+    parts = [p for p in PATH_SEPARATORS.split(redact(text)) if p]
     return shown(parts[-1] if parts else text)
 
 
