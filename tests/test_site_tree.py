@@ -130,7 +130,10 @@ def test_the_change_chart_of_174_layers_draws_at_most_a_dozen_lines() -> None:
     chart = change_chart(groups, title="Weight change per stage")
     lines = len(re.findall(r"<polyline", str(chart.svg)))
     assert 1 < lines <= MAX_SERIES
-    assert "features.denseblock1 (mean of 42)" in str(chart.svg)  # 14 blocks x 3 layers
+    assert "denseblock1 (mean of 42)" in str(chart.svg)  # 14 blocks x 3 layers
+    stage = chart_groups(module_tree(layers).children[1])  # a stage: labels below it
+    labels = [label for label, _ in stage]
+    assert labels[:2] == ["denselayer1 … denselayer2", "denselayer3 … denselayer4"]
     assert "the mean of its layers" in chart.caption
 
 

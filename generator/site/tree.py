@@ -101,13 +101,15 @@ def chart_groups(node: TreeNode, limit: int = MAX_SERIES) -> list[tuple[str, lis
     """Consecutive groups of the layers under ``node`` for a chart of at most ``limit``
     series: one per layer when they are few, else one per child module (the node's own
     layer, a block's output, one more), neighbours joined evenly when there are more
-    than ``limit``. Each group is (label, its layers in model order)."""
+    than ``limit``. Each group is (label, its layers in model order); labels are module
+    paths below ``node`` (``denselayer3.conv1`` in ``denseblock2``), which a legend can
+    show whole."""
     layers = node.layers()
     if len(layers) <= limit:
-        return [(layer.name, [layer]) for layer in layers]
-    parts = [(child.path, child.layers()) for child in node.children]
+        return [(_below(node, module_path(layer)), [layer]) for layer in layers]
+    parts = [(child.label, child.layers()) for child in node.children]
     if node.layer is not None:
-        parts.append((node.layer.name, [node.layer]))
+        parts.append(("output", [node.layer]))
     per = math.ceil(len(parts) / limit)
     joined = []
     for start in range(0, len(parts), per):
@@ -115,3 +117,9 @@ def chart_groups(node: TreeNode, limit: int = MAX_SERIES) -> list[tuple[str, lis
         label = part[0][0] if len(part) == 1 else f"{part[0][0]} … {part[-1][0]}"
         joined.append((label, [layer for _, group in part for layer in group]))
     return joined
+
+
+def _below(node: TreeNode, path: str) -> str:
+    """``path`` relative to ``node`` (the whole path at the model's top level)."""
+    prefix = node.path + "."
+    return path[len(prefix) :] if node.path and path.startswith(prefix) else path
