@@ -301,3 +301,35 @@ def test_a_cluster_without_workers_fails_the_build_in_one_line(
     assert len(errors) == 1 and isinstance(errors[0], NetlapseError)
     assert "no dask worker for" in str(errors[0]) and "\n" not in str(errors[0])
     assert unlisted_files(site) == set()
+
+
+@pytest.mark.slow
+def test_every_worker_killed_mid_build_stops_it_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The only worker goes away once the first files are back: the remaining jobs have no
+    worker, and the build stops with one line after ``WORKERLESS_TIMEOUT`` instead of
+    waiting forever; the files it wrote are in the manifest it leaves."""
+    from generator import defaults
+
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(defaults, "WORKER_POLL", 0.5, raising=False)
+    monkeypatch.setattr(defaults, "WORKERLESS_TIMEOUT", 2.0, raising=False)
+    store, site = tmp_path / "run.zarr", tmp_path / "site"
+    make_store(store)
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0"
+    ) as cluster:
+        real = jobs._write
+
+        def kill_the_workers_then_write(*args: object) -> None:
+            cluster.scale(0)  # every worker gone, mid-build
+            real(*args)
+
+        monkeypatch.setattr(jobs, "_write", kill_the_workers_then_write)
+        config = BuildConfig(
+            stores=(store,), out=site, channel_probes=0, scheduler=cluster.scheduler_address
+        )
+        with pytest.raises(NetlapseError, match="no dask worker for"):
+            build(config)
+    assert list(site.rglob("*.gif")) and unlisted_files(site) == set()

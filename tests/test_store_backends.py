@@ -328,7 +328,13 @@ def test_a_bad_storage_option_is_one_line(capsys) -> None:
     assert "expected KEY=VALUE" in one_line_error(capsys)
 
 
-MALFORMED_ENDPOINTS = ("http://127.0.0.1:99999", "http://[::1", "http://127.0.0.1:-1", "http://a b")
+MALFORMED_ENDPOINTS = (
+    "http://127.0.0.1:99999",
+    "http://[::1",
+    "http://127.0.0.1:-1",
+    "http://a b",
+    "http://256.1.1.1:9000",
+)
 
 
 @pytest.mark.parametrize("endpoint", MALFORMED_ENDPOINTS)
@@ -349,6 +355,15 @@ def test_a_malformed_endpoint_is_one_line_never_a_panic(
     error = one_line_error(capsys)
     named = "--storage-option endpoint" if given == "option" else "AWS_ENDPOINT_URL"
     assert f"{named}={endpoint}: not a valid URL" in error
+
+
+@pytest.mark.parametrize("name", ["AWS_SESSION_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_REGION"])
+def test_a_credential_a_request_cannot_carry_is_one_line(name: str, monkeypatch, capsys) -> None:
+    """A newline in a token (a paste gone wrong) would make obstore panic when it signs."""
+    use_endpoint(monkeypatch, "http://127.0.0.1:9")
+    monkeypatch.setenv(name, "abc\ndef")
+    assert main(["info", "s3://bucket/runs/x.zarr"]) == 2
+    assert f"{name}: holds a newline" in one_line_error(capsys)
 
 
 def test_a_panic_of_the_object_store_client_is_a_store_error() -> None:

@@ -24,7 +24,7 @@ from collections.abc import Collection
 from typing import Any
 
 from generator import defaults
-from generator.errors import NetlapseError, OptionError
+from generator.errors import NetlapseError, OptionError, one_line
 
 GREETING_MAX = 64 * 1024  # bytes: a scheduler's greeting is a few dozen
 
@@ -90,6 +90,8 @@ def wait_for_some(client: Any, pending: Collection[Any], address: str) -> set[An
             return set(done.done)
         except TimeoutError:
             pass
+        except Exception as exc:  # the scheduler went away and the futures with it
+            raise _gone(address, exc) from exc
         if _workers(client, address):
             since = time.monotonic()
             continue
@@ -105,8 +107,13 @@ def wait_for_some(client: Any, pending: Collection[Any], address: str) -> set[An
 
 def _workers(client: Any, address: str) -> int:
     try:
-        return len(client.scheduler_info()["workers"])
+        return len(client.nthreads())  # asks the scheduler now
     except Exception as exc:  # the scheduler itself went away
-        raise NetlapseError(
-            f"--scheduler {address}: the scheduler stopped answering ({exc})"
-        ) from exc
+        raise _gone(address, exc) from exc
+
+
+def _gone(address: str, exc: Exception) -> NetlapseError:
+    return NetlapseError(
+        f"--scheduler {address}: the scheduler stopped answering ({one_line(exc)}); "
+        "build again once it runs, which keeps what was made"
+    )

@@ -35,6 +35,7 @@ from generator.errors import (
     StoreNotFoundError,
     one_line,
 )
+from generator.store._settings import check_settings
 
 if TYPE_CHECKING:  # obstore is optional (the cloud extra)
     from obstore.store import RetryConfig
@@ -184,55 +185,9 @@ def object_store(url: StoreURL) -> Any:
         ) from None
     # any cloud's keys, chosen at run time: obstore checks them, not its overloads
     options: dict[str, Any] = storage_options()
-    check_endpoints(url, options)
+    check_settings(url.family, options)
     with remote_call(url):  # obstore raises its own kinds for a bad URL or option
         return from_url(url.url, retry_config=RETRY, **options)
-
-
-# Settings that hold a URL obstore's HTTP client parses when it sends a request (where a
-# bad one panics): the endpoint of each cloud, a proxy, a credentials server.
-_URL_SETTING = re.compile(r"endpoint|_url$|^url$|_uri$", re.IGNORECASE)
-_ENVIRONMENT = {"s3": "AWS_", "gs": "GOOGLE_", "az": "AZURE_"}
-_URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
-
-
-def check_endpoints(url: StoreURL, options: Mapping[str, str]) -> None:
-    """Refuse a malformed endpoint (or other URL setting) in ``--storage-option`` or the
-    cloud's environment variables before obstore sees it: its client would panic at the
-    first request (``pyo3_runtime.PanicException``, which ``except Exception`` misses)."""
-    prefix = _ENVIRONMENT.get(url.family)
-    named = {f"--storage-option {key}": value for key, value in options.items()}
-    if prefix is not None:
-        named.update({k: v for k, v in os.environ.items() if k.startswith(prefix)})
-    for name, value in named.items():
-        if _URL_SETTING.search(name.rsplit(" ", 1)[-1]) and value:
-            _check_url_setting(name, value, endpoint="ENDPOINT" in name.upper())
-
-
-def _check_url_setting(name: str, value: str, *, endpoint: bool) -> None:
-    try:
-        parts = urlsplit(value)
-        port = parts.port  # ValueError when out of 0..65535 or not a number
-    except ValueError as exc:
-        why = str(exc)
-    else:
-        schemes = ("http", "https") if endpoint else (parts.scheme.lower(),)
-        why = (
-            "characters a URL cannot hold"
-            if not _URL_CHARS.fullmatch(value)
-            else "no http:// or https:// scheme"
-            if parts.scheme.lower() not in schemes or not parts.scheme
-            else "no host"
-            if not parts.hostname
-            else "port 0"
-            if port == 0
-            else ""
-        )
-    if why:
-        raise OptionError(
-            f"{name}={value}: not a valid URL ({why}); use e.g. http://HOST:9000 "
-            "(a port from 1 to 65535, brackets around an IPv6 address)"
-        )
 
 
 @contextmanager
