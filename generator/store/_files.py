@@ -5,7 +5,7 @@ this module refuses what would hang or mislead it: a special file (a FIFO would 
 ``open()`` forever, a device could stream without end) anywhere inside, and a root
 ``zarr.json`` that is not a small UTF-8 JSON object. ``open_group_checked`` is the one way
 both sides open a store's root group; chunk files are compared with their blosc headers
-here too (``verify_chunks``).
+here too (``verify_chunks``), and each array with its plan entry (``check_array``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from generator.store._backends import (
     store_location,
     zarr_store,
 )
-from generator.store._schema import RootAttrs, parse_root_attrs
+from generator.store._schema import ArraySpec, RootAttrs, parse_root_attrs
 
 METADATA = "zarr.json"
 # Root attribute of a store in object storage while it is being created (no rename there):
@@ -350,3 +350,30 @@ def _chunk_problem(file: Path, expected: int, tail: int) -> str | None:
     if cbytes + tail != size:
         return f"truncated or corrupted ({size} bytes on disk, {cbytes + tail} expected)"
     return None
+
+
+# -- arrays against the plan -------------------------------------------------------------------
+def check_array(
+    path: StoreLocation, name: str, array: zarr.Array, spec: ArraySpec, epochs: int | None
+) -> None:
+    """One array of the plan: of its dtype and shape, long enough for the ``epochs`` read
+    (None: written once, the whole shape), chunked sanely; else a one-line ``StoreError``."""
+    shape, dtype = spec.shape, spec.dtype
+    found = array.shape if epochs is None else array.shape[1:]
+    if array.dtype != np.dtype(dtype) or found != shape:
+        raise StoreError(
+            f"{path}: {name} is {array.dtype} {array.shape}, "
+            f"expected {dtype} {shape if epochs is None else ('E', *shape)}; "
+            "the store is damaged"
+        )
+    if epochs is not None and array.shape[0] < epochs:
+        raise StoreError(
+            f"{path}: {name} holds {array.shape[0]} epochs but "
+            f"{epochs} are marked committed; the store is damaged"
+        )
+    limit = shape if epochs is None else (1, *shape)
+    if any(not 1 <= c <= max(s, 1) for c, s in zip(array.chunks, limit, strict=True)):
+        raise StoreError(
+            f"{path}: {name} has chunks {array.chunks} that do not "
+            f"fit its shape; the store is damaged"
+        )

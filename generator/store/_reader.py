@@ -28,10 +28,12 @@ from generator.store._backends import (
 )
 from generator.store._distributions import DistributionViews
 from generator.store._files import (
+    check_array,
     check_array_metadata,
     open_group_checked,
     verify_chunks,
 )
+from generator.store._layer_metrics import LayerMetricViews
 from generator.store._pictures import pictures_hwc
 from generator.store._schema import (
     CONFUSION,
@@ -40,16 +42,10 @@ from generator.store._schema import (
     PROBE_PROBS,
     PROBES,
     SCALAR_METRICS,
-    STACKED_FROM,
-    STAT_FIELDS,
-    WEIGHT_CHANGE,
-    ArraySpec,
     LayerSpec,
     RootAttrs,
     activation_path,
     array_plan_of,
-    channel_stat_path,
-    channel_stats_path,
     example_path,
     example_pool_path,
     featviz_path,
@@ -58,7 +54,6 @@ from generator.store._schema import (
     metric_path,
     parse_root_attrs,
     probe_path,
-    weight_change_path,
     written_once,
 )
 
@@ -77,7 +72,7 @@ class TopExamples:
     value: np.ndarray
 
 
-class RunReader(DistributionViews):
+class RunReader(DistributionViews, LayerMetricViews):
     """Typed, read-only access to the committed epochs of one run store.
 
     Opening checks everything that can be checked cheaply, so a damaged store fails here
@@ -97,7 +92,7 @@ class RunReader(DistributionViews):
         self.epochs = _clipped(self.path, self.attrs.epochs_committed, epochs)
         self._arrays: dict[str, zarr.Array] = {}
         for name, spec in array_plan_of(self.attrs, self._probe_count()).items():
-            _check_array(self.path, name, self._open_array(name), spec, self._epoch_limit(name))
+            check_array(self.path, name, self._open_array(name), spec, self._epoch_limit(name))
         if verify:
             for name, array in self._arrays.items():
                 verify_chunks(self.path, name, array, self._epoch_limit(name))
@@ -283,28 +278,6 @@ class RunReader(DistributionViews):
         """(E, P, K) float32 class probabilities of each probe."""
         return self._read(metric_path(PROBE_PROBS))
 
-    def weight_change(self) -> dict[str, np.ndarray]:
-        """layer -> (E,) relative weight change from the previous epoch (NaN at epoch 0)."""
-        changed = [layer.name for layer in self.layers if layer.params]
-        if self._stacked and changed:
-            stacked = self._read(metric_path(WEIGHT_CHANGE))
-            return {name: stacked[:, k] for k, name in enumerate(changed)}
-        return {name: self._read(weight_change_path(name)) for name in changed}
-
-    def channel_stats(self, name: str, stat: str) -> np.ndarray:
-        """(E, P, C) float32 per-channel statistic ``stat`` (see ``STAT_FIELDS``)."""
-        if stat not in STAT_FIELDS:
-            raise StoreError(f"unknown statistic {stat!r}; use one of {', '.join(STAT_FIELDS)}")
-        self.layer(name)
-        if self._stacked:  # one read of the layer's stacked statistics
-            return self._read(channel_stats_path(name))[:, STAT_FIELDS.index(stat)]
-        return self._read(channel_stat_path(name, stat))
-
-    @property
-    def _stacked(self) -> bool:
-        """Whether this store stacks its per-layer statistics (schema v5 on)."""
-        return self.attrs.schema_version >= STACKED_FROM
-
     # -- plumbing --------------------------------------------------------------------
     def _check_epoch(self, epoch: int) -> None:
         if not 0 <= epoch < self.epochs:
@@ -354,32 +327,6 @@ def _clipped(path: StoreLocation, committed: int, epochs: int | None) -> int:
             f"{path}: cannot read {epochs} epochs; the store has {committed} committed"
         )
     return epochs
-
-
-def _check_array(
-    path: StoreLocation, name: str, array: zarr.Array, spec: ArraySpec, epochs: int | None
-) -> None:
-    """One array of the plan: of its dtype and shape, long enough for the ``epochs`` read
-    (None: written once, the whole shape), chunked sanely; else a one-line ``StoreError``."""
-    shape, dtype = spec.shape, spec.dtype
-    found = array.shape if epochs is None else array.shape[1:]
-    if array.dtype != np.dtype(dtype) or found != shape:
-        raise StoreError(
-            f"{path}: {name} is {array.dtype} {array.shape}, "
-            f"expected {dtype} {shape if epochs is None else ('E', *shape)}; "
-            "the store is damaged"
-        )
-    if epochs is not None and array.shape[0] < epochs:
-        raise StoreError(
-            f"{path}: {name} holds {array.shape[0]} epochs but "
-            f"{epochs} are marked committed; the store is damaged"
-        )
-    limit = shape if epochs is None else (1, *shape)
-    if any(not 1 <= c <= max(s, 1) for c, s in zip(array.chunks, limit, strict=True)):
-        raise StoreError(
-            f"{path}: {name} has chunks {array.chunks} that do not "
-            f"fit its shape; the store is damaged"
-        )
 
 
 def _show(index: tuple) -> str:
