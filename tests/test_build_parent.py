@@ -32,7 +32,7 @@ while live._process is None:
 print(live._process.pid, flush=True)
 time.sleep(600)
 """
-GONE_S = 5.0  # the child looks for its parent every 0.1 s
+GONE_S = 5.0  # the child looks for its parent every 0.1 s (the build it holds is paused)
 
 
 def alive(pid: int) -> bool:
@@ -74,6 +74,7 @@ def test_kill_9_of_training_ends_its_live_build_and_the_resumed_run_finishes_the
     if orphan:
         os.kill(child, signal.SIGKILL)
     assert not orphan, f"the live build (pid {child}) outlived its parent by {GONE_S} s"
+    assert not (site / "index.html").exists()  # it stopped; an orphan would have finished
     with LiveSite(tiny_store, site) as resumed:
         resumed.finish()
     assert json.loads((site / "live.json").read_text())["training"] is False
