@@ -82,11 +82,16 @@ def test_the_default_plan_of_a_deep_store_names_what_it_left_out(tmp_path: Path)
     blocks = {s.name for s in run.layers if s.kind == "block"}
     assert animated == {*blocks, "stem", "stages.1.5.conv2", "logits"}
     assert {a.kind for a in plan.artefacts} >= {ArtefactKind.GRID, ArtefactKind.PROBE}
-    (left,) = plan.left_out
+    thin, left = plan.left_out
     assert set(left.layers) == {s.name for s in run.layers} - animated
     assert "--all-layers" in left.option and "--layers" in left.option
+    # the block outputs show the first probe; the ends show every probe
+    assert set(thin.layers) == blocks and "probes 2-2" in thin.what
+    assert {a.probe for a in plan.artefacts if a.layer in blocks} == {0}
+    assert {a.probe for a in plan.artefacts if a.layer == "stem"} == {0, 1, None}
     every = plan_run(run, BuildConfig(stores=(store,), all_layers=True))
-    assert every.left_out == () and len(every.artefacts) == len(plan.artefacts) + left.artefacts
+    assert every.left_out == ()
+    assert len(every.artefacts) == len(plan.artefacts) + left.artefacts + thin.artefacts
     some = plan_run(run, BuildConfig(stores=(store,), layers=("stages.0.0.*",)))
     assert {a.layer for a in some.artefacts} - {None} == {"stages.0.0.conv1", "stages.0.0.conv2"}
     assert some.left_out == ()  # the others are carried over from an earlier build

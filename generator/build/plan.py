@@ -24,7 +24,7 @@ from typing import Any
 
 from generator import __version__, defaults
 from generator.build.artefacts import RENDER_VERSION, RenderOptions, options_used
-from generator.build.selection import matches, selected_layers
+from generator.build.selection import first_probe_only, matches, selected_layers
 from generator.config import BuildConfig, PublishedOptions
 from generator.errors import OptionError
 from generator.site.manifest import ArtefactKind, ArtefactRecord, LeftOut, Manifest, RunEntry
@@ -86,10 +86,16 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
         log.warning("%s has no committed epoch yet: its card says so, nothing is drawn", run.path)
         return RunPlan(run, slug, ())
     planner = _Planner(slug, _run_identity(run), config)
+    default = config.layers is None and not config.all_layers
+    light = first_probe_only(run.layers) if default and len(probes) > 1 else set()
     artefacts: list[ArtefactRecord] = []
     left: dict[str, int] = {}
+    thinned: dict[str, int] = {}
     for spec in run.layers:
         records = _layer_records(planner, run, spec, probes, config)
+        if spec.name in light:
+            kept = [r for r in records if r.probe in (None, probes[0])]
+            thinned[spec.name], records = len(records) - len(kept), kept
         if spec.name in chosen:
             artefacts += records
         elif config.layers is None:  # explicit --layers carry the others over instead
@@ -97,7 +103,8 @@ def plan_run(run: RunReader, config: BuildConfig) -> RunPlan:
     artefacts += [
         planner.record(ArtefactKind.PROBE, probe=probe, share=probe == 0) for probe in probes
     ]
-    return RunPlan(run, slug, tuple(artefacts), _left_out_by_default(left))
+    notes = _left_out_by_default(left, thinned, len(probes))
+    return RunPlan(run, slug, tuple(artefacts), notes)
 
 
 def _layer_records(
@@ -128,16 +135,25 @@ def _layer_records(
     return artefacts
 
 
-def _left_out_by_default(left: Mapping[str, int]) -> tuple[LeftOut, ...]:
+def _left_out_by_default(
+    left: Mapping[str, int], thinned: Mapping[str, int], probes: int
+) -> tuple[LeftOut, ...]:
     """What the default plan of a deep net did not animate, and how to get it."""
-    if not left:
-        return ()
-    what = (
-        f"animations of {len(left)} layers: a net of more than {defaults.ALL_LAYERS_UP_TO} "
-        "layers gets its block outputs, first and last conv and output animated by default"
-    )
     option = "--layers PATTERNS (names or globs, e.g. --layers 'stage2.*') or --all-layers"
-    return (LeftOut(what, option, tuple(left), sum(left.values()), channel_pages=False),)
+    notes = []
+    if thinned:
+        what = (
+            f"the channel grids of probes 2-{probes} of {len(thinned)} block outputs (a deep "
+            "net's default: its first and last conv and output show every probe)"
+        )
+        notes.append(LeftOut(what, option, tuple(thinned), sum(thinned.values())))
+    if left:
+        what = (
+            f"animations of {len(left)} layers: a net of more than {defaults.ALL_LAYERS_UP_TO} "
+            "layers gets its block outputs, first and last conv and output animated by default"
+        )
+        notes.append(LeftOut(what, option, tuple(left), sum(left.values()), channel_pages=False))
+    return tuple(notes)
 
 
 def _featviz_records(

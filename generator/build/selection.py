@@ -29,6 +29,17 @@ def focus_layers(layers: Sequence[LayerSpec]) -> list[str]:
     return [layer.name for layer in layers if layer.name in chosen]
 
 
+def first_probe_only(layers: Sequence[LayerSpec]) -> set[str]:
+    """Of a deep net's default focus, the layers drawn for the first probe alone: its
+    block outputs (dozens of them; every probe's grid of each is what made a convnext's
+    site 60 MB), while the first and last conv and the output show every probe."""
+    if len(layers) <= defaults.ALL_LAYERS_UP_TO:
+        return set()
+    convs = [layer.name for layer in layers if layer.is_conv]
+    ends = {*convs[:1], *convs[-1:], layers[-1].name}
+    return set(outermost_blocks(layers) or stage_outputs(layers)) - ends
+
+
 def outermost_blocks(layers: Sequence[LayerSpec]) -> list[str]:
     """Recorded ``block`` layers that no other recorded block holds (a ResNet's
     ``layer1.0``, not the squeeze-excitation inside a MobileNet block)."""
