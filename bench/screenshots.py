@@ -15,7 +15,11 @@ takes, in headless Chromium (Debian's /usr/bin/chromium, or ``NETLAPSE_CHROMIUM`
 * ``any-non-square-channel.png``: a channel page of the non-square run's first conv;
 * ``compare-seeds.png``: the compare page (whole) of the small CNN on the 48 x 48 demo
   images from seeds 0 and 1 (initial weights and batch order; the same probes): curves
-  overlaid, the first conv side by side, the CKA between the runs at each layer pair.
+  overlaid, the first conv side by side, the CKA between the runs at each layer pair;
+* ``gradients-run-flow.png``: the gradient-flow section of a resnet18's run page (gradient
+  norm and update/weight ratio per layer, one line per epoch, the 1e-3 line dashed), and
+  ``gradients-layer-distributions.png``: the offset histograms of its first conv (issue 26;
+  ``weights=None``, the demo images at 32 x 32, ``--only gradients``).
 
 The small nets record with ``overhead=None``: their epochs train in a fraction of a second,
 and the default 3 % budget would leave their feature visualizations no step after epoch 0.
@@ -175,12 +179,14 @@ def served(site: Path) -> Iterator[str]:
         server.server_close()
 
 
-def shoot(
-    base: str, shots: dict[str, tuple[str, int]], out: Path, *, full_page: bool = False
-) -> list[str]:
-    """Each page of ``shots`` (file name -> site path and its run's last epoch) opened
-    at that epoch, every video paused there, and captured (the first screen, or with
-    ``full_page`` the whole page); the problems pages logged."""
+Shot = tuple[str, int] | tuple[str, int, str]
+
+
+def shoot(base: str, shots: dict[str, Shot], out: Path, *, full_page: bool = False) -> list[str]:
+    """Each page of ``shots`` (file name -> site path, its run's last epoch and, optional,
+    the CSS selector of the one element to capture) opened at that epoch, every video
+    paused there, and captured (the first screen, or with ``full_page`` the whole page);
+    the problems pages logged."""
     from playwright.sync_api import sync_playwright
 
     problems: list[str] = []
@@ -195,7 +201,7 @@ def shoot(
                 headless=True,
                 viewport=VIEWPORT,
             )
-            for name, (path, epoch) in shots.items():
+            for name, (path, epoch, *element) in shots.items():
                 page = context.new_page()
                 page.set_default_timeout(120_000)
                 page.on(
@@ -213,7 +219,10 @@ def shoot(
                 page.goto(f"{base}{path}#epoch={epoch}", wait_until="load")
                 page.wait_for_load_state("networkidle")
                 page.wait_for_function(ON_SCREEN_SETTLED)
-                page.screenshot(path=str(out / name), full_page=full_page)
+                if element:
+                    page.locator(element[0]).screenshot(path=str(out / name))
+                else:
+                    page.screenshot(path=str(out / name), full_page=full_page)
                 print(f"wrote {out / name} ({base + path})")
                 page.close()
             context.close()
@@ -227,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/screenshots"))
     parser.add_argument("--work", type=Path, default=None, help="keep the runs and site here")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of the small nets")
-    parser.add_argument("--only", choices=("any", "compare"), help="one set of screenshots")
+    parser.add_argument(
+        "--only", choices=("any", "compare", "gradients"), help="one set of screenshots"
+    )
     args = parser.parse_args(argv)
     work = args.work or Path(tempfile.mkdtemp(prefix="netlapse-screens-"))
     runs = work / "runs"
@@ -239,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         problems += any_model(work, args.out, epochs=args.epochs)
     if args.only in (None, "compare"):
         problems += compare_seeds(work, args.out, epochs=args.epochs)
+    if args.only in (None, "gradients"):
+        problems += gradient_views(work, args.out, epochs=args.epochs)
     for problem in problems:
         print("problem:", problem, file=sys.stderr)
     print(f"done in {time.perf_counter() - started:.0f} s")
@@ -269,8 +282,46 @@ def compare_seeds(work: Path, out: Path, *, epochs: int) -> list[str]:
     site = work / "compare-site"
     build(BuildConfig(stores=tuple(stores), out=site, formats=("mp4",), contact_probes=0))
     with served(site) as base:
-        shot = {"compare-seeds.png": ("compare/index.html", epochs)}
+        shot: dict[str, Shot] = {"compare-seeds.png": ("compare/index.html", epochs)}
         return shoot(base, shot, out, full_page=True)
+
+
+def gradient_views(work: Path, out: Path, *, epochs: int) -> list[str]:
+    """The gradient flow and a conv's offset histograms of a resnet18 at 32 px."""
+    data = demo_images(work / "cache", mode="RGB", size=(32, 32), per_class=12)
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=len(data[2]))
+    store = work / "runs" / "resnet18-32px.zarr"
+    record(model, store, data, epochs=epochs, batch=8, overhead=None, featviz_layers=[])
+    run = open_run(store)
+    conv = next(layer for layer in run.layers if layer.is_conv)
+    site = work / "gradients-site"
+    result = build(  # the charts are the pages' own: one layer's animations suffice
+        BuildConfig(
+            stores=(store,),
+            out=site,
+            formats=("mp4",),
+            layers=(conv.name,),
+            contact_probes=0,
+            channel_probes=0,
+            channel_pages=0,
+        )
+    )
+    paths = RunPaths.of(result.manifest.runs[0].slug, (layer.name for layer in run.layers))
+    shots: dict[str, Shot] = {
+        "gradients-run-flow.png": (
+            paths.run,
+            run.epochs - 1,
+            "section[aria-labelledby=gradients]",
+        ),
+        "gradients-layer-distributions.png": (
+            paths.layer(conv.name),
+            run.epochs - 1,
+            "section[aria-labelledby=distributions]",
+        ),
+    }
+    with served(site) as base:
+        return shoot(base, shots, out)
 
 
 def any_model(work: Path, out: Path, *, epochs: int) -> list[str]:
@@ -330,7 +381,7 @@ def any_model(work: Path, out: Path, *, epochs: int) -> list[str]:
         return ["the ViT run recorded no transformer block (no token layer)"]
     grey_conv = next(la for la in specs["grey"] if la.is_conv)
     wide_conv = next(la for la in specs["wide"] if la.is_conv)
-    shots = {
+    shots: dict[str, Shot] = {
         "any-vit-block-layer.png": (
             paths["vit"].layer(tokens[len(tokens) // 2].name),
             last["vit"],

@@ -45,7 +45,7 @@ RIDGE_SIZE = (360, 240)
 FLOW_SIZE = (720, 300)
 FLOW_MARGIN = {"left": 58, "right": 14, "top": 30, "bottom": 70}
 KIND_TEXT = {
-    "weights": "the layer's parameters at each record",
+    "weights": "the layer's weights (kernel or matrix) at each record",
     "activations": "the probe images' activations at each record",
     "gradients": "the gradients of the epoch's backward passes (their mean histogram)",
 }
