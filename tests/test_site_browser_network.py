@@ -69,7 +69,7 @@ def gallery(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]
         BuildConfig(
             stores=(store,),
             out=site,
-            jobs=2,
+            jobs=1,  # a handful of artefacts: worker processes would cost more than them
             formats=("mp4",),
             layers=(ANIMATED,),
             channel_pages=1,
