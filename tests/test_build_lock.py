@@ -183,7 +183,6 @@ KILLS = (
     ("build.job:0:4", True),
     ("site.page:0:1", False),  # the first page or site file written
     ("site.page:0:9", True),  # half the pages written
-    ("site.page:0:9", False),
     ("build.stale:0:1", True),  # the old files removed, the manifest not yet written
     ("build.manifest:0:1", False),  # the final manifest's temp file written, not renamed
     ("build.manifest:0:1", True),
@@ -196,7 +195,7 @@ def test_a_build_killed_at_any_point_is_finished_by_the_next_to_a_clean_build(
     """SIGKILL at each point of ``KILLS`` (a first build, or a rebuild over a live-style
     site), then a plain build: never refused, and the site equals, byte for byte and
     file for file, a build that was never interrupted."""
-    clean = snapshot(build(BuildConfig(stores=(tiny_store,), out=tmp_path / "clean")).site)
+    clean = snapshot(build(BuildConfig(stores=(tiny_store,), out=tmp_path / "clean", jobs=1)).site)
     earlier = tmp_path / "live"
     code, err = finish(
         start(build_command((tiny_store,), earlier, *LIVE_PROBES, *LIVE_COST, "--live"))
@@ -208,5 +207,24 @@ def test_a_build_killed_at_any_point_is_finished_by_the_next_to_a_clean_build(
             shutil.copytree(earlier, site)
         code, err = finish(start(build_command((tiny_store,), site, "--jobs", "1"), **{ENV: point}))
         assert code == -signal.SIGKILL, f"{point}: not reached ({err})"
-        build(BuildConfig(stores=(tiny_store,), out=site))
+        build(BuildConfig(stores=(tiny_store,), out=site, jobs=1))
         assert snapshot(site) == clean, point
+
+
+def test_a_folder_that_cannot_be_locked_still_builds_with_a_warning(
+    tmp_path: Path,
+    tiny_store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A file system without ``flock`` (some network mounts) is no reason to refuse."""
+    import errno
+    import fcntl
+
+    def no_locks(fd: int, operation: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    site = build(BuildConfig(stores=(tiny_store,), out=tmp_path / "site", jobs=1)).site
+    assert (site / "index.html").is_file() and not (site / NOTE_NAME).exists()
+    assert "cannot lock this folder (No locks available)" in caplog.text

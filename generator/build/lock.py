@@ -91,6 +91,14 @@ def _lock(fd: int, site: Path) -> bool:
         log.warning("waiting for the build in %s (pid %s)", site, _holder(site))
         fcntl.flock(fd, fcntl.LOCK_EX)
         return True
+    except OSError as exc:  # a file system without flock (some network mounts)
+        log.warning(
+            "%s: cannot lock this folder (%s); do not start a second build into it until "
+            "this one is done",
+            site,
+            exc.strerror or exc,
+        )
+        return False
 
 
 def _holder(site: Path) -> str:

@@ -24,8 +24,9 @@ GRACE_S = 5.0
 
 
 def watch_parent_from_environment() -> None:
-    """``watch_parent`` for the pid in ``PARENT_ENV``, when it names one."""
-    text = os.environ.get(PARENT_ENV, "")
+    """``watch_parent`` for the pid in ``PARENT_ENV``, when it names one. The variable is
+    taken out of this environment: it names this process's parent, no one else's."""
+    text = os.environ.pop(PARENT_ENV, "")
     if text.isdigit():
         watch_parent(int(text))
 
