@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from generator.errors import StoreError
+from generator.errors import StoreError, StoreNotFoundError
 from generator.store._backends import (
     StoreLocation,
     StoreURL,
@@ -77,6 +77,8 @@ class RemoteLock:
         self._held = False
         try:
             self._delete()
+        except StoreNotFoundError:
+            return  # the bucket is gone, and the lock object with it
         except StoreError as exc:
             log.warning(
                 "%s; the lock object %s stays: delete it if no run writes there", exc, self.location
