@@ -434,6 +434,31 @@ def test_half_sent_requests_time_out_and_connections_are_capped(
         server.server_close()
 
 
+def test_a_request_trickled_in_times_out_as_a_whole(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A byte every 0.2 s never lets one read wait a full second, yet the request as a
+    whole has that second: the server closes the connection soon after it."""
+    monkeypatch.setattr(QuietHandler, "timeout", 1.0)
+    server = make_server(site, port=0, handler=QuietHandler)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.server_address[1]), timeout=5) as conn:
+            started, closed = time.monotonic(), False
+            for byte in b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 40:
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:  # reset: the server closed it
+                    closed = True
+                    break
+                time.sleep(0.2)
+            assert closed or closed_by_server(conn)
+            assert time.monotonic() - started < 4
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def closed_by_server(conn: socket.socket) -> bool:
     try:
         return conn.recv(100) == b""

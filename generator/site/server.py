@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import io
 import ipaddress
 import logging
 import os
@@ -30,6 +31,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 import urllib.parse
 from http import HTTPStatus
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -62,10 +64,16 @@ class RangeHandler(SimpleHTTPRequestHandler):
     """Serves the site's regular files (whole, or one byte range ``Range: bytes=a-b``)."""
 
     _remaining: int | None = None
-    timeout = defaults.SERVE_REQUEST_TIMEOUT  # the socket's, while a request is read
+    timeout = defaults.SERVE_REQUEST_TIMEOUT  # for the request line and headers, in all
+
+    def setup(self) -> None:
+        super().setup()
+        self._reading = Deadline(self.connection)
+        self.rfile = io.BufferedReader(self._reading)
 
     def handle_one_request(self) -> None:
-        self.connection.settimeout(self.timeout)  # the next request: short again
+        # the whole request within the timeout: a byte a second does not keep it open
+        self._reading.deadline = time.monotonic() + float(self.timeout or 0)
         super().handle_one_request()
 
     def parse_request(self) -> bool:
@@ -82,6 +90,7 @@ class RangeHandler(SimpleHTTPRequestHandler):
                 "Host header names no address of this server",
             )
             return False
+        self._reading.deadline = None
         self.connection.settimeout(defaults.SERVE_SEND_TIMEOUT)
         return True
 
@@ -197,6 +206,26 @@ class RangeHandler(SimpleHTTPRequestHandler):
                 break
             outputfile.write(chunk)
             remaining -= len(chunk)
+
+
+class Deadline(io.RawIOBase):
+    """A connection's bytes, each read given only what is left of a deadline (None: the
+    socket's own timeout), so a request trickled in slowly times out as a whole."""
+
+    def __init__(self, connection: socket.socket) -> None:
+        self.connection = connection
+        self.deadline: float | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request took too long")
+            self.connection.settimeout(left)
+        return self.connection.recv_into(buffer)
 
 
 def host_allowed(header: str, bound: Any) -> bool:
