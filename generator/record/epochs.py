@@ -170,25 +170,17 @@ def open_store(
     when the store has none, else going on from its last committed epoch. On any failure
     the lock is released, what was committed before stays and no gradient hook remains."""
     try:
-        return _opened(setup, epochs, resume=resume, opened=opened, first=first)
+        if opened is not None or (resume and setup.out.exists()):
+            store, epochs.featviz = reopen_store(setup, epochs.featviz, opened)
+            return _continued(store, epochs, first)
+        return _created(setup, epochs, first)
     except BaseException:
         epochs.close()
         raise
 
 
-def _opened(
-    setup: RecorderSetup,
-    epochs: EpochMaker,
-    *,
-    resume: bool,
-    opened: StoreWriter | None,
-    first: Metrics,
-) -> BackgroundWriter:
-    """``open_store``'s work."""
-    reopened = opened is not None or (resume and setup.out.exists())
-    if reopened:
-        store, epochs.featviz = reopen_store(setup, epochs.featviz, opened)
-        return _continued(store, epochs, first)
+def _created(setup: RecorderSetup, epochs: EpochMaker, first: Metrics) -> BackgroundWriter:
+    """The writer of a new store with epoch 0 committed; on a failure nothing is left."""
     refuse_existing(setup)
     record = epochs.record(0, first)  # before anything is written: a failure leaves nothing
     writer = epochs.writer = BackgroundWriter(create_store(setup, epochs.featviz))
