@@ -115,7 +115,10 @@ def fps_of(page: Any) -> float:
 
 
 def widest_layer(run: Any) -> Any:
-    return max((la for la in run.layers if len(la.shape) == 3), key=lambda la: la.channels)
+    """The widest layer drawn as a grid: maps larger than 1×1 (a layer of 1×1 maps, as
+    resnet18's layer4 at 32 px, is drawn as a strip of channels over epochs)."""
+    grids = (la for la in run.layers if len(la.shape) == 3 and la.shape[1] * la.shape[2] > 1)
+    return max(grids, key=lambda la: la.channels)
 
 
 @pytest.mark.parametrize("model", ["resnet18", "mobilenet_v3_small"])
@@ -124,7 +127,7 @@ def test_grids_of_hundreds_of_channels_have_readable_tiles(
 ) -> None:
     run, paths = gallery["runs"][model]["run"], gallery["runs"][model]["paths"]
     layer = widest_layer(run)
-    assert layer.channels >= 512
+    assert layer.channels >= 256
     page = watched.open(url_of(gallery, paths.layer(layer.name)))
     video = page.locator("figure.anim[data-kind=grid] video").first
     video.scroll_into_view_if_needed()

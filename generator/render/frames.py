@@ -186,7 +186,7 @@ def layer_frames_by_epoch(
     first_map = np.asarray(read(0))
     if first_map.ndim == 3 and first_map.shape[1] * first_map.shape[2] == 1:
         rest = [np.asarray(read(e)).reshape(-1) for e in range(1, len(captions))]
-        return strip_frames(np.stack([first_map.reshape(-1), *rest]), captions, max_side=room)
+        return strip_frames(np.stack([first_map.reshape(-1), *rest]), captions, max_side=max_side)
 
     def grid(epoch: int) -> Frames:
         return layer_frames(
@@ -222,7 +222,7 @@ def strip_frames(
     columns = channels, one symmetric scale for the layer: ``strip.strip_indices``),
     revealed one epoch per frame and captioned per frame; always on the diverging
     colormap, as the values are signed and share one scale."""
-    image, note = strip_indices(values, max_w=max_side, max_h=max_side // 2)
+    image, note = strip_indices(values, max_w=max_side, max_h=(max_side - caption_room("")) // 2)
     frames = reveal(image, len(values))
     size = caption_font_size(captions, image.shape[1])
     framed = np.stack(
