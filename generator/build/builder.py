@@ -159,9 +159,13 @@ def _owning(
 
 
 def _write_manifest(site: Path, manifest: Manifest) -> None:
-    """The last write of a build: from here on the site is this build's."""
-    with atomic_path(inside(site, MANIFEST_NAME)) as temp:
-        temp.write_bytes(manifest.dumps())
+    """The last write of a build: from here on the site is this build's (an unchanged
+    manifest is left alone, as ``write_bytes_atomic`` does)."""
+    target, data = inside(site, MANIFEST_NAME), manifest.dumps()
+    if target.is_file() and target.read_bytes() == data:
+        return
+    with atomic_path(target) as temp:
+        temp.write_bytes(data)
         tick("build.manifest")
 
 
