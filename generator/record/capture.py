@@ -10,6 +10,7 @@ written on another thread while the optimizer steps.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ FRACTIONS = ("train_accuracy", "val_accuracy")  # in [0, 1]
 RESERVED_METRICS = ("confusion",)
 USER_PREFIX = "logged/"
 STORED_MAX = float(np.finfo(np.float32).max)  # metrics are stored as float32
+
+log = logging.getLogger(__name__)
 
 Weights = dict[str, torch.Tensor]  # parameter name -> CPU float32 copy
 
@@ -67,17 +70,17 @@ def user_metric_name(name: str) -> str:
 
 def _number(name: str, value: Any) -> float:
     """A metric as a float (Python, numpy or one-element torch number), or one line: not
-    a number, not finite, beyond float32 (it would be stored as inf), an accuracy
-    outside [0, 1]."""
+    a number, an accuracy outside [0, 1]. A loss that diverged (NaN, infinite, or beyond
+    float32) is data, not a mistake, and training must go on: it is stored as NaN or
+    +-inf, said once in the log (never as numpy's RuntimeWarning)."""
     try:
         number = float(value.item() if hasattr(value, "item") else value)
     except (TypeError, ValueError, RuntimeError, OverflowError):
         raise OptionError(f"metric {name}={value!r:.40} is not a number; pass a float") from None
     if not abs(number) <= STORED_MAX:  # also NaN
-        raise OptionError(
-            f"metric {name}={number!r} is not a finite float32; pass a finite number "
-            f"(at most {STORED_MAX:.3g} in size), e.g. stop or skip a diverged epoch"
-        )
+        stored = number if math.isnan(number) else math.copysign(math.inf, number)
+        log.warning("metric %s=%r is not a finite float32: stored as %s", name, number, stored)
+        return stored
     if name in FRACTIONS and not 0.0 <= number <= 1.0:
         raise OptionError(f"metric {name}={number!r} is outside [0, 1]; pass a fraction")
     return number
