@@ -22,6 +22,11 @@ TRAIN_OVERHEAD = 0.0
 # training (bench/record.py measures their cost); off: Recorder(gradients=False),
 # train --no-gradients
 GRADIENTS = True
+# the gradient monitor measures a sample of the backward passes (record/sampling.py):
+# without a budget every GRADIENT_EVERY-th (a function of the pass count: train's stores stay
+# a function of the seed); within Recorder(overhead=) a GRADIENT_SHARE of that budget
+GRADIENT_EVERY = 32
+GRADIENT_SHARE = 1 / 3
 HISTOGRAM_BINS = 64  # bins between the fixed edges of every histogram (plus under/overflow)
 
 # -- training (train) ---------------------------------------------------------------------

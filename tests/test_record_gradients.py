@@ -5,7 +5,6 @@ every element."""
 from __future__ import annotations
 
 import math
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ from torch import nn
 from generator import Recorder
 from generator.__main__ import main
 from generator.record.gradients import GradientMonitor, fixed_edges, histogram
+from generator.record.sampling import PassSampler
 from generator.store import LayerSpec, open_run
 
 CLASSES = ["a", "b", "c"]
@@ -62,10 +62,17 @@ def train(out: Path | None, *, gradients: bool = True) -> tuple[nn.Module, list[
     return model, seen
 
 
-def test_gradient_norms_ratios_and_histograms_match_a_fresh_computation(tmp_path: Path) -> None:
+@pytest.mark.parametrize("every", [1, 2])
+def test_gradient_norms_ratios_and_histograms_match_a_fresh_computation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, every: int
+) -> None:
     """One recorded epoch against the same steps without a Recorder: the same weights, and
     per layer the RMS and max of the per-pass gradient norm, the mean update/weight ratio
-    and the gradient histogram computed here from that run's gradients."""
+    of the step after each pass and the gradient histogram, over the passes the monitor
+    measured (every pass, or every second: 0 and 2 of 3), computed here from that run's
+    gradients."""
+    monkeypatch.setattr("generator.record.epochs.GRADIENT_EVERY", every)
+    sampled = [k for k in range(STEPS) if k % every == 0]
     recorded, _ = train(tmp_path / "run.zarr")
     bare, seen = train(None)
     for (name, a), b in zip(recorded.state_dict().items(), bare.state_dict().values(), strict=True):
@@ -77,17 +84,21 @@ def test_gradient_norms_ratios_and_histograms_match_a_fresh_computation(tmp_path
     assert np.isnan(stats.norm[0]).all() and (stats.passes[0] == 0).all()  # epoch 0
     for index, layer in enumerate(stats.layers):
         names = [f"{layer}.weight", f"{layer}.bias"]
-        norms = [math.sqrt(sum(float(s[n][0].square().sum()) for n in names)) for s in seen]
-        assert stats.passes[1, index] == STEPS
+        norms = [
+            math.sqrt(sum(float(seen[k][n][0].square().sum()) for n in names)) for k in sampled
+        ]
+        assert stats.passes[1, index] == STEPS and stats.sampled[1, index] == len(sampled)
         assert math.isclose(
             stats.norm[1, index], math.sqrt(np.mean(np.square(norms))), rel_tol=1e-5
         )
         assert math.isclose(stats.norm_max[1, index], max(norms), rel_tol=1e-5)
         weights = [[s[n][1] for n in names] for s in seen] + [[final[n] for n in names]]
-        ratios = [_ratio(after, before) for before, after in pairwise(weights)]
+        ratios = [_ratio(weights[k + 1], weights[k]) for k in sampled]
         assert math.isclose(stats.update_ratio[1, index], np.mean(ratios), rel_tol=1e-4)
         edges, counts = run.histograms("gradients").of(layer)
-        expected = np.mean([_counts([s[n][0] for n in names], edges[1]) for s in seen], axis=0)
+        expected = np.mean(
+            [_counts([seen[k][n][0] for n in names], edges[1]) for k in sampled], axis=0
+        )
         assert math.isclose(counts[1].sum(), expected.sum())  # a value at an edge may
         assert np.abs(np.cumsum(counts[1] - expected)).max() <= 1  # land beside it
     _check_histograms(run, {n: p.numel() for n, p in bare.named_parameters()})
@@ -136,7 +147,7 @@ def test_monitor_hooks_leave_grads_alone_and_go_away_on_close() -> None:
     torch.manual_seed(1)
     model = Tiny()
     spec = [LayerSpec("logits", "linear", (3,), None, 21, None, module="logits")]
-    monitor = GradientMonitor(model, spec, bins=8)
+    monitor = GradientMonitor(model, spec, bins=8, sampler=PassSampler(every=1))
     x = torch.rand(2, 3, 8, 8)
     model(x).sum().backward()
     hooked = model.logits.weight.grad.clone()

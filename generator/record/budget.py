@@ -50,15 +50,19 @@ class OverheadBudget:
         self._busy_since: float | None = clock()  # creating the Recorder is recording
         self._idle_since: float | None = None
         self._writes = self._waits = 0.0  # the background writer's totals, last seen
+        self._monitor = 0.0  # the gradient monitor's total, last seen
 
-    def begin(self, *, writes: float = 0.0, waits: float = 0.0) -> None:
+    def begin(self, *, writes: float = 0.0, waits: float = 0.0, monitor: float = 0.0) -> None:
         """Recording starts: the time since it last ended was training, less the wait for
-        the write (``waits``: the writer's total), and the writes ran on (``writes``)."""
+        the write (``waits``: the writer's total) and the gradient monitor's work inside the
+        backward passes (``monitor``: its total), which are recording, as the writes that
+        ran on (``writes``: the writer's total)."""
         now = self._clock()
-        self.spent += writes - self._writes
+        hooks = monitor - self._monitor
+        self.spent += writes - self._writes + hooks
         if self._busy_since is None and self._idle_since is not None:
-            self.training += max(0.0, now - self._idle_since - (waits - self._waits))
-        self._writes, self._waits = writes, waits
+            self.training += max(0.0, now - self._idle_since - (waits - self._waits) - hooks)
+        self._writes, self._waits, self._monitor = writes, waits, monitor
         if self._busy_since is None:
             self._busy_since = now
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from generator.defaults import HISTOGRAM_BINS
+from generator.defaults import GRADIENT_EVERY, GRADIENT_SHARE, HISTOGRAM_BINS
 from generator.record.budget import OverheadBudget
 from generator.record.capture import Metrics, ModelCapture, Weights
 from generator.record.examples import resumed_pool, top_examples
@@ -29,6 +29,7 @@ from generator.record.opening import (
     remove_created,
     reopen_store,
 )
+from generator.record.sampling import PassSampler
 from generator.record.writer import BackgroundWriter
 from generator.store import HISTOGRAM_KINDS, EpochRecord, StoreWriter, open_run
 
@@ -60,7 +61,11 @@ class EpochMaker:
         self.writer: BackgroundWriter | None = None  # its write and wait times are charged
         self._examples: dict[str, dict[str, np.ndarray]] = {}  # the last ones found
         self.gradients = (  # hooks from now on: they gather while the user trains
-            GradientMonitor(model, setup.layers, bins=HISTOGRAM_BINS) if setup.gradients else None
+            GradientMonitor(
+                model, setup.layers, bins=HISTOGRAM_BINS, sampler=pass_sampler(setup.overhead)
+            )
+            if setup.gradients
+            else None
         )
 
     def close(self) -> None:
@@ -76,6 +81,7 @@ class EpochMaker:
         self.budget.begin(
             writes=writer.write_seconds if writer else 0.0,
             waits=writer.wait_seconds if writer else 0.0,
+            monitor=self.gradients.sampler.seconds if self.gradients else 0.0,
         )
         with torch.inference_mode(False), self._own_passes():
             record, weights = self._capture.record(metrics, previous=self._previous)
@@ -217,3 +223,11 @@ def _shape_of(inputs: torch.Tensor) -> tuple[int, int, int]:
     """The model's input (C, H, W), from the probes it is shown."""
     channels, height, width = inputs.shape[-3:]
     return int(channels), int(height), int(width)
+
+
+def pass_sampler(overhead: float | None) -> PassSampler:
+    """Which backward passes the gradient monitor measures: a share of the overhead budget,
+    or without one every ``GRADIENT_EVERY``-th (a function of the pass count alone)."""
+    if overhead is None:
+        return PassSampler(every=GRADIENT_EVERY)
+    return PassSampler(share=overhead * GRADIENT_SHARE)

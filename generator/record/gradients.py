@@ -11,20 +11,24 @@ on the recording rank, the local gradient before the ranks average it).
 What is stored (docs/store.md), for a layer's parameters (its conv's or linear's weight
 and bias, weight_norm's originals, or every parameter of a block) over one epoch:
 
-- a *pass* is one backward pass that reaches them; its gradient norm ``g_t`` is the L2
-  norm over all of them of the gradient the pass computed (gradient accumulation counts
-  each pass). ``norm`` = sqrt(mean_t g_t^2), the root-mean-square over the epoch's passes,
-  ``norm_max`` = max_t g_t, ``passes`` = how many; NaN and 0 with no pass (epoch 0).
-- ``update_ratio`` = the mean over the epoch's optimizer steps of ||W_after - W_before|| /
-  ||W_before||: the weights are compared at each pass with a copy taken at the pass before
-  (and at the record with the last pass), so each step between two passes is seen once;
-  an interval in which they did not change (gradient accumulation) is no step. About 1e-3
-  is the usual healthy value. The copy costs one more copy of the recorded parameters.
+- a *pass* is one backward pass that reaches them (gradient accumulation counts each
+  pass); ``passes`` = how many. Measuring a pass reads every parameter and gradient a few
+  times, more than the backward pass itself on a CPU, so a sample of the passes is
+  measured (``sampling.PassSampler``: every k-th, or within a share of the overhead
+  budget) and ``sampled`` says how many; the figures below are over the sampled passes.
+- its gradient norm ``g_t`` is the L2 norm over all of them of the gradient the pass
+  computed. ``norm`` = sqrt(mean_t g_t^2), the root-mean-square over the sampled passes,
+  ``norm_max`` = max_t g_t; NaN and 0 with no sampled pass (epoch 0).
+- ``update_ratio`` = the mean over the sampled passes' optimizer steps of
+  ||W_after - W_before|| / ||W_before||: the weights are copied at a sampled pass and
+  compared at the next pass (or the record), so the step between them is seen once; an
+  interval in which they did not change (gradient accumulation) is no step. About 1e-3 is
+  the usual healthy value.
 - histograms of the weights at the record (what ``weight_change`` follows: the kernel or
   matrix as the forward uses it, or a block's parameters), of the activations of the probe
   batch (the capture's), both made on the write thread from the record's copies, and of
-  the gradients (every pass, then averaged over the epoch's passes, so each sums to the
-  element count like the others). Edges are fixed once per layer and
+  the gradients (each sampled pass, then averaged over them, so each sums to the element
+  count like the others). Edges are fixed once per layer and
   kind, so epochs compare: the first values seen (epoch 0's weights and activations, the
   first pass's gradients), their range widened by half of itself on each side, in ``bins``
   bins, plus an underflow and an overflow bin.
@@ -36,6 +40,7 @@ sync after the first pass (the first pass's gradient range is read once).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +51,7 @@ from torch import nn
 
 from generator.record.capture import followed_parameters
 from generator.record.layers import module_path
+from generator.record.sampling import PassSampler
 from generator.store import (
     GRADIENT_FIELDS,
     HISTOGRAM_KINDS,
@@ -131,8 +137,10 @@ class _Layer:
     ratios: torch.Tensor  # summed update/weight ratios
     steps: torch.Tensor  # how many of them (the intervals in which the weights changed)
     counts: torch.Tensor  # summed gradient histograms
-    passes: int = 0
-    before: list[torch.Tensor] | None = None  # the weights at the last pass
+    passes: int = 0  # this epoch's
+    sampled: int = 0  # this epoch's passes measured
+    seen: int = 0  # the run's passes: the sampler's pass number
+    before: list[torch.Tensor] | None = None  # the weights at the last sampled pass
     edges: np.ndarray | None = None  # the gradient histogram's, fixed at the first pass
     handles: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
 
@@ -145,8 +153,10 @@ class GradientMonitor:
     """Gathers gradient norms, update/weight ratios and histograms of ``model``'s recorded
     ``layers`` between two records (``take``); ``close`` removes its hooks."""
 
-    def __init__(self, model: nn.Module, layers: Sequence[LayerSpec], *, bins: int) -> None:
-        self.bins, self.layers, self.paused = bins, list(layers), False
+    def __init__(
+        self, model: nn.Module, layers: Sequence[LayerSpec], *, bins: int, sampler: PassSampler
+    ) -> None:
+        self.bins, self.layers, self.paused, self.sampler = bins, list(layers), False, sampler
         self._followed = followed_parameters(model, layers)  # the weights histogrammed
         self._layers: dict[str, _Layer] = {}
         for spec in gradient_layers(layers):
@@ -182,39 +192,46 @@ class GradientMonitor:
             self.paused = False
 
     def _pass(self, state: _Layer, grads: Sequence[torch.Tensor | None]) -> None:
-        """One backward pass through a layer: its norm, histogram and update ratio."""
+        """One backward pass through a layer: counted; when sampled, its norm, histogram and
+        the update ratio of the step after it (seen at the next pass)."""
         if self.paused:
             return
         given = [g.detach() for g in grads if g is not None and not g.is_sparse]
         if not given:
             return
+        index, started = state.seen, time.perf_counter()
+        state.seen, state.passes = index + 1, state.passes + 1
         with torch.no_grad():
-            squares = sum(torch.linalg.vector_norm(g, dtype=torch.float64) ** 2 for g in given)
-            state.sum_squares += squares
-            torch.maximum(state.peak, squares, out=state.peak)
-            if state.edges is None:
-                low = min(float(g.min()) for g in given)  # the one sync: the first pass
-                state.edges = fixed_edges(low, max(float(g.max()) for g in given), self.bins)
-            state.counts += histogram(given, state.edges)
-            self._update_ratio(state)
-        state.passes += 1
+            if state.before is not None:
+                self._update_ratio(state)  # the step after the last sampled pass
+            if self.sampler.due(index):
+                self._measure(state, given)
+        self.sampler.spent(time.perf_counter() - started)
+
+    def _measure(self, state: _Layer, given: list[torch.Tensor]) -> None:
+        """A sampled pass: its gradient norm and histogram, and a copy of the weights."""
+        squares = sum(torch.linalg.vector_norm(g, dtype=torch.float64) ** 2 for g in given)
+        state.sum_squares += squares
+        torch.maximum(state.peak, squares, out=state.peak)
+        if state.edges is None:
+            low = min(float(g.min()) for g in given)  # the one sync: the first pass
+            state.edges = fixed_edges(low, max(float(g.max()) for g in given), self.bins)
+        state.counts += histogram(given, state.edges)
+        state.sampled += 1
+        state.before = [p.detach().clone() for p in state.params]
 
     @staticmethod
     def _update_ratio(state: _Layer) -> None:
-        """Compare the weights with their copy at the last pass (if any), then copy them."""
+        """Compare the weights with their copy at the last sampled pass, then drop it."""
+        before, state.before = state.before or [], None
         now = [p.detach() for p in state.params]
-        if state.before is None:
-            state.before = [w.clone() for w in now]
-            return
         moved = sum(torch.linalg.vector_norm(w - b, dtype=torch.float64) ** 2
-                    for w, b in zip(now, state.before, strict=True))  # fmt: skip
-        size = sum(torch.linalg.vector_norm(b, dtype=torch.float64) ** 2 for b in state.before)
+                    for w, b in zip(now, before, strict=True))  # fmt: skip
+        size = sum(torch.linalg.vector_norm(b, dtype=torch.float64) ** 2 for b in before)
         changed = torch.as_tensor(moved) > 0
         ratio = torch.sqrt(torch.as_tensor(moved) / size)
         state.ratios += torch.where(changed, torch.nan_to_num(ratio), 0.0)
         state.steps += changed
-        for b, w in zip(state.before, now, strict=True):
-            b.copy_(w)
 
     def take(
         self, activations: Mapping[str, np.ndarray], weights: Mapping[str, torch.Tensor]
@@ -250,25 +267,25 @@ class GradientMonitor:
         blank = np.full(self.bins + 1, np.nan, np.float32)
         edges = [s.edges if s.edges is not None else blank for s in self._layers.values()]
         out[histogram_path("gradients", "edges")] = np.stack(edges)
-        out[histogram_path("gradients", "counts")] = np.stack([row[4] for row in rows])
+        out[histogram_path("gradients", "counts")] = np.stack([row[-1] for row in rows])
         return out
 
-    def _finish(self, state: _Layer) -> tuple[float, float, float, int, np.ndarray]:
-        """norm, norm_max, update_ratio, passes and the mean gradient histogram of the
-        epoch (NaN without a pass); the last step's update is seen here, and the next
-        epoch starts afresh."""
-        passes = state.passes
-        if passes:
+    def _finish(self, state: _Layer) -> tuple[float, float, float, int, int, np.ndarray]:
+        """norm, norm_max, update_ratio, passes, sampled passes and the mean gradient
+        histogram of the epoch (NaN without a sampled pass); the step after the last sampled
+        pass is seen here, and the next epoch starts afresh."""
+        passes, sampled = state.passes, state.sampled
+        if state.before is not None:
             self._update_ratio(state)
         steps = float(state.steps)
-        norm = math.sqrt(float(state.sum_squares) / passes) if passes else math.nan
-        peak = math.sqrt(float(state.peak)) if passes else math.nan
+        norm = math.sqrt(float(state.sum_squares) / sampled) if sampled else math.nan
+        peak = math.sqrt(float(state.peak)) if sampled else math.nan
         ratio = float(state.ratios) / steps if steps else math.nan
-        counts = state.counts.cpu().numpy() / passes if passes else np.full(self.bins + 2, np.nan)
+        counts = state.counts.cpu().numpy() / sampled if sampled else np.full(self.bins + 2, np.nan)
         for tensor in (state.sum_squares, state.peak, state.ratios, state.steps, state.counts):
             tensor.zero_()
-        state.passes, state.before = 0, None
-        return norm, peak, ratio, passes, counts
+        state.passes = state.sampled = 0
+        return norm, peak, ratio, passes, sampled, counts
 
     def _histograms(
         self, kind: str, values: Mapping[str, list[torch.Tensor]]

@@ -32,6 +32,7 @@ class GradientStats:
     norm_max: np.ndarray
     update_ratio: np.ndarray
     passes: np.ndarray
+    sampled: np.ndarray
 
 
 @dataclass(frozen=True)

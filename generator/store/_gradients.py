@@ -34,6 +34,7 @@ GRADIENT_FIELDS = {
     "norm_max": "float32",
     "update_ratio": "float32",
     "passes": "int64",
+    "sampled": "int64",  # the passes measured (the monitor samples them: record/sampling.py)
 }
 HISTOGRAM_KINDS = ("weights", "activations", "gradients")
 MAX_BINS = 4096

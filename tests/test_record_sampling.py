@@ -1,0 +1,65 @@
+"""The pass sampler: a fixed stride (a function of the pass count) or a share of the time."""
+
+from __future__ import annotations
+
+import pytest
+
+from generator.record.sampling import PassSampler
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_every_k_measures_passes_zero_k_2k_whatever_the_time():
+    sampler = PassSampler(every=4)
+    assert [sampler.due(k) for k in range(10)] == [k % 4 == 0 for k in range(10)]
+
+
+def test_a_share_keeps_the_measurements_within_it():
+    """Passes of 0.1 s of training, measurements of 0.05 s: at a share of 1 % about one
+    pass in 50 is measured, and the measurements stay within 1 % of the time (plus one)."""
+    clock = Clock()
+    sampler = PassSampler(share=0.01, clock=clock)
+    measured = 0
+    for index in range(2000):
+        clock.now += 0.1
+        if sampler.due(index):
+            measured += 1
+            clock.now += 0.05
+            sampler.spent(0.05)
+    assert 30 <= measured <= 45
+    assert sampler.seconds <= 0.01 * clock.now + 0.05
+
+
+def test_the_first_pass_is_always_measured():
+    clock = Clock()
+    sampler = PassSampler(share=0.001, clock=clock)
+    assert sampler.due(0)
+    sampler.spent(10.0)
+    clock.now += 1.0
+    assert not sampler.due(1)
+
+
+def test_every_layer_of_one_pass_gets_the_same_answer():
+    """The layers' hooks of one backward pass ask in turn: the first decides for all, even
+    when the time moved meanwhile."""
+    clock = Clock()
+    sampler = PassSampler(share=0.5, clock=clock)
+    assert sampler.due(0)
+    sampler.spent(1.0)
+    clock.now += 1.0
+    assert not sampler.due(1)
+    clock.now += 10.0  # later layers of pass 1 come after a long while
+    assert not sampler.due(1)
+    assert sampler.due(2)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"every": 2, "share": 0.1}, {"every": 0}])
+def test_one_rule_exactly(kwargs):
+    with pytest.raises(ValueError):
+        PassSampler(**kwargs)
