@@ -38,7 +38,8 @@ def test_gradient_flow_of_200_layers_and_50_epochs_stays_readable() -> None:
     norm = rng.uniform(1e-4, 1.0, (epochs, layers)).astype(np.float32)
     norm[0] = np.nan  # epoch 0: no backward pass yet
     names = tuple(f"stage{i // 50}.block{i % 50}.conv" for i in range(layers))
-    stats = GradientStats(names, norm, norm * 2, norm * 1e-3, np.full(norm.shape, 7))
+    passes = np.full(norm.shape, 7)
+    stats = GradientStats(names, norm, norm * 2, norm * 1e-3, passes, passes)
     charts = gradient_flow(stats)
     assert [c.title for c in charts] == ["Gradient norm per layer", "Update/weight ratio per layer"]
     for chart in charts:
