@@ -27,7 +27,7 @@ def parse_args(argv: list[str] | None, *, description: str, out: str) -> argpars
     args.build_args = []
     if args.small:
         args.epochs, args.input_size, args.per_class, args.probes, args.batch_size = 1, 32, 8, 2, 8
-        args.build_args = ["--probes", "1", "--channel-probes", "0", "--channel-pages", "2"]
+        args.build_args = ["--probe-index", "1", "--channel-probes", "0", "--channel-pages", "2"]
     return args
 
 

@@ -159,8 +159,8 @@ def test_a_store_being_written_is_built_from_committed_epochs(
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"layers": ("block9",)}, StoreError, "no layer 'block9'"),
-        ({"probes": (9,)}, OptionError, "has probes 1..4"),
+        ({"layers": ("block9",)}, OptionError, "--layers 'block9' matches no layer of"),
+        ({"probe_index": (9,)}, OptionError, "--probe-index 9: .* has probes 1..4"),
         ({"jobs": 0}, OptionError, "--jobs must be at least 1"),
         ({"colormap": "viridis"}, OptionError, "viridis"),
         ({"scale": "global"}, OptionError, "global"),
@@ -513,7 +513,7 @@ def test_the_build_names_any_file_over_50_mb(
         ("--channel-probes", "-1"),
         ("--contact-probes", "-1"),
         ("--jobs", "0"),
-        ("--probes", "0"),
+        ("--probe-index", "0"),
     ],
 )
 def test_numeric_build_options_out_of_range_are_one_line(
