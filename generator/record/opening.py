@@ -10,7 +10,6 @@ and the store is left exactly as it was.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from generator.store import (
     LayerSpec,
     StoreLocation,
     StoreWriter,
+    discard_created,
 )
 
 
@@ -138,11 +138,10 @@ def refuse_existing(setup: RecorderSetup) -> None:
 
 
 def remove_created(setup: RecorderSetup) -> None:
-    """Delete the store this Recorder has just created and failed to fill (never one that
-    existed before it: only called after ``refuse_existing`` passed). A store in object
-    storage stays, marked incomplete by its missing epoch."""
-    if isinstance(setup.out, Path):
-        shutil.rmtree(setup.out, ignore_errors=True)
+    """Delete the store this Recorder has just created and failed to fill, on disk or in
+    object storage (never one that existed before it: only called after
+    ``refuse_existing`` passed)."""
+    discard_created(setup.out)
 
 
 def create_store(setup: RecorderSetup, featviz: FeatureVisualizer | None) -> StoreWriter:
