@@ -56,7 +56,7 @@ def _run(args: argparse.Namespace, data, out: Path | None) -> dict[str, float | 
     rec = None
     if out is not None:
         start = time.perf_counter()
-        rec = Recorder(model, probes=data[0][:8], out=out)
+        rec = Recorder(model, probes=data[0][:8], out=out, gradients=not args.no_gradients)
         times["open"] = time.perf_counter() - start
         opened_writes = rec._writer.write_seconds if rec._writer else 0.0  # epoch 0's, in open
         times["bytes0"] = _bytes(out)
@@ -69,9 +69,12 @@ def _run(args: argparse.Namespace, data, out: Path | None) -> dict[str, float | 
             rec.epoch(train_loss=0.0)
             recording.append(time.perf_counter() - called)
         times["epochs"].append(time.perf_counter() - start)  # type: ignore[union-attr]
+        print(f"{'recorded' if rec else 'baseline'} epoch: {times['epochs'][-1]:.2f} s")  # type: ignore[index]
     if rec is not None and out is not None:
         start = time.perf_counter()
         writes = rec._writer.write_seconds if rec._writer else 0.0  # the writes' own time
+        monitor = rec._epochs.gradients  # the gradient hooks' own time, inside training
+        times["monitor"] = (monitor.sampler.seconds if monitor else 0.0) / args.epochs
         rec.close()
         times["close"] = time.perf_counter() - start
         times["calls"] = statistics.median(recording)
@@ -90,7 +93,7 @@ def measure_cost(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]
     """The table's rows: baseline and recorded epoch medians, the overhead and growth."""
     data = _data(args.images)
     base, recorded, opens, closes, growth, params = [], [], [], [], [], 1.0
-    calls, writes, steps = [], [], []
+    calls, writes, steps, monitors = [], [], [], []
     for repeat in range(args.repeats):
         base += _run(args, data, None)["epochs"]  # type: ignore[operator]
         got = _run(args, data, folder / f"run{repeat}.zarr")
@@ -100,17 +103,20 @@ def measure_cost(args: argparse.Namespace, folder: Path) -> list[tuple[str, str]
         growth.append(got["growth"])
         calls.append(got["calls"])
         writes.append(got["writes"])
+        monitors.append(got["monitor"])
         steps.append(got["steps"])
         params = float(got["params"])  # type: ignore[arg-type]
     epoch, with_rec = statistics.median(base), statistics.median(recorded)
     spread = (statistics.median(opens) + statistics.median(closes)) / SPREAD
     call, write = statistics.median(calls), statistics.median(writes)
-    overhead = (call + write + spread) / epoch
+    monitor = statistics.median(monitors)
+    overhead = (call + write + monitor + spread) / epoch
     return [
         ("training epoch, no Recorder (baseline), s", f"{epoch:.2f}"),
         ("training epoch + epoch() (wall, for comparison), s", f"{with_rec:.2f}"),
         ("epoch() call, s", f"{call:.2f}"),
         ("background write per epoch, s", f"{write:.2f}"),
+        ("gradient monitor per epoch (inside backward), s", f"{monitor:.2f}"),
         ("Recorder() + close(), s (spread over 10 epochs)", f"{spread * SPREAD:.2f}"),
         ("featviz steps per epoch (budget), per run", " / ".join(map(str, steps))),
         ("**recording / training epoch** (target <= 3 %)", f"**{overhead:.1%}**"),

@@ -324,6 +324,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000, help="with --cost: per epoch")
     parser.add_argument("--epochs", type=int, default=3, help="with --cost: per run")
     parser.add_argument("--batch", type=int, default=64, help="with --cost: batch size")
+    parser.add_argument(
+        "--no-gradients", action="store_true", help="with --cost: Recorder(gradients=False)"
+    )
     args = parser.parse_args()
     if args.cost:
         from cost import measure_cost  # bench/cost.py, beside this script
