@@ -35,7 +35,7 @@ from generator.data import make_demo_dataset
 from generator.faults import ENV
 from generator.model import NetlapseCNN
 from generator.record.featviz import FeatvizSettings, featviz_spec
-from generator.store import RunReader, open_run
+from generator.store import GRADIENT_FIELDS, HISTOGRAM_KINDS, RunReader, open_run
 from generator.store._schema import array_plan
 from generator.train.checkpoint import checkpoint_dir
 from tests.test_faults import assert_same_epochs, leftovers, reference_arrays, store_arrays
@@ -55,16 +55,20 @@ CLASSES = 6
 # layer for the dataset examples of the default pool: the whole validation split of 6
 # images, so the top 6, plus the default feature visualizations): k of the kill points.
 LAYERS = NetlapseCNN(CLASSES, 64).layer_specs()
-ARRAYS = len(
-    array_plan(
-        LAYERS,
-        2,
-        CLASSES,
-        "float16",
-        example_top_k=6,
-        featviz=featviz_spec(LAYERS, FeatvizSettings()),
+ARRAYS = (
+    len(
+        array_plan(
+            LAYERS,
+            2,
+            CLASSES,
+            "float16",
+            example_top_k=6,
+            featviz=featviz_spec(LAYERS, FeatvizSettings()),
+        )
     )
-)
+    + len(GRADIENT_FIELDS)
+    + 2 * len(HISTOGRAM_KINDS)
+)  # gradients (on by default) stacked
 JOBS = max(1, min(2, os.cpu_count() or 1))
 TIMEOUT = 600
 

@@ -23,7 +23,7 @@ from generator.atomic import atomic_path
 from generator.build.artefacts import Job, RenderOptions
 from generator.build.budget import fit_budget, say_estimate
 from generator.build.jobs import JobRunner, job_runner
-from generator.build.lock import claim_site
+from generator.build.lock import NOTE_NAME, claim_site
 from generator.build.outdir import check_out_folder
 from generator.build.parent import watch_parent_from_environment
 from generator.build.plan import (
@@ -119,7 +119,7 @@ def _build(config: BuildConfig, site: Path, every: list[RunPlan], runner: JobRun
     tick("build.stale")
     _write_manifest(site, manifest)
     _warn_large_files(site, [*(p for r in made.values() for p in r.files.values()), *pages])
-    total = directory_size(site)
+    total = directory_size(site) - _note_size(site)  # the lock's note goes with the lock
     log.info(
         "built %s: %d artefacts made, %d up to date, %d stale files removed; site size %s",
         site,
@@ -236,3 +236,11 @@ def _warn_large_files(site: Path, relatives: Iterable[str]) -> None:
 def discover_stores(runs: Path) -> tuple[Path, ...]:
     """Every ``*.zarr`` under ``runs``, sorted (empty when there is none)."""
     return tuple(sorted(p for p in Path(runs).glob("*.zarr") if p.is_dir()))
+
+
+def _note_size(site: Path) -> int:
+    """Bytes of the build's pid note (``lock.NOTE_NAME``), removed when the build ends."""
+    try:
+        return (site / NOTE_NAME).stat().st_size
+    except OSError:
+        return 0

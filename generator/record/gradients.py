@@ -140,7 +140,6 @@ class _Layer:
     counts: torch.Tensor  # summed gradient histograms
     passes: int = 0  # this epoch's
     sampled: int = 0  # this epoch's passes measured
-    seen: int = 0  # the run's passes: the sampler's pass number
     before: list[torch.Tensor] | None = None  # the weights at the last sampled pass
     edges: np.ndarray | None = None  # the gradient histogram's, fixed at the first pass
     handles: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
@@ -209,8 +208,10 @@ class GradientMonitor:
         given = [g.detach() for g in grads if g is not None and not g.is_sparse]
         if not given:
             return
-        index, started = state.seen, time.perf_counter()
-        state.seen, state.passes = index + 1, state.passes + 1
+        # the epoch's pass number: a killed run resumed re-trains the epoch from its start,
+        # so it samples the same passes as an uninterrupted one
+        index, started = state.passes, time.perf_counter()
+        state.passes = index + 1
         with torch.no_grad():
             if state.before is not None:
                 self._update_ratio(state)  # the step after the last sampled pass

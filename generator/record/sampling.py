@@ -9,9 +9,9 @@ unbiased estimate over the epoch's passes.
 
 Two ways to choose, both free of the training's own randomness:
 
-- ``every=k`` (no overhead budget, ``train``'s default): passes 0, k, 2k, … are measured.
-  The choice is a function of the pass count alone, so a run's store is a function of its
-  seed (a killed ``train`` resumed is bit-identical).
+- ``every=k`` (no overhead budget, ``train``'s default): passes 0, k, 2k, … of each epoch
+  are measured. The choice is a function of the pass count alone, so a run's store is a
+  function of its seed (a killed ``train`` resumed is bit-identical).
 - ``share=s`` (a Recorder's ``overhead=`` budget): a pass is measured when the monitor's own
   time so far is at most ``s`` of the wall time since the monitor started; the first pass
   is always measured. The monitor then costs about ``s`` of training whatever the model.

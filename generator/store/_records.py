@@ -183,7 +183,10 @@ def flatten_record(record: EpochRecord, *, layers: Sequence[LayerSpec]) -> dict[
 
 
 def _stacked_changes(changes: Mapping[str, float], layers: Sequence[str]) -> np.ndarray:
-    """The weight changes in the store's layer order; a record of other layers is refused."""
+    """The weight changes in the store's layer order (NaN for a record without any, as for
+    a metric not measured); a record of other layers is refused."""
+    if not changes:
+        return np.full(len(layers), np.nan, np.float32)
     wrong = sorted(set(changes) ^ set(layers))
     if wrong:
         raise StoreError(f"the weight change of layer {wrong[0]!r} does not fit this store")
