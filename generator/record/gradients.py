@@ -272,10 +272,11 @@ class GradientMonitor:
         if not self._layers:
             return {}
         rows = [self._finish(state) for state in self._layers.values()]
-        out = {
-            gradient_path(name): np.array([row[i] for row in rows], dtype=dtype)
-            for i, (name, dtype) in enumerate(GRADIENT_FIELDS.items())
-        }
+        with np.errstate(over="ignore"):  # a norm beyond float32 (a diverged run) is inf
+            out = {
+                gradient_path(name): np.array([row[i] for row in rows], dtype=dtype)
+                for i, (name, dtype) in enumerate(GRADIENT_FIELDS.items())
+            }
         blank = np.full(self.bins + 1, np.nan, np.float32)
         edges = [s.edges if s.edges is not None else blank for s in self._layers.values()]
         out[histogram_path("gradients", "edges")] = np.stack(edges)
