@@ -197,7 +197,8 @@ class GradientMonitor:
             return
         state.pending[k] = grad
         if len(state.pending) == len(state.params):
-            grads, state.pending = list(state.pending.values()), {}
+            # in parameter order, not arrival order: the sums come out the same every run
+            grads, state.pending = [state.pending[k] for k in sorted(state.pending)], {}
             self._pass(state, grads)
 
     def _pass(self, state: _Layer, grads: Sequence[torch.Tensor | None]) -> None:
