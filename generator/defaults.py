@@ -60,6 +60,10 @@ BUDGET_MB = 500.0
 # A net of at most this many recorded layers gets every layer's animations by default; a
 # deeper one its block outputs, first and last conv and output (build --all-layers: all).
 ALL_LAYERS_UP_TO = 30
+# s a rebuilt site keeps the files it no longer lists after its new pages are in place: a
+# reader who loaded an old page just before it was replaced still finds what it links to
+# (the neighbours of a channel page that is going, its media) while fetching them
+STALE_GRACE_S = 2.0
 
 # -- a dask cluster (build --scheduler) -----------------------------------------------------
 WORKER_POLL = 5.0  # s between looks at the cluster while a build's jobs wait

@@ -360,3 +360,13 @@ def compare_site(
         stores=stores, out=site, jobs=1, formats=("mp4",), contact_probes=0, channel_pages=1
     )
     return {"site": site, "manifest": build(config).manifest, "stores": stores}
+
+
+@pytest.fixture(autouse=True)
+def _no_stale_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process builds of the tests remove their stale files at once: the grace a reader
+    gets (``defaults.STALE_GRACE_S``) is tested once, in tests/test_build_lock.py, and the
+    builds run as processes keep it."""
+    from generator import defaults
+
+    monkeypatch.setattr(defaults, "STALE_GRACE_S", 0.0)

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from generator.build import build
+from generator import defaults
+from generator.__main__ import main
+from generator.build import build, builder
 from generator.build.rebuilds import LIVE_COST, LIVE_PROBES
 from generator.config import BuildConfig
 from generator.faults import ENV, RESUME_ENV
@@ -115,11 +117,6 @@ def held_by(site: Path, process: subprocess.Popen[str]) -> Callable[[], bool]:
 
 
 # -- point 1: two builds into one --out ------------------------------------------------------
-@pytest.mark.xfail(
-    reason="known race, issue 24 open: under load a reader sampling the site mid-build can "
-    "meet a channel page linking to a neighbour the build already removed",
-    strict=False,
-)
 def test_a_live_build_beside_a_manual_one_waits_and_no_link_ever_breaks(tmp_path: Path) -> None:
     """A full build of two runs is held mid-media (after its first job); a live-style
     build of one of them (what ``train --site`` runs) starts into the same folder. It says
@@ -150,6 +147,31 @@ def test_a_live_build_beside_a_manual_one_waits_and_no_link_ever_breaks(tmp_path
     manifest = load_manifest(site)
     assert [p for p in manifest.files if not (site / p).is_file()] == []
     assert '"training": true' in (site / "live.json").read_text()  # the live build ran last
+
+
+def test_the_files_a_rebuild_no_longer_lists_outlive_its_new_pages_by_the_grace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader who loaded an old page just before the rebuild replaced it still finds what
+    it links to for ``STALE_GRACE_S``: when the build starts waiting, its new pages are in
+    place and every stale file is still there; after the wait they are gone."""
+    (a,) = stores(tmp_path, "a")
+    site = tmp_path / "site"
+    build(BuildConfig(stores=(a,), out=site, jobs=1))
+    before = load_manifest(site).files
+    monkeypatch.setattr(defaults, "STALE_GRACE_S", 1.5)
+    waits: list[tuple[float, list[str], bool]] = []
+
+    def sleep(seconds: float) -> None:
+        live = (site / "live.json").read_text() if (site / "live.json").exists() else ""
+        waits.append((seconds, [p for p in before if not (site / p).is_file()], "true" in live))
+
+    monkeypatch.setattr(builder.time, "sleep", sleep)
+    assert main(["-q", "build", "--store", str(a), "--out", str(site), *LIVE_PROBES,
+                 *LIVE_COST, "--live"]) == 0  # fmt: skip
+    gone = [p for p in before if not (site / p).is_file()]
+    assert gone, "the live build was meant to leave files of the full one stale"
+    assert waits == [(1.5, [], True)]  # new pages in place, nothing removed yet
 
 
 # -- point 2: a killed first build never locks its folder ------------------------------------

@@ -12,6 +12,7 @@ every file it wrote, so nothing it made is ever untracked.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from generator import defaults
 from generator.atomic import atomic_path
 from generator.build.artefacts import Job, RenderOptions
 from generator.build.budget import fit_budget, say_estimate
@@ -114,8 +116,12 @@ def _build(config: BuildConfig, site: Path, every: list[RunPlan], runner: JobRun
         _own_what_was_written(site, previous, plan.todo, pages)
         raise
     manifest = manifest.with_files(pages)
-    # Only now that every page links to this build's files: the old files go.
-    removed = _remove_stale(site, stale_files(previous, manifest))
+    # Only now that every page links to this build's files, and once a reader of an old
+    # page has had time to fetch what it links to: the old files go.
+    stale = stale_files(previous, manifest)
+    if stale:
+        time.sleep(defaults.STALE_GRACE_S)
+    removed = _remove_stale(site, stale)
     tick("build.stale")
     _write_manifest(site, manifest)
     _warn_large_files(site, [*(p for r in made.values() for p in r.files.values()), *pages])
