@@ -3,7 +3,9 @@ one small real training run shared by every end-to-end test that needs *a* train
 
 from __future__ import annotations
 
+import os
 import shutil
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -370,3 +372,23 @@ def _no_stale_grace(monkeypatch: pytest.MonkeyPatch) -> None:
     from generator import defaults
 
     monkeypatch.setattr(defaults, "STALE_GRACE_S", 0.0)
+
+
+def restore_environment(saved: Mapping[str, str]) -> None:
+    """``os.environ`` back to ``saved``. dask's Nanny writes its workers' settings
+    (``OMP_NUM_THREADS=1``, ``MKL_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_``) into the
+    environment of the process that starts a LocalCluster, for good: a ``train`` started
+    later by a test in that process then ran on one thread, and its gradients differed in
+    the last bit from the same run made on two."""
+    if dict(os.environ) != dict(saved):
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
+def _environment_kept() -> Iterator[None]:
+    """Every test leaves the environment as it found it (a test's LocalCluster, a
+    ``use_storage_options`` call), so no test's children inherit another's settings."""
+    saved = dict(os.environ)
+    yield
+    restore_environment(saved)

@@ -8,6 +8,7 @@ by this module: the same protocol (tcp), pickling and result transfer as a remot
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from generator.build import build
 from generator.build.artefacts import Job
 from generator.config import BuildConfig
 from generator.errors import NetlapseError, StoreError
-from tests.conftest import make_store
+from tests.conftest import make_store, restore_environment
 from tests.test_build import one_error_line, unlisted_files
 
 
@@ -31,6 +32,7 @@ from tests.test_build import one_error_line, unlisted_files
 def scheduler() -> Iterator[str]:
     """The address of a 2-worker LocalCluster on loopback, closed after the module."""
     distributed = pytest.importorskip("distributed")
+    saved = dict(os.environ)
     with distributed.LocalCluster(
         n_workers=2,
         threads_per_worker=1,
@@ -38,7 +40,9 @@ def scheduler() -> Iterator[str]:
         host="127.0.0.1",
         dashboard_address=":0",
     ) as cluster:
+        restore_environment(saved)  # dask's Nanny wrote OMP_NUM_THREADS=1 & co. into ours
         yield cluster.scheduler_address
+    restore_environment(saved)
 
 
 def site_files(site: Path) -> dict[str, bytes]:
