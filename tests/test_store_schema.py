@@ -93,6 +93,20 @@ def test_the_plan_puts_each_layer_under_its_key() -> None:
     assert "metrics/channel_stats/layer1.0%2Fconv/abs_max" in old
 
 
+def test_an_activation_chunk_holds_the_probes_that_fit_in_a_megabyte() -> None:
+    """Each file costs the write about 1 ms: a small layer's probes share one chunk (a
+    resnet18 at 32 px wrote 225 activation files an epoch, one per probe), while a large
+    map keeps one probe a chunk, so a build reading one probe reads about 1 MB at most."""
+    small = LayerSpec("small", "conv", (64, 16, 16), (64, 3, 3, 3), 1792)  # 32 kB a probe
+    mid = LayerSpec("mid", "conv", (64, 56, 56), (64, 3, 3, 3), 1792)  # 392 kB a probe
+    large = LayerSpec("large", "conv", (64, 112, 112), (64, 3, 3, 3), 1792)  # 1.6 MB
+    vector = LayerSpec("fc", "linear", (10,), (10, 512), 5130)
+    plan = array_plan([small, mid, large, vector], 8, 10, "float16")
+    chunks = {n: plan[f"activations/{n}"].chunk[0] for n in ("small", "mid", "large", "fc")}
+    assert chunks == {"small": 8, "mid": 2, "large": 1, "fc": 8}
+    assert array_plan([mid], 8, 10, "float32")["activations/mid"].chunk[0] == 1
+
+
 def test_an_epoch_of_a_resnet_like_net_is_a_few_arrays_per_layer() -> None:
     """The write costs about 0.5 ms of CPU per array whatever its bytes: from v5 a layer's
     five statistics are one array and the weight changes one array for the run."""

@@ -13,9 +13,11 @@ and bias, weight_norm's originals, or every parameter of a block) over one epoch
 
 - a *pass* is one backward pass that reaches them (gradient accumulation counts each
   pass); ``passes`` = how many. Measuring a pass reads every parameter and gradient a few
-  times, more than the backward pass itself on a CPU, so a sample of the passes is
-  measured (``sampling.PassSampler``: every k-th, or within a share of the overhead
-  budget) and ``sampled`` says how many; the figures below are over the sampled passes.
+  times (on a CPU resnet18 at 32 px, 80 ms beside a 105 ms step), so a sample of the
+  passes is measured (``sampling.PassSampler``: every k-th, or within a share of the
+  overhead budget that counts all the monitor's time, its hooks' too) and ``sampled``
+  says how many; the figures below are over the sampled passes. A pass not measured costs
+  a hook call per parameter (its gradient is not kept).
 - its gradient norm ``g_t`` is the L2 norm over all of them of the gradient the pass
   computed. ``norm`` = sqrt(mean_t g_t^2), the root-mean-square over the sampled passes,
   ``norm_max`` = max_t g_t; NaN and 0 with no sampled pass (epoch 0).
@@ -26,9 +28,9 @@ and bias, weight_norm's originals, or every parameter of a block) over one epoch
   the usual healthy value.
 - histograms of the weights at the record (what ``weight_change`` follows: the kernel or
   matrix as the forward uses it, or a block's parameters), of the activations of the probe
-  batch (the capture's), both made on the write thread from the record's copies, and of
-  the gradients (each sampled pass, then averaged over them, so each sums to the element
-  count like the others). Edges are fixed once per layer and
+  batch (the capture's) on the write thread (the weights' by torch at the record, from
+  the capture's copies), and of the gradients (each sampled pass, then averaged over them,
+  so each sums to the element count like the others). Edges are fixed once per layer and
   kind, so epochs compare: the first values seen (epoch 0's weights and activations, the
   first pass's gradients), their range widened by half of itself on each side, in ``bins``
   bins, plus an underflow and an overflow bin.
@@ -45,6 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,6 +66,7 @@ from generator.store import (
     histogram_path,
 )
 
+Counter = Callable[[Any, np.ndarray], np.ndarray]  # values, edges -> (B + 2,) counts
 Edges = tuple[float, float]  # the first and last edge; the bins are equal between them
 
 
@@ -140,14 +144,26 @@ class _Layer:
     counts: torch.Tensor  # summed gradient histograms
     passes: int = 0  # this epoch's
     sampled: int = 0  # this epoch's passes measured
-    before: list[torch.Tensor] | None = None  # the weights at the last sampled pass
+    # the weights at the last sampled pass, and their squared norm
+    before: tuple[list[torch.Tensor], torch.Tensor] | None = None
     edges: np.ndarray | None = None  # the gradient histogram's, fixed at the first pass
     handles: list[torch.utils.hooks.RemovableHandle] = field(default_factory=list)
-    pending: dict[int, torch.Tensor] = field(default_factory=dict)  # this pass's, so far
+    pending: dict[int, torch.Tensor | None] = field(default_factory=dict)  # this pass's
+    measuring: bool = False  # whether this pass is measured (its gradients kept)
 
 
 def _zeros(device: torch.device, size: int = 1) -> torch.Tensor:
     return torch.zeros(size, dtype=torch.float64, device=device)
+
+
+def _squared_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The squared L2 norm of all of ``tensors`` together, as a float64 0-d tensor: each
+    norm in the tensors' own precision (a float64 copy of a resnet18's gradients cost more
+    than its backward pass), summed in float64 in the order given."""
+    total = torch.zeros((), dtype=torch.float64, device=tensors[0].device if tensors else None)
+    for tensor in tensors:
+        total += torch.linalg.vector_norm(tensor).double() ** 2
+    return total
 
 
 class GradientMonitor:
@@ -192,37 +208,37 @@ class GradientMonitor:
     def _grad(self, state: _Layer, k: int, grad: torch.Tensor) -> None:
         """Parameter ``k``'s gradient of a pass; the layer's pass is handled once all its
         parameters' are in. One plain hook per parameter: multi-grad hooks over groups
-        that overlap (a block's and its convs') slowed a CPU resnet18's steps by a third."""
+        that overlap (a block's and its convs') slowed a CPU resnet18's steps by a third.
+        A gradient is kept only in a pass that is measured: one held by the hook cannot
+        become the parameter's ``.grad`` and is copied instead (3 ms a resnet18 step)."""
         if self.paused:
             return
-        state.pending[k] = grad
+        started = time.perf_counter()
+        if not state.pending:  # the pass's first gradient: is this pass measured?
+            state.measuring = self.sampler.due(state.passes)
+        state.pending[k] = grad if state.measuring else None
         if len(state.pending) == len(state.params):
             # in parameter order, not arrival order: the sums come out the same every run
             grads, state.pending = [state.pending[k] for k in sorted(state.pending)], {}
             self._pass(state, grads)
+        self.sampler.spent(time.perf_counter() - started)  # all of the monitor's time
 
     def _pass(self, state: _Layer, grads: Sequence[torch.Tensor | None]) -> None:
-        """One backward pass through a layer: counted; when sampled, its norm, histogram and
-        the update ratio of the step after it (seen at the next pass)."""
-        if self.paused:
-            return
-        given = [g.detach() for g in grads if g is not None and not g.is_sparse]
-        if not given:
-            return
-        # the epoch's pass number: a killed run resumed re-trains the epoch from its start,
-        # so it samples the same passes as an uninterrupted one
-        index, started = state.passes, time.perf_counter()
-        state.passes = index + 1
+        """One backward pass through a layer: counted; when measured, its norm, histogram
+        and the update ratio of the step after it (seen at the next pass). The epoch's pass
+        number decides: a killed run resumed re-trains the epoch from its start, so it
+        measures the same passes as an uninterrupted one."""
+        state.passes += 1
         with torch.no_grad():
             if state.before is not None:
-                self._update_ratio(state)  # the step after the last sampled pass
-            if self.sampler.due(index):
+                self._update_ratio(state)  # the step after the last measured pass
+            given = [g.detach() for g in grads if g is not None and not g.is_sparse]
+            if state.measuring and given:
                 self._measure(state, given)
-        self.sampler.spent(time.perf_counter() - started)
 
     def _measure(self, state: _Layer, given: list[torch.Tensor]) -> None:
         """A sampled pass: its gradient norm and histogram, and a copy of the weights."""
-        squares = sum(torch.linalg.vector_norm(g, dtype=torch.float64) ** 2 for g in given)
+        squares = _squared_norm(given)
         state.sum_squares += squares
         torch.maximum(state.peak, squares, out=state.peak)
         if state.edges is None:
@@ -230,18 +246,21 @@ class GradientMonitor:
             state.edges = fixed_edges(low, max(float(g.max()) for g in given), self.bins)
         state.counts += histogram(given, state.edges)
         state.sampled += 1
-        state.before = [p.detach().clone() for p in state.params]
+        copy = [p.detach().clone() for p in state.params]
+        state.before = copy, _squared_norm(copy)
 
     @staticmethod
     def _update_ratio(state: _Layer) -> None:
-        """Compare the weights with their copy at the last sampled pass, then drop it."""
-        before, state.before = state.before or [], None
-        now = [p.detach() for p in state.params]
-        moved = sum(torch.linalg.vector_norm(w - b, dtype=torch.float64) ** 2
-                    for w, b in zip(now, before, strict=True))  # fmt: skip
-        size = sum(torch.linalg.vector_norm(b, dtype=torch.float64) ** 2 for b in before)
-        changed = torch.as_tensor(moved) > 0
-        ratio = torch.sqrt(torch.as_tensor(moved) / size)
+        """Compare the weights with their copy at the last sampled pass, then drop it (the
+        copy becomes the difference in place: no second copy of the layer's weights)."""
+        if state.before is None:
+            return
+        (before, size), state.before = state.before, None
+        for copy, weight in zip(before, state.params, strict=True):
+            copy.sub_(weight.detach())
+        moved = _squared_norm(before)
+        changed = moved > 0
+        ratio = torch.sqrt(moved / size)
         state.ratios += torch.where(changed, torch.nan_to_num(ratio), 0.0)
         state.steps += changed
 
@@ -249,22 +268,21 @@ class GradientMonitor:
         self, activations: Mapping[str, np.ndarray], weights: Mapping[str, torch.Tensor]
     ) -> Deferred:
         """The epoch's arrays by store path, and a fresh start for the next epoch. The
-        hooks' are read now; the histograms of the probe batch's ``activations`` and of the
-        ``weights`` (the capture's CPU copies, name -> tensor, of what ``weight_change``
-        follows) when the write thread reads them, off the training loop's time."""
+        hooks' are read now, and the histograms of the ``weights`` (the capture's CPU
+        copies, name -> tensor, of what ``weight_change`` follows) made now, by torch on
+        this thread's cores (numpy on the write thread took 0.2 s an epoch for a resnet18's
+        weights, beside the training); those of the probe batch's ``activations`` (small)
+        when the write thread reads them."""
         with torch.no_grad():
             gathered = self._gathered()
+            kept = {layer: [weights[n] for n in names] for layer, names in self._followed.items()}
+            gathered.update(self._histograms("weights", kept, _torch_counts))
 
         def later() -> dict[str, np.ndarray]:
             # numpy, not torch: a torch op on the write thread gives it an OpenMP team of
             # its own, which slowed the training loop's steps by a quarter while it lived
-            kept = {
-                layer: [weights[n].numpy() for n in names]
-                for layer, names in self._followed.items()
-            }
-            out = self._histograms("weights", kept)
-            out.update(self._histograms("activations", {k: [v] for k, v in activations.items()}))
-            return out
+            values = {k: [v] for k, v in activations.items()}
+            return self._histograms("activations", values, numpy_histogram)
 
         return Deferred(gathered, later)
 
@@ -302,9 +320,10 @@ class GradientMonitor:
         return norm, peak, ratio, passes, sampled, counts
 
     def _histograms(
-        self, kind: str, values: Mapping[str, list[np.ndarray]]
+        self, kind: str, values: Mapping[str, list[Any]], count: Counter
     ) -> dict[str, np.ndarray]:
-        """Edges and counts of ``kind`` for its layers, edges fixed at the first call."""
+        """Edges and counts of ``kind`` for its layers (``values``: numpy arrays or CPU
+        tensors, counted by ``count``), edges fixed at the first call."""
         layers = histogram_layers(self.layers, kind)
         if not layers:
             return {}
@@ -313,7 +332,7 @@ class GradientMonitor:
             if spec.name not in fixed:
                 low, high = _range(values[spec.name])
                 fixed[spec.name] = fixed_edges(low, high, self.bins)
-        counts = [numpy_histogram(values[s.name], fixed[s.name]) for s in layers]
+        counts = [count(values[s.name], fixed[s.name]) for s in layers]
         return {
             histogram_path(kind, "edges"): np.stack([fixed[s.name] for s in layers]),
             histogram_path(kind, "counts"): np.stack(counts),
@@ -338,6 +357,10 @@ def _range(values: Sequence[np.ndarray]) -> tuple[float, float]:
     if not finite:
         return 0.0, 0.0
     return min(float(v.min()) for v in finite), max(float(v.max()) for v in finite)
+
+
+def _torch_counts(values: Iterable[torch.Tensor], edges: np.ndarray) -> np.ndarray:
+    return histogram(values, edges).numpy()
 
 
 def numpy_histogram(values: Iterable[np.ndarray], edges: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ The contract is kept in small modules and gathered here:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -176,6 +177,11 @@ EPOCH, PROBE, CHANNEL, Y, X = "epoch", "probe", "channel", "y", "x"
 IN_CHANNEL, RGB = "in_channel", "rgb"
 STAT = "stat"  # v5 channel statistics: the STAT_FIELDS, in their order
 STACKED_FROM = 5  # the first schema version whose per-layer statistics are stacked
+# An activation chunk's size: a build reads one probe's chunk, so a chunk of 1 MB keeps
+# that read cheap while a small layer's 8 probes share one file (a file costs the write
+# about 1 ms whatever its size)
+ACTIVATION_CHUNK_BYTES = 1 << 20
+ITEM_BYTES = {"float16": 2, "float32": 4}  # the activation dtypes (ACTIVATION_DTYPES)
 
 
 class ArraySpec(NamedTuple):
@@ -187,6 +193,13 @@ class ArraySpec(NamedTuple):
     chunk: tuple[int, ...]
     dtype: str
     dims: tuple[str, ...] | None = None
+
+
+def probes_per_chunk(shape: Sequence[int], n_probes: int, dtype: str) -> int:
+    """How many probes one activation chunk holds: as many as fit in
+    ``ACTIVATION_CHUNK_BYTES``, at least one, at most all."""
+    per_probe = math.prod(shape) * ITEM_BYTES[dtype]
+    return max(1, min(n_probes, ACTIVATION_CHUNK_BYTES // max(per_probe, 1)))
 
 
 def dimension_names(path: str, spec: ArraySpec) -> tuple[str, ...] | None:
@@ -220,8 +233,10 @@ def array_plan(
 ) -> dict[str, ArraySpec]:
     """Every epoch-indexed array: path -> one epoch's shape, chunk, dtype and axis names.
 
-    Activation chunks are one probe x all channels of a layer: one file per probe and
-    layer per epoch, and a whole layer of one probe across epochs is E reads. A feature
+    Activation chunks hold all channels of a layer for as many probes as fit in
+    ``ACTIVATION_CHUNK_BYTES`` (at least one): a whole layer of one probe across epochs is
+    E reads, and a small layer's probes are one file an epoch, not one each (a resnet18 at
+    32 px wrote 225 activation files an epoch, most of its write time). A feature
     visualization is one chunk per layer and epoch (a layer's sheet is one read).
     ``example_top_k`` > 0 adds the dataset-example arrays (``example_plan``). ``version``:
     the layout of the per-layer statistics (``layer_metric_plan``).
@@ -230,7 +245,7 @@ def array_plan(
     kernel_dims = (CHANNEL, IN_CHANNEL, "ky", "kx")
     for layer in layers:
         per_epoch = (n_probes, *layer.shape)
-        chunk = (1, *layer.shape) if len(layer.shape) == 3 else per_epoch
+        chunk = (probes_per_chunk(layer.shape, n_probes, activation_dtype), *layer.shape)
         dims = (PROBE, *map_dims(layer.shape))
         plan[activation_path(layer.name)] = ArraySpec(per_epoch, chunk, activation_dtype, dims)
         if layer.kernel_shape is not None:
