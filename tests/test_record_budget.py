@@ -67,6 +67,25 @@ def test_waiting_for_the_write_is_not_training():
     assert budget.spent == pytest.approx(1.0)
 
 
+def test_the_credit_mid_training_counts_the_training_so_far_and_charges_the_monitor():
+    """The gradient monitor asks in the middle of an epoch: the training since the last
+    ``epoch()`` counts (less the monitor's own work inside it), and that work and the
+    writes finished since are charged."""
+    clock = Clock()
+    budget = OverheadBudget(0.03, clock=clock)
+    clock.now += 1.0  # creating the Recorder
+    budget.end()
+    clock.now += 100.0  # training, 2 s of it the monitor's
+    assert budget.live_credit(monitor=2.0, writes=0.5) == pytest.approx(
+        0.03 * 98.0 - 1.0 - 2.0 - 0.5
+    )
+    assert budget.live_credit(monitor=0.0, writes=0.0) == pytest.approx(0.03 * 100.0 - 1.0)
+    budget.begin(monitor=2.0, writes=0.5)  # epoch(): the same accounts, now booked
+    budget.end()
+    assert budget.live_credit(monitor=2.0, writes=0.5) == pytest.approx(budget.credit())
+    assert budget.credit() == pytest.approx(0.03 * 98.0 - 1.0 - 2.0 - 0.5)
+
+
 def test_without_a_limit_there_is_no_budget():
     budget = OverheadBudget(None)
     assert budget.featviz_steps(8) is None

@@ -63,3 +63,32 @@ def test_every_layer_of_one_pass_gets_the_same_answer():
 def test_one_rule_exactly(kwargs):
     with pytest.raises(ValueError):
         PassSampler(**kwargs)
+
+
+def test_without_credit_left_only_each_epochs_first_pass_is_measured():
+    """The record and its write come first: when they take the whole budget the monitor
+    measures the first pass (index 0) and nothing else, however small its own share."""
+    clock = Clock()
+    asked: list[float] = []
+
+    def no_credit(seconds: float) -> float:
+        asked.append(seconds)
+        return -1.0
+
+    sampler = PassSampler(share=0.5, credit=no_credit, clock=clock)
+    clock.now += 100.0
+    assert [sampler.due(k) for k in range(5)] == [True, False, False, False, False]
+    sampler.spent(0.25)
+    assert not sampler.due(5) and asked[-1] == 0.25  # it tells the budget its own time
+
+
+def test_with_credit_left_the_share_still_caps_the_monitor():
+    clock = Clock()
+    sampler = PassSampler(share=0.01, credit=lambda seconds: 1e9, clock=clock)
+    measured = 0
+    for index in range(2000):
+        clock.now += 0.1
+        if sampler.due(index):
+            measured += 1
+            sampler.spent(0.05)
+    assert 30 <= measured <= 45

@@ -80,6 +80,19 @@ class OverheadBudget:
         busy = 0.0 if self._busy_since is None else self._clock() - self._busy_since
         return self.overhead * self.training - self.spent - busy
 
+    def live_credit(self, *, monitor: float, writes: float) -> float:
+        """The credit in the middle of training (the gradient monitor asks before measuring
+        a pass): the training since the last ``epoch()`` counts, less the monitor's work
+        inside it (``monitor``: its total) which is charged, as the writes finished since
+        (``writes``: the writer's total)."""
+        if self.overhead is None:
+            return math.inf
+        if self._busy_since is not None or self._idle_since is None:
+            return self.credit()
+        hooks, written = monitor - self._monitor, writes - self._writes
+        running = max(0.0, self._clock() - self._idle_since - hooks)
+        return self.overhead * (self.training + running) - self.spent - hooks - written
+
     def featviz_steps(self, full: int) -> int | None:
         """Steps featviz may take, at most ``full``: None (its own default) without a
         limit; until a step's cost is measured 1 when there is credit (the measurement,

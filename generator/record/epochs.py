@@ -9,6 +9,7 @@ before it goes to the writer, of copies only, so training may go on at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import replace
 
@@ -62,11 +63,20 @@ class EpochMaker:
         self._examples: dict[str, dict[str, np.ndarray]] = {}  # the last ones found
         self.gradients = (  # hooks from now on: they gather while the user trains
             GradientMonitor(
-                model, setup.layers, bins=HISTOGRAM_BINS, sampler=pass_sampler(setup.overhead)
+                model,
+                setup.layers,
+                bins=HISTOGRAM_BINS,
+                sampler=pass_sampler(setup.overhead, credit=self._credit_now),
             )
             if setup.gradients
             else None
         )
+
+    def _credit_now(self, monitor: float) -> float:
+        """The budget's credit in the middle of training, given the gradient monitor's
+        total ``monitor`` seconds and the writes finished so far."""
+        writes = self.writer.write_seconds if self.writer is not None else 0.0
+        return self.budget.live_credit(monitor=monitor, writes=writes)
 
     def close(self) -> None:
         """Remove the gradient hooks (idempotent): the model trains on without them."""
@@ -225,9 +235,10 @@ def _shape_of(inputs: torch.Tensor) -> tuple[int, int, int]:
     return int(channels), int(height), int(width)
 
 
-def pass_sampler(overhead: float | None) -> PassSampler:
-    """Which backward passes the gradient monitor measures: a share of the overhead budget,
-    or without one every ``GRADIENT_EVERY``-th (a function of the pass count alone)."""
+def pass_sampler(overhead: float | None, *, credit: Callable[[float], float]) -> PassSampler:
+    """Which backward passes the gradient monitor measures: a share of the overhead budget
+    while the budget has ``credit``, or without one every ``GRADIENT_EVERY``-th (a function
+    of the pass count alone)."""
     if overhead is None:
         return PassSampler(every=GRADIENT_EVERY)
-    return PassSampler(share=overhead * GRADIENT_SHARE)
+    return PassSampler(share=overhead * GRADIENT_SHARE, credit=credit)

@@ -218,17 +218,18 @@ class GradientMonitor:
             state.measuring = self.sampler.due(state.passes)
         state.pending[k] = grad if state.measuring else None
         if len(state.pending) == len(state.params):
-            # in parameter order, not arrival order: the sums come out the same every run
-            grads, state.pending = [state.pending[k] for k in sorted(state.pending)], {}
-            self._pass(state, grads)
+            pending, state.pending = state.pending, {}
+            state.passes += 1
+            if state.measuring or state.before is not None:  # else nothing more to do
+                # in parameter order, not arrival order: the sums come out the same every run
+                self._pass(state, [pending[i] for i in sorted(pending)])
         self.sampler.spent(time.perf_counter() - started)  # all of the monitor's time
 
     def _pass(self, state: _Layer, grads: Sequence[torch.Tensor | None]) -> None:
-        """One backward pass through a layer: counted; when measured, its norm, histogram
-        and the update ratio of the step after it (seen at the next pass). The epoch's pass
-        number decides: a killed run resumed re-trains the epoch from its start, so it
-        measures the same passes as an uninterrupted one."""
-        state.passes += 1
+        """One backward pass through a layer (counted by the caller): when measured, its
+        norm, histogram and the update ratio of the step after it (seen at the next pass).
+        The epoch's pass number decides: a killed run resumed re-trains the epoch from its
+        start, so it measures the same passes as an uninterrupted one."""
         with torch.no_grad():
             if state.before is not None:
                 self._update_ratio(state)  # the step after the last measured pass

@@ -13,8 +13,11 @@ Two ways to choose, both free of the training's own randomness:
   are measured. The choice is a function of the pass count alone, so a run's store is a
   function of its seed (a killed ``train`` resumed is bit-identical).
 - ``share=s`` (a Recorder's ``overhead=`` budget): a pass is measured when the monitor's own
-  time so far is at most ``s`` of the wall time since the monitor started; the first pass
-  is always measured. The monitor then costs about ``s`` of training whatever the model.
+  time so far (its hooks' included) is at most ``s`` of the wall time since the monitor
+  started, and the whole budget still has credit (``credit``: the record and its write
+  come first; a net whose record alone takes the budget gets one measured pass an epoch);
+  each epoch's first pass is always measured. The monitor then costs at most about ``s``
+  of training whatever the model.
 
 Every layer's hook asks about its own pass number; the first to ask about a pass decides
 it for all, so one backward pass is measured in every layer or in none.
@@ -35,13 +38,16 @@ class PassSampler:
         *,
         every: int | None = None,
         share: float | None = None,
+        credit: Callable[[float], float] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        """``credit(seconds)``: the overhead budget's seconds left now, given the
+        monitor's own ``seconds`` so far (share mode only; None: no other limit)."""
         if (every is None) == (share is None):
             raise ValueError("pass exactly one of every= or share=")
         if every is not None and every < 1:
             raise ValueError(f"every={every}: pass a count of passes, at least 1")
-        self.every, self.share, self._clock = every, share, clock
+        self.every, self.share, self._clock, self._credit = every, share, clock, credit
         self.seconds = 0.0  # the measurements' own time
         self._start = clock()
         self._decided: tuple[int, bool] | None = None  # the last pass decided, and how
@@ -54,7 +60,8 @@ class PassSampler:
             due = index % self.every == 0
         else:
             budget = (self.share or 0.0) * (self._clock() - self._start)
-            due = index == 0 or self.seconds <= budget
+            left = self._credit(self.seconds) if self._credit is not None else 1.0
+            due = index == 0 or (self.seconds <= budget and left > 0)
         self._decided = (index, due)
         return due
 
