@@ -99,8 +99,7 @@ def histogram(values: Iterable[torch.Tensor], edges: np.ndarray) -> torch.Tensor
             ends = places.new_tensor([0]), places.new_tensor([ordered.numel()])
             counts = torch.diff(torch.cat([ends[0], places, ends[1]])).double()
         else:
-            inside = flat.float() if flat.dtype != torch.float32 else flat.clone()
-            inside.clamp_(low, high)  # a private copy: the caller's tensor is untouched
+            inside = flat.float().clamp(low, high)  # a new tensor: the caller's is untouched
             counts = torch.histc(inside, bins=bins, min=low, max=high).double()
         total = total.to(counts.device) + counts
     return total
