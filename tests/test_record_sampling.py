@@ -36,13 +36,17 @@ def test_a_share_keeps_the_measurements_within_it():
     assert sampler.seconds <= 0.01 * clock.now + 0.05
 
 
-def test_the_first_pass_is_always_measured():
+def test_the_runs_first_pass_is_always_measured_an_epochs_first_not():
+    """The run's first pass fixes the histogram's edges, whatever the budget; a later
+    epoch's first pass (numbers start again from 0) is one more pass the budget decides."""
     clock = Clock()
     sampler = PassSampler(share=0.001, clock=clock)
     assert sampler.due(0)
     sampler.spent(10.0)
     clock.now += 1.0
     assert not sampler.due(1)
+    sampler.next_epoch()
+    assert not sampler.due(0)
 
 
 def test_every_layer_of_one_pass_gets_the_same_answer():
@@ -65,9 +69,10 @@ def test_one_rule_exactly(kwargs):
         PassSampler(**kwargs)
 
 
-def test_without_credit_left_only_each_epochs_first_pass_is_measured():
-    """The record and its write come first: when they take the whole budget the monitor
-    measures the first pass (index 0) and nothing else, however small its own share."""
+def test_without_credit_left_only_the_runs_first_pass_is_measured():
+    """The record and its write come first: while they take the whole budget the monitor
+    measures nothing after the run's first pass, however small its own share, in this
+    epoch or the next."""
     clock = Clock()
     asked: list[float] = []
 
@@ -80,6 +85,8 @@ def test_without_credit_left_only_each_epochs_first_pass_is_measured():
     assert [sampler.due(k) for k in range(5)] == [True, False, False, False, False]
     sampler.spent(0.25)
     assert not sampler.due(5) and asked[-1] == 0.25  # it tells the budget its own time
+    sampler.next_epoch()
+    assert not sampler.due(0)
 
 
 def test_with_credit_left_the_share_still_caps_the_monitor():

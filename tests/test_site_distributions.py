@@ -55,6 +55,22 @@ def test_gradient_flow_of_200_layers_and_50_epochs_stays_readable() -> None:
     assert gradient_flow(None) == ()
 
 
+def test_the_flow_caption_names_the_epochs_the_budget_left_unmeasured() -> None:
+    """Within a Recorder's overhead budget the monitor may measure no pass of an epoch
+    (the record comes first); the chart skips that epoch and its caption says which."""
+    layers, epochs = ("a", "b"), 5
+    norm = np.full((epochs, 2), 0.5, np.float32)
+    passes = np.full((epochs, 2), 10)
+    sampled = np.ones((epochs, 2), np.int64)
+    norm[0], passes[0], sampled[0] = np.nan, 0, 0  # epoch 0: no training
+    norm[2:4], sampled[2:4] = np.nan, 0  # epochs 2 and 3: no time left
+    caption = gradient_flow(GradientStats(layers, norm, norm, norm, passes, sampled))[0].caption
+    assert "Not measured in epochs 2, 3: the overhead budget" in caption
+    sampled[2:4], norm[2:4] = 1, 0.5
+    caption = gradient_flow(GradientStats(layers, norm, norm, norm, passes, sampled))[0].caption
+    assert "Not measured" not in caption
+
+
 def test_offset_histogram_draws_one_ridge_per_shown_epoch() -> None:
     epochs, bins = 60, 16
     edges = np.tile(np.linspace(-1, 1, bins + 1, dtype=np.float32), (epochs, 1))

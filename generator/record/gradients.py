@@ -275,6 +275,7 @@ class GradientMonitor:
         when the write thread reads them."""
         with torch.no_grad():
             gathered = self._gathered()
+            self.sampler.next_epoch()
             kept = {layer: [weights[n] for n in names] for layer, names in self._followed.items()}
             gathered.update(self._histograms("weights", kept, _torch_counts))
 

@@ -15,9 +15,10 @@ Two ways to choose, both free of the training's own randomness:
 - ``share=s`` (a Recorder's ``overhead=`` budget): a pass is measured when the monitor's own
   time so far (its hooks' included) is at most ``s`` of the wall time since the monitor
   started, and the whole budget still has credit (``credit``: the record and its write
-  come first; a net whose record alone takes the budget gets one measured pass an epoch);
-  each epoch's first pass is always measured. The monitor then costs at most about ``s``
-  of training whatever the model.
+  come first, as for feature visualization: while the record alone takes the budget, no
+  pass is measured, and ``sampled`` says so); the run's first pass is always measured (it
+  fixes the histogram's edges). The monitor then costs at most about ``s`` of training
+  whatever the model, and never takes the budget past its limit by more than one pass.
 
 Every layer's hook asks about its own pass number; the first to ask about a pass decides
 it for all, so one backward pass is measured in every layer or in none.
@@ -51,6 +52,7 @@ class PassSampler:
         self.seconds = 0.0  # the measurements' own time
         self._start = clock()
         self._decided: tuple[int, bool] | None = None  # the last pass decided, and how
+        self._measured_any = False  # the run's first pass is measured whatever the budget
 
     def due(self, index: int) -> bool:
         """Whether pass ``index`` (from 0; a layer's count of its passes) is measured."""
@@ -61,9 +63,14 @@ class PassSampler:
         else:
             budget = (self.share or 0.0) * (self._clock() - self._start)
             left = self._credit(self.seconds) if self._credit is not None else 1.0
-            due = index == 0 or (self.seconds <= budget and left > 0)
+            due = not self._measured_any or (self.seconds <= budget and left > 0)
+        self._measured_any = self._measured_any or due
         self._decided = (index, due)
         return due
+
+    def next_epoch(self) -> None:
+        """The pass numbers start again from 0: no decision of the last epoch stands."""
+        self._decided = None
 
     def spent(self, seconds: float) -> None:
         """A measurement took ``seconds``."""

@@ -162,7 +162,7 @@ def gradient_flow(stats: GradientStats | None) -> tuple[Chart, ...]:
             "Gradient norm per layer",
             norm,
             "root-mean-square over each epoch's backward passes of the L2 norm of the "
-            "layer's gradient; layers in model order, one line per epoch",
+            "layer's gradient; layers in model order, one line per epoch" + unmeasured_note(stats),
         ),
         Chart(
             "Update/weight ratio per layer",
@@ -171,6 +171,22 @@ def gradient_flow(stats: GradientStats | None) -> tuple[Chart, ...]:
             "about 1e-3 (dashed) is the usual healthy value: far below, a layer barely "
             "learns, far above, the step is too large",
         ),
+    )
+
+
+def unmeasured_note(stats: GradientStats) -> str:
+    """The trained epochs in which no pass was measured (a Recorder's overhead budget left
+    no time for it), said once; "" when every trained epoch has a measurement."""
+    trained = stats.passes.max(axis=1) > 0
+    missed = [int(e) for e in np.flatnonzero(trained & (stats.sampled.max(axis=1) == 0))]
+    if not missed:
+        return ""
+    shown = ", ".join(map(str, missed[:8])) + (
+        f" and {len(missed) - 8} more" if len(missed) > 8 else ""
+    )
+    return (
+        f". Not measured in epoch{'s' * (len(missed) > 1)} {shown}: the overhead budget "
+        "left recording no time for it (Recorder(overhead=…); the record itself comes first)"
     )
 
 
