@@ -380,9 +380,11 @@ def restore_environment(saved: Mapping[str, str]) -> None:
     environment of the process that starts a LocalCluster, for good: a ``train`` started
     later by a test in that process then ran on one thread, and its gradients differed in
     the last bit from the same run made on two."""
-    if dict(os.environ) != dict(saved):
-        os.environ.clear()
-        os.environ.update(saved)
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    for key, value in saved.items():
+        if os.environ.get(key) != value:
+            os.environ[key] = value
 
 
 @pytest.fixture(autouse=True)

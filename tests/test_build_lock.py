@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -166,7 +167,7 @@ def test_the_files_a_rebuild_no_longer_lists_outlive_its_new_pages_by_the_grace(
         live = (site / "live.json").read_text() if (site / "live.json").exists() else ""
         waits.append((seconds, [p for p in before if not (site / p).is_file()], "true" in live))
 
-    monkeypatch.setattr(builder.time, "sleep", sleep)
+    monkeypatch.setattr(builder, "time", SimpleNamespace(sleep=sleep))
     assert main(["-q", "build", "--store", str(a), "--out", str(site), *LIVE_PROBES,
                  *LIVE_COST, "--live"]) == 0  # fmt: skip
     gone = [p for p in before if not (site / p).is_file()]

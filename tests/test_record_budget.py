@@ -86,6 +86,21 @@ def test_the_credit_mid_training_counts_the_training_so_far_and_charges_the_moni
     assert budget.credit() == pytest.approx(0.03 * 98.0 - 1.0 - 2.0 - 0.5)
 
 
+def test_epoch_zeros_write_inside_the_recorder_is_charged_once():
+    """``Recorder()`` writes epoch 0 and waits for it: its wall time is charged when it
+    ends; the writer's totals then are settled, so the first ``epoch()`` charges neither
+    the write again nor takes its wait out of the training."""
+    clock = Clock()
+    budget = OverheadBudget(0.03, clock=clock)
+    clock.now += 2.0  # creating the store, writing epoch 0 (1.5 s) and waiting for it
+    budget.settle(writes=1.5, waits=1.5)
+    budget.end()
+    clock.now += 100.0
+    budget.begin(writes=1.5 + 0.4, waits=1.5)  # epoch 1's own write: 0.4 s
+    assert budget.spent == pytest.approx(2.0 + 0.4)
+    assert budget.training == pytest.approx(100.0)
+
+
 def test_without_a_limit_there_is_no_budget():
     budget = OverheadBudget(None)
     assert budget.featviz_steps(8) is None

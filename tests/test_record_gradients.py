@@ -161,6 +161,57 @@ def test_monitor_hooks_leave_grads_alone_and_go_away_on_close() -> None:
     assert taken["gradients/passes"].tolist() == [1]
 
 
+class Gated(nn.Module):
+    """A layer whose second parameter only some passes reach (a branch taken or not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(3))
+        self.extra = nn.Parameter(torch.ones(3))
+        self.use_extra = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight + (self.extra if self.use_extra else 0)
+
+
+def test_a_pass_that_leaves_a_parameter_without_a_gradient_still_counts() -> None:
+    """Passes 2 and 4 of 5 do not reach ``extra``: each pass counts all the same, and the
+    measuring decision of one pass never sticks to the next (every 2nd is measured)."""
+    model = nn.Sequential()
+    model.add_module("gated", Gated())
+    spec = [LayerSpec("gated", "linear", (3,), None, 6, None, module="gated")]
+    monitor = GradientMonitor(model, spec, bins=8, sampler=PassSampler(every=2))
+    for index in range(5):
+        model.gated.use_extra = index % 2 == 0
+        model(torch.ones(2, 3)).sum().backward()
+    weights = {n: p.detach().clone() for n, p in model.named_parameters()}
+    taken = monitor.take({"gated": np.zeros((2, 3), np.float16)}, weights)
+    assert taken["gradients/passes"].tolist() == [5]
+    assert taken["gradients/sampled"].tolist() == [3]  # passes 0, 2 and 4
+    monitor.close()
+
+
+def test_a_half_precision_gradient_norm_does_not_overflow() -> None:
+    """float16 holds at most 65504: a norm of 1e5 is measured in float32 at least."""
+    from generator.record.gradients import _squared_norm
+
+    big = torch.full((10_000,), 1000.0, dtype=torch.float16)
+    assert float(_squared_norm([big])) == pytest.approx(1e10, rel=1e-3)
+
+
+def test_a_histogram_counts_exactly_past_two_to_the_24() -> None:
+    """torch's ``histc`` counts in float32 per thread, so one thread's bin stops at 2^24;
+    the monitor counts in pieces below that."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        zeros = torch.zeros(2**24 + 1000)
+        counts = histogram([zeros], fixed_edges(-1.0, 1.0, 1))
+    finally:
+        torch.set_num_threads(threads)
+    assert counts.tolist() == [0, 2**24 + 1000, 0]
+
+
 def test_histogram_edges_and_out_of_range_bins() -> None:
     edges = fixed_edges(0.0, 4.0, 4)  # widened by half the range on each side
     np.testing.assert_allclose(edges, [-2, 0, 2, 4, 6])

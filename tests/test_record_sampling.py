@@ -7,6 +7,12 @@ import pytest
 from generator.record.sampling import PassSampler
 
 
+def measure(sampler: PassSampler, seconds: float) -> None:
+    """A measurement of ``seconds``, as the monitor reports one (inside its hook's time)."""
+    sampler.spent(seconds)
+    sampler.measured(seconds)
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 0.0
@@ -31,7 +37,7 @@ def test_a_share_keeps_the_measurements_within_it():
         if sampler.due(index):
             measured += 1
             clock.now += 0.05
-            sampler.spent(0.05)
+            measure(sampler, 0.05)
     assert 30 <= measured <= 45
     assert sampler.seconds <= 0.01 * clock.now + 0.05
 
@@ -42,7 +48,7 @@ def test_the_runs_first_pass_is_always_measured_an_epochs_first_not():
     clock = Clock()
     sampler = PassSampler(share=0.001, clock=clock)
     assert sampler.due(0)
-    sampler.spent(10.0)
+    measure(sampler, 10.0)
     clock.now += 1.0
     assert not sampler.due(1)
     sampler.next_epoch()
@@ -55,7 +61,7 @@ def test_every_layer_of_one_pass_gets_the_same_answer():
     clock = Clock()
     sampler = PassSampler(share=0.5, clock=clock)
     assert sampler.due(0)
-    sampler.spent(1.0)
+    measure(sampler, 1.0)
     clock.now += 1.0
     assert not sampler.due(1)
     clock.now += 10.0  # later layers of pass 1 come after a long while
@@ -83,7 +89,7 @@ def test_without_credit_left_only_the_runs_first_pass_is_measured():
     sampler = PassSampler(share=0.5, credit=no_credit, clock=clock)
     clock.now += 100.0
     assert [sampler.due(k) for k in range(5)] == [True, False, False, False, False]
-    sampler.spent(0.25)
+    measure(sampler, 0.25)
     assert not sampler.due(5) and asked[-1] == 0.25  # it tells the budget its own time
     sampler.next_epoch()
     assert not sampler.due(0)
@@ -97,5 +103,23 @@ def test_with_credit_left_the_share_still_caps_the_monitor():
         clock.now += 0.1
         if sampler.due(index):
             measured += 1
-            sampler.spent(0.05)
+            measure(sampler, 0.05)
     assert 30 <= measured <= 45
+
+
+def test_the_hooks_own_time_does_not_stop_the_measuring():
+    """The hooks cost something in every pass, measured or not, and measuring less cannot
+    make them cheaper: the share bounds the measurements; the budget is told everything."""
+    clock = Clock()
+    told: list[float] = []
+    sampler = PassSampler(share=0.01, credit=lambda s: told.append(s) or 1e9, clock=clock)
+    measured = 0
+    for index in range(1000):
+        clock.now += 0.1
+        sampler.spent(0.002)  # the hooks: 2 % of each pass, over the 1 % share alone
+        if sampler.due(index):
+            measured += 1
+            sampler.spent(0.05)
+            sampler.measured(0.05)
+    assert 15 <= measured <= 25
+    assert told[-1] == pytest.approx(sampler.seconds)  # hooks and measurements

@@ -66,6 +66,11 @@ class OverheadBudget:
         if self._busy_since is None:
             self._busy_since = now
 
+    def settle(self, *, writes: float, waits: float) -> None:
+        """The writer's totals so far (``writes``, ``waits``) ran inside recording that
+        ``end()`` charges by its wall time: they are not charged again by ``begin``."""
+        self._writes, self._waits = writes, waits
+
     def end(self) -> None:
         """Recording ends (again: time since the last end is charged too)."""
         now = self._clock()

@@ -78,6 +78,14 @@ class EpochMaker:
         writes = self.writer.write_seconds if self.writer is not None else 0.0
         return self.budget.live_credit(monitor=monitor, writes=writes)
 
+    def settle(self) -> None:
+        """Recording inside ``Recorder()`` ends: its wall time (epoch 0's write and the
+        wait for it included) is charged once, not again at the first ``epoch()``."""
+        writer = self.writer
+        if writer is not None:
+            self.budget.settle(writes=writer.write_seconds, waits=writer.wait_seconds)
+        self.budget.end()
+
     def close(self) -> None:
         """Remove the gradient hooks (idempotent): the model trains on without them."""
         if self.gradients is not None:
@@ -207,7 +215,7 @@ def _created(setup: RecorderSetup, epochs: EpochMaker, first: Metrics) -> Backgr
         writer.abandon()
         remove_created(setup)
         raise
-    epochs.budget.end()  # creating the store and writing epoch 0 were recording too
+    epochs.settle()  # creating the store and writing epoch 0 were recording too
     return writer
 
 
@@ -225,7 +233,7 @@ def _continued(store: StoreWriter, epochs: EpochMaker, first: Metrics) -> Backgr
     except BaseException:
         writer.abandon()
         raise
-    epochs.budget.end()
+    epochs.settle()
     return writer
 
 

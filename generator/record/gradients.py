@@ -66,6 +66,7 @@ from generator.store import (
     histogram_path,
 )
 
+HISTC_EXACT = 1 << 24  # values per histc call: its float32 counts are exact up to 2^24
 Counter = Callable[[Any, np.ndarray], np.ndarray]  # values, edges -> (B + 2,) counts
 Edges = tuple[float, float]  # the first and last edge; the bins are equal between them
 
@@ -99,8 +100,10 @@ def histogram(values: Iterable[torch.Tensor], edges: np.ndarray) -> torch.Tensor
             ends = places.new_tensor([0]), places.new_tensor([ordered.numel()])
             counts = torch.diff(torch.cat([ends[0], places, ends[1]])).double()
         else:
-            inside = flat.float().clamp(low, high)  # a new tensor: the caller's is untouched
-            counts = torch.histc(inside, bins=bins, min=low, max=high).double()
+            counts = torch.zeros(bins, dtype=torch.float64, device=flat.device)
+            for part in flat.split(HISTC_EXACT):  # histc counts in float32 per thread
+                inside = part.float().clamp(low, high)  # a new tensor: the caller's is untouched
+                counts += torch.histc(inside, bins=bins, min=low, max=high).double()
         total = total.to(counts.device) + counts
     return total
 
@@ -157,11 +160,12 @@ def _zeros(device: torch.device, size: int = 1) -> torch.Tensor:
 
 def _squared_norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The squared L2 norm of all of ``tensors`` together, as a float64 0-d tensor: each
-    norm in the tensors' own precision (a float64 copy of a resnet18's gradients cost more
-    than its backward pass), summed in float64 in the order given."""
+    norm in float32 or the tensors' own wider precision (a float64 copy of a resnet18's
+    gradients cost more than its backward pass), summed in float64 in the order given."""
     total = torch.zeros((), dtype=torch.float64, device=tensors[0].device if tensors else None)
     for tensor in tensors:
-        total += torch.linalg.vector_norm(tensor).double() ** 2
+        precision = torch.promote_types(tensor.dtype, torch.float32)  # float16 overflows
+        total += torch.linalg.vector_norm(tensor, dtype=precision).double() ** 2
     return total
 
 
@@ -213,16 +217,25 @@ class GradientMonitor:
         if self.paused:
             return
         started = time.perf_counter()
+        if k in state.pending:  # the last pass gave some parameter no gradient: it ended
+            self._complete(state)
         if not state.pending:  # the pass's first gradient: is this pass measured?
             state.measuring = self.sampler.due(state.passes)
         state.pending[k] = grad if state.measuring else None
         if len(state.pending) == len(state.params):
-            pending, state.pending = state.pending, {}
-            state.passes += 1
-            if state.measuring or state.before is not None:  # else nothing more to do
-                # in parameter order, not arrival order: the sums come out the same every run
-                self._pass(state, [pending[i] for i in sorted(pending)])
+            self._complete(state)
         self.sampler.spent(time.perf_counter() - started)  # all of the monitor's time
+
+    def _complete(self, state: _Layer) -> None:
+        """The layer's pass is over (every parameter's gradient in, or a parameter came
+        again): counted, and handled if measured or the step after a measured one."""
+        pending, state.pending = state.pending, {}
+        state.passes += 1
+        if state.measuring or state.before is not None:  # else nothing more to do
+            started = time.perf_counter()
+            # in parameter order, not arrival order: the sums come out the same every run
+            self._pass(state, [pending[i] for i in sorted(pending)])
+            self.sampler.measured(time.perf_counter() - started)
 
     def _pass(self, state: _Layer, grads: Sequence[torch.Tensor | None]) -> None:
         """One backward pass through a layer (counted by the caller): when measured, its
@@ -307,6 +320,8 @@ class GradientMonitor:
         """norm, norm_max, update_ratio, passes, sampled passes and the mean gradient
         histogram of the epoch (NaN without a sampled pass); the step after the last sampled
         pass is seen here, and the next epoch starts afresh."""
+        if state.pending:  # the epoch ended on a pass that left a parameter without one
+            self._complete(state)
         passes, sampled = state.passes, state.sampled
         if state.before is not None:
             self._update_ratio(state)

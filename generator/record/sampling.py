@@ -12,13 +12,15 @@ Two ways to choose, both free of the training's own randomness:
 - ``every=k`` (no overhead budget, ``train``'s default): passes 0, k, 2k, … of each epoch
   are measured. The choice is a function of the pass count alone, so a run's store is a
   function of its seed (a killed ``train`` resumed is bit-identical).
-- ``share=s`` (a Recorder's ``overhead=`` budget): a pass is measured when the monitor's own
-  time so far (its hooks' included) is at most ``s`` of the wall time since the monitor
-  started, and the whole budget still has credit (``credit``: the record and its write
-  come first, as for feature visualization: while the record alone takes the budget, no
-  pass is measured, and ``sampled`` says so); the run's first pass is always measured (it
-  fixes the histogram's edges). The monitor then costs at most about ``s`` of training
-  whatever the model, and never takes the budget past its limit by more than one pass.
+- ``share=s`` (a Recorder's ``overhead=`` budget): a pass is measured when the
+  measurements' time so far is at most ``s`` of the wall time since the monitor started
+  and the whole budget still has credit (``credit``), all the monitor's time charged to
+  it: its hooks' too, which measuring less cannot make cheaper, so they do not stop the
+  measuring. The record and its write come first, as for feature visualization: while
+  the record alone takes the budget, no pass is measured, and ``sampled`` says so. The
+  run's first pass is always measured (it fixes the histogram's edges). The measurements
+  then cost at most about ``s`` of training whatever the model, and never take the
+  budget past its limit by more than one pass.
 
 Every layer's hook asks about its own pass number; the first to ask about a pass decides
 it for all, so one backward pass is measured in every layer or in none.
@@ -49,7 +51,8 @@ class PassSampler:
         if every is not None and every < 1:
             raise ValueError(f"every={every}: pass a count of passes, at least 1")
         self.every, self.share, self._clock, self._credit = every, share, clock, credit
-        self.seconds = 0.0  # the measurements' own time
+        self.seconds = 0.0  # all the monitor's time: its hooks and its measurements
+        self.measuring = 0.0  # the measurements' part of it, which the share bounds
         self._start = clock()
         self._decided: tuple[int, bool] | None = None  # the last pass decided, and how
         self._measured_any = False  # the run's first pass is measured whatever the budget
@@ -63,7 +66,7 @@ class PassSampler:
         else:
             budget = (self.share or 0.0) * (self._clock() - self._start)
             left = self._credit(self.seconds) if self._credit is not None else 1.0
-            due = not self._measured_any or (self.seconds <= budget and left > 0)
+            due = not self._measured_any or (self.measuring <= budget and left > 0)
         self._measured_any = self._measured_any or due
         self._decided = (index, due)
         return due
@@ -73,5 +76,9 @@ class PassSampler:
         self._decided = None
 
     def spent(self, seconds: float) -> None:
-        """A measurement took ``seconds``."""
+        """The monitor took ``seconds`` (a hook call, with any measurement in it)."""
         self.seconds += seconds
+
+    def measured(self, seconds: float) -> None:
+        """A measurement took ``seconds`` (already within a ``spent``)."""
+        self.measuring += seconds

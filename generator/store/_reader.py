@@ -213,7 +213,8 @@ class RunReader(DistributionViews, LayerMetricViews):
     def layer_at(self, name: str, epoch: int, probe: int | None = None) -> np.ndarray:
         """(P, C, H, W) or (P, N) at one committed epoch; with ``probe``, (C, H, W) or (N,).
 
-        One chunk per probe: reading an epoch at a time keeps memory independent of E.
+        A chunk holds one probe or a few (up to 1 MB): reading an epoch at a time keeps
+        memory independent of E.
         """
         self.layer(name)
         self._check_epoch(epoch)
