@@ -21,6 +21,17 @@ class Clock:
         return self.now
 
 
+def after_a_measured_first_pass(*, share: float, seconds: float) -> tuple[PassSampler, Clock]:
+    """A sampler whose first pass was measured (always) and took ``seconds``, one second
+    of training later."""
+    clock = Clock()
+    sampler = PassSampler(share=share, clock=clock)
+    assert sampler.due(0)
+    measure(sampler, seconds)
+    clock.now += 1.0
+    return sampler, clock
+
+
 def test_every_k_measures_passes_zero_k_2k_whatever_the_time():
     sampler = PassSampler(every=4)
     assert [sampler.due(k) for k in range(10)] == [k % 4 == 0 for k in range(10)]
@@ -45,11 +56,7 @@ def test_a_share_keeps_the_measurements_within_it():
 def test_the_runs_first_pass_is_always_measured_an_epochs_first_not():
     """The run's first pass fixes the histogram's edges, whatever the budget; a later
     epoch's first pass (numbers start again from 0) is one more pass the budget decides."""
-    clock = Clock()
-    sampler = PassSampler(share=0.001, clock=clock)
-    assert sampler.due(0)
-    measure(sampler, 10.0)
-    clock.now += 1.0
+    sampler, _ = after_a_measured_first_pass(share=0.001, seconds=10.0)
     assert not sampler.due(1)
     sampler.next_epoch()
     assert not sampler.due(0)
@@ -58,11 +65,7 @@ def test_the_runs_first_pass_is_always_measured_an_epochs_first_not():
 def test_every_layer_of_one_pass_gets_the_same_answer():
     """The layers' hooks of one backward pass ask in turn: the first decides for all, even
     when the time moved meanwhile."""
-    clock = Clock()
-    sampler = PassSampler(share=0.5, clock=clock)
-    assert sampler.due(0)
-    measure(sampler, 1.0)
-    clock.now += 1.0
+    sampler, clock = after_a_measured_first_pass(share=0.5, seconds=1.0)
     assert not sampler.due(1)
     clock.now += 10.0  # later layers of pass 1 come after a long while
     assert not sampler.due(1)

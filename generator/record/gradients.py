@@ -15,9 +15,10 @@ and bias, weight_norm's originals, or every parameter of a block) over one epoch
   pass); ``passes`` = how many. Measuring a pass reads every parameter and gradient a few
   times (on a CPU resnet18 at 32 px, 80 ms beside a 105 ms step), so a sample of the
   passes is measured (``sampling.PassSampler``: every k-th, or within a share of the
-  overhead budget that counts all the monitor's time, its hooks' too) and ``sampled``
-  says how many; the figures below are over the sampled passes. A pass not measured costs
-  a hook call per parameter (its gradient is not kept).
+  overhead budget while the budget has credit; all the monitor's time, its hooks' too, is
+  charged to the budget) and ``sampled`` says how many; the figures below are over the
+  sampled passes. A pass not measured costs a hook call per parameter (its gradient is
+  not kept).
 - its gradient norm ``g_t`` is the L2 norm over all of them of the gradient the pass
   computed. ``norm`` = sqrt(mean_t g_t^2), the root-mean-square over the sampled passes,
   ``norm_max`` = max_t g_t; NaN and 0 with no sampled pass (epoch 0).

@@ -34,7 +34,8 @@ if TYPE_CHECKING:  # only named in messages; the schema imports no I/O
 SCHEMA_VERSION = 5
 READABLE_VERSIONS = (1, 2, 3, 4, 5)
 PROBE_SHAPE = "probe_shape"  # v3: the probes' (channels, height, width)
-ACTIVATION_DTYPES = ("float16", "float32")
+ACTIVATION_BYTES = {"float16": 2, "float32": 4}  # the activation dtypes, bytes per value
+ACTIVATION_DTYPES = tuple(ACTIVATION_BYTES)
 FEATVIZ_KINDS = ("conv", "block")  # layers with a (C, H, W) output a channel can drive
 REQUIRED_ATTRS = (
     "schema_version",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from generator.store._attrs import (
+    ACTIVATION_BYTES,
     ACTIVATION_DTYPES,
     FEATVIZ_KINDS,
     PROBE_SHAPE,
@@ -181,7 +182,6 @@ STACKED_FROM = 5  # the first schema version whose per-layer statistics are stac
 # that read cheap while a small layer's 8 probes share one file (a file costs the write
 # about 1 ms whatever its size)
 ACTIVATION_CHUNK_BYTES = 1 << 20
-ITEM_BYTES = {"float16": 2, "float32": 4}  # the activation dtypes (ACTIVATION_DTYPES)
 
 
 class ArraySpec(NamedTuple):
@@ -198,7 +198,7 @@ class ArraySpec(NamedTuple):
 def probes_per_chunk(shape: Sequence[int], n_probes: int, dtype: str) -> int:
     """How many probes one activation chunk holds: as many as fit in
     ``ACTIVATION_CHUNK_BYTES``, at least one, at most all."""
-    per_probe = math.prod(shape) * ITEM_BYTES[dtype]
+    per_probe = math.prod(shape) * ACTIVATION_BYTES[dtype]
     return max(1, min(n_probes, ACTIVATION_CHUNK_BYTES // max(per_probe, 1)))
 
 
